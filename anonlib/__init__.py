@@ -1,0 +1,7 @@
+"""anonlib: DICOM de-identification for research imaging."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]
