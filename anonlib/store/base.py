@@ -1,0 +1,113 @@
+"""The lookup store's interface: what the pipeline asks of the re-identification key.
+
+The store maps each original patient (PatientID + IssuerOfPatientID) to one pseudonym and one
+date shift, forever; it holds the project secret that keys the UID mapping; it records which
+studies and instances were processed. It is the re-identification key, so it lives in the
+identified zone and never inside an output folder.
+
+Implementations: :class:`anonlib.store.sql.SqlStore` (PostgreSQL, SQLite) and
+:class:`anonlib.store.memory.MemoryStore` (unit-test fake with the same behaviour).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Protocol
+
+__all__ = [
+    "PatientKey",
+    "PatientIdentity",
+    "PseudonymPolicy",
+    "StudyRecord",
+    "InstanceRecord",
+    "LookupStore",
+]
+
+
+@dataclass(frozen=True)
+class PatientKey:
+    """Who a patient is in the source system. ``patient_id`` is never empty here: the engine
+    derives a substitute key for instances without a PatientID (see ``engine.subject``)."""
+
+    patient_id: str
+    issuer: str = ""
+
+
+@dataclass(frozen=True)
+class PatientIdentity:
+    """What the research copy knows of a patient: a pseudonym and a date shift in days (never 0)."""
+
+    pseudonym: str
+    date_shift_days: int
+
+
+@dataclass(frozen=True)
+class PseudonymPolicy:
+    """How new patients are given a pseudonym and a date shift.
+
+    Pseudonyms are ``prefix`` + random characters, never derived from the original
+    (45 CFR 164.514(c)). Shifts are drawn uniformly from [shift_min_days, shift_max_days],
+    excluding 0.
+    """
+
+    prefix: str = "ANON"
+    shift_min_days: int = -3652
+    shift_max_days: int = -366
+
+
+@dataclass(frozen=True)
+class StudyRecord:
+    """One processed study: the original keys and what they became."""
+
+    original_study_uid: str
+    original_accession: str
+    pseudonym: str
+    new_study_uid: str
+    shifted_study_date: str  # "" when the study has no (valid) date
+
+
+@dataclass(frozen=True)
+class InstanceRecord:
+    """One processed instance. ``status`` is ``written`` or ``quarantined``; ``output`` is the
+    PHI-free path relative to the output root (empty when nothing was written); ``reason`` is a
+    PHI-free explanation for quarantine; ``sha256`` is the digest of the bytes written."""
+
+    original_sop_uid: str
+    new_sop_uid: str
+    original_study_uid: str
+    status: str
+    output: str = ""
+    reason: str = ""
+    sha256: str = ""
+
+
+class LookupStore(Protocol):
+    """Behaviour every store implementation provides (and the contract tests check)."""
+
+    def secret(self) -> bytes:
+        """The project secret (32 bytes), created once on first use and never changed."""
+
+    def patient(self, key: PatientKey) -> PatientIdentity:
+        """Get or create the identity of ``key``. Race-free: concurrent callers, in any number
+        of processes, all receive the same identity for the same key."""
+
+    def find_patient(self, key: PatientKey) -> PatientIdentity | None:
+        """The identity of ``key`` if it exists; never creates one (used by dry runs)."""
+
+    def patients(self) -> Iterator[tuple[PatientKey, PatientIdentity]]:
+        """Every patient in the store."""
+
+    def record_study(self, record: StudyRecord) -> None:
+        """Insert or update the study keyed by ``original_study_uid``."""
+
+    def record_instance(self, record: InstanceRecord) -> None:
+        """Insert or update the instance keyed by ``original_sop_uid``."""
+
+    def instance(self, original_sop_uid: str) -> InstanceRecord | None:
+        """The record of one processed instance, if any."""
+
+    def instances(self) -> Iterator[InstanceRecord]:
+        """Every processed instance."""
+
+    def close(self) -> None:
+        """Release connections."""

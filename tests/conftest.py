@@ -1,0 +1,11 @@
+"""Shared pytest configuration.
+
+Fixtures live in small plugin modules by what they need, so each stays short:
+``tests/fixtures/pg.py`` (real PostgreSQL databases), ``tests/fixtures/corpus.py`` (synthetic
+DICOM with planted PHI).
+"""
+
+pytest_plugins = [
+    "tests.fixtures.pg",
+    "tests.fixtures.corpus",
+]
