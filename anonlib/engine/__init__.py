@@ -1,1 +1,156 @@
-"""engine"""
+"""The de-identification engine: pure, no I/O.
+
+``deidentify(dataset, plan, lookup)`` returns the de-identified dataset, the record of every
+change, and whether the instance must be quarantined (burned-in pixel PHI). It opens no file,
+socket or database; the same inputs always give the same output.
+"""
+
+from __future__ import annotations
+
+import copy as _copy
+from dataclasses import dataclass, field
+
+from pydicom.dataset import Dataset
+
+from anonlib import __version__
+from anonlib.engine.changes import Change, format_path
+from anonlib.engine.dates import age_in_years, is_over_89, parse_da
+from anonlib.engine.identifiers import collect_identifiers
+from anonlib.engine.markers import add_markers, rebuild_file_meta
+from anonlib.engine.pixels import PixelVerdict, assess_pixels, blank_regions
+from anonlib.engine.privates import PrivatePolicy, declared_safe
+from anonlib.engine.subject import patient_key
+from anonlib.engine.text import Scrubber
+from anonlib.engine.uids import UidMapper
+from anonlib.engine.walk import Walker
+from anonlib.errors import DeidentificationError
+from anonlib.profile.iod import iod_types
+from anonlib.profile.plan import Plan
+
+__all__ = [
+    "Lookup", "Outcome", "InstanceKeys", "Change", "PixelVerdict", "deidentify", "patient_key",
+    "assess_pixels", "needs_pixel_data", "format_path", "UidMapper",
+]
+
+_DICOMDIR = "1.2.840.10008.1.3.10"
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """What the lookup store says for this instance's patient, plus the project secret."""
+
+    secret: bytes
+    pseudonym: str
+    date_shift_days: int
+
+
+@dataclass(frozen=True)
+class InstanceKeys:
+    """Original and new keys of one instance (the originals are PHI: for the store only)."""
+
+    original_sop_uid: str
+    original_series_uid: str
+    original_study_uid: str
+    original_accession: str
+    new_sop_uid: str
+    new_series_uid: str
+    new_study_uid: str
+    study_date: str  # de-identified StudyDate ("" when absent or removed)
+    series_number: str
+    modality: str
+    sop_class_uid: str
+
+
+@dataclass
+class Outcome:
+    """The de-identified dataset and everything the caller needs to route and record it."""
+
+    dataset: Dataset
+    keys: InstanceKeys
+    changes: list[Change] = field(default_factory=list)
+    quarantine: str | None = None  # PHI-free reason when the instance must not be released
+    pixels_cleaned: bool = False
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    try:
+        value = ds.get(keyword)
+    except Exception:  # noqa: BLE001
+        return ""
+    return str(value).strip(" \x00") if value not in (None, "") else ""
+
+
+def needs_pixel_data(ds: Dataset, plan: Plan) -> bool:
+    """True when pixels must be decoded and cleaned (a pixel-mask rule applies)."""
+    return assess_pixels(ds, plan).action == "mask"
+
+
+def _over_89(ds: Dataset) -> bool:
+    if is_over_89(age_in_years(_text(ds, "PatientAge"))):
+        return True
+    born, seen = parse_da(_text(ds, "PatientBirthDate")), parse_da(_text(ds, "StudyDate"))
+    if born and seen:
+        years = seen.year - born.year - ((seen.month, seen.day) < (born.month, born.day))
+        return years >= 90
+    return False
+
+
+def deidentify(ds: Dataset, plan: Plan, lookup: Lookup, *, copy: bool = True,
+               record_values: bool = False, record_kept: bool = False) -> Outcome:
+    """De-identify one instance.
+
+    ``copy=False`` modifies ``ds`` in place (faster; the pipeline uses it). ``record_values``
+    keeps original and new values in the change record (for previews only: they are PHI).
+    ``record_kept`` also records the elements that were kept unchanged.
+    """
+    if copy:
+        ds = _copy.deepcopy(ds)
+    sop_class = _text(ds, "SOPClassUID")
+    meta_class = str(getattr(ds, "file_meta", Dataset()).get("MediaStorageSOPClassUID", ""))
+    if _DICOMDIR in (sop_class, meta_class) or "DirectoryRecordSequence" in ds:
+        raise DeidentificationError("a DICOMDIR is not de-identified; rebuild it from the output")
+    if not sop_class or not _text(ds, "SOPInstanceUID"):
+        raise DeidentificationError("not a composite instance (no SOP Class / SOP Instance UID)")
+
+    mapper = UidMapper(lookup.secret, plan.uid_root)
+    verdict = assess_pixels(ds, plan)
+    originals = {k: _text(ds, k) for k in ("SOPInstanceUID", "SeriesInstanceUID",
+                                           "StudyInstanceUID", "AccessionNumber")}
+    walker = Walker(
+        plan=plan,
+        types=iod_types(sop_class),
+        uids=mapper,
+        scrubber=Scrubber(collect_identifiers(ds, plan), lambda d: walker.shift_date(d), mapper),
+        pseudonym=lookup.pseudonym,
+        date_shift_days=lookup.date_shift_days,
+        private=PrivatePolicy(plan.private.code, plan.private_keep, declared_safe(ds),
+                              plan.private.source),
+        over_89=_over_89(ds),
+        record_values=record_values,
+        record_kept=record_kept,
+    )
+    walker.run(ds)
+
+    cleaned = False
+    if verdict.action == "mask" and verdict.mask is not None and "PixelData" in ds:
+        blank_regions(ds, verdict.mask)
+        cleaned = True
+    quarantine = verdict.reason if verdict.action == "quarantine" else None
+    if verdict.action == "mask" and not cleaned:
+        quarantine = verdict.reason + "; pixel data was not available to clean"
+    add_markers(ds, plan, pixels_cleaned=cleaned, version=__version__)
+    rebuild_file_meta(ds)
+    keys = InstanceKeys(
+        original_sop_uid=originals["SOPInstanceUID"],
+        original_series_uid=originals["SeriesInstanceUID"],
+        original_study_uid=originals["StudyInstanceUID"],
+        original_accession=originals["AccessionNumber"],
+        new_sop_uid=_text(ds, "SOPInstanceUID"),
+        new_series_uid=_text(ds, "SeriesInstanceUID"),
+        new_study_uid=_text(ds, "StudyInstanceUID"),
+        study_date=_text(ds, "StudyDate"),
+        series_number=_text(ds, "SeriesNumber"),
+        modality=_text(ds, "Modality"),
+        sop_class_uid=sop_class,
+    )
+    return Outcome(ds, keys, walker.changes, quarantine, cleaned)

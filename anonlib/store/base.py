@@ -100,6 +100,9 @@ class LookupStore(Protocol):
     def record_study(self, record: StudyRecord) -> None:
         """Insert or update the study keyed by ``original_study_uid``."""
 
+    def study(self, original_study_uid: str) -> StudyRecord | None:
+        """The record of one processed study, if any."""
+
     def record_instance(self, record: InstanceRecord) -> None:
         """Insert or update the instance keyed by ``original_sop_uid``."""
 

@@ -1,0 +1,44 @@
+"""Bundled data files, read through one checksum-verified loader.
+
+``manifest.json`` records, for every table, its provenance (edition, source) and its SHA-256;
+:func:`read_verified` refuses a file whose bytes differ, so an edited or truncated table fails
+when it is loaded instead of silently changing what the engine does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from anonlib.errors import StandardDataError
+
+__all__ = ["read_verified", "manifest"]
+
+
+@cache
+def manifest() -> dict[str, Any]:
+    """The provenance manifest of the bundled tables."""
+    text = resources.files(__name__).joinpath("manifest.json").read_text(encoding="utf-8")
+    data: dict[str, Any] = json.loads(text)
+    return data
+
+
+def read_verified(name: str) -> bytes:
+    """The bytes of the bundled file ``name``, after checking its SHA-256 against the manifest."""
+    entry = manifest()["files"].get(name)
+    if entry is None:
+        raise StandardDataError(f"{name}: not listed in anonlib/data/manifest.json")
+    try:
+        data = resources.files(__name__).joinpath(name).read_bytes()
+    except FileNotFoundError as exc:
+        raise StandardDataError(f"{name}: bundled data file is missing") from exc
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != entry["sha256"]:
+        raise StandardDataError(
+            f"{name}: checksum mismatch (expected {entry['sha256'][:12]}…, found {digest[:12]}…); "
+            "the bundled table was altered"
+        )
+    return data

@@ -1,0 +1,45 @@
+"""The record of what the engine did to each element."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydicom.datadict import keyword_for_tag
+
+__all__ = ["Change", "format_path"]
+
+#: What happened to an element, in words a reviewer reads in the preview diff.
+OUTCOMES = ("removed", "emptied", "dummy", "pseudonym", "uid", "shifted", "cleaned", "capped",
+            "kept", "added", "replaced")
+
+
+def format_path(trail: tuple[tuple[int, int], ...], tag: int) -> str:
+    """A PHI-free path such as ``(0040,A730)[2]>(0040,A160)``."""
+    parts = [f"({t >> 16:04X},{t & 0xFFFF:04X})[{i}]" for t, i in trail]
+    parts.append(f"({tag >> 16:04X},{tag & 0xFFFF:04X})")
+    return ">".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One decision: where, what the plan said, which single action it resolved to, why, and
+    what happened. ``before``/``after`` hold values only when the caller asked for them (the
+    preview); they may be identifying and must never be logged or written to output."""
+
+    path: str
+    tag: int
+    vr: str
+    code: str  # the code the plan gave, e.g. "X/Z/D"
+    action: str  # the single action applied, e.g. "Z"
+    outcome: str  # one of OUTCOMES
+    source: str  # the layer that decided: "PS3.15 E.1-1 Basic Profile", "site profile 'x'", ...
+    iod_type: str | None = None
+    note: str = ""
+    before: str | None = None
+    after: str | None = None
+
+    @property
+    def keyword(self) -> str:
+        if (self.tag >> 16) % 2:
+            return "(private)"
+        return keyword_for_tag(self.tag) or ""

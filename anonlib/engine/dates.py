@@ -1,0 +1,78 @@
+"""Date arithmetic for DA, DT and AS values, and dates written in free text."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+
+__all__ = [
+    "parse_da", "shift_da", "shift_dt", "age_in_years", "AGE_CAP", "is_over_89",
+]
+
+AGE_CAP = "090Y"
+_DA = re.compile(r"^(\d{4})\.?(\d{2})\.?(\d{2})$")
+_DT = re.compile(r"^(\d{4})(\d{2})?(\d{2})?(\d{2}(?:\d{2}(?:\d{2}(?:\.\d{1,6})?)?)?)?([+-]\d{4})?$")
+_AS = re.compile(r"^(\d{3})([DWMY])$")
+
+
+def parse_da(value: str) -> _dt.date | None:
+    """A date from ``YYYYMMDD`` (or the ACR-NEMA ``YYYY.MM.DD``); None when invalid."""
+    match = _DA.match(value.strip())
+    if not match:
+        return None
+    try:
+        return _dt.date(int(match.group(1)), int(match.group(2)), int(match.group(3)))
+    except ValueError:
+        return None
+
+
+def _shift(day: _dt.date, days: int) -> _dt.date | None:
+    try:
+        return day + _dt.timedelta(days=days)
+    except OverflowError:
+        return None
+
+
+def shift_da(value: str, days: int) -> str | None:
+    """``value`` moved by ``days``; None when it is not a valid date (caller replaces it)."""
+    day = parse_da(value)
+    moved = _shift(day, days) if day else None
+    return moved.strftime("%Y%m%d") if moved and moved.year >= 1 else None
+
+
+def shift_dt(value: str, days: int) -> str | None:
+    """A DT value moved by ``days``, keeping its precision, time and offset; None when invalid.
+
+    A value with only a year (or year and month) is shifted from the middle of that period and
+    written back at the same precision.
+    """
+    match = _DT.match(value.strip())
+    if not match:
+        return None
+    year, month, day, time, offset = match.groups()
+    try:
+        base = _dt.date(int(year), int(month) if month else 7, int(day) if day else (15 if month else 1))
+    except ValueError:
+        return None
+    moved = _shift(base, days)
+    if moved is None or moved.year < 1:
+        return None
+    text = f"{moved.year:04d}"
+    if month:
+        text += f"{moved.month:02d}"
+    if day:
+        text += f"{moved.day:02d}" + (time or "")
+    return text + (offset or "")
+
+
+def age_in_years(value: str) -> float | None:
+    """The age an AS value states, in years; None when it is not a valid AS."""
+    match = _AS.match(value.strip())
+    if not match:
+        return None
+    number, unit = int(match.group(1)), match.group(2)
+    return {"D": number / 365.25, "W": number * 7 / 365.25, "M": number / 12, "Y": float(number)}[unit]
+
+
+def is_over_89(age: float | None) -> bool:
+    return age is not None and age >= 90

@@ -1,0 +1,150 @@
+"""Scrubbing identifying values out of text.
+
+Two passes over a value:
+
+* **known values** — every identifying value read from the instance's own header (names and
+  their parts, IDs, accession, phone numbers, e-mail, address parts, institutions, dates in
+  their common written forms) is replaced wherever it occurs, in any surviving text element;
+* **patterns** — in free text that is cleaned (descriptors, comments, SR text, annotations):
+  e-mail addresses, phone numbers, dates, long digit runs and UIDs, whether known or not.
+
+Dates are shifted by the patient's shift (or redacted when dates are removed, kept when they are
+kept); UIDs found in text are remapped like every other UID, so a reference written in a comment
+still resolves. Everything is pure and cached per set of identifiers.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Callable
+
+from anonlib.engine.dates import parse_da
+
+__all__ = ["Identifiers", "Scrubber"]
+
+_MONTHS = ["january", "february", "march", "april", "may", "june", "july", "august",
+           "september", "october", "november", "december"]
+_MON = "|".join(m[:3] for m in _MONTHS)
+_PATTERNS = re.compile(
+    r"(?P<email>[\w.+-]+@[\w-]+(?:\.[\w-]+)+)"
+    r"|(?P<uid>(?<!\w)(?<!\d\.)[0-2](?:\.(?:0|[1-9]\d*)){3,}(?!\w|\.\d))"
+    r"|(?P<ymd>(?<!\w)(?<!\d\.)(?P<y1>(?:19|20)\d\d)(?P<s1>[-/.]?)(?P<m1>0[1-9]|1[0-2])(?P=s1)(?P<d1>0[1-9]|[12]\d|3[01])(?![\w]))"
+    r"|(?P<dmy>(?<!\w)(?<!\d\.)(?P<a2>\d{1,2})(?P<s2>[-/.])(?P<b2>\d{1,2})(?P=s2)(?P<y2>(?:19|20)\d\d)(?![\w]))"
+    rf"|(?P<text>(?<![\w])(?P<d3>\d{{1,2}})\s+(?P<m3>{_MON})[a-z]*\.?,?\s+(?P<y3>(?:19|20)\d\d)(?![\w]))"
+    rf"|(?P<text2>(?<![\w])(?P<m4>{_MON})[a-z]*\.?\s+(?P<d4>\d{{1,2}}),?\s+(?P<y4>(?:19|20)\d\d)(?![\w]))"
+    r"|(?P<phone>(?<!\w)(?<!\d\.)(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,4}\)\s?)?\d{2,4}(?:[\s.-]\d{2,4}){1,3}(?!\w|\.\d))"
+    r"|(?P<digits>(?<!\w)(?<!\d\.)\d{6,}(?!\w|\.\d))",
+    re.IGNORECASE,
+)
+
+
+@dataclass
+class Identifiers:
+    """Identifying values collected from one instance, by kind."""
+
+    names: set[str] = field(default_factory=set)
+    tokens: set[str] = field(default_factory=set)  # IDs, phone numbers, e-mail, address parts
+    phrases: set[str] = field(default_factory=set)  # institutions, whole addresses
+    dates: set[str] = field(default_factory=set)  # DA values
+
+    def key(self) -> tuple[tuple[str, ...], ...]:
+        return tuple(tuple(sorted(s)) for s in (self.names, self.tokens, self.phrases, self.dates))
+
+
+def _date_forms(day: _dt.date) -> list[str]:
+    y, m, d = day.year, day.month, day.day
+    return [f"{y:04d}{m:02d}{d:02d}", f"{y:04d}-{m:02d}-{d:02d}", f"{y:04d}/{m:02d}/{d:02d}",
+            f"{y:04d}.{m:02d}.{d:02d}", f"{m:02d}/{d:02d}/{y:04d}", f"{d:02d}/{m:02d}/{y:04d}",
+            f"{d:02d}.{m:02d}.{y:04d}", f"{d:02d}-{m:02d}-{y:04d}", f"{m}/{d}/{y:04d}",
+            f"{d}.{m}.{y:04d}"]
+
+
+@lru_cache(maxsize=256)
+def _known_regex(key: tuple[tuple[str, ...], ...]) -> tuple[re.Pattern[str] | None, dict[str, str]]:
+    names, tokens, phrases, dates = key
+    kinds: dict[str, str] = {}
+    for value in phrases:
+        kinds[value.lower()] = "[REMOVED]"
+    for value in tokens:
+        kinds[value.lower()] = "[ID]"
+    for value in names:
+        kinds[value.lower()] = "[NAME]"
+    for value in dates:
+        day = parse_da(value)
+        for form in _date_forms(day) if day else []:
+            kinds[form.lower()] = "date:" + day.isoformat()  # type: ignore[union-attr]
+    if not kinds:
+        return None, kinds
+    alternatives = "|".join(re.escape(v) for v in sorted(kinds, key=len, reverse=True))
+    # Word boundaries that treat "_" as a separator, and never cut a dotted number (a UID or a
+    # decimal) in the middle.
+    return re.compile(
+        rf"(?<![^\W_])(?<!\d\.)(?:{alternatives})(?![^\W_])(?!\.\d)", re.IGNORECASE
+    ), kinds
+
+
+class Scrubber:
+    """Removes one instance's identifying values from text; see the module docstring."""
+
+    def __init__(
+        self,
+        identifiers: Identifiers,
+        shift_date: Callable[[_dt.date], str],
+        map_uid: Callable[[str], str],
+    ) -> None:
+        self._known, self._kinds = _known_regex(identifiers.key())
+        self._shift_date = shift_date
+        self._map_uid = map_uid
+
+    def known(self, text: str) -> str:
+        """``text`` with every known identifying value replaced."""
+        if self._known is None or not text:
+            return text
+        return self._known.sub(self._replace_known, text)
+
+    def clean(self, text: str) -> str:
+        """``text`` with known values and identifying patterns replaced (free-text cleaning)."""
+        if not text:
+            return text
+        return self.known(_PATTERNS.sub(self._replace_pattern, text))
+
+    def _replace_known(self, match: re.Match[str]) -> str:
+        kind = self._kinds.get(match.group(0).lower(), "[REMOVED]")
+        if kind.startswith("date:"):
+            return self._shift_date(_dt.date.fromisoformat(kind[5:]))
+        return kind
+
+    def _replace_pattern(self, match: re.Match[str]) -> str:
+        group = match.lastgroup
+        if group == "email":
+            return "[EMAIL]"
+        if group == "uid":
+            return self._map_uid(match.group(0))
+        if group in ("phone", "digits"):
+            digits = sum(ch.isdigit() for ch in match.group(0))
+            return "[ID]" if digits >= 6 else match.group(0)
+        day = _date_of(match)
+        return self._shift_date(day) if day else "[DATE]"
+
+
+def _date_of(match: re.Match[str]) -> _dt.date | None:
+    try:
+        if match.group("ymd"):
+            return _dt.date(int(match["y1"]), int(match["m1"]), int(match["d1"]))
+        if match.group("dmy"):
+            a, b, year = int(match["a2"]), int(match["b2"]), int(match["y2"])
+            month, day = (b, a) if match["s2"] == "." or a > 12 else (a, b)
+            return _dt.date(year, month, day)
+        if match.group("text"):
+            return _dt.date(int(match["y3"]), _MONTHS.index(_full(match["m3"])) + 1, int(match["d3"]))
+        return _dt.date(int(match["y4"]), _MONTHS.index(_full(match["m4"])) + 1, int(match["d4"]))
+    except (ValueError, TypeError):
+        return None
+
+
+def _full(month: str) -> str:
+    prefix = month[:3].lower()
+    return next(m for m in _MONTHS if m.startswith(prefix))

@@ -1,0 +1,332 @@
+"""The recursive walk: every element at every depth gets exactly one action.
+
+For each element the plan gives a code (Table E.1-1 with options, anonlib's layer, site
+overrides, or a default by VR); a compound code is resolved by the attribute's Type at that
+path in the instance's IOD; a plain X on an attribute the IOD requires (Type 1/2 under a kept
+parent) becomes D/Z so the output stays conformant; the action's handler (a table, not an
+if/elif chain) then changes the element and records the change.
+
+Raw elements that need nothing (numbers, code strings, pixel descriptions) are never decoded.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pydicom.sequence import Sequence
+
+from anonlib.engine.changes import Change, format_path
+from anonlib.engine.dates import AGE_CAP, age_in_years, shift_da, shift_dt
+from anonlib.engine.privates import PrivatePolicy
+from anonlib.engine.text import Scrubber
+from anonlib.engine.uids import UidMapper, structural_uid_tags
+from anonlib.engine.values import TEXT_VRS, dummy_value, empty_value, fit
+from anonlib.errors import DeidentificationError
+from anonlib.profile.codes import resolve, strength
+from anonlib.profile.iod import IodTypes
+from anonlib.profile.options import DateMode, Option
+from anonlib.profile.plan import Plan
+
+__all__ = ["Walker"]
+
+_DATE_VRS = frozenset({"DA", "DT", "TM"})
+#: VRs whose kept values still need work (remapping, shifting, capping, scrubbing, recursion).
+_ACTIVE_VRS = TEXT_VRS | _DATE_VRS | {"UI", "SQ", "AS"}
+_BIRTH_DATE = 0x00100030
+_PATIENT_AGE = 0x00101010
+_BY_VR_SOURCE = "anonlib: by VR (PS3.15 E.1-1 Note 4)"
+_DEFAULT_SOURCE = "not in PS3.15 E.1-1: kept and cleaned"
+
+Trail = tuple[tuple[int, int], ...]
+
+
+@dataclass
+class Walker:
+    """State for de-identifying one instance. Use :meth:`run` once."""
+
+    plan: Plan
+    types: IodTypes
+    uids: UidMapper
+    scrubber: Scrubber
+    pseudonym: str
+    date_shift_days: int
+    private: PrivatePolicy
+    over_89: bool = False
+    record_values: bool = False
+    record_kept: bool = False
+    changes: list[Change] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._retain_uids = Option.RETAIN_UIDS in self.plan.options
+        self._structural = structural_uid_tags()
+        self._handlers: dict[str, Callable[..., None]] = {
+            "X": self._remove, "Z": self._empty, "D": self._dummy, "K": self._keep,
+            "C": self._clean, "U": self._uid, "P": self._pseudonym,
+        }
+
+    # -- entry -------------------------------------------------------------------------------
+    def run(self, ds: Dataset) -> None:
+        self._strip_repeating_groups(ds)
+        self._walk(ds, (), (), dummy=False)
+
+    # -- traversal ---------------------------------------------------------------------------
+    def _walk(self, ds: Dataset, seq_path: tuple[int, ...], trail: Trail, *, dummy: bool) -> None:
+        has_private = False
+        for tag in list(ds.keys()):
+            group, element = tag >> 16, tag & 0xFFFF
+            if group in (0x0002, 0x0004) or element == 0:
+                self._apply("X", ds, tag, None, "X", "structural (file meta, DICOMDIR, group length)",
+                            None, seq_path, trail, dummy)
+                continue
+            if group % 2:
+                has_private = True
+                self.private.visit(self, ds, tag, seq_path, trail)
+                continue
+            vr = self._vr(ds, tag)
+            rule = self.plan.rule_for(tag)
+            if rule is not None:
+                code, source = rule.code, rule.source
+            elif vr in _DATE_VRS and self.plan.date_mode is DateMode.REMOVE:
+                code, source = "X/Z/D", _BY_VR_SOURCE
+            else:
+                if vr not in _ACTIVE_VRS and not self.record_kept:
+                    continue  # fast path: nothing to do, not decoded
+                code, source = "K", _DEFAULT_SOURCE
+            self._decide(ds, tag, vr, code, source, seq_path, trail, dummy)
+        if has_private:
+            self.private.finish(self, ds, trail)
+
+    def _decide(self, ds: Dataset, tag: int, vr: str, code: str, source: str,
+                seq_path: tuple[int, ...], trail: Trail, dummy: bool) -> None:
+        type_ = self.types.type_of(seq_path + (tag,)) if ("/" in code or code == "X") else None
+        action = resolve(code, type_)
+        note = ""
+        if action == "X" and strength(type_) < 3:
+            action = "Z" if strength(type_) == 2 else ("U" if vr == "UI" else "D")
+            note = f"kept: Type {type_} in {self.types.iod}"
+        if dummy and action in ("K", "C") and vr in (TEXT_VRS | _DATE_VRS):
+            action, note = "D", "inside a dummied sequence"
+        self._apply(action, ds, tag, vr, code, source, type_, seq_path, trail, dummy, note)
+
+    def _apply(self, action: str, ds: Dataset, tag: int, vr: str | None, code: str, source: str,
+               type_: str | None, seq_path: tuple[int, ...], trail: Trail, dummy: bool,
+               note: str = "") -> None:
+        handler = self._handlers.get(action)
+        if handler is None:
+            raise DeidentificationError(f"no handler for action {action!r}")
+        ctx = _Site(ds, tag, vr or self._vr(ds, tag), code, source, type_, seq_path, trail, dummy, note)
+        handler(ctx)
+
+    def walk_item(self, item: Dataset, ctx: "_Site", index: int, *, dummy: bool) -> None:
+        self._walk(item, ctx.seq_path + (ctx.tag,), ctx.trail + ((ctx.tag, index),), dummy=dummy)
+
+    # -- handlers ----------------------------------------------------------------------------
+    def _remove(self, s: "_Site") -> None:
+        before = self._before(s)
+        del s.ds[s.tag]
+        self._record(s, "X", "removed", before, None)
+
+    def _empty(self, s: "_Site") -> None:
+        element = s.ds[s.tag]
+        before = self._before(s)
+        element.value = empty_value(element.VR)
+        self._record(s, "Z", "emptied", before, "")
+
+    def _dummy(self, s: "_Site") -> None:
+        element = s.ds[s.tag]
+        if element.VR == "SQ":
+            for index, item in enumerate(element.value or []):
+                self.walk_item(item, s, index, dummy=True)
+            self._record(s, "D", "dummy", None, None)
+            return
+        if element.VR == "UI":
+            self._uid(s)
+            return
+        before = self._before(s)
+        element.value = dummy_value(element.VR)
+        self._record(s, "D", "dummy", before, str(element.value))
+
+    def _keep(self, s: "_Site") -> None:
+        self._retain(s, clean=False)
+
+    def _clean(self, s: "_Site") -> None:
+        self._retain(s, clean=True)
+
+    def _retain(self, s: "_Site", *, clean: bool) -> None:
+        element = s.ds[s.tag]
+        vr = element.VR
+        letter = "C" if clean else "K"
+        if vr == "SQ":
+            for index, item in enumerate(element.value or []):
+                self.walk_item(item, s, index, dummy=s.dummy)
+            return
+        if vr == "UI":
+            if not self._retain_uids and s.tag not in self._structural:
+                self._uid(s, action=letter)
+            elif self.record_kept:
+                self._record(s, letter, "kept", self._before(s), self._before(s))
+            return
+        if s.tag == _BIRTH_DATE and self.over_89:
+            s.note = "age over 89: birth date emptied (HIPAA 164.514(b)(2)(i)(C))"
+            self._empty(s)
+            return
+        if vr in ("DA", "DT"):
+            self._date(s, element, letter)
+        elif vr == "AS":
+            self._age(s, element, letter)
+        elif vr == "AE" and clean:
+            before = self._before(s)
+            element.value = dummy_value("AE")
+            self._record(s, "C", "dummy", before, str(element.value))
+        elif vr in TEXT_VRS:
+            scrub = self.scrubber.clean if (clean or vr in ("LT", "ST", "UT")) else self.scrubber.known
+            self._map_values(s, element, lambda v: fit(scrub(v), vr), letter, "cleaned")
+        elif self.record_kept:
+            self._record(s, letter, "kept", self._before(s), self._before(s))
+
+    def _uid(self, s: "_Site", action: str = "U") -> None:
+        element = s.ds[s.tag]
+        if element.VR == "SQ":  # defensive: U on a sequence means its UIDs
+            self._retain(s, clean=False)
+            return
+        self._map_values(s, element, self.uids, action, "uid")
+
+    def _pseudonym(self, s: "_Site") -> None:
+        element = s.ds[s.tag]
+        before = self._before(s)
+        element.value = fit(self.pseudonym, element.VR)
+        self._record(s, "P", "pseudonym", before, self.pseudonym)
+
+    # -- value helpers -----------------------------------------------------------------------
+    def _date(self, s: "_Site", element: DataElement, letter: str) -> None:
+        if self.plan.date_mode is not DateMode.SHIFT:
+            if self.record_kept:
+                self._record(s, letter, "kept", self._before(s), self._before(s))
+            return
+        shift = shift_da if element.VR == "DA" else shift_dt
+        values = _as_list(element.value)
+        if not values:
+            return
+        moved = [shift(v, self.date_shift_days) for v in values]
+        if any(m is None for m in moved):
+            s.note = "invalid date value replaced"
+            if strength(self.types.type_of(s.seq_path + (s.tag,))) == 1:
+                self._dummy(s)
+            else:
+                self._empty(s)
+            return
+        before = self._before(s)
+        element.value = moved if len(moved) > 1 else moved[0]
+        self._record(s, letter, "shifted", before, self._before(s))
+
+    def _age(self, s: "_Site", element: DataElement, letter: str) -> None:
+        values = _as_list(element.value)
+        capped = [AGE_CAP if (age_in_years(v) or 0) >= 90 else v for v in values]
+        if capped != values or (s.tag == _PATIENT_AGE and self.over_89 and values):
+            before = self._before(s)
+            element.value = capped if len(capped) > 1 else (capped[0] if capped else "")
+            s.note = "age over 89 capped at 90 (HIPAA 164.514(b)(2)(i)(C))"
+            self._record(s, letter, "capped", before, str(element.value))
+        elif self.record_kept:
+            self._record(s, letter, "kept", self._before(s), self._before(s))
+
+    def _map_values(self, s: "_Site", element: DataElement, fn: Callable[[str], str],
+                    letter: str, outcome: str) -> None:
+        values = _as_list(element.value)
+        new = [fn(v) for v in values]
+        if new == values:
+            if self.record_kept:
+                self._record(s, letter, "kept", self._before(s), self._before(s))
+            return
+        before = self._before(s)
+        element.value = new if len(new) > 1 else new[0]
+        self._record(s, letter, outcome, before, self._before(s))
+
+    def shift_date(self, day: _dt.date) -> str:
+        """A date found in text, moved by the patient's shift (or redacted / kept per mode)."""
+        if self.plan.date_mode is DateMode.KEEP:
+            return day.strftime("%Y%m%d")
+        if self.plan.date_mode is DateMode.REMOVE:
+            return "[DATE]"
+        try:
+            return (day + _dt.timedelta(days=self.date_shift_days)).strftime("%Y%m%d")
+        except OverflowError:
+            return "[DATE]"
+
+    # -- bookkeeping -------------------------------------------------------------------------
+    def _before(self, s: "_Site") -> str | None:
+        if not self.record_values or s.tag not in s.ds:
+            return None
+        element = s.ds[s.tag]
+        if element.VR == "SQ":
+            return f"<{len(element.value or [])} item(s)>"
+        if element.VR in ("OB", "OW", "OD", "OF", "OL", "OV", "UN"):
+            return f"<{len(element.value or b'')} bytes>"
+        return str(element.value)
+
+    def _record(self, s: "_Site", action: str, outcome: str, before: str | None,
+                after: str | None) -> None:
+        self.changes.append(Change(
+            path=format_path(s.trail, s.tag), tag=s.tag, vr=s.vr, code=s.code, action=action,
+            outcome=outcome, source=s.source, iod_type=s.type_, note=s.note,
+            before=before if self.record_values else None,
+            after=after if self.record_values else None,
+        ))
+
+    def _vr(self, ds: Dataset, tag: int) -> str:
+        raw = ds.get_item(tag)
+        vr = getattr(raw, "VR", None)
+        if vr:
+            return str(vr)
+        try:
+            vr = dictionary_VR(tag)
+        except KeyError:
+            vr = None
+        if not vr or " or " in vr:
+            vr = ds[tag].VR  # let pydicom resolve ambiguous and private VRs
+        return str(vr)
+
+    def _strip_repeating_groups(self, ds: Dataset) -> None:
+        """Overlays (60xx) and curves (50xx) go as whole groups unless kept (K) on purpose: a
+        bitmap cannot be cleaned of burned-in text automatically, and removing OverlayData alone
+        leaves an invalid overlay (required_type12.md B)."""
+        for first, element in ((0x6000, 0x3000), (0x5000, None)):
+            rule = self.plan.rule_for((first << 16) | (element or 0x3000))
+            if rule is not None and rule.code == "K":
+                continue
+            doomed = [t for t in ds.keys() if first <= (t >> 16) <= first + 0x1E and (t >> 16) % 2 == 0]
+            for tag in doomed:
+                site = _Site(ds, tag, self._vr(ds, tag), rule.code if rule else "X",
+                             rule.source if rule else "", None, (), (), False,
+                             "overlay/curve group removed whole")
+                self._remove(site)
+
+
+@dataclass
+class _Site:
+    """Where the walk stands: the element and everything needed to record a change."""
+
+    ds: Dataset
+    tag: int
+    vr: str
+    code: str
+    source: str
+    type_: str | None
+    seq_path: tuple[int, ...]
+    trail: Trail
+    dummy: bool
+    note: str = ""
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, (MultiValue, list, tuple)) and not isinstance(value, Sequence):
+        return [str(v) for v in value]
+    return [str(value)]

@@ -1,0 +1,67 @@
+"""Action codes (PS3.15 Table E.1-1a, plus anonlib's own) and how compound codes resolve by Type.
+
+The table of codes is data (``ps3.15_table_e1-1a_action_codes.csv``); this module checks that
+every code the profile table uses is one it knows, so an unknown code fails when the plan is
+built, not halfway through a study.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from functools import cache
+
+from anonlib.data import read_verified
+from anonlib.errors import ConfigError
+
+__all__ = ["STANDARD_CODES", "ANONLIB_CODES", "ALL_CODES", "resolve", "standard_code_table"]
+
+#: Codes anonlib adds on top of the standard ones. ``P``: replace with the patient's pseudonym.
+ANONLIB_CODES = frozenset({"P"})
+
+
+@cache
+def standard_code_table() -> dict[str, str]:
+    """code → resolution text, from Table E.1-1a."""
+    text = read_verified("ps3.15_table_e1-1a_action_codes.csv").decode("utf-8")
+    return {row["code"]: row["resolution_by_attribute_type"] for row in csv.DictReader(io.StringIO(text))}
+
+
+STANDARD_CODES = frozenset(standard_code_table())
+ALL_CODES = STANDARD_CODES | ANONLIB_CODES
+
+
+def check_code(code: str, where: str) -> str:
+    """``code`` if it is a known action code; :class:`ConfigError` naming ``where`` otherwise."""
+    if code not in ALL_CODES:
+        raise ConfigError(f"{where}: unknown action code {code!r} (known: {sorted(ALL_CODES)})")
+    return code
+
+
+def strength(type_: str | None) -> int:
+    """1, 2 or 3 for a PS3.3 Type (1C/2C count as 1/2: the attribute is present, so its condition
+    is taken to hold); 3 when the attribute is not defined at that place in the IOD."""
+    if not type_:
+        return 3
+    return {"1": 1, "2": 2}.get(type_[0], 3)
+
+
+def resolve(code: str, type_: str | None) -> str:
+    """The single action a compound code means for an attribute of PS3.3 Type ``type_``.
+
+    Follows Table E.1-1a (Z/D, X/Z, X/D, X/Z/D, X/Z/U*). Where the table's letters do not cover
+    the Type (X/D on a Type 2 attribute, X/Z on a Type 1), the nearest letter that keeps the IOD
+    valid is used: D for Type 1, Z (else D) for Type 2. ``X/Z/U*`` on Type 1 becomes K: the
+    Sequence is kept and the UIDs inside are replaced like every other UID.
+    """
+    if "/" not in code:
+        return code
+    letters = code.replace("*", "").split("/")
+    level = strength(type_)
+    if level == 3:
+        return "X" if "X" in letters else ("Z" if "Z" in letters else letters[0])
+    if level == 2:
+        return "Z" if "Z" in letters else "D"
+    if "U" in letters:
+        return "K"
+    return "D"

@@ -1,0 +1,154 @@
+"""The de-identification plan: PS3.15 table + options + anonlib's layer + site overrides.
+
+One small pure function, :func:`build_plan`, merges the layers (later wins) into a frozen
+:class:`Plan`. Everything the engine needs to decide an element's fate is in the plan; an unknown
+action code or an impossible combination fails here, before any instance is touched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+from anonlib.errors import ConfigError
+from anonlib.profile.codes import check_code
+from anonlib.profile.options import DEFAULT_OPTIONS, DateMode, Option
+from anonlib.profile.site import MaskRule, SiteProfile, parse_tag
+from anonlib.profile.table import edition, load_table
+
+__all__ = ["Rule", "Plan", "build_plan", "date_mode_of"]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What to do with an attribute and which layer decided it (for the change record)."""
+
+    code: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything the engine needs; immutable and hashable into a fingerprint."""
+
+    name: str
+    options: frozenset[Option]
+    date_mode: DateMode
+    rules: Mapping[int, Rule]
+    repeating: Mapping[tuple[int, int | None], Rule]  # (first group, element or None)
+    private: Rule
+    private_keep: frozenset[tuple[str, int, int]]  # (creator, group, element offset)
+    uid_root: str = "2.25"
+    quarantine_burned_in: bool = True
+    masks: tuple[MaskRule, ...] = ()
+    burned_in_sop_classes: frozenset[str] = frozenset()
+    burned_in_modalities: frozenset[str] = frozenset()
+    table_edition: str = ""
+    fingerprint: str = field(default="", compare=False)
+
+    def rule_for(self, tag: int) -> Rule | None:
+        """The rule for a public attribute (exact tags, then the 50xx/60xx patterns)."""
+        rule = self.rules.get(tag)
+        if rule is not None:
+            return rule
+        group = tag >> 16
+        if 0x5000 <= group <= 0x601E and group % 2 == 0 and (group <= 0x501E or group >= 0x6000):
+            first = 0x5000 if group <= 0x501E else 0x6000
+            return self.repeating.get((first, tag & 0xFFFF)) or self.repeating.get((first, None))
+        return None
+
+
+def date_mode_of(options: Iterable[Option]) -> DateMode:
+    """The date mode the longitudinal options select; both at once is an error."""
+    chosen = set(options)
+    full = Option.RETAIN_LONGITUDINAL_FULL_DATES in chosen
+    modified = Option.RETAIN_LONGITUDINAL_MODIFIED_DATES in chosen
+    if full and modified:
+        raise ConfigError("the Full Dates and Modified Dates options exclude each other")
+    return DateMode.KEEP if full else DateMode.SHIFT if modified else DateMode.REMOVE
+
+
+def _table_code(basic: str, options: tuple[tuple[str, str], ...], chosen: frozenset[str]) -> tuple[str, str]:
+    """The code a row gives under the chosen option columns. An option's entry overrides the
+    Basic Profile (E.1.1); where two chosen options disagree, C (clean) beats K (keep) — the more
+    protective reading, which is also what the date options need over Retain Device Identity."""
+    hits = [(column, code) for column, code in options if column in chosen]
+    if not hits:
+        return basic, "PS3.15 E.1-1 Basic Profile"
+    hits.sort(key=lambda hit: 0 if hit[1] == "C" else 1)
+    column, code = hits[0]
+    return code, f"PS3.15 E.1-1 {Option.parse(column).meaning}"
+
+
+@cache
+def _package_yaml(name: str) -> Any:
+    return yaml.safe_load(resources.files("anonlib.data").joinpath(name).read_text("utf-8"))
+
+
+def build_plan(site: SiteProfile | None = None) -> Plan:
+    """Merge Table E.1-1, the options, anonlib's own layer and ``site`` into a :class:`Plan`."""
+    site = site or SiteProfile()
+    options = frozenset(site.options if site.options is not None else DEFAULT_OPTIONS)
+    date_mode = date_mode_of(options)
+    columns = frozenset(option.column for option in options)
+
+    rules: dict[int, Rule] = {}
+    repeating: dict[tuple[int, int | None], Rule] = {}
+    private = Rule("X", "PS3.15 E.1-1 Basic Profile")
+    for row in load_table():
+        code, source = _table_code(row.basic, row.options, columns)
+        rule = Rule(code, source)
+        if row.kind == "tag" and row.tag is not None:
+            rules[row.tag] = rule
+        elif row.kind == "repeating" and row.group is not None:
+            repeating[(row.group, row.element)] = rule
+        else:
+            private = rule
+
+    for key, code in _package_yaml("anonlib_rules.yaml")["actions"].items():
+        rules[parse_tag(key)] = Rule(check_code(code, "anonlib_rules.yaml"), "anonlib default")
+    for tag, code in site.actions.items():
+        rules[tag] = Rule(code, f"site profile {site.name!r}")
+
+    burned = _package_yaml("burned_in.yaml")
+    plan = Plan(
+        name=site.name,
+        options=options,
+        date_mode=date_mode,
+        rules=rules,
+        repeating=repeating,
+        private=private,
+        private_keep=frozenset(site.private_keep),
+        uid_root=site.uid_root,
+        quarantine_burned_in=site.quarantine_burned_in,
+        masks=tuple(site.masks),
+        burned_in_sop_classes=frozenset(str(uid) for uid in burned["sop_classes"]),
+        burned_in_modalities=frozenset(burned["modalities"]),
+        table_edition=edition(),
+    )
+    return _with_fingerprint(plan)
+
+
+def _with_fingerprint(plan: Plan) -> Plan:
+    canonical = {
+        "name": plan.name,
+        "options": sorted(option.name for option in plan.options),
+        "date_mode": plan.date_mode.value,
+        "rules": sorted((tag, rule.code) for tag, rule in plan.rules.items()),
+        "repeating": sorted((f"{k[0]}:{k[1]}", r.code) for k, r in plan.repeating.items()),
+        "private": plan.private.code,
+        "private_keep": sorted(plan.private_keep),
+        "uid_root": plan.uid_root,
+        "quarantine": plan.quarantine_burned_in,
+        "masks": [mask.key() for mask in plan.masks],
+        "edition": plan.table_edition,
+    }
+    digest = hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
+    object.__setattr__(plan, "fingerprint", digest[:16])
+    return plan

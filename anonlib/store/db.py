@@ -1,0 +1,132 @@
+"""Database plumbing for :class:`anonlib.store.sql.SqlStore`: engines, schema creation,
+dialect-specific upserts and PHI-free error translation.
+
+Nothing here connects until a function is called.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, Table, create_engine, event, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
+
+from anonlib.errors import ConfigError, StoreError
+from anonlib.store.tables import SCHEMA_LOCK_KEY, SCHEMA_VERSION, metadata, schema_version
+
+__all__ = [
+    "DEFAULT_PG_DRIVER",
+    "SQLITE_BUSY_TIMEOUT_MS",
+    "make_engine",
+    "ensure_schema",
+    "upsert",
+    "store_error",
+]
+
+DEFAULT_PG_DRIVER = "postgresql+psycopg2"
+"""The driver used for bare ``postgresql://`` URLs (the one anonlib depends on)."""
+
+SQLITE_BUSY_TIMEOUT_MS = 60_000
+"""How long a SQLite writer waits for another process's transaction before failing."""
+
+Insert = postgresql.Insert | sqlite.Insert
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for a ``postgresql://`` or ``sqlite:///`` URL (no connection is made yet).
+
+    Raises :class:`ConfigError` for anything else. Messages never repeat the URL (it may
+    carry a password).
+    """
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError, TypeError):
+        raise ConfigError("the lookup store URL is not a valid database URL") from None
+    backend = parsed.get_backend_name()
+    if parsed.drivername == "postgresql":
+        # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; anonlib depends on psycopg2.
+        parsed = parsed.set(drivername=DEFAULT_PG_DRIVER)
+    if backend not in ("postgresql", "sqlite"):
+        raise ConfigError(
+            f"the lookup store URL must start with postgresql:// or sqlite:///, not {backend}://"
+        )
+    options: dict[str, Any] = {"hide_parameters": True}
+    if backend == "postgresql":
+        options["pool_pre_ping"] = True
+    try:
+        engine = create_engine(parsed, **options)
+    except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+        raise ConfigError(
+            f"cannot use the lookup store URL ({type(exc).__name__}: driver missing?)"
+        ) from None
+    if backend == "sqlite":
+        _configure_sqlite(engine)
+    return engine
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    """WAL, a busy timeout and enforced foreign keys on every connection; every transaction
+    starts with ``BEGIN IMMEDIATE`` so concurrent writers queue instead of failing."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself (below)
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def ensure_schema(engine: Engine) -> None:
+    """Create missing tables and record the schema version, serialized between processes
+    (PostgreSQL advisory transaction lock; SQLite ``BEGIN IMMEDIATE``).
+
+    Raises :class:`StoreError` if the database holds a newer schema than this code knows.
+    """
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            pass
+        metadata.create_all(conn)
+        conn.execute(
+            upsert(conn, schema_version).values(version=SCHEMA_VERSION).on_conflict_do_nothing()
+        )
+        found = conn.scalar(select(func.max(schema_version.c.version)))
+    if found is not None and found > SCHEMA_VERSION:
+        raise StoreError(
+            f"the lookup store has schema version {found}; this anonlib knows only up to "
+            f"{SCHEMA_VERSION}: upgrade anonlib"
+        )
+
+
+def upsert(conn: Connection, table: Table) -> Insert:
+    """The dialect's INSERT, which offers ``on_conflict_do_nothing``/``_do_update``."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def store_error(what: str, exc: SQLAlchemyError) -> StoreError:
+    """A :class:`StoreError` saying ``what`` failed, with a PHI-free summary of ``exc``.
+
+    Raise it ``from None``: driver messages can quote the failing row or statement with its
+    values (PostgreSQL ``DETAIL: Failing row contains ...``, psycopg2's client-side
+    parameters), so neither the message nor the chained exception may travel. Connection
+    failures (no statement involved) keep the driver's first line, which operators need.
+    """
+    orig = getattr(exc, "orig", None)
+    detail = type(orig if orig is not None else exc).__name__
+    code = getattr(orig, "pgcode", None) or getattr(orig, "sqlite_errorname", None)
+    if code:
+        detail += f" [{code}]"
+    if isinstance(exc, DBAPIError) and exc.statement is None and orig is not None:
+        first_line = str(orig).strip().splitlines()[:1]
+        if first_line:
+            detail += f": {first_line[0]}"
+    return StoreError(f"{what} ({detail})")

@@ -1,0 +1,154 @@
+"""An in-memory lookup store with the same behaviour as :class:`anonlib.store.sql.SqlStore`.
+
+For unit tests of other modules. Thread-safe. Several :class:`MemoryStore` objects built on one
+:class:`MemoryData` behave like several connections to one database (reopening, workers).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Iterator
+
+from anonlib.errors import StoreError
+from anonlib.store import rules
+from anonlib.store.base import (
+    InstanceRecord,
+    PatientIdentity,
+    PatientKey,
+    PseudonymPolicy,
+    StudyRecord,
+)
+
+__all__ = ["MemoryData", "MemoryStore"]
+
+
+@dataclass
+class MemoryData:
+    """What a database would hold; share one between stores to simulate reopening."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    secret: bytes | None = None
+    patients: dict[PatientKey, PatientIdentity] = field(default_factory=dict)
+    pseudonyms: set[str] = field(default_factory=set)
+    studies: dict[str, StudyRecord] = field(default_factory=dict)
+    instances: dict[str, InstanceRecord] = field(default_factory=dict)
+
+
+class MemoryStore:
+    """In-memory :class:`~anonlib.store.base.LookupStore`.
+
+    Raises :class:`~anonlib.errors.ConfigError` for an invalid ``policy`` and
+    :class:`~anonlib.errors.StoreError` where the SQL store's constraints would fail.
+    """
+
+    def __init__(
+        self, policy: PseudonymPolicy = PseudonymPolicy(), data: MemoryData | None = None
+    ) -> None:
+        rules.validate_policy(policy)
+        self.policy = policy
+        self.data = data if data is not None else MemoryData()
+        self._closed = False
+
+    def _open(self) -> MemoryData:
+        if self._closed:
+            raise StoreError("the lookup store is closed")
+        return self.data
+
+    def secret(self) -> bytes:
+        """The project secret (32 bytes), created once on first use and never changed."""
+        data = self._open()
+        with data.lock:
+            if data.secret is None:
+                data.secret = rules.new_secret()
+            return data.secret
+
+    def patient(self, key: PatientKey) -> PatientIdentity:
+        """Get or create the identity of ``key``."""
+        rules.check_key(key)
+        data = self._open()
+        with data.lock:
+            found = data.patients.get(key)
+            if found is not None:
+                return found
+            for _ in range(rules.MAX_PSEUDONYM_ATTEMPTS):
+                pseudonym = rules.new_pseudonym(self.policy)
+                if pseudonym not in data.pseudonyms:
+                    break
+            else:
+                raise StoreError("could not create patient identity: no free pseudonym found")
+            identity = PatientIdentity(pseudonym, rules.new_date_shift(self.policy))
+            data.patients[key] = identity
+            data.pseudonyms.add(pseudonym)
+            return identity
+
+    def find_patient(self, key: PatientKey) -> PatientIdentity | None:
+        """The identity of ``key`` if it exists; never creates one."""
+        rules.check_key(key)
+        data = self._open()
+        with data.lock:
+            return data.patients.get(key)
+
+    def patients(self) -> Iterator[tuple[PatientKey, PatientIdentity]]:
+        """Every patient, in order of creation."""
+        data = self._open()
+        with data.lock:
+            items = list(data.patients.items())
+        return iter(items)
+
+    def record_study(self, record: StudyRecord) -> None:
+        """Insert or update the study keyed by ``original_study_uid``."""
+        rules.check_study(record)
+        data = self._open()
+        with data.lock:
+            if record.pseudonym not in data.pseudonyms:
+                raise StoreError("could not record study: its pseudonym is not in the store")
+            for other in data.studies.values():
+                if (
+                    other.new_study_uid == record.new_study_uid
+                    and other.original_study_uid != record.original_study_uid
+                ):
+                    raise StoreError("could not record study: new_study_uid already used")
+            data.studies[record.original_study_uid] = record
+
+    def study(self, original_study_uid: str) -> StudyRecord | None:
+        """The record of one processed study, if any."""
+        data = self._open()
+        with data.lock:
+            return data.studies.get(original_study_uid)
+
+    def record_instance(self, record: InstanceRecord) -> None:
+        """Insert or update the instance keyed by ``original_sop_uid``."""
+        rules.check_instance(record)
+        data = self._open()
+        with data.lock:
+            data.instances[record.original_sop_uid] = record
+
+    def instance(self, original_sop_uid: str) -> InstanceRecord | None:
+        """The record of one processed instance, if any."""
+        data = self._open()
+        with data.lock:
+            return data.instances.get(original_sop_uid)
+
+    def instances(self) -> Iterator[InstanceRecord]:
+        """Every processed instance, ordered by original SOP Instance UID."""
+        data = self._open()
+        with data.lock:
+            items = sorted(data.instances.values(), key=lambda r: r.original_sop_uid)
+        return iter(items)
+
+    def close(self) -> None:
+        """Mark this store closed; the shared data stays for other stores."""
+        self._closed = True
+
+    def __enter__(self) -> MemoryStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

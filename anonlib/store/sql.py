@@ -1,0 +1,224 @@
+"""The lookup store on PostgreSQL or SQLite, through SQLAlchemy Core.
+
+Get-or-create is race-free across processes: a missing row is inserted with
+``INSERT ... ON CONFLICT DO NOTHING`` and then read back, so whoever inserts first wins and every
+caller returns the winner's row. Errors leave as :class:`~anonlib.errors.StoreError` whose
+messages name the operation, never a key (keys are PHI).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from types import TracebackType
+from typing import Iterator
+
+from sqlalchemy import Connection, func, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from anonlib.errors import StoreError
+from anonlib.store import rules
+from anonlib.store.base import (
+    InstanceRecord,
+    PatientIdentity,
+    PatientKey,
+    PseudonymPolicy,
+    StudyRecord,
+)
+from anonlib.store.db import ensure_schema, make_engine, store_error, upsert
+from anonlib.store.tables import instance, patient, secret, study
+
+__all__ = ["SqlStore"]
+
+
+class SqlStore:
+    """:class:`~anonlib.store.base.LookupStore` on ``postgresql://`` or ``sqlite:///`` ``url``.
+
+    Opening creates the schema if missing (safe when many processes open a fresh database at
+    once). Raises :class:`~anonlib.errors.ConfigError` for an invalid policy or URL and
+    :class:`~anonlib.errors.StoreError` when the database cannot be opened.
+    """
+
+    def __init__(self, url: str, policy: PseudonymPolicy = PseudonymPolicy()) -> None:
+        rules.validate_policy(policy)
+        self.policy = policy
+        self._engine = make_engine(url)
+        self._secret: bytes | None = None
+        self._closed = False
+        try:
+            ensure_schema(self._engine)
+        except SQLAlchemyError as exc:
+            self._engine.dispose()
+            raise store_error("could not open the lookup store", exc) from None
+        except BaseException:
+            self._engine.dispose()
+            raise
+
+    @contextmanager
+    def _transaction(self, what: str) -> Iterator[Connection]:
+        """One transaction; SQLAlchemy errors become a StoreError saying ``what`` failed."""
+        if self._closed:
+            raise StoreError("the lookup store is closed")
+        try:
+            with self._engine.begin() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise store_error(what, exc) from None
+
+    def secret(self) -> bytes:
+        """The project secret (32 bytes), created once on first use and never changed."""
+        if self._secret is None:
+            query = select(secret.c.secret).where(secret.c.id == 1)
+            with self._transaction("could not read or create the project secret") as conn:
+                value = conn.scalar(query)
+                if value is None:
+                    insert = upsert(conn, secret).values(id=1, secret=rules.new_secret())
+                    conn.execute(insert.on_conflict_do_nothing())
+                    value = conn.scalar(query)
+            if value is None or len(value) != rules.SECRET_BYTES:
+                raise StoreError("the project secret in the lookup store is missing or damaged")
+            self._secret = bytes(value)
+        return self._secret
+
+    @staticmethod
+    def _select_identity(conn: Connection, key: PatientKey) -> PatientIdentity | None:
+        row = conn.execute(
+            select(patient.c.pseudonym, patient.c.date_shift_days).where(
+                patient.c.patient_id == key.patient_id, patient.c.issuer == key.issuer
+            )
+        ).first()
+        return None if row is None else PatientIdentity(row.pseudonym, row.date_shift_days)
+
+    def patient(self, key: PatientKey) -> PatientIdentity:
+        """Get or create the identity of ``key`` (race-free across processes)."""
+        rules.check_key(key)
+        with self._transaction("could not create patient identity") as conn:
+            found = self._select_identity(conn, key)
+            attempts = 0
+            while found is None and attempts < rules.MAX_PSEUDONYM_ATTEMPTS:
+                attempts += 1
+                insert = upsert(conn, patient).values(
+                    patient_id=key.patient_id,
+                    issuer=key.issuer,
+                    pseudonym=rules.new_pseudonym(self.policy),
+                    date_shift_days=rules.new_date_shift(self.policy),
+                )
+                # Conflicts on the key (a concurrent creator won) or on the pseudonym (taken:
+                # try another) both do nothing; the read-back tells them apart.
+                conn.execute(insert.on_conflict_do_nothing())
+                found = self._select_identity(conn, key)
+        if found is None:
+            raise StoreError("could not create patient identity: no free pseudonym found")
+        return found
+
+    def find_patient(self, key: PatientKey) -> PatientIdentity | None:
+        """The identity of ``key`` if it exists; never creates one."""
+        rules.check_key(key)
+        with self._transaction("could not look up patient identity") as conn:
+            return self._select_identity(conn, key)
+
+    def patients(self) -> Iterator[tuple[PatientKey, PatientIdentity]]:
+        """Every patient, in order of creation."""
+        query = select(
+            patient.c.patient_id, patient.c.issuer, patient.c.pseudonym, patient.c.date_shift_days
+        ).order_by(patient.c.id)
+        with self._transaction("could not list patients") as conn:
+            rows = conn.execute(query).all()
+        return iter(
+            [
+                (PatientKey(r.patient_id, r.issuer), PatientIdentity(r.pseudonym, r.date_shift_days))
+                for r in rows
+            ]
+        )
+
+    def record_study(self, record: StudyRecord) -> None:
+        """Insert or update the study keyed by ``original_study_uid``."""
+        rules.check_study(record)
+        with self._transaction("could not record study") as conn:
+            insert = upsert(conn, study).values(
+                original_study_uid=record.original_study_uid,
+                original_accession=record.original_accession,
+                pseudonym=record.pseudonym,
+                new_study_uid=record.new_study_uid,
+                shifted_study_date=record.shifted_study_date,
+            )
+            changed = ("original_accession", "pseudonym", "new_study_uid", "shifted_study_date")
+            updates = {name: insert.excluded[name] for name in changed}
+            updates["last_processed_at"] = func.current_timestamp()
+            conn.execute(
+                insert.on_conflict_do_update(
+                    index_elements=[study.c.original_study_uid], set_=updates
+                )
+            )
+
+    def study(self, original_study_uid: str) -> StudyRecord | None:
+        """The record of one processed study, if any."""
+        query = select(
+            study.c.original_study_uid,
+            study.c.original_accession,
+            study.c.pseudonym,
+            study.c.new_study_uid,
+            study.c.shifted_study_date,
+        ).where(study.c.original_study_uid == original_study_uid)
+        with self._transaction("could not read study record") as conn:
+            row = conn.execute(query).first()
+        return None if row is None else StudyRecord(*row)
+
+    def record_instance(self, record: InstanceRecord) -> None:
+        """Insert or update the instance keyed by ``original_sop_uid``."""
+        rules.check_instance(record)
+        with self._transaction("could not record instance") as conn:
+            insert = upsert(conn, instance).values(**_instance_values(record))
+            updates = {name: insert.excluded[name] for name in _INSTANCE_FIELDS[1:]}
+            updates["processed_at"] = func.current_timestamp()
+            conn.execute(
+                insert.on_conflict_do_update(
+                    index_elements=[instance.c.original_sop_uid], set_=updates
+                )
+            )
+
+    def instance(self, original_sop_uid: str) -> InstanceRecord | None:
+        """The record of one processed instance, if any."""
+        query = select(*(instance.c[name] for name in _INSTANCE_FIELDS)).where(
+            instance.c.original_sop_uid == original_sop_uid
+        )
+        with self._transaction("could not read instance record") as conn:
+            row = conn.execute(query).first()
+        return None if row is None else InstanceRecord(*row)
+
+    def instances(self) -> Iterator[InstanceRecord]:
+        """Every processed instance, ordered by original SOP Instance UID (code points)."""
+        query = select(*(instance.c[name] for name in _INSTANCE_FIELDS))
+        with self._transaction("could not list instance records") as conn:
+            records = [InstanceRecord(*row) for row in conn.execute(query)]
+        return iter(sorted(records, key=lambda r: r.original_sop_uid))
+
+    def close(self) -> None:
+        """Release connections; later calls raise :class:`StoreError`."""
+        self._closed = True
+        self._engine.dispose()
+
+    def __enter__(self) -> SqlStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+_INSTANCE_FIELDS = (
+    "original_sop_uid",
+    "new_sop_uid",
+    "original_study_uid",
+    "status",
+    "output",
+    "reason",
+    "sha256",
+)
+
+
+def _instance_values(record: InstanceRecord) -> dict[str, str]:
+    return {name: getattr(record, name) for name in _INSTANCE_FIELDS}

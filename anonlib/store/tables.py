@@ -1,0 +1,148 @@
+"""SQLAlchemy definitions of the lookup store's tables.
+
+``sql/schema.sql`` is the source of truth; these definitions must produce the same schema on
+PostgreSQL (a test reflects both and compares them). Constraint and index names are spelled
+out so both sides agree. Defining tables connects to nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKeyConstraint,
+    Identity,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "SCHEMA_LOCK_KEY",
+    "metadata",
+    "schema_version",
+    "secret",
+    "patient",
+    "study",
+    "instance",
+]
+
+SCHEMA_VERSION = 1
+"""The schema version these definitions describe (a row of ``anonlib_schema_version``)."""
+
+SCHEMA_LOCK_KEY = 7020671389173113393
+"""PostgreSQL advisory lock key (``b"anonlib1"``) serializing schema creation; also in schema.sql."""
+
+metadata = MetaData()
+
+_NOW = text("CURRENT_TIMESTAMP")
+_EMPTY = text("''")
+
+
+def _timestamp(name: str) -> Column[Any]:
+    return Column(name, DateTime(timezone=True), nullable=False, server_default=_NOW)
+
+
+def _text(name: str, default_empty: bool = False) -> Column[Any]:
+    return Column(name, Text, nullable=False, server_default=_EMPTY if default_empty else None)
+
+
+schema_version = Table(
+    "anonlib_schema_version",
+    metadata,
+    Column("version", Integer, nullable=False, autoincrement=False),
+    _timestamp("applied_at"),
+    PrimaryKeyConstraint("version", name="anonlib_schema_version_pkey"),
+    comment="Versions of the anonlib store schema applied to this database; one row per version.",
+)
+
+secret = Table(
+    "anonlib_secret",
+    metadata,
+    Column("id", Integer, nullable=False, autoincrement=False),
+    Column("secret", LargeBinary, nullable=False),
+    _timestamp("created_at"),
+    PrimaryKeyConstraint("id", name="anonlib_secret_pkey"),
+    CheckConstraint("id = 1", name="anonlib_secret_id_check"),
+    CheckConstraint("length(secret) = 32", name="anonlib_secret_secret_check"),
+    comment=(
+        "The project secret (32 random bytes) keying the UID mapping; "
+        "one row, created once, never changed."
+    ),
+)
+
+patient = Table(
+    "anonlib_patient",
+    metadata,
+    # BIGINT identity on PostgreSQL; INTEGER (the rowid alias) on SQLite.
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), Identity(), nullable=False),
+    _text("patient_id"),
+    _text("issuer", default_empty=True),
+    _text("pseudonym"),
+    Column("date_shift_days", Integer, nullable=False),
+    _timestamp("created_at"),
+    PrimaryKeyConstraint("id", name="anonlib_patient_pkey"),
+    UniqueConstraint("patient_id", "issuer", name="anonlib_patient_patient_id_issuer_key"),
+    UniqueConstraint("pseudonym", name="anonlib_patient_pseudonym_key"),
+    CheckConstraint("patient_id <> ''", name="anonlib_patient_patient_id_check"),
+    CheckConstraint("date_shift_days <> 0", name="anonlib_patient_date_shift_days_check"),
+    comment=(
+        "One row per original patient (PatientID + IssuerOfPatientID): "
+        "random pseudonym and date shift, reused forever. PHI."
+    ),
+)
+
+study = Table(
+    "anonlib_study",
+    metadata,
+    _text("original_study_uid"),
+    _text("original_accession", default_empty=True),
+    _text("pseudonym"),
+    _text("new_study_uid"),
+    _text("shifted_study_date", default_empty=True),
+    _timestamp("first_processed_at"),
+    _timestamp("last_processed_at"),
+    PrimaryKeyConstraint("original_study_uid", name="anonlib_study_pkey"),
+    UniqueConstraint("new_study_uid", name="anonlib_study_new_study_uid_key"),
+    ForeignKeyConstraint(
+        ["pseudonym"], ["anonlib_patient.pseudonym"], name="anonlib_study_pseudonym_fkey"
+    ),
+    Index("anonlib_study_pseudonym_idx", "pseudonym"),
+    comment=(
+        "One row per processed study: original UID and accession number, "
+        "and what they became. PHI."
+    ),
+)
+
+instance = Table(
+    "anonlib_instance",
+    metadata,
+    _text("original_sop_uid"),
+    _text("new_sop_uid"),
+    _text("original_study_uid"),
+    _text("status"),
+    _text("output", default_empty=True),
+    _text("reason", default_empty=True),
+    _text("sha256", default_empty=True),
+    _timestamp("processed_at"),
+    PrimaryKeyConstraint("original_sop_uid", name="anonlib_instance_pkey"),
+    CheckConstraint(
+        "status IN ('written', 'quarantined')", name="anonlib_instance_status_check"
+    ),
+    Index("anonlib_instance_original_study_uid_idx", "original_study_uid"),
+    comment=(
+        "One row per processed instance: written (output path, sha256) "
+        "or quarantined (PHI-free reason)."
+    ),
+)
