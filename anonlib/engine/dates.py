@@ -6,7 +6,7 @@ import datetime as _dt
 import re
 
 __all__ = [
-    "parse_da", "shift_da", "shift_dt", "age_in_years", "AGE_CAP", "is_over_89",
+    "parse_da", "shift_da", "shift_dt", "age_in_years", "AGE_CAP", "is_over_89", "normalize_tm",
 ]
 
 AGE_CAP = "090Y"
@@ -76,3 +76,19 @@ def age_in_years(value: str) -> float | None:
 
 def is_over_89(age: float | None) -> bool:
     return age is not None and age >= 90
+
+
+_TM = re.compile(r"^([01]\d|2[0-3])([0-5]\d)?([0-5]\d|60)?(\.\d{1,6})?$")
+_TM_COLONS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)(?::([0-5]\d|60)(\.\d{1,6})?)?$")
+
+
+def normalize_tm(value: str) -> str | None:
+    """A TM value in the standard form (``HHMMSS.FFFFFF``); the ACR-NEMA ``HH:MM:SS`` form is
+    rewritten; None when the value is not a time at all (the caller replaces it)."""
+    text = value.strip()
+    if _TM.match(text):
+        return text
+    match = _TM_COLONS.match(text)
+    if match:
+        return "".join(part for part in match.groups() if part)
+    return None

@@ -22,7 +22,7 @@ from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
 from anonlib.engine.changes import Change, format_path
-from anonlib.engine.dates import AGE_CAP, age_in_years, shift_da, shift_dt
+from anonlib.engine.dates import AGE_CAP, age_in_years, normalize_tm, shift_da, shift_dt
 from anonlib.engine.privates import PrivatePolicy
 from anonlib.engine.text import Scrubber
 from anonlib.engine.uids import UidMapper, structural_uid_tags
@@ -178,6 +178,8 @@ class Walker:
             return
         if vr in ("DA", "DT"):
             self._date(s, element, letter)
+        elif vr == "TM":
+            self._time(s, element, letter)
         elif vr == "AS":
             self._age(s, element, letter)
         elif vr == "AE" and clean:
@@ -216,14 +218,31 @@ class Walker:
         moved = [shift(v, self.date_shift_days) for v in values]
         if any(m is None for m in moved):
             s.note = "invalid date value replaced"
-            if strength(self.types.type_of(s.seq_path + (s.tag,))) == 1:
-                self._dummy(s)
-            else:
-                self._empty(s)
+            self._replace_invalid(s)
             return
         before = self._before(s)
         element.value = moved if len(moved) > 1 else moved[0]
         self._record(s, letter, "shifted", before, self._before(s))
+
+    def _time(self, s: "_Site", element: DataElement, letter: str) -> None:
+        """Times of day are kept (a whole-day shift leaves them unchanged), in standard form."""
+        values = _as_list(element.value)
+        normal = [normalize_tm(v) for v in values]
+        if any(n is None for n in normal):
+            s.note = "invalid time value replaced"
+            self._replace_invalid(s)
+        elif normal != values:
+            before = self._before(s)
+            element.value = normal if len(normal) > 1 else normal[0]
+            self._record(s, letter, "replaced", before, self._before(s))
+        elif self.record_kept:
+            self._record(s, letter, "kept", self._before(s), self._before(s))
+
+    def _replace_invalid(self, s: "_Site") -> None:
+        if strength(self.types.type_of(s.seq_path + (s.tag,))) == 1:
+            self._dummy(s)
+        else:
+            self._empty(s)
 
     def _age(self, s: "_Site", element: DataElement, letter: str) -> None:
         values = _as_list(element.value)

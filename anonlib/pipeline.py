@@ -1,0 +1,283 @@
+"""One instance end to end — read, look up, de-identify, write, record — and a folder run.
+
+:class:`InstanceProcessor` is what every caller shares (the folder CLI here; the constellation's
+study job and the notebooks later): it owns the lookup store's identities and the sinks.
+:func:`run_folder` walks a source folder, in one process or several, and returns a PHI-free
+:class:`RunSummary`. A bad file is reported (its path and the reason) and skipped; the run goes
+on. Only a failure of the lookup store stops it.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import logging
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from tqdm import tqdm
+
+from anonlib.dicomio import encode_instance, quiet_pydicom, read_instance
+from anonlib.engine import Lookup, Outcome, deidentify, needs_pixel_data, patient_key
+from anonlib.errors import AnonlibError, ConfigError, DeidentificationError, InputError, StoreError
+from anonlib.profile import Plan, SiteProfile, build_plan
+from anonlib.sinks.folder import FolderSink, ManifestRow, read_manifest, relative_path, write_manifest
+from anonlib.store import LookupStore, PatientIdentity, PatientKey, PseudonymPolicy, open_store
+from anonlib.store.base import InstanceRecord, StudyRecord
+
+__all__ = ["RunSettings", "FileResult", "RunSummary", "InstanceProcessor", "run_folder",
+           "pseudonym_policy", "MANIFEST", "QUARANTINE_MANIFEST", "REJECTED_LIST"]
+
+log = logging.getLogger("anonlib.pipeline")
+MANIFEST = "manifest.csv"
+QUARANTINE_MANIFEST = "quarantine.csv"
+REJECTED_LIST = "rejected.csv"
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything a folder run needs, built once at the entry point."""
+
+    source: Path
+    output: Path
+    db_url: str | None = None
+    profile: SiteProfile = field(default_factory=SiteProfile)
+    workers: int = 1
+    quarantine: Path | None = None
+    progress: bool = False
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.quarantine or self.output.with_name(self.output.name + "-quarantine")
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """What happened to one input file. ``source`` is the operator's own path (relative to the
+    source folder); everything else is PHI-free."""
+
+    source: str
+    status: str  # written | unchanged | replaced | quarantined | rejected
+    output: str = ""
+    reason: str = ""
+    row: ManifestRow | None = None
+
+
+@dataclass
+class RunSummary:
+    """Counts and per-file results of a run."""
+
+    results: list[FileResult] = field(default_factory=list)
+
+    def count(self, *statuses: str) -> int:
+        return sum(1 for r in self.results if r.status in statuses)
+
+    @property
+    def processed(self) -> int:
+        return self.count("written", "unchanged", "replaced")
+
+    @property
+    def quarantined(self) -> int:
+        return self.count("quarantined")
+
+    @property
+    def rejected(self) -> list[FileResult]:
+        return [r for r in self.results if r.status == "rejected"]
+
+    def describe(self) -> str:
+        return (f"{len(self.results)} files: {self.processed} de-identified "
+                f"({self.count('written', 'replaced')} written, {self.count('unchanged')} unchanged), "
+                f"{self.quarantined} quarantined, {len(self.rejected)} rejected")
+
+
+def pseudonym_policy(profile: SiteProfile) -> PseudonymPolicy:
+    low, high = profile.date_shift_days
+    return PseudonymPolicy(prefix=profile.pseudonym_prefix, shift_min_days=low, shift_max_days=high)
+
+
+class InstanceProcessor:
+    """De-identifies instances with one plan and one lookup store, writing to folder sinks."""
+
+    def __init__(self, plan: Plan, store: LookupStore, output: FolderSink,
+                 quarantine: FolderSink) -> None:
+        self.plan = plan
+        self.store = store
+        self.output = output
+        self.quarantine = quarantine
+        self._secret = store.secret()
+        self._identities: dict[PatientKey, PatientIdentity] = {}
+        self._studies: set[str] = set()
+
+    def identity(self, key: PatientKey) -> PatientIdentity:
+        found = self._identities.get(key)
+        if found is None:
+            found = self._identities[key] = self.store.patient(key)
+        return found
+
+    def deidentify_file(self, path: Path, label: str) -> tuple[Outcome, bytes, PatientIdentity]:
+        """Read and de-identify one file (no writing); InputError/DeidentificationError if bad."""
+        parsed = read_instance(path, label=label)
+        if parsed.pixel_bytes is not None and needs_pixel_data(parsed.dataset, self.plan):
+            parsed = read_instance(path, with_pixels=True, label=label)
+        identity = self.identity(patient_key(parsed.dataset))
+        lookup = Lookup(self._secret, identity.pseudonym, identity.date_shift_days)
+        outcome = deidentify(parsed.dataset, self.plan, lookup, copy=False)
+        pixels = None if outcome.pixels_cleaned else parsed.pixel_bytes
+        return outcome, encode_instance(outcome.dataset, pixels), identity
+
+    def process(self, path: Path, label: str) -> FileResult:
+        """De-identify ``path`` and deliver it; never raises for a bad file."""
+        try:
+            outcome, data, identity = self.deidentify_file(path, label)
+            keys = outcome.keys
+            relative = relative_path(identity.pseudonym, keys.study_date, keys.new_study_uid,
+                                     keys.series_number, keys.modality, keys.new_sop_uid)
+            sink = self.quarantine if outcome.quarantine else self.output
+            status = sink.write(relative, data)
+            if outcome.quarantine:
+                status = "quarantined"
+            digest = hashlib.sha256(data).hexdigest()
+            self._record(outcome, identity, relative, digest)
+        except (InputError, DeidentificationError) as exc:
+            return FileResult(label, "rejected", reason=getattr(exc, "reason", str(exc)))
+        except StoreError:
+            raise
+        except AnonlibError as exc:
+            return FileResult(label, "rejected", reason=str(exc))
+        except Exception as exc:  # noqa: BLE001 - one bad file must not stop the run
+            log.warning("unexpected %s while processing a file", type(exc).__name__)
+            return FileResult(label, "rejected", reason=f"internal error ({type(exc).__name__})")
+        row = ManifestRow(relative, identity.pseudonym, keys.new_study_uid, keys.new_series_uid,
+                          keys.new_sop_uid, keys.sop_class_uid, keys.modality, keys.study_date,
+                          keys.series_number, digest,
+                          "quarantined" if outcome.quarantine else "written", outcome.quarantine or "")
+        return FileResult(label, status, relative, outcome.quarantine or "", row)
+
+    def _record(self, outcome: Outcome, identity: PatientIdentity, relative: str, digest: str) -> None:
+        keys = outcome.keys
+        if keys.original_study_uid not in self._studies:
+            self.store.record_study(StudyRecord(keys.original_study_uid, keys.original_accession,
+                                                identity.pseudonym, keys.new_study_uid, keys.study_date))
+            self._studies.add(keys.original_study_uid)
+        self.store.record_instance(InstanceRecord(
+            keys.original_sop_uid, keys.new_sop_uid, keys.original_study_uid,
+            "quarantined" if outcome.quarantine else "written", relative,
+            outcome.quarantine or "", digest))
+
+
+# -- folder runs ------------------------------------------------------------------------------
+
+def _check_locations(settings: RunSettings, db_url: str) -> None:
+    source, output = settings.source.resolve(), settings.output.resolve()
+    quarantine = settings.quarantine_dir.resolve()
+    if not source.is_dir():
+        raise ConfigError(f"{settings.source}: source folder does not exist")
+    for inner, outer, what in ((output, source, "output"), (source, output, "source"),
+                               (quarantine, output, "quarantine folder")):
+        if inner == outer or outer in inner.parents:
+            raise ConfigError(f"the {what} must not be inside (or equal to) the "
+                              f"{'output' if outer == output else 'source'} folder")
+    if db_url.startswith("sqlite:///"):
+        database = Path(db_url[len("sqlite:///"):]).resolve()
+        if output == database.parent or output in database.parents:
+            raise ConfigError("the lookup store is the re-identification key: it must not live "
+                              "inside the output folder")
+
+
+def _discover(source: Path) -> list[Path]:
+    return sorted(p for p in source.rglob("*") if p.is_file() and not p.name.startswith(".tmp-"))
+
+
+_WORKER: InstanceProcessor | None = None
+
+
+def _make_processor(settings: RunSettings, db_url: str) -> InstanceProcessor:
+    quiet_pydicom()
+    store = open_store(db_url, pseudonym_policy(settings.profile))
+    return InstanceProcessor(build_plan(settings.profile), store, FolderSink(settings.output),
+                             FolderSink(settings.quarantine_dir))
+
+
+def _init_worker(settings: RunSettings, db_url: str) -> None:
+    global _WORKER
+    _WORKER = _make_processor(settings, db_url)
+
+
+def _work(batch: list[tuple[str, str]]) -> list[FileResult]:
+    assert _WORKER is not None
+    return [_WORKER.process(Path(path), label) for path, label in batch]
+
+
+def _batches(items: list[tuple[str, str]], size: int) -> Iterator[list[tuple[str, str]]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _results(settings: RunSettings, db_url: str, items: list[tuple[str, str]]) -> Iterable[FileResult]:
+    if settings.workers <= 1:
+        processor = _make_processor(settings, db_url)
+        try:
+            for path, label in items:
+                yield processor.process(Path(path), label)
+        finally:
+            processor.store.close()
+        return
+    # Create the store (schema, secret) once before the workers race to open it.
+    open_store(db_url, pseudonym_policy(settings.profile)).close()
+    size = max(1, min(64, len(items) // (settings.workers * 4) or 1))
+    with ProcessPoolExecutor(settings.workers, initializer=_init_worker,
+                             initargs=(settings, db_url)) as pool:
+        for batch in pool.map(_work, _batches(items, size)):
+            yield from batch
+
+
+def run_folder(settings: RunSettings) -> RunSummary:
+    """De-identify every file under ``settings.source`` into ``settings.output``."""
+    from anonlib.store import default_store_url
+
+    db_url = settings.db_url or default_store_url()
+    _check_locations(settings, db_url)
+    build_plan(settings.profile)  # fail on a bad profile before any work
+    paths = _discover(settings.source)
+    items = [(str(p), str(p.relative_to(settings.source))) for p in paths]
+    summary = RunSummary()
+    manifest_path = settings.output / MANIFEST
+    quarantine_path = settings.quarantine_dir / QUARANTINE_MANIFEST
+    manifest, quarantined = read_manifest(manifest_path), read_manifest(quarantine_path)
+    bar = tqdm(total=len(items), unit="file", disable=not settings.progress, file=sys.stderr,
+               desc="de-identifying")
+    try:
+        for result in _results(settings, db_url, items):
+            summary.results.append(result)
+            if result.row is not None:
+                (quarantined if result.status == "quarantined" else manifest)[result.row.path] = result.row
+            bar.update(1)
+    finally:
+        bar.close()
+        settings.output.mkdir(parents=True, exist_ok=True)
+        write_manifest(manifest_path, manifest)
+        if quarantined:
+            write_manifest(quarantine_path, quarantined)
+        _write_rejected(settings.quarantine_dir / REJECTED_LIST, summary.rejected)
+    return summary
+
+
+def _write_rejected(path: Path, rejected: list[FileResult]) -> None:
+    """The list of rejected inputs, next to the quarantine (outside the output folder)."""
+    if not rejected and not path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["source", "reason"])
+    writer.writerows([r.source, r.reason] for r in rejected)
+    FolderSink(path.parent).write(path.name, out.getvalue().encode("utf-8"))
+
+
+def default_workers() -> int:
+    return max(1, (os.cpu_count() or 1))

@@ -1,0 +1,112 @@
+"""The organized output tree on disk, and its PHI-free manifest.
+
+Layout: ``<pseudonym>/<shifted study date>_<study>/<series number>_<modality>/<SOP UID>.dcm``.
+Every path component comes from the de-identified instance (pseudonym, shifted date, a digest of
+the new Study Instance UID, series number, modality, new SOP Instance UID), never from input
+file names. Writes are atomic (temporary file, then rename) and idempotent: identical bytes are
+not rewritten, so a second run over the same input changes nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import os
+import re
+import tempfile
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from anonlib.errors import SinkError
+
+__all__ = ["FolderSink", "ManifestRow", "write_manifest", "read_manifest", "relative_path"]
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    """One output file, described with de-identified values only."""
+
+    path: str
+    pseudonym: str
+    study_instance_uid: str
+    series_instance_uid: str
+    sop_instance_uid: str
+    sop_class_uid: str
+    modality: str
+    study_date: str
+    series_number: str
+    sha256: str
+    status: str = "written"
+    reason: str = ""
+
+
+def _component(text: str, fallback: str) -> str:
+    cleaned = _SAFE.sub("_", text.strip()).strip("._")
+    return cleaned[:64] or fallback
+
+
+def relative_path(pseudonym: str, study_date: str, study_uid: str, series_number: str,
+                  modality: str, sop_uid: str) -> str:
+    """The PHI-free relative path of one de-identified instance."""
+    study = hashlib.sha256(study_uid.encode()).hexdigest()[:10]
+    date = study_date if re.fullmatch(r"\d{8}", study_date or "") else "nodate"
+    series = series_number if re.fullmatch(r"-?\d{1,12}", series_number or "") else "0"
+    return "/".join([
+        _component(pseudonym, "unknown"),
+        f"{date}_{study}",
+        f"{series}_{_component(modality.upper(), 'OT')}",
+        f"{_component(sop_uid, 'instance')}.dcm",
+    ])
+
+
+class FolderSink:
+    """Writes files under ``root`` atomically and idempotently."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def write(self, relative: str, data: bytes) -> str:
+        """Write ``data`` at ``relative``; returns ``written``, ``unchanged`` or ``replaced``."""
+        target = self.root / relative
+        try:
+            if target.exists():
+                if target.stat().st_size == len(data) and target.read_bytes() == data:
+                    return "unchanged"
+                status = "replaced"
+            else:
+                status = "written"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(data)
+                os.replace(tmp, target)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        except OSError as exc:
+            raise SinkError(f"cannot write {relative}: {exc.strerror or type(exc).__name__}") from exc
+        return status
+
+
+def read_manifest(path: Path) -> dict[str, ManifestRow]:
+    """The rows of an existing manifest, keyed by path (empty when there is none)."""
+    if not path.exists():
+        return {}
+    with open(path, newline="", encoding="utf-8") as handle:
+        names = {f.name for f in fields(ManifestRow)}
+        return {row["path"]: ManifestRow(**{k: v for k, v in row.items() if k in names})
+                for row in csv.DictReader(handle)}
+
+
+def write_manifest(path: Path, rows: dict[str, ManifestRow]) -> None:
+    """Write ``rows`` sorted by path, atomically; byte-identical when nothing changed."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=[f.name for f in fields(ManifestRow)], lineterminator="\n")
+    writer.writeheader()
+    for key in sorted(rows):
+        writer.writerow(asdict(rows[key]))
+    FolderSink(path.parent).write(path.name, out.getvalue().encode("utf-8"))
