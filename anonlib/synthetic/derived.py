@@ -30,18 +30,16 @@ from highdicom.sr import (
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 
-from anonlib.synthetic.common import (
-    Series,
-    Study,
-    pin_dates,
-    request_item,
+from anonlib.synthetic.objects import Series, Study, pin_dates
+from anonlib.synthetic.phi import Person
+from anonlib.synthetic.stamp import (
+    referenced_request,
     stamp_equipment,
     stamp_patient,
     stamp_private,
     stamp_series,
     stamp_study,
 )
-from anonlib.synthetic.phi import Person
 
 __all__ = ["segmentation", "report", "presentation_state"]
 
@@ -50,7 +48,8 @@ _CONTAINS = RelationshipTypeValues.CONTAINS
 _INFERRED = RelationshipTypeValues.INFERRED_FROM
 
 
-def _restamp(ds: Dataset, p: Person, s: Study, series: Series, time: str) -> None:
+def _restamp(ds: Dataset, p: Person, s: Study, series: Series, time: str,
+             dimension_uid: str = "") -> None:
     """highdicom copied the patient and study from the source; add what archives add, and
     replace the wall-clock dates and generated UIDs so the corpus is reproducible."""
     stamp_patient(ds, p, s)
@@ -61,7 +60,7 @@ def _restamp(ds: Dataset, p: Person, s: Study, series: Series, time: str) -> Non
     pin_dates(ds, p.recorder.date_text(s.report_date, 0), time)
     for sequence in ("DimensionOrganizationSequence", "DimensionIndexSequence"):
         for item in ds.get(sequence, []):
-            item.DimensionOrganizationUID = ds._anonlib_dimension_uid  # type: ignore[attr-defined]
+            item.DimensionOrganizationUID = dimension_uid
 
 
 def segmentation(p: Person, s: Study, series: Series, cts: list[Dataset]) -> Dataset:
@@ -93,9 +92,7 @@ def segmentation(p: Person, s: Study, series: Series, cts: list[Dataset]) -> Dat
         content_creator_name=p.site.reading,
         omit_empty_frames=False,
     )
-    ds._anonlib_dimension_uid = p.uids.new()  # type: ignore[attr-defined]
-    _restamp(ds, p, s, series, "101000")
-    del ds._anonlib_dimension_uid  # type: ignore[attr-defined]
+    _restamp(ds, p, s, series, "101000", dimension_uid=p.uids.new())
     return ds
 
 
@@ -128,10 +125,9 @@ def report(p: Person, s: Study, series: Series, cts: list[Dataset], prior: Study
     if p.birth is not None:
         items.append(DateContentItem(codes.DCM.SubjectBirthDate,
                                      rec.date_text(p.birth, 0), _HAS_CONTEXT))
-    history = (
-        f"{p.display}, MRN {p.mrn}, phone {p.phone}, DOB {rec.date_text(p.birth, 2)}."  # type: ignore[arg-type]
-        f" Prior CT {rec.date_text(prior.date, 3)}."
-    )
+    born = rec.date_text(p.birth, 2) if p.birth else "unknown"
+    history = f"{p.display}, MRN {p.mrn}, phone {p.phone}, DOB {born}. " \
+              f"Prior CT {rec.date_text(prior.date, 3)}."
     items.append(TextContentItem(codes.DCM.History, history, _CONTAINS))
     finding = TextContentItem(
         codes.DCM.Finding,
@@ -170,7 +166,7 @@ def report(p: Person, s: Study, series: Series, cts: list[Dataset], prior: Study
         institution_name=p.site.institution,
         verifying_observer_name=p.site.reading,
         verifying_organization=p.site.institution,
-        requested_procedures=[request_item(p, s)],
+        requested_procedures=[referenced_request(p, s)],
         content_date=rec.date_text(reported, 0),
         content_time="110000",
     )
@@ -216,4 +212,5 @@ def presentation_state(p: Person, s: Study, series: Series, cts: list[Dataset]) 
     if p.pn:
         p.recorder.add("A_names", label.UnformattedTextValue)
     _restamp(ds, p, s, series, "103000")
+    ds.BodyPartExamined = "CHEST"  # lets dciodvfy see that Laterality is not needed
     return ds

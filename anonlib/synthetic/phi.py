@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import warnings
 from dataclasses import dataclass, field
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "UidFactory",
     "Site",
     "Person",
+    "Names",
     "date_forms",
     "make_site",
     "make_person",
@@ -35,12 +37,14 @@ UID_ROOT = "1.2.826.0.1.3680043.10.543"
 _FEMALE = (
     "Marguerite", "Evangeline", "Philippa", "Rosamund", "Ottilie", "Henrietta", "Wilhelmina",
     "Genevieve", "Imogen", "Beatrix", "Clementine", "Seraphina", "Araminta", "Cordelia",
-    "Eulalia", "Perpetua",
+    "Eulalia", "Perpetua", "Leocadia", "Hortensia", "Marisol", "Zenobia", "Theodora",
+    "Guinevere", "Ludmila", "Petronella",
 )
 _MALE = (
     "Thaddeus", "Bartholomew", "Cornelius", "Leopold", "Percival", "Augustin", "Florian",
     "Lysander", "Casimir", "Ignatius", "Ambrose", "Lucius", "Barnaby", "Desmond", "Fitzgerald",
-    "Evander",
+    "Evander", "Peregrine", "Octavian", "Lazarus", "Benedikt", "Horatio", "Sebastiano",
+    "Wendelin", "Crispin",
 )
 _FAMILY = (
     "Quennell", "Abernathy", "Vasquez-Ortiz", "Lindqvist", "Okonkwo", "Thistlewood",
@@ -89,14 +93,17 @@ class Recorder:
 
     def add(self, category: str, *values: str) -> None:
         """Record non-empty values under ``category`` (duplicates are ignored)."""
-        bucket = self.values.setdefault(category, [])
         for value in values:
+            bucket = self.values.setdefault(category, []) if value else []
             if value and value not in bucket:
                 bucket.append(value)
 
     def put(self, ds: object, keyword: str, value: str, category: str) -> None:
-        """Set ``ds.<keyword> = value`` and record the value."""
-        setattr(ds, keyword, value)
+        """Set ``ds.<keyword> = value`` and record the value (invalid values are planted on
+        purpose for some patients, so pydicom's warning about them is silenced)."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Invalid value for VR")
+            setattr(ds, keyword, value)
         self.add(category, value)
 
     def date_text(self, day: dt.date, style: int) -> str:
@@ -182,7 +189,7 @@ class Person:
         return f"{self.given} {self.family}".strip()
 
 
-class _Names:
+class Names:
     """Draws names without repetition across the whole corpus."""
 
     def __init__(self, rng: random.Random) -> None:
@@ -205,7 +212,7 @@ def _initials(text: str) -> str:
     return "".join(word[0] for word in text.replace("-", " ").split() if word[0].isalpha()).upper()
 
 
-def make_site(rng: random.Random, names: _Names, number: int) -> Site:
+def make_site(rng: random.Random, names: Names, number: int) -> Site:
     """A hospital in one of the fake cities, with four staff members."""
     city = rng.choice(_CITIES)
     if number == 1:
@@ -233,7 +240,7 @@ def make_site(rng: random.Random, names: _Names, number: int) -> Site:
 
 def make_person(
     rng: random.Random,
-    names: _Names,
+    names: Names,
     label: str,
     site: Site,
     *,

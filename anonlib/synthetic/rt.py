@@ -7,17 +7,15 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.uid import CTImageStorage, RTDoseStorage, RTPlanStorage, RTStructureSetStorage
 
-from anonlib.synthetic.common import (
-    Series,
-    Study,
+from anonlib.synthetic.objects import Series, Study, template
+from anonlib.synthetic.phi import Person
+from anonlib.synthetic.stamp import (
     stamp_equipment,
     stamp_patient,
     stamp_private,
     stamp_series,
     stamp_study,
-    template,
 )
-from anonlib.synthetic.phi import Person
 
 __all__ = ["rtstruct", "rtplan", "rtdose"]
 
@@ -174,7 +172,8 @@ def rtdose(p: Person, s: Study, series: Series, plan: Dataset, cts: list[Dataset
     ds.HighBit = 15
     ds.PixelRepresentation = 0
     zz, yy, xx = np.mgrid[0:frames, 0:size, 0:size]
-    dose = np.exp(-((xx - size / 2) ** 2 + (yy - size / 2) ** 2) / 18.0 - (zz - frames / 2) ** 2 / 8)
+    radius2 = (xx - size / 2) ** 2 + (yy - size / 2) ** 2
+    dose = np.exp(-radius2 / 18.0 - (zz - frames / 2) ** 2 / 8)
     ds.PixelData = (dose * 60000).astype("<u2").tobytes()
     ds.DoseUnits = "GY"
     ds.DoseType = "PHYSICAL"

@@ -8,10 +8,9 @@ from highdicom.sc import SCImage
 from pydicom.dataset import Dataset
 from pydicom.uid import UltrasoundImageStorage
 
-from anonlib.synthetic.common import (
-    Series,
-    Study,
-    pin_dates,
+from anonlib.synthetic.objects import Series, Study, pin_dates, template
+from anonlib.synthetic.phi import Person
+from anonlib.synthetic.stamp import (
     request_item,
     stamp_equipment,
     stamp_patient,
@@ -19,9 +18,7 @@ from anonlib.synthetic.common import (
     stamp_referenced_patient,
     stamp_series,
     stamp_study,
-    template,
 )
-from anonlib.synthetic.phi import Person
 
 __all__ = ["image_series", "secondary_capture", "ultrasound", "stamp_all"]
 
@@ -98,6 +95,7 @@ def secondary_capture(p: Person, s: Study, series: Series, ref: Dataset) -> Data
     )
     stamp_all(ds, p, s, series, dated=False)
     ds.BurnedInAnnotation = "YES"
+    ds.BodyPartExamined = "CHEST"
     ds.ImageComments = _image_comments(p, s)
     day = p.recorder.date_text(s.report_date, 0)
     pin_dates(ds, day, "101500")
@@ -121,6 +119,7 @@ def ultrasound(p: Person, s: Study, series: Series) -> Dataset:
     ds.InstanceCreationTime = s.time
     ds.PatientOrientation = ""
     ds.ImageType = ["ORIGINAL", "PRIMARY", "ABDOMINAL"]
+    ds.BodyPartExamined = "ABDOMEN"
     rows, columns = 60, 80
     yy, xx = np.mgrid[0:rows, 0:columns]
     fan = ((xx - columns / 2) ** 2 + yy**2 < (rows - 2) ** 2) & (abs(xx - columns / 2) < yy + 4)

@@ -1,4 +1,4 @@
-"""Stamping planted PHI into datasets, and writing them as DICOM files.
+"""Stamping planted PHI into datasets.
 
 Each ``stamp_*`` function writes one level of identity (patient, study, series, equipment,
 private block) the way a busy archive carries it, and records every value it writes in the
@@ -7,25 +7,14 @@ patient's :class:`~anonlib.synthetic.phi.Recorder`.
 
 from __future__ import annotations
 
-import copy
-import datetime as dt
-import functools
-from dataclasses import dataclass
-from pathlib import Path
+from pydicom.dataset import Dataset
 
-from pydicom import dcmread
-from pydicom.data import get_testdata_file
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian
-
-from anonlib.synthetic.phi import UID_ROOT, Person, Recorder, Site
+from anonlib.synthetic.objects import Series, Study
+from anonlib.synthetic.phi import Person, Recorder
 
 __all__ = [
     "PRIVATE_CREATOR",
     "PRIVATE_GROUP",
-    "Study",
-    "Series",
-    "template",
     "stamp_patient",
     "stamp_study",
     "stamp_series",
@@ -33,8 +22,7 @@ __all__ = [
     "stamp_private",
     "stamp_referenced_patient",
     "request_item",
-    "pin_dates",
-    "write",
+    "referenced_request",
 ]
 
 PRIVATE_CREATOR = "ACME_PRIVATE 1.0"
@@ -42,51 +30,15 @@ PRIVATE_GROUP = 0x0011
 _PATIENT_MANAGEMENT = "1.2.840.10008.3.1.2.1.1"  # Detached Patient Management (retired)
 
 
-@dataclass
-class Study:
-    """One planted study; ``series_date`` is the text written in SeriesDate and
-    AcquisitionDate (an invalid date for one patient)."""
-
-    uid: str
-    date: dt.date
-    time: str
-    accession: str
-    study_id: str
-    request_id: str
-    step_id: str
-    description: str
-    series_date: str
-    report_date: dt.date
-    study_time_text: str = ""
-    series_count: int = 0
-
-    def next_series_number(self) -> int:
-        self.series_count += 1
-        return self.series_count
-
-
-@dataclass
-class Series:
-    uid: str
-    number: int
-    modality: str
-    description: str
-    frame_of_reference: str = ""
-
-
-@functools.cache
-def _template(name: str) -> Dataset:
-    return dcmread(get_testdata_file(name))
-
-
-def template(name: str) -> Dataset:
-    """A fresh copy of one of pydicom's offline test files."""
-    return copy.deepcopy(_template(name))
-
-
 def _pn_parts(rec: Recorder, category: str, pn: str) -> None:
     """Record a PN value and its family name."""
     rec.add(category, pn, pn.split("^")[0])
+
+
+def _remove(ds: Dataset, *keywords: str) -> None:
+    for keyword in keywords:
+        if keyword in ds:
+            delattr(ds, keyword)
 
 
 def stamp_patient(ds: Dataset, p: Person, s: Study) -> None:
@@ -98,9 +50,7 @@ def stamp_patient(ds: Dataset, p: Person, s: Study) -> None:
         rec.put(ds, "PatientID", p.mrn, "H_mrn")
         rec.put(ds, "IssuerOfPatientID", p.site.issuer, "institution")
     else:
-        for keyword in ("PatientID", "IssuerOfPatientID"):
-            if keyword in ds:
-                delattr(ds, keyword)
+        _remove(ds, "PatientID", "IssuerOfPatientID")
     if p.birth is None:
         ds.PatientBirthDate = ""
     elif p.legacy_birth_date:  # ACR-NEMA style YYYY.MM.DD, as some old archives hold
@@ -108,35 +58,36 @@ def stamp_patient(ds: Dataset, p: Person, s: Study) -> None:
     else:
         ds.PatientBirthDate = rec.date_text(p.birth, 0)
     ds.PatientSex = p.sex
-    for keyword in ("OtherPatientIDsSequence", "PatientAge"):
-        if keyword in ds:
-            delattr(ds, keyword)
+    _remove(ds, "OtherPatientIDsSequence", "PatientAge")
     if p.family:
-        for keyword in ("OtherPatientNames", "PatientBirthName", "PatientMotherBirthName"):
-            value = getattr(p, {"OtherPatientNames": "other_name", "PatientBirthName": "birth_name",
-                                "PatientMotherBirthName": "mother_birth_name"}[keyword])
-            setattr(ds, keyword, value)
-            _pn_parts(rec, "A_names", value)
-        items = []
-        for other in p.other_ids:
-            item = Dataset()
-            item.PatientID = other
-            item.TypeOfPatientID = "TEXT"
-            item.IssuerOfPatientID = p.site.issuer
-            items.append(item)
-            rec.add("H_mrn", other)
-        ds.OtherPatientIDsSequence = items
-        address = f"{p.street}, {p.city}, {p.state} {p.zip_code}"
-        rec.put(ds, "PatientAddress", address, "B_address")
-        rec.add("B_address", p.street, p.city, p.zip_code)
-        rec.put(ds, "PatientTelephoneNumbers", p.phone, "D_phone")
-        rec.put(ds, "PatientTelecomInformation", p.email, "F_email")
-        ds.PatientComments = (
-            f"{p.display} (MRN {p.mrn}), DOB {rec.date_text(p.birth, 2)}. "  # type: ignore[arg-type]
-            f"Prefers phone {p.phone}."
-        )
+        _stamp_demographics(ds, p)
     else:
         ds.PatientComments = f"Unidentified trauma patient, admitted {rec.date_text(s.date, 2)}."
+
+
+def _stamp_demographics(ds: Dataset, p: Person) -> None:
+    """Other names and IDs, address, phone, e-mail and comments of a named patient."""
+    rec = p.recorder
+    for keyword, value in (("OtherPatientNames", p.other_name),
+                           ("PatientBirthName", p.birth_name),
+                           ("PatientMotherBirthName", p.mother_birth_name)):
+        setattr(ds, keyword, value)
+        _pn_parts(rec, "A_names", value)
+    items = []
+    for other in p.other_ids:
+        item = Dataset()
+        item.PatientID = other
+        item.TypeOfPatientID = "TEXT"
+        item.IssuerOfPatientID = p.site.issuer
+        items.append(item)
+        rec.add("H_mrn", other)
+    ds.OtherPatientIDsSequence = items
+    rec.put(ds, "PatientAddress", f"{p.street}, {p.city}, {p.state} {p.zip_code}", "B_address")
+    rec.add("B_address", p.street, p.city, p.zip_code)
+    rec.put(ds, "PatientTelephoneNumbers", p.phone, "D_phone")
+    rec.put(ds, "PatientTelecomInformation", p.email, "F_email")
+    born = rec.date_text(p.birth, 2) if p.birth else "unknown"
+    ds.PatientComments = f"{p.display} (MRN {p.mrn}), DOB {born}. Prefers phone {p.phone}."
 
 
 def stamp_study(ds: Dataset, p: Person, s: Study) -> None:
@@ -144,8 +95,8 @@ def stamp_study(ds: Dataset, p: Person, s: Study) -> None:
     rec, site = p.recorder, p.site
     ds.StudyInstanceUID = s.uid
     ds.StudyDate = rec.date_text(s.date, 0)
-    if s.study_time_text:
-        ds.StudyTime = s.study_time_text
+    if s.study_time_text:  # a legacy value, distinctive enough to scan for
+        rec.put(ds, "StudyTime", s.study_time_text, "C_times")
     else:
         ds.StudyTime = s.time
     rec.put(ds, "AccessionNumber", s.accession, "J_accession")
@@ -165,7 +116,8 @@ def stamp_study(ds: Dataset, p: Person, s: Study) -> None:
     if p.birth is not None:
         history += f" DOB {rec.date_text(p.birth, 1)} / {rec.date_text(p.birth, 3)} / " \
                    f"{rec.date_text(p.birth, 4)}."
-        years = s.date.year - p.birth.year - ((s.date.month, s.date.day) < (p.birth.month, p.birth.day))
+        years = s.date.year - p.birth.year - (
+            (s.date.month, s.date.day) < (p.birth.month, p.birth.day))
         ds.PatientAge = f"{years:03d}Y"
         if years > 89:
             rec.add("C_age", ds.PatientAge)
@@ -176,7 +128,8 @@ def stamp_study(ds: Dataset, p: Person, s: Study) -> None:
     rec.add("N_url", site.hostname)
 
 
-def stamp_series(ds: Dataset, p: Person, s: Study, series: Series, *, dated: bool = True) -> None:
+def stamp_series(ds: Dataset, p: Person, s: Study, series: Series, *,
+                 dated: bool = True) -> None:
     """Series identity, staff and (``dated``) SeriesDate/Time as written by the modality."""
     rec, site = p.recorder, p.site
     ds.SeriesInstanceUID = series.uid
@@ -219,6 +172,18 @@ def request_item(p: Person, s: Study) -> Dataset:
     return item
 
 
+def referenced_request(p: Person, s: Study) -> Dataset:
+    """One item of an SR's Referenced Request Sequence, with the order numbers."""
+    rec = p.recorder
+    item = request_item(p, s)
+    del item.ScheduledProcedureStepID, item.ScheduledProcedureStepDescription
+    item.ReferencedStudySequence = []
+    item.RequestedProcedureCodeSequence = []
+    rec.put(item, "PlacerOrderNumberImagingServiceRequest", f"PO{s.request_id[2:]}", "J_accession")
+    rec.put(item, "FillerOrderNumberImagingServiceRequest", f"FO{s.step_id[3:]}", "J_accession")
+    return item
+
+
 def stamp_private(ds: Dataset, p: Person, s: Study) -> None:
     """An ``ACME_PRIVATE 1.0`` block: name and MRN as LO, and a private sequence holding the
     patient name (PN) and the original Study Instance UID (UI)."""
@@ -247,43 +212,3 @@ def stamp_referenced_patient(ds: Dataset, p: Person) -> None:
     ds.ReferencedPatientSequence = [item]
 
 
-_PINNED_DATES = {
-    "InstanceCreationDate": "InstanceCreationTime",
-    "PresentationCreationDate": "PresentationCreationTime",
-    "DateOfSecondaryCapture": "TimeOfSecondaryCapture",
-    "ContentDate": "ContentTime",
-}
-_PINNED_DATETIMES = ("VerificationDateTime", "ContributionDateTime")
-
-
-def pin_dates(ds: Dataset, day: str, time: str) -> None:
-    """Replace the wall-clock dates highdicom writes (anywhere in ``ds``) by fixed ones."""
-    for keyword, time_keyword in _PINNED_DATES.items():
-        if keyword in ds:
-            setattr(ds, keyword, day)
-            setattr(ds, time_keyword, time)
-    for keyword in _PINNED_DATETIMES:
-        if keyword in ds:
-            setattr(ds, keyword, day + time)
-    for elem in ds:
-        if elem.VR == "SQ":
-            for item in elem.value:
-                pin_dates(item, day, time)
-
-
-def write(ds: Dataset, path: Path, site: Site, recorder: Recorder) -> None:
-    """Write ``ds`` as a DICOM file (preamble, file meta, Explicit VR Little Endian)."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = f"{UID_ROOT}.0.1"
-    meta.ImplementationVersionName = "ACME_PACS_7"
-    meta.SourceApplicationEntityTitle = site.ae_title
-    recorder.add("device", site.ae_title)
-    ds.file_meta = meta
-    ds.preamble = b"\0" * 128
-    if 0xFFFCFFFC in ds:
-        del ds[0xFFFCFFFC]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
