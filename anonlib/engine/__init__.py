@@ -95,6 +95,18 @@ def _over_89(ds: Dataset) -> bool:
     return False
 
 
+def _ensure_pseudonym(ds: Dataset, plan: Plan, lookup: Lookup, walker: Walker) -> None:
+    """Give every instance its pseudonym, even when the original had no PatientID/PatientName
+    (both are Type 2 in the Patient module, so adding them never breaks the IOD)."""
+    for keyword, tag, vr in (("PatientName", 0x00100010, "PN"), ("PatientID", 0x00100020, "LO")):
+        rule = plan.rule_for(tag)
+        if keyword not in ds and rule is not None and rule.code == "P":
+            setattr(ds, keyword, lookup.pseudonym)
+            walker.changes.append(Change(format_path((), tag), tag, vr, "P", "P", "added", rule.source,
+                                         note="absent in the original; pseudonym added",
+                                         after=lookup.pseudonym if walker.record_values else None))
+
+
 def deidentify(ds: Dataset, plan: Plan, lookup: Lookup, *, copy: bool = True,
                record_values: bool = False, record_kept: bool = False) -> Outcome:
     """De-identify one instance.
@@ -130,6 +142,7 @@ def deidentify(ds: Dataset, plan: Plan, lookup: Lookup, *, copy: bool = True,
         record_kept=record_kept,
     )
     walker.run(ds)
+    _ensure_pseudonym(ds, plan, lookup, walker)
 
     cleaned = False
     if verdict.action == "mask" and verdict.mask is not None and "PixelData" in ds:

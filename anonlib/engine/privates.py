@@ -12,10 +12,11 @@ from __future__ import annotations
 import csv
 import io
 from functools import cache
-from importlib import resources
 from typing import TYPE_CHECKING
 
 from pydicom.dataset import Dataset
+
+from anonlib.data import read_verified
 
 if TYPE_CHECKING:
     from anonlib.engine.walk import Trail, Walker
@@ -27,11 +28,8 @@ _CHARACTERISTICS = 0x00080300
 
 @cache
 def standard_safe_private() -> frozenset[tuple[str, int, int]]:
-    """(creator, group, element offset) rows of PS3.15 Table E.3.10-1, when bundled."""
-    try:
-        text = resources.files("anonlib.data").joinpath("safe_private.csv").read_text("utf-8")
-    except FileNotFoundError:
-        return frozenset()
+    """(creator, group, element offset) rows of PS3.15 Table E.3.10-1."""
+    text = read_verified("safe_private.csv").decode("utf-8")
     rows = set()
     for row in csv.DictReader(io.StringIO(text)):
         try:

@@ -12,12 +12,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 from functools import cache
-from importlib import resources
 from typing import Any
 
 import yaml
 from pydicom.datadict import tag_for_keyword
 from pydicom.uid import UID_dictionary
+
+from anonlib.data import read_verified
 
 __all__ = ["UidMapper", "is_registry_uid", "structural_uid_tags"]
 
@@ -26,11 +27,7 @@ _DICOM_ROOT = "1.2.840.10008."
 
 @cache
 def _registry() -> dict[str, Any]:
-    path = resources.files("anonlib.data").joinpath("registry_uids.yaml")
-    try:
-        data: dict[str, Any] = yaml.safe_load(path.read_text("utf-8")) or {}
-    except FileNotFoundError:
-        data = {}
+    data: dict[str, Any] = yaml.safe_load(read_verified("registry_uids.yaml")) or {}
     return data
 
 
@@ -46,13 +43,7 @@ def _registry_values() -> tuple[frozenset[str], tuple[str, ...]]:
 @cache
 def structural_uid_tags() -> frozenset[int]:
     """Tags whose UI values name a class, syntax, coding scheme or template, not an instance."""
-    words = _registry().get("keywords") or [
-        "SOPClassUID", "ReferencedSOPClassUID", "MediaStorageSOPClassUID", "TransferSyntaxUID",
-        "AffectedSOPClassUID", "RequestedSOPClassUID", "ImplementationClassUID", "CodingSchemeUID",
-        "ContextUID", "MappingResourceUID", "ReferencedSOPClassUIDInFile",
-        "ReferencedTransferSyntaxUIDInFile", "RelatedGeneralSOPClassUID",
-        "OriginalSpecializedSOPClassUID",
-    ]
+    words = _registry()["keywords"]
     tags = (tag_for_keyword(str(word)) for word in words)
     return frozenset(int(tag) for tag in tags if tag is not None)
 
