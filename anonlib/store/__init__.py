@@ -17,6 +17,7 @@ from anonlib.store.base import (
     StudyRecord,
 )
 from anonlib.store.memory import MemoryData, MemoryStore
+from anonlib.store.rules import DEFAULT_POLICY
 from anonlib.store.sql import SqlStore
 
 __all__ = [
@@ -42,7 +43,7 @@ def default_store_url() -> str:
     return URL.create("sqlite", database=str(path)).render_as_string(hide_password=False)
 
 
-def open_store(url: str | None, policy: PseudonymPolicy = PseudonymPolicy()) -> LookupStore:
+def open_store(url: str | None, policy: PseudonymPolicy = DEFAULT_POLICY) -> LookupStore:
     """Open the lookup store at ``url`` (``postgresql://...`` or ``sqlite:///...``), or the
     default SQLite file (:func:`default_store_url`) when ``url`` is ``None``."""
     return SqlStore(url if url is not None else default_store_url(), policy)

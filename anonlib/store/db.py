@@ -19,10 +19,10 @@ from anonlib.store.tables import SCHEMA_LOCK_KEY, SCHEMA_VERSION, metadata, sche
 __all__ = [
     "DEFAULT_PG_DRIVER",
     "SQLITE_BUSY_TIMEOUT_MS",
-    "make_engine",
     "ensure_schema",
-    "upsert",
+    "make_engine",
     "store_error",
+    "upsert",
 ]
 
 DEFAULT_PG_DRIVER = "postgresql+psycopg2"
@@ -92,7 +92,7 @@ def ensure_schema(engine: Engine) -> None:
     """
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
-            pass
+            conn.execute(select(func.pg_advisory_xact_lock(SCHEMA_LOCK_KEY)))
         metadata.create_all(conn)
         conn.execute(
             upsert(conn, schema_version).values(version=SCHEMA_VERSION).on_conflict_do_nothing()

@@ -7,9 +7,10 @@ For unit tests of other modules. Thread-safe. Several :class:`MemoryStore` objec
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Iterator
+from typing import Self
 
 from anonlib.errors import StoreError
 from anonlib.store import rules
@@ -44,7 +45,7 @@ class MemoryStore:
     """
 
     def __init__(
-        self, policy: PseudonymPolicy = PseudonymPolicy(), data: MemoryData | None = None
+        self, policy: PseudonymPolicy = rules.DEFAULT_POLICY, data: MemoryData | None = None
     ) -> None:
         rules.validate_policy(policy)
         self.policy = policy
@@ -142,7 +143,7 @@ class MemoryStore:
         """Mark this store closed; the shared data stays for other stores."""
         self._closed = True
 
-    def __enter__(self) -> MemoryStore:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(

@@ -14,17 +14,18 @@ from anonlib.store.base import InstanceRecord, PatientKey, PseudonymPolicy, Stud
 
 __all__ = [
     "CROCKFORD_ALPHABET",
-    "PSEUDONYM_RANDOM_CHARS",
-    "SECRET_BYTES",
+    "DEFAULT_POLICY",
     "INSTANCE_STATUSES",
     "MAX_PSEUDONYM_ATTEMPTS",
-    "validate_policy",
-    "new_pseudonym",
-    "new_date_shift",
-    "new_secret",
+    "PSEUDONYM_RANDOM_CHARS",
+    "SECRET_BYTES",
+    "check_instance",
     "check_key",
     "check_study",
-    "check_instance",
+    "new_date_shift",
+    "new_pseudonym",
+    "new_secret",
+    "validate_policy",
 ]
 
 CROCKFORD_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -32,6 +33,9 @@ CROCKFORD_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 PSEUDONYM_RANDOM_CHARS = 8
 """Random characters after the prefix: 32**8 (about 1.1e12) possible pseudonyms."""
+
+DEFAULT_POLICY = PseudonymPolicy()
+"""The policy stores use when given none (prefix ``ANON``, shifts of 1 to 10 years back)."""
 
 SECRET_BYTES = 32
 INSTANCE_STATUSES = frozenset({"written", "quarantined"})

@@ -8,9 +8,10 @@ messages name the operation, never a key (keys are PHI).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
-from typing import Iterator
+from typing import Any, Self
 
 from sqlalchemy import Connection, func, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -38,7 +39,7 @@ class SqlStore:
     :class:`~anonlib.errors.StoreError` when the database cannot be opened.
     """
 
-    def __init__(self, url: str, policy: PseudonymPolicy = PseudonymPolicy()) -> None:
+    def __init__(self, url: str, policy: PseudonymPolicy = rules.DEFAULT_POLICY) -> None:
         rules.validate_policy(policy)
         self.policy = policy
         self._engine = make_engine(url)
@@ -125,7 +126,10 @@ class SqlStore:
             rows = conn.execute(query).all()
         return iter(
             [
-                (PatientKey(r.patient_id, r.issuer), PatientIdentity(r.pseudonym, r.date_shift_days))
+                (
+                    PatientKey(r.patient_id, r.issuer),
+                    PatientIdentity(r.pseudonym, r.date_shift_days),
+                )
                 for r in rows
             ]
         )
@@ -142,7 +146,7 @@ class SqlStore:
                 shifted_study_date=record.shifted_study_date,
             )
             changed = ("original_accession", "pseudonym", "new_study_uid", "shifted_study_date")
-            updates = {name: insert.excluded[name] for name in changed}
+            updates: dict[str, Any] = {name: insert.excluded[name] for name in changed}
             updates["last_processed_at"] = func.current_timestamp()
             conn.execute(
                 insert.on_conflict_do_update(
@@ -168,7 +172,7 @@ class SqlStore:
         rules.check_instance(record)
         with self._transaction("could not record instance") as conn:
             insert = upsert(conn, instance).values(**_instance_values(record))
-            updates = {name: insert.excluded[name] for name in _INSTANCE_FIELDS[1:]}
+            updates: dict[str, Any] = {name: insert.excluded[name] for name in _INSTANCE_FIELDS[1:]}
             updates["processed_at"] = func.current_timestamp()
             conn.execute(
                 insert.on_conflict_do_update(
@@ -197,7 +201,7 @@ class SqlStore:
         self._closed = True
         self._engine.dispose()
 
-    def __enter__(self) -> SqlStore:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(

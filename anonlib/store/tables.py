@@ -28,14 +28,14 @@ from sqlalchemy import (
 )
 
 __all__ = [
-    "SCHEMA_VERSION",
     "SCHEMA_LOCK_KEY",
+    "SCHEMA_VERSION",
+    "instance",
     "metadata",
+    "patient",
     "schema_version",
     "secret",
-    "patient",
     "study",
-    "instance",
 ]
 
 SCHEMA_VERSION = 1
@@ -120,8 +120,7 @@ study = Table(
     ),
     Index("anonlib_study_pseudonym_idx", "pseudonym"),
     comment=(
-        "One row per processed study: original UID and accession number, "
-        "and what they became. PHI."
+        "One row per processed study: original UID and accession number, and what they became. PHI."
     ),
 )
 
@@ -137,9 +136,7 @@ instance = Table(
     _text("sha256", default_empty=True),
     _timestamp("processed_at"),
     PrimaryKeyConstraint("original_sop_uid", name="anonlib_instance_pkey"),
-    CheckConstraint(
-        "status IN ('written', 'quarantined')", name="anonlib_instance_status_check"
-    ),
+    CheckConstraint("status IN ('written', 'quarantined')", name="anonlib_instance_status_check"),
     Index("anonlib_instance_original_study_uid_idx", "original_study_uid"),
     comment=(
         "One row per processed instance: written (output path, sha256) "

@@ -1,0 +1,364 @@
+"""Contract tests of the lookup store, run on MemoryStore and on SqlStore over a SQLite file.
+
+``StoreContract`` is reused by tests/integration/test_store_postgres.py for PostgreSQL, and so
+is :func:`run_race` (several processes asking for the same identities at the same moment).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import re
+import sqlite3
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import closing as closing_resource
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from anonlib.errors import ConfigError, StoreError
+from anonlib.store import (
+    InstanceRecord,
+    LookupStore,
+    MemoryData,
+    MemoryStore,
+    PatientKey,
+    PseudonymPolicy,
+    SqlStore,
+    StudyRecord,
+    default_store_url,
+    open_store,
+    rules,
+)
+from anonlib.store.db import make_engine
+from anonlib.store.tables import metadata, patient, schema_version, secret
+
+PHI_ID = "PHI-7731-DOE^JANE"
+"""A patient ID that must never appear in an error message or its traceback."""
+PSEUDONYM = re.compile(r"ANON[0-9A-HJKMNP-TV-Z]{8}")
+
+Opener = Callable[..., LookupStore]
+
+
+class StoreContract:
+    """Behaviour every LookupStore shows. Subclasses provide ``opener`` (each call opens
+    another handle on the same data, like reopening) and ``breaker`` (makes it fail)."""
+
+    @pytest.fixture
+    def closing(self) -> Iterator[list[LookupStore]]:
+        """Stores the opener made; closed after the test."""
+        stores: list[LookupStore] = []
+        yield stores
+        for store in stores:
+            store.close()
+
+    @pytest.fixture
+    def opener(self) -> Opener:
+        raise NotImplementedError
+
+    @pytest.fixture
+    def breaker(self) -> Callable[[LookupStore], None]:
+        raise NotImplementedError
+
+    def test_same_key_same_identity_across_reopen(self, opener: Opener) -> None:
+        first = opener()
+        identity = first.patient(PatientKey("12345", "HOSP"))
+        assert first.patient(PatientKey("12345", "HOSP")) == identity
+        first.close()
+        assert opener().patient(PatientKey("12345", "HOSP")) == identity
+
+    def test_different_keys_get_different_pseudonyms(self, opener: Opener) -> None:
+        store = opener()
+        identities = [store.patient(PatientKey(f"P{i}")) for i in range(100)]
+        assert len({i.pseudonym for i in identities}) == 100
+        assert all(PSEUDONYM.fullmatch(i.pseudonym) for i in identities)
+
+    def test_issuer_distinguishes_patients(self, opener: Opener) -> None:
+        store = opener()
+        keys = [PatientKey("123"), PatientKey("123", "A"), PatientKey("123", "B")]
+        assert len({store.patient(k).pseudonym for k in keys}) == 3
+        assert {k for k, _ in store.patients()} == set(keys)
+
+    def test_pseudonym_not_derived_from_id(self, opener: Opener) -> None:
+        store = opener(PseudonymPolicy(prefix="S-"))
+        pseudonym = store.patient(PatientKey("ABCDEFGH")).pseudonym
+        assert re.fullmatch(r"S-[0-9A-HJKMNP-TV-Z]{8}", pseudonym)
+        assert "ABCDEFGH" not in pseudonym
+
+    def test_shift_never_zero_and_within_range(self, opener: Opener) -> None:
+        store = opener(PseudonymPolicy(shift_min_days=-2, shift_max_days=2))
+        shifts = {store.patient(PatientKey(f"S{i}")).date_shift_days for i in range(200)}
+        assert shifts == {-2, -1, 1, 2}
+
+    @pytest.mark.parametrize(("low", "high", "expected"), [(0, 1, 1), (-1, 0, -1), (7, 7, 7)])
+    def test_shift_narrow_ranges(self, opener: Opener, low: int, high: int, expected: int) -> None:
+        store = opener(PseudonymPolicy(shift_min_days=low, shift_max_days=high))
+        assert {store.patient(PatientKey(f"N{i}")).date_shift_days for i in range(20)} == {expected}
+
+    def test_default_shift_range(self, opener: Opener) -> None:
+        store = opener()
+        for i in range(50):
+            assert -3652 <= store.patient(PatientKey(f"D{i}")).date_shift_days <= -366
+
+    def test_find_patient_never_creates(self, opener: Opener) -> None:
+        store = opener()
+        assert store.find_patient(PatientKey("404")) is None
+        assert list(store.patients()) == []
+        identity = store.patient(PatientKey("404"))
+        assert store.find_patient(PatientKey("404")) == identity
+        assert store.find_patient(PatientKey("404", "OTHER")) is None
+        assert list(store.patients()) == [(PatientKey("404"), identity)]
+
+    def test_secret_created_once_and_stable(self, opener: Opener) -> None:
+        first = opener()
+        value = first.secret()
+        assert isinstance(value, bytes) and len(value) == 32
+        assert first.secret() == value
+        first.close()
+        assert opener().secret() == value
+
+    def test_study_upsert(self, opener: Opener) -> None:
+        store = opener()
+        pseudonym = store.patient(PatientKey("1")).pseudonym
+        assert store.study("1.2.3") is None
+        store.record_study(StudyRecord("1.2.3", "ACC1", pseudonym, "2.25.9", "20200101"))
+        updated = StudyRecord("1.2.3", "ACC2", pseudonym, "2.25.9", "")
+        store.record_study(updated)
+        assert store.study("1.2.3") == updated
+
+    def test_study_needs_known_pseudonym_and_unique_new_uid(self, opener: Opener) -> None:
+        store = opener()
+        with pytest.raises(StoreError):
+            store.record_study(StudyRecord("1.2.3", "", "ANON00000000", "2.25.9", ""))
+        pseudonym = store.patient(PatientKey("1")).pseudonym
+        store.record_study(StudyRecord("1.2.3", "", pseudonym, "2.25.9", ""))
+        with pytest.raises(StoreError):
+            store.record_study(StudyRecord("1.2.4", "", pseudonym, "2.25.9", ""))
+
+    def test_instance_upsert(self, opener: Opener) -> None:
+        store = opener()
+        assert store.instance("1.2.3.4") is None
+        written = InstanceRecord("1.2.3.4", "2.25.4", "1.2.3", "written", "a/b.dcm", "", "ab" * 32)
+        store.record_instance(written)
+        assert store.instance("1.2.3.4") == written
+        quarantined = InstanceRecord("1.2.3.4", "2.25.4", "1.2.3", "quarantined", reason="burnt-in")
+        store.record_instance(quarantined)
+        other = InstanceRecord("1.2.3.10", "2.25.10", "1.2.3", "written", "a/c.dcm")
+        store.record_instance(other)
+        assert opener().instance("1.2.3.4") == quarantined
+        assert list(store.instances()) == [other, quarantined]
+
+    def test_invalid_records_rejected(self, opener: Opener) -> None:
+        store = opener()
+        with pytest.raises(StoreError):
+            store.record_instance(InstanceRecord("1.2", "2.25.1", "1", "lost"))
+        with pytest.raises(StoreError):
+            store.patient(PatientKey(""))
+        assert store.instance("1.2") is None and list(store.patients()) == []
+
+    def test_pseudonym_collision_is_retried(
+        self, opener: Opener, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        store = opener()
+        taken = store.patient(PatientKey("first")).pseudonym
+        offers = iter([taken, taken, "ANONZZZZZZZZ"])
+        monkeypatch.setattr(rules, "new_pseudonym", lambda policy: next(offers))
+        assert store.patient(PatientKey("second")).pseudonym == "ANONZZZZZZZZ"
+
+    def test_no_free_pseudonym_is_an_error_without_phi(
+        self, opener: Opener, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        store = opener()
+        taken = store.patient(PatientKey("first")).pseudonym
+        monkeypatch.setattr(rules, "new_pseudonym", lambda policy: taken)
+        with pytest.raises(StoreError) as caught:
+            store.patient(PatientKey(PHI_ID))
+        assert_no_phi(caught.value)
+        assert store.find_patient(PatientKey(PHI_ID)) is None
+
+    def test_failures_carry_no_phi(
+        self, opener: Opener, breaker: Callable[[LookupStore], None]
+    ) -> None:
+        store = opener()
+        store.patient(PatientKey(PHI_ID))
+        breaker(store)
+        for call in (store.patient, store.find_patient):
+            with pytest.raises(StoreError) as caught:
+                call(PatientKey(PHI_ID, "ISSUER-" + PHI_ID))
+            assert_no_phi(caught.value)
+
+    def test_closed_store_refuses(self, opener: Opener) -> None:
+        store = opener()
+        store.close()
+        with pytest.raises(StoreError):
+            store.patient(PatientKey("1"))
+
+
+def assert_no_phi(error: BaseException) -> None:
+    """Neither the message nor anything printed with its traceback names the patient."""
+    rendered = "".join(traceback.format_exception(error))
+    assert PHI_ID not in rendered
+    assert "DOE" not in rendered
+
+
+class TestMemoryStore(StoreContract):
+    @pytest.fixture
+    def opener(self, closing: list[LookupStore]) -> Opener:
+        data = MemoryData()
+
+        def open_(policy: PseudonymPolicy = rules.DEFAULT_POLICY) -> LookupStore:
+            closing.append(MemoryStore(policy, data))
+            return closing[-1]
+
+        return open_
+
+    @pytest.fixture
+    def breaker(self) -> Callable[[LookupStore], None]:
+        return lambda store: store.close()
+
+
+class TestSqliteStore(StoreContract):
+    @pytest.fixture
+    def url(self, tmp_path: Path) -> str:
+        return f"sqlite:///{tmp_path / 'lookup.sqlite3'}"
+
+    @pytest.fixture
+    def opener(self, url: str, closing: list[LookupStore]) -> Opener:
+        def open_(policy: PseudonymPolicy = rules.DEFAULT_POLICY) -> LookupStore:
+            closing.append(SqlStore(url, policy))
+            return closing[-1]
+
+        return open_
+
+    @pytest.fixture
+    def breaker(self, url: str) -> Callable[[LookupStore], None]:
+        return lambda store: drop_all_tables(url)
+
+    def test_sqlite_file_is_in_wal_mode(self, opener: Opener, tmp_path: Path) -> None:
+        opener().secret()
+        with closing_sqlite(tmp_path / "lookup.sqlite3") as conn:
+            assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+    def test_processes_race_for_the_same_identities(self, url: str) -> None:
+        check_race(url, open_together=True)
+
+    def test_unopenable_file_is_a_store_error(self, tmp_path: Path) -> None:
+        with pytest.raises(StoreError, match="could not open"):
+            SqlStore(f"sqlite:///{tmp_path / 'missing' / 'dir' / 'lookup.sqlite3'}")
+
+
+def closing_sqlite(path: Path) -> closing_resource[sqlite3.Connection]:
+    return closing_resource(sqlite3.connect(path))
+
+
+def drop_all_tables(url: str) -> None:
+    engine = make_engine(url)
+    metadata.drop_all(engine)
+    engine.dispose()
+
+
+BAD_POLICIES = [
+    PseudonymPolicy(shift_min_days=10, shift_max_days=-10),
+    PseudonymPolicy(shift_min_days=0, shift_max_days=0),
+    PseudonymPolicy(prefix="BAD^PREFIX"),
+    PseudonymPolicy(prefix="X" * 33),
+]
+
+
+@pytest.mark.parametrize("policy", BAD_POLICIES)
+def test_invalid_policy_is_a_config_error(policy: PseudonymPolicy, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError):
+        MemoryStore(policy)
+    with pytest.raises(ConfigError):
+        SqlStore(f"sqlite:///{tmp_path / 'lookup.sqlite3'}", policy)
+    assert not (tmp_path / "lookup.sqlite3").exists()
+
+
+@pytest.mark.parametrize("url", ["mysql://u:secret@h/db", "not a url", "sqlite+nodriver:///x"])
+def test_unsupported_url_is_a_config_error_without_password(url: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        SqlStore(url)
+    assert "secret" not in str(caught.value)
+
+
+def test_open_store_defaults_to_sqlite_in_anonlib_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home" / "anonlib"
+    monkeypatch.setenv("ANONLIB_HOME", str(home))
+    assert default_store_url() == f"sqlite:///{home / 'lookup.sqlite3'}"
+    store = open_store(None)
+    value = store.secret()
+    store.close()
+    assert (home / "lookup.sqlite3").is_file()
+    assert (home.stat().st_mode & 0o777) == 0o700
+    monkeypatch.delenv("ANONLIB_HOME")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert default_store_url() == f"sqlite:///{tmp_path / 'xdg' / 'anonlib' / 'lookup.sqlite3'}"
+    with SqlStore(f"sqlite:///{home / 'lookup.sqlite3'}") as again:
+        assert again.secret() == value
+
+
+# --- several processes at once -------------------------------------------------------------
+
+RACE_PROCESSES = 8
+RACE_KEYS = [PatientKey(f"RACE-{i}", "ISSUER" if i % 2 else "") for i in range(6)]
+
+
+def race_worker(url: str, open_together: bool, barrier: Any, results: Any) -> None:
+    """One process: (optionally wait, then) open the store; then for each key wait for the
+    others and ask for its identity at the same moment; also ask for the secret together."""
+    try:
+        if open_together:
+            barrier.wait(timeout=120)
+        store = SqlStore(url)
+        barrier.wait(timeout=120)
+        value = store.secret().hex()
+        identities = []
+        for key in RACE_KEYS:
+            barrier.wait(timeout=120)
+            identity = store.patient(key)
+            identities.append((identity.pseudonym, identity.date_shift_days))
+        store.close()
+        results.put(("ok", value, identities))
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which fails the test
+        barrier.abort()  # release the others at once instead of after their timeout
+        results.put(("error", repr(exc), []))
+
+
+def run_race(url: str, open_together: bool, processes: int = RACE_PROCESSES) -> list[Any]:
+    """Start ``processes`` spawned workers on ``url``; return what each reported."""
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(processes)
+    results = context.Queue()
+    workers = [
+        context.Process(target=race_worker, args=(url, open_together, barrier, results))
+        for _ in range(processes)
+    ]
+    for worker in workers:
+        worker.start()
+    try:
+        reports = [results.get(timeout=300) for _ in workers]
+    finally:
+        for worker in workers:
+            worker.join(timeout=60)
+            if worker.is_alive():
+                worker.kill()
+    return reports
+
+
+def check_race(url: str, open_together: bool) -> None:
+    """All processes saw one secret and one identity per key; the tables hold one row each."""
+    reports = run_race(url, open_together)
+    assert [r for r in reports if r[0] != "ok"] == []
+    assert len({r[1] for r in reports}) == 1
+    assert len({tuple(r[2]) for r in reports}) == 1
+    assert len({pseudonym for pseudonym, _ in reports[0][2]}) == len(RACE_KEYS)
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(patient)) == len(RACE_KEYS)
+        assert conn.scalar(select(func.count()).select_from(secret)) == 1
+        assert conn.scalar(select(func.count()).select_from(schema_version)) == 1
+    engine.dispose()
