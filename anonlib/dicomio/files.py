@@ -27,6 +27,7 @@ from anonlib.errors import InputError
 __all__ = ["ParsedInstance", "read_instance", "encode_instance", "quiet_pydicom"]
 
 _UID_CHARS = frozenset("0123456789.")
+_TRAILING_PADDING = 0xFFFCFFFC
 
 
 def quiet_pydicom() -> None:
@@ -104,8 +105,9 @@ def _parse(buf: mmap.mmap, size: int, name: str, with_pixels: bool) -> ParsedIns
         return ParsedInstance(full, None, size)
     if result.pixel_start is None or with_pixels:
         return ParsedInstance(ds, None, size)
-    if result.pixel_end != size:
+    if result.after_pixels and result.after_pixels != (_TRAILING_PADDING,):
         return _parse(buf, size, name, True)  # elements after the pixel data: read whole
+    # Data Set Trailing Padding after the pixels has no meaning (PS3.10 7.2) and is dropped.
     return ParsedInstance(ds, bytes(buf[result.pixel_start:result.pixel_end]), size)
 
 

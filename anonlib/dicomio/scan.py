@@ -37,6 +37,7 @@ class ScanResult:
     pixel_start: int | None
     pixel_end: int | None
     end: int
+    after_pixels: tuple[int, ...] = ()  # tags of top-level elements after the pixel data
 
 
 class _Scanner:
@@ -106,8 +107,11 @@ def scan(buf: memoryview | bytes, start: int, *, implicit: bool, little: bool) -
     s = _Scanner(buf, little)
     pos = start
     pixel: tuple[int, int] | None = None
+    after: list[int] = []
     while pos < s.n:
         tag, vr, length, size = s.header(pos, implicit)
+        if pixel is not None:
+            after.append(tag)
         if tag in PIXEL_TAGS and pixel is None:
             end = s.fragments(pos + size) if length == _UNDEFINED else s.skip(pos + size, length)
             pixel = (pos, end)
@@ -118,7 +122,7 @@ def scan(buf: memoryview | bytes, start: int, *, implicit: bool, little: bool) -
             pos = s.sequence(pos + size, implicit or vr == b"UN")
         else:
             pos = s.skip(pos + size, length)
-    return ScanResult(pixel[0] if pixel else None, pixel[1] if pixel else None, pos)
+    return ScanResult(pixel[0] if pixel else None, pixel[1] if pixel else None, pos, tuple(after))
 
 
 def dataset_start(buf: memoryview | bytes) -> int:

@@ -78,6 +78,9 @@ class PrivatePolicy:
     def visit(self, walker: "Walker", ds: Dataset, tag: int, seq_path: tuple[int, ...],
               trail: "Trail") -> None:
         group, element = tag >> 16, tag & 0xFFFF
+        if self.code == "X":  # the Basic Profile: every private element goes, creators too
+            walker.drop(ds, tag, trail, self.code, self.source, "private")
+            return
         if 0x0010 <= element <= 0x00FF:
             return  # a private creator: decided in finish(), once its block is known
         creator_tag = (group << 16) | (element >> 8)
@@ -92,9 +95,10 @@ class PrivatePolicy:
 
     def finish(self, walker: "Walker", ds: Dataset, trail: "Trail") -> None:
         """Remove private creators whose blocks are now empty."""
-        for tag in [t for t in ds.keys() if (t >> 16) % 2 and 0x0010 <= (t & 0xFFFF) <= 0x00FF]:
-            group, block = tag >> 16, tag & 0xFF
-            low, high = (group << 16) | (block << 8), (group << 16) | (block << 8) | 0xFF
-            if not any(low <= t <= high for t in ds.keys()):
-                walker._apply("X", ds, tag, None, self.code, self.source, None, (), trail, False,
-                              "private creator of an empty block")
+        if self.code == "X":
+            return
+        private = [t for t in ds.keys() if (t >> 16) % 2]
+        used = {((t >> 16), (t >> 8) & 0xFF) for t in private if (t & 0xFFFF) >= 0x1000}
+        for tag in private:
+            if 0x0010 <= (tag & 0xFFFF) <= 0x00FF and ((tag >> 16), tag & 0xFF) not in used:
+                walker.drop(ds, tag, trail, self.code, self.source, "private creator of an empty block")

@@ -81,8 +81,7 @@ class Walker:
         for tag in list(ds.keys()):
             group, element = tag >> 16, tag & 0xFFFF
             if group in (0x0002, 0x0004) or element == 0:
-                self._apply("X", ds, tag, None, "X", "structural (file meta, DICOMDIR, group length)",
-                            None, seq_path, trail, dummy)
+                self.drop(ds, tag, trail, "X", "structural (file meta, DICOMDIR, group length)", "")
                 continue
             if group % 2:
                 has_private = True
@@ -122,6 +121,15 @@ class Walker:
             raise DeidentificationError(f"no handler for action {action!r}")
         ctx = _Site(ds, tag, vr or self._vr(ds, tag), code, source, type_, seq_path, trail, dummy, note)
         handler(ctx)
+
+    def drop(self, ds: Dataset, tag: int, trail: Trail, code: str, source: str, note: str) -> None:
+        """Remove an element without decoding it (private and structural elements)."""
+        vr = getattr(ds.get_item(tag), "VR", None) or "UN"
+        before = self._before(_Site(ds, tag, vr, code, source, None, (), trail, False)) if self.record_values else None
+        del ds[tag]
+        self.changes.append(Change(path=format_path(trail, tag), tag=tag, vr=str(vr), code=code,
+                                   action="X", outcome="removed", source=source, note=note,
+                                   before=before))
 
     def walk_item(self, item: Dataset, ctx: "_Site", index: int, *, dummy: bool) -> None:
         self._walk(item, ctx.seq_path + (ctx.tag,), ctx.trail + ((ctx.tag, index),), dummy=dummy)

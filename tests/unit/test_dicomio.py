@@ -39,10 +39,20 @@ def test_pixel_bytes_pass_through_unchanged(tmp_path: Path, name: str) -> None:
     assert out.PixelData == original.PixelData
 
 
-def test_files_with_elements_after_the_pixels_are_read_whole(tmp_path: Path) -> None:
-    out, _, fast = _roundtrip(_copy(tmp_path, "CT_small.dcm"))  # has trailing padding
-    assert not fast
+def test_trailing_padding_is_dropped_on_the_fast_path(tmp_path: Path) -> None:
+    out, _, fast = _roundtrip(_copy(tmp_path, "CT_small.dcm"))  # ends with (FFFC,FFFC) padding
+    assert fast and "DataSetTrailingPadding" not in out
     assert out.PixelData == pydicom.dcmread(get_testdata_file("CT_small.dcm")).PixelData
+
+
+def test_files_with_elements_after_the_pixels_are_read_whole(tmp_path: Path) -> None:
+    ds = pydicom.dcmread(get_testdata_file("JPEG2000.dcm"))
+    block = ds.private_block(0x7FE1, "SIEMENS CSA NON-IMAGE", create=True)  # after (7FE0,0010)
+    block.add_new(0x10, "OB", b"\x01\x02")
+    path = tmp_path / "trailing.dcm"
+    ds.save_as(path)
+    parsed = read_instance(path)
+    assert parsed.pixel_bytes is None and 0x7FE11010 in parsed.dataset and "PixelData" in parsed.dataset
 
 
 def test_big_endian_is_read_whole_and_keeps_its_pixels(tmp_path: Path) -> None:
