@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from sqlalchemy.engine import make_url
 from tqdm import tqdm
 
 from anonlib.dicomio import encode_instance, quiet_pydicom, read_instance
@@ -112,6 +113,16 @@ class InstanceProcessor:
         self._secret = store.secret()
         self._identities: dict[PatientKey, PatientIdentity] = {}
         self._studies: set[str] = set()
+        self._pending: list[InstanceRecord] = []
+
+    #: Instance records are written to the store in batches of this many (one transaction each).
+    BATCH = 64
+
+    def flush(self) -> None:
+        """Write the buffered instance records to the store."""
+        if self._pending:
+            self.store.record_instances(self._pending)
+            self._pending = []
 
     def identity(self, key: PatientKey) -> PatientIdentity:
         found = self._identities.get(key)
@@ -164,10 +175,12 @@ class InstanceProcessor:
             self.store.record_study(StudyRecord(keys.original_study_uid, keys.original_accession,
                                                 identity.pseudonym, keys.new_study_uid, keys.study_date))
             self._studies.add(keys.original_study_uid)
-        self.store.record_instance(InstanceRecord(
+        self._pending.append(InstanceRecord(
             keys.original_sop_uid, keys.new_sop_uid, keys.original_study_uid,
             "quarantined" if outcome.quarantine else "written", relative,
             outcome.quarantine or "", digest))
+        if len(self._pending) >= self.BATCH:
+            self.flush()
 
 
 # -- folder runs ------------------------------------------------------------------------------
@@ -182,8 +195,9 @@ def _check_locations(settings: RunSettings, db_url: str) -> None:
         if inner == outer or outer in inner.parents:
             raise ConfigError(f"the {what} must not be inside (or equal to) the "
                               f"{'output' if outer == output else 'source'} folder")
-    if db_url.startswith("sqlite:///"):
-        database = Path(db_url[len("sqlite:///"):]).resolve()
+    url = make_url(db_url)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        database = Path(url.database).resolve()
         if output == database.parent or output in database.parents:
             raise ConfigError("the lookup store is the re-identification key: it must not live "
                               "inside the output folder")
@@ -210,7 +224,9 @@ def _init_worker(settings: RunSettings, db_url: str) -> None:
 
 def _work(batch: list[tuple[str, str]]) -> list[FileResult]:
     assert _WORKER is not None
-    return [_WORKER.process(Path(path), label) for path, label in batch]
+    results = [_WORKER.process(Path(path), label) for path, label in batch]
+    _WORKER.flush()
+    return results
 
 
 def _batches(items: list[tuple[str, str]], size: int) -> Iterator[list[tuple[str, str]]]:
@@ -225,6 +241,7 @@ def _results(settings: RunSettings, db_url: str, items: list[tuple[str, str]]) -
             for path, label in items:
                 yield processor.process(Path(path), label)
         finally:
+            processor.flush()
             processor.store.close()
         return
     # Create the store (schema, secret) once before the workers race to open it.

@@ -12,7 +12,7 @@ Implementations: :class:`anonlib.store.sql.SqlStore` (PostgreSQL, SQLite) and
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, Protocol
+from typing import Iterator, Protocol, Sequence
 
 __all__ = [
     "PatientKey",
@@ -105,6 +105,9 @@ class LookupStore(Protocol):
 
     def record_instance(self, record: InstanceRecord) -> None:
         """Insert or update the instance keyed by ``original_sop_uid``."""
+
+    def record_instances(self, records: Sequence[InstanceRecord]) -> None:
+        """Insert or update many instances in one transaction."""
 
     def instance(self, original_sop_uid: str) -> InstanceRecord | None:
         """The record of one processed instance, if any."""

@@ -7,7 +7,7 @@ For unit tests of other modules. Thread-safe. Several :class:`MemoryStore` objec
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
@@ -121,10 +121,16 @@ class MemoryStore:
 
     def record_instance(self, record: InstanceRecord) -> None:
         """Insert or update the instance keyed by ``original_sop_uid``."""
-        rules.check_instance(record)
+        self.record_instances([record])
+
+    def record_instances(self, records: Sequence[InstanceRecord]) -> None:
+        """Insert or update many instances at once."""
+        for record in records:
+            rules.check_instance(record)
         data = self._open()
         with data.lock:
-            data.instances[record.original_sop_uid] = record
+            for record in records:
+                data.instances[record.original_sop_uid] = record
 
     def instance(self, original_sop_uid: str) -> InstanceRecord | None:
         """The record of one processed instance, if any."""

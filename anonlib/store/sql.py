@@ -8,7 +8,7 @@ messages name the operation, never a key (keys are PHI).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, Self
@@ -169,15 +169,23 @@ class SqlStore:
 
     def record_instance(self, record: InstanceRecord) -> None:
         """Insert or update the instance keyed by ``original_sop_uid``."""
-        rules.check_instance(record)
+        self.record_instances([record])
+
+    def record_instances(self, records: Sequence[InstanceRecord]) -> None:
+        """Insert or update many instances in one transaction (a run records them in batches)."""
+        if not records:
+            return
+        for record in records:
+            rules.check_instance(record)
         with self._transaction("could not record instance") as conn:
-            insert = upsert(conn, instance).values(**_instance_values(record))
+            insert = upsert(conn, instance)
             updates: dict[str, Any] = {name: insert.excluded[name] for name in _INSTANCE_FIELDS[1:]}
             updates["processed_at"] = func.current_timestamp()
             conn.execute(
                 insert.on_conflict_do_update(
                     index_elements=[instance.c.original_sop_uid], set_=updates
-                )
+                ),
+                [_instance_values(record) for record in records],
             )
 
     def instance(self, original_sop_uid: str) -> InstanceRecord | None:
