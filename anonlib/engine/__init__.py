@@ -123,6 +123,8 @@ def deidentify(ds: Dataset, plan: Plan, lookup: Lookup, *, copy: bool = True,
         raise DeidentificationError("a DICOMDIR is not de-identified; rebuild it from the output")
     if not sop_class or not _text(ds, "SOPInstanceUID"):
         raise DeidentificationError("not a composite instance (no SOP Class / SOP Instance UID)")
+    if not _text(ds, "StudyInstanceUID"):
+        raise DeidentificationError("no Study Instance UID (Type 1 in every composite IOD)")
 
     mapper = UidMapper(lookup.secret, plan.uid_root)
     verdict = assess_pixels(ds, plan)

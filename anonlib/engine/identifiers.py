@@ -12,6 +12,7 @@ from pydicom.datadict import tag_for_keyword
 from pydicom.multival import MultiValue
 
 from anonlib.engine.text import Identifiers
+from anonlib.engine.vr import element_vr
 from anonlib.profile.plan import Plan
 
 __all__ = ["collect_identifiers", "identifier_tags"]
@@ -99,20 +100,7 @@ def _collect(ds: Dataset, wanted: dict[int, str], found: Identifiers) -> None:
             for text in _values(value):
                 _add(found, kind, text)
             continue
-        raw = ds.get_item(tag)
-        if raw is not None and (getattr(raw, "VR", None) == "SQ" or _is_sequence(ds, tag)):
+        if element_vr(ds, tag) == "SQ":
             for item in ds[tag].value or []:
                 if isinstance(item, Dataset):
                     _collect(item, wanted, found)
-
-
-def _is_sequence(ds: Dataset, tag: int) -> bool:
-    raw = ds.get_item(tag)
-    if getattr(raw, "VR", None) is not None:
-        return False
-    from pydicom.datadict import dictionary_VR
-
-    try:
-        return dictionary_VR(tag) == "SQ"
-    except KeyError:
-        return False

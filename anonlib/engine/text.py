@@ -28,15 +28,18 @@ __all__ = ["Identifiers", "Scrubber"]
 _MONTHS = ["january", "february", "march", "april", "may", "june", "july", "august",
            "september", "october", "november", "december"]
 _MON = "|".join(m[:3] for m in _MONTHS)
+_END = r"(?![^\W_]|\.\d)"  # not followed by a letter/digit or by a decimal continuation
+_DATE_END = r"(?=T\d|[^\w]|_|$)"  # a date may run straight into an ISO time ("...T10:30")
 _PATTERNS = re.compile(
     r"(?P<email>[\w.+-]+@[\w-]+(?:\.[\w-]+)+)"
-    r"|(?P<uid>(?<!\w)(?<!\d\.)[0-2](?:\.(?:0|[1-9]\d*)){3,}(?!\w|\.\d))"
-    r"|(?P<ymd>(?<!\w)(?<!\d\.)(?P<y1>(?:19|20)\d\d)(?P<s1>[-/.]?)(?P<m1>0[1-9]|1[0-2])(?P=s1)(?P<d1>0[1-9]|[12]\d|3[01])(?![\w]))"
-    r"|(?P<dmy>(?<!\w)(?<!\d\.)(?P<a2>\d{1,2})(?P<s2>[-/.])(?P<b2>\d{1,2})(?P=s2)(?P<y2>(?:19|20)\d\d)(?![\w]))"
-    rf"|(?P<text>(?<![\w])(?P<d3>\d{{1,2}})\s+(?P<m3>{_MON})[a-z]*\.?,?\s+(?P<y3>(?:19|20)\d\d)(?![\w]))"
-    rf"|(?P<text2>(?<![\w])(?P<m4>{_MON})[a-z]*\.?\s+(?P<d4>\d{{1,2}}),?\s+(?P<y4>(?:19|20)\d\d)(?![\w]))"
-    r"|(?P<phone>(?<!\w)(?<!\d\.)(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,4}\)\s?)?\d{2,4}(?:[\s.-]\d{2,4}){1,3}(?!\w|\.\d))"
-    r"|(?P<digits>(?<!\w)(?<!\d\.)\d{6,}(?!\w|\.\d))",
+    rf"|(?P<uid>(?<!\w)(?<!\d\.)[0-2](?:\.(?:0|[1-9]\d*)){{3,}}{_END})"
+    rf"|(?P<ymd>(?<!\w)(?<!\d\.)(?P<y1>(?:18|19|20)\d\d)(?P<s1>[-/.]?)(?P<m1>0[1-9]|1[0-2])(?P=s1)(?P<d1>0[1-9]|[12]\d|3[01]){_DATE_END})"
+    rf"|(?P<dmy>(?<!\w)(?<!\d\.)(?P<a2>\d{{1,2}})(?P<s2>[-/.])(?P<b2>\d{{1,2}})(?P=s2)(?P<y2>(?:18|19|20)?\d\d){_DATE_END})"
+    rf"|(?P<text>(?<![\w])(?P<d3>\d{{1,2}})[\s./-]*(?P<m3>{_MON})[a-z]*\.?,?[\s./-]*(?P<y3>(?:18|19|20)\d\d){_DATE_END})"
+    rf"|(?P<text2>(?<![\w])(?P<m4>{_MON})[a-z]*\.?\s+(?P<d4>\d{{1,2}})(?:st|nd|rd|th)?,?\s+(?P<y4>(?:18|19|20)\d\d){_END})"
+    rf"|(?P<age>(?<![\w.])(?P<years>9\d|1[0-4]\d)\s*(?:-|\s)?\s*(?:year-old|years?|yrs?|y/?o|yo|Y){_END})"
+    rf"|(?P<phone>(?<!\w)(?<!\d\.)(?:\+\d{{1,3}}[\s.-]?)?(?:\(\d{{1,4}}\)\s?)?\d{{2,4}}(?:[\s.-]\d{{2,4}}){{1,3}}{_END})"
+    rf"|(?P<digits>(?<!\w)(?<!\d\.)\d{{6,}}{_END})",
     re.IGNORECASE,
 )
 
@@ -126,6 +129,8 @@ class Scrubber:
         if group in ("phone", "digits"):
             digits = sum(ch.isdigit() for ch in match.group(0))
             return "[ID]" if digits >= 6 else match.group(0)
+        if group == "age":
+            return "90+ years"  # HIPAA 164.514(b)(2)(i)(C): ages over 89 in one category
         day = _date_of(match)
         return self._shift_date(day) if day else "[DATE]"
 
@@ -135,7 +140,7 @@ def _date_of(match: re.Match[str]) -> _dt.date | None:
         if match.group("ymd"):
             return _dt.date(int(match["y1"]), int(match["m1"]), int(match["d1"]))
         if match.group("dmy"):
-            a, b, year = int(match["a2"]), int(match["b2"]), int(match["y2"])
+            a, b, year = int(match["a2"]), int(match["b2"]), _year(match["y2"])
             month, day = (b, a) if match["s2"] == "." or a > 12 else (a, b)
             return _dt.date(year, month, day)
         if match.group("text"):
@@ -143,6 +148,14 @@ def _date_of(match: re.Match[str]) -> _dt.date | None:
         return _dt.date(int(match["y4"]), _MONTHS.index(_full(match["m4"])) + 1, int(match["d4"]))
     except (ValueError, TypeError):
         return None
+
+
+def _year(text: str) -> int:
+    """A written year; two digits mean 19xx or 20xx, whichever is not in the future."""
+    if len(text) == 4:
+        return int(text)
+    now = _dt.date.today().year % 100
+    return 2000 + int(text) if int(text) <= now else 1900 + int(text)
 
 
 def _full(month: str) -> str:

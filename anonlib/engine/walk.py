@@ -15,7 +15,6 @@ import datetime as _dt
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -27,6 +26,7 @@ from anonlib.engine.privates import PrivatePolicy
 from anonlib.engine.text import Scrubber
 from anonlib.engine.uids import UidMapper, structural_uid_tags
 from anonlib.engine.values import TEXT_VRS, dummy_value, empty_value, fit
+from anonlib.engine.vr import element_vr
 from anonlib.errors import DeidentificationError
 from anonlib.profile.codes import resolve, strength
 from anonlib.profile.iod import IodTypes
@@ -307,17 +307,7 @@ class Walker:
         ))
 
     def _vr(self, ds: Dataset, tag: int) -> str:
-        raw = ds.get_item(tag)
-        vr = getattr(raw, "VR", None)
-        if vr:
-            return str(vr)
-        try:
-            vr = dictionary_VR(tag)
-        except KeyError:
-            vr = None
-        if not vr or " or " in vr:
-            vr = ds[tag].VR  # let pydicom resolve ambiguous and private VRs
-        return str(vr)
+        return element_vr(ds, tag)
 
     def _strip_repeating_groups(self, ds: Dataset) -> None:
         """Overlays (60xx) and curves (50xx) go as whole groups unless kept (K) on purpose: a

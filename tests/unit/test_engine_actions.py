@@ -159,3 +159,23 @@ def test_change_record_names_paths_not_values_unless_asked() -> None:
     out = deidentify(sample(), plan_of(), LOOKUP)
     assert out.changes and all(c.before is None and c.after is None for c in out.changes)
     assert all(c.path.startswith("(") for c in out.changes)
+
+
+def test_public_sequence_encoded_as_un_is_still_cleaned(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """rtdose_rle.dcm stores ReferencedRTPlanSequence with explicit VR UN: its UIDs must still be
+    remapped (pydicom decodes it as the sequence it is)."""
+    import shutil
+
+    from pydicom.data import get_testdata_file
+
+    from anonlib.dicomio import encode_instance, read_instance
+    from tests.helpers import LOOKUP, plan_of
+    from anonlib.engine import deidentify
+
+    path = tmp_path / "dose.dcm"
+    shutil.copy(get_testdata_file("rtdose_rle.dcm"), path)
+    parsed = read_instance(path)
+    original = "1.2.123.456.78.9.0123.4567.89012345678901"
+    assert getattr(parsed.dataset.get_item(0x300C0002), "VR", None) == "UN"
+    out = deidentify(parsed.dataset, plan_of(), LOOKUP, copy=False)
+    assert original.encode() not in encode_instance(out.dataset, parsed.pixel_bytes)

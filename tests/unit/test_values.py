@@ -88,3 +88,18 @@ def test_patient_key_rules() -> None:
     del bare.StudyInstanceUID, bare.SeriesInstanceUID, bare.SOPInstanceUID
     with pytest.raises(DeidentificationError):
         patient_key(bare)
+
+
+@pytest.mark.parametrize(("text", "gone", "kept"), [
+    ("seen 15-APR-2023", "15-APR-2023", "seen 20230405"),
+    ("at 2023-04-15T10:30:00", "2023-04-15", "20230405T10:30:00"),
+    ("dob 04/15/52", "04/15/52", "19520405"),
+    ("April 15th, 2023", "April", "20230405"),
+    ("a 93-year-old man", "93", "a 90+ years man"),
+    ("value 20231345 here", "20231345", "[ID]"),
+    ("lesion 12.5 x 10.2 mm, 45 year old", "\x00", "lesion 12.5 x 10.2 mm, 45 year old"),
+])
+def test_free_text_dates_ages_and_numbers(text: str, gone: str, kept: str) -> None:
+    shifted = lambda d: (d + dt.timedelta(days=-10)).strftime("%Y%m%d")  # noqa: E731
+    clean = Scrubber(Identifiers(), shifted, lambda uid: uid).clean(text)
+    assert gone not in clean and kept in clean
