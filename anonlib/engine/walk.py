@@ -91,8 +91,8 @@ class Walker:
             rule = self.plan.rule_for(tag)
             if rule is not None:
                 code, source = rule.code, rule.source
-            elif vr in _DATE_VRS and self.plan.date_mode is DateMode.REMOVE:
-                code, source = "X/Z/D", _BY_VR_SOURCE
+            elif vr == "PN" or (vr in _DATE_VRS and self.plan.date_mode is DateMode.REMOVE):
+                code, source = "X/Z/D", _BY_VR_SOURCE  # _BY_VR: names and (Safe Harbor) dates
             else:
                 if vr not in _ACTIVE_VRS and not self.record_kept:
                     continue  # fast path: nothing to do, not decoded

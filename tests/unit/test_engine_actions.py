@@ -179,3 +179,17 @@ def test_public_sequence_encoded_as_un_is_still_cleaned(tmp_path) -> None:  # ty
     assert getattr(parsed.dataset.get_item(0x300C0002), "VR", None) == "UN"
     out = deidentify(parsed.dataset, plan_of(), LOOKUP, copy=False)
     assert original.encode() not in encode_instance(out.dataset, parsed.pixel_bytes)
+
+
+def test_person_names_the_table_does_not_list_are_removed_by_vr() -> None:
+    out = run(minimal(CT, EvaluatorName="ROE^JANE", SecondaryReviewerName="ROE^JIM"))
+    assert "EvaluatorName" not in out.dataset and "SecondaryReviewerName" not in out.dataset
+    assert _change(out, "EvaluatorName").source.startswith("anonlib: by VR")
+
+
+def test_issuer_and_identification_sequences_outside_the_table_are_removed() -> None:
+    issuer = Dataset()
+    issuer.LocalNamespaceEntityID = "SAINT-ELSEWHERE-RIS"
+    out = run(minimal(CT, IssuerOfAccessionNumberSequence=Sequence([issuer]),
+                      StorageMediaFileSetID="DOE_JOHN_CD")).dataset
+    assert "IssuerOfAccessionNumberSequence" not in out and "StorageMediaFileSetID" not in out
