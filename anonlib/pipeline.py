@@ -15,10 +15,10 @@ import io
 import logging
 import os
 import sys
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from sqlalchemy.engine import make_url
 from tqdm import tqdm
@@ -27,7 +27,13 @@ from anonlib.dicomio import encode_instance, quiet_pydicom, read_instance
 from anonlib.engine import Lookup, Outcome, deidentify, needs_pixel_data, patient_key
 from anonlib.errors import AnonlibError, ConfigError, DeidentificationError, InputError, StoreError
 from anonlib.profile import Plan, SiteProfile, build_plan
-from anonlib.sinks.folder import FolderSink, ManifestRow, read_manifest, relative_path, write_manifest
+from anonlib.sinks.folder import (
+    FolderSink,
+    ManifestRow,
+    read_manifest,
+    relative_path,
+    write_manifest,
+)
 from anonlib.store import LookupStore, PatientIdentity, PatientKey, PseudonymPolicy, open_store
 from anonlib.store.base import InstanceRecord, StudyRecord
 

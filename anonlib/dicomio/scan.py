@@ -9,8 +9,12 @@ undefined-length sequences, so it touches each top-level element once.
 
 from __future__ import annotations
 
+import mmap
 import struct
 from dataclasses import dataclass
+
+#: What the scanner reads: the bytes of a file, or a memory map of it.
+Buffer = bytes | memoryview | mmap.mmap
 
 __all__ = ["Truncated", "Malformed", "ScanResult", "scan", "dataset_start"]
 
@@ -41,7 +45,7 @@ class ScanResult:
 
 
 class _Scanner:
-    def __init__(self, buf: memoryview | bytes, little: bool) -> None:
+    def __init__(self, buf: Buffer, little: bool) -> None:
         self.buf = buf
         self.n = len(buf)
         e = "<" if little else ">"
@@ -101,7 +105,7 @@ class _Scanner:
             pos = self.skip(pos + 8, length)
 
 
-def scan(buf: memoryview | bytes, start: int, *, implicit: bool, little: bool) -> ScanResult:
+def scan(buf: Buffer, start: int, *, implicit: bool, little: bool) -> ScanResult:
     """Scan the data set that begins at ``start``; raise :class:`Truncated` or
     :class:`Malformed` when it is not a complete element stream."""
     s = _Scanner(buf, little)
@@ -125,7 +129,7 @@ def scan(buf: memoryview | bytes, start: int, *, implicit: bool, little: bool) -
     return ScanResult(pixel[0] if pixel else None, pixel[1] if pixel else None, pos, tuple(after))
 
 
-def dataset_start(buf: memoryview | bytes) -> int:
+def dataset_start(buf: Buffer) -> int:
     """Offset of the data set: after the preamble, ``DICM`` and the File Meta group, or 0 for a
     file without them."""
     if len(buf) < 132 or bytes(buf[128:132]) != b"DICM":

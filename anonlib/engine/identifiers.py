@@ -7,8 +7,8 @@ from functools import cache
 from importlib import resources
 
 import yaml
-from pydicom.dataset import Dataset
 from pydicom.datadict import tag_for_keyword
+from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
 from anonlib.engine.text import Identifiers

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
-from pydicom.uid import ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian
+from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from anonlib.profile.options import BASIC_PROFILE_CODE, DateMode
 from anonlib.profile.plan import Plan
@@ -46,15 +46,15 @@ def rebuild_file_meta(ds: Dataset) -> None:
     (PS3.15 E.1.1: the file meta and preamble are replaced)."""
     old = getattr(ds, "file_meta", None)
     syntax = old.get("TransferSyntaxUID") if old is not None else None
-    if syntax is None:
-        implicit = getattr(ds, "is_implicit_VR", None)
-        little = getattr(ds, "is_little_endian", True)
-        syntax = ImplicitVRLittleEndian if implicit else (ExplicitVRLittleEndian if little is not False else ExplicitVRBigEndian)
+    if syntax is None:  # a file without File Meta Information: keep the encoding it was read in
+        implicit, little = getattr(ds, "original_encoding", (None, True))
+        syntax = (ImplicitVRLittleEndian if implicit
+                  else ExplicitVRLittleEndian if little is not False else ExplicitVRBigEndian)
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = ds.SOPClassUID
     meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = syntax
-    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+    meta.TransferSyntaxUID = UID(str(syntax))
+    meta.ImplementationClassUID = UID(IMPLEMENTATION_CLASS_UID)
     meta.ImplementationVersionName = IMPLEMENTATION_VERSION
     ds.file_meta = meta
     ds.preamble = b"\x00" * 128

@@ -75,8 +75,8 @@ class PrivatePolicy:
         return (key in self._safe or (creator, group, None) in self._declared
                 or key in self._declared)
 
-    def visit(self, walker: "Walker", ds: Dataset, tag: int, seq_path: tuple[int, ...],
-              trail: "Trail") -> None:
+    def visit(self, walker: Walker, ds: Dataset, tag: int, seq_path: tuple[int, ...],
+              trail: Trail) -> None:
         group, element = tag >> 16, tag & 0xFFFF
         if self.code == "X":  # the Basic Profile: every private element goes, creators too
             walker.drop(ds, tag, trail, self.code, self.source, "private")
@@ -84,7 +84,7 @@ class PrivatePolicy:
         if 0x0010 <= element <= 0x00FF:
             return  # a private creator: decided in finish(), once its block is known
         creator_tag = (group << 16) | (element >> 8)
-        creator = str(ds[creator_tag].value).strip() if 0x1000 <= element and creator_tag in ds else None
+        creator = str(ds[creator_tag].value).strip() if element >= 0x1000 and creator_tag in ds else None
         keep = creator is not None and (self.code == "K" or (
             self.code == "C" and self.is_safe(creator, group, element & 0xFF)))
         if keep:
@@ -93,7 +93,7 @@ class PrivatePolicy:
             walker._apply("X", ds, tag, None, self.code, self.source, None, seq_path, trail, False,
                           "private" if creator is not None else "private element without creator")
 
-    def finish(self, walker: "Walker", ds: Dataset, trail: "Trail") -> None:
+    def finish(self, walker: Walker, ds: Dataset, trail: Trail) -> None:
         """Remove private creators whose blocks are now empty."""
         if self.code == "X":
             return

@@ -15,8 +15,8 @@ from functools import cache
 from typing import Any
 
 import yaml
+from pydicom._uid_dict import UID_dictionary
 from pydicom.datadict import tag_for_keyword
-from pydicom.uid import UID_dictionary
 
 from anonlib.data import read_verified
 

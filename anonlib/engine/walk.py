@@ -12,8 +12,9 @@ Raw elements that need nothing (numbers, code strings, pixel descriptions) are n
 from __future__ import annotations
 
 import datetime as _dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
@@ -131,22 +132,22 @@ class Walker:
                                    action="X", outcome="removed", source=source, note=note,
                                    before=before))
 
-    def walk_item(self, item: Dataset, ctx: "_Site", index: int, *, dummy: bool) -> None:
+    def walk_item(self, item: Dataset, ctx: _Site, index: int, *, dummy: bool) -> None:
         self._walk(item, ctx.seq_path + (ctx.tag,), ctx.trail + ((ctx.tag, index),), dummy=dummy)
 
     # -- handlers ----------------------------------------------------------------------------
-    def _remove(self, s: "_Site") -> None:
+    def _remove(self, s: _Site) -> None:
         before = self._before(s)
         del s.ds[s.tag]
         self._record(s, "X", "removed", before, None)
 
-    def _empty(self, s: "_Site") -> None:
+    def _empty(self, s: _Site) -> None:
         element = s.ds[s.tag]
         before = self._before(s)
         element.value = empty_value(element.VR)
         self._record(s, "Z", "emptied", before, "")
 
-    def _dummy(self, s: "_Site") -> None:
+    def _dummy(self, s: _Site) -> None:
         element = s.ds[s.tag]
         if element.VR == "SQ":
             for index, item in enumerate(element.value or []):
@@ -160,13 +161,13 @@ class Walker:
         element.value = dummy_value(element.VR)
         self._record(s, "D", "dummy", before, str(element.value))
 
-    def _keep(self, s: "_Site") -> None:
+    def _keep(self, s: _Site) -> None:
         self._retain(s, clean=False)
 
-    def _clean(self, s: "_Site") -> None:
+    def _clean(self, s: _Site) -> None:
         self._retain(s, clean=True)
 
-    def _retain(self, s: "_Site", *, clean: bool) -> None:
+    def _retain(self, s: _Site, *, clean: bool) -> None:
         element = s.ds[s.tag]
         vr = element.VR
         letter = "C" if clean else "K"
@@ -200,21 +201,21 @@ class Walker:
         elif self.record_kept:
             self._record(s, letter, "kept", self._before(s), self._before(s))
 
-    def _uid(self, s: "_Site", action: str = "U") -> None:
+    def _uid(self, s: _Site, action: str = "U") -> None:
         element = s.ds[s.tag]
         if element.VR == "SQ":  # defensive: U on a sequence means its UIDs
             self._retain(s, clean=False)
             return
         self._map_values(s, element, self.uids, action, "uid")
 
-    def _pseudonym(self, s: "_Site") -> None:
+    def _pseudonym(self, s: _Site) -> None:
         element = s.ds[s.tag]
         before = self._before(s)
         element.value = fit(self.pseudonym, element.VR)
         self._record(s, "P", "pseudonym", before, self.pseudonym)
 
     # -- value helpers -----------------------------------------------------------------------
-    def _date(self, s: "_Site", element: DataElement, letter: str) -> None:
+    def _date(self, s: _Site, element: DataElement, letter: str) -> None:
         if self.plan.date_mode is not DateMode.SHIFT:
             if self.record_kept:
                 self._record(s, letter, "kept", self._before(s), self._before(s))
@@ -232,7 +233,7 @@ class Walker:
         element.value = moved if len(moved) > 1 else moved[0]
         self._record(s, letter, "shifted", before, self._before(s))
 
-    def _time(self, s: "_Site", element: DataElement, letter: str) -> None:
+    def _time(self, s: _Site, element: DataElement, letter: str) -> None:
         """Times of day are kept (a whole-day shift leaves them unchanged), in standard form."""
         values = _as_list(element.value)
         normal = [normalize_tm(v) for v in values]
@@ -246,13 +247,13 @@ class Walker:
         elif self.record_kept:
             self._record(s, letter, "kept", self._before(s), self._before(s))
 
-    def _replace_invalid(self, s: "_Site") -> None:
+    def _replace_invalid(self, s: _Site) -> None:
         if strength(self.types.type_of(s.seq_path + (s.tag,))) == 1:
             self._dummy(s)
         else:
             self._empty(s)
 
-    def _age(self, s: "_Site", element: DataElement, letter: str) -> None:
+    def _age(self, s: _Site, element: DataElement, letter: str) -> None:
         values = _as_list(element.value)
         capped = [AGE_CAP if (age_in_years(v) or 0) >= 90 else v for v in values]
         if capped != values or (s.tag == _PATIENT_AGE and self.over_89 and values):
@@ -263,7 +264,7 @@ class Walker:
         elif self.record_kept:
             self._record(s, letter, "kept", self._before(s), self._before(s))
 
-    def _map_values(self, s: "_Site", element: DataElement, fn: Callable[[str], str],
+    def _map_values(self, s: _Site, element: DataElement, fn: Callable[[str], str],
                     letter: str, outcome: str) -> None:
         values = _as_list(element.value)
         new = [fn(v) for v in values]
@@ -287,7 +288,7 @@ class Walker:
             return "[DATE]"
 
     # -- bookkeeping -------------------------------------------------------------------------
-    def _before(self, s: "_Site") -> str | None:
+    def _before(self, s: _Site) -> str | None:
         if not self.record_values or s.tag not in s.ds:
             return None
         element = s.ds[s.tag]
@@ -297,7 +298,7 @@ class Walker:
             return f"<{len(element.value or b'')} bytes>"
         return str(element.value)
 
-    def _record(self, s: "_Site", action: str, outcome: str, before: str | None,
+    def _record(self, s: _Site, action: str, outcome: str, before: str | None,
                 after: str | None) -> None:
         self.changes.append(Change(
             path=format_path(s.trail, s.tag), tag=s.tag, vr=s.vr, code=s.code, action=action,

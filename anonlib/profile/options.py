@@ -44,7 +44,7 @@ class Option(enum.Enum):
         return self.value[2]
 
     @classmethod
-    def parse(cls, text: str) -> "Option":
+    def parse(cls, text: str) -> Option:
         """An option from its enum name (any case, ``-`` or ``_``) or its Table E.1-1 column."""
         key = text.strip().upper().replace("-", "_").replace(" ", "_")
         for option in cls:

@@ -11,8 +11,9 @@ Implementations: :class:`anonlib.store.sql.SqlStore` (PostgreSQL, SQLite) and
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Protocol, Sequence
+from typing import Protocol
 
 __all__ = [
     "PatientKey",

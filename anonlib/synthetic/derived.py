@@ -28,6 +28,7 @@ from highdicom.sr import (
     TextContentItem,
 )
 from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
 from pydicom.sr.codedict import codes
 
 from anonlib.synthetic.objects import Series, Study, pin_dates
@@ -141,7 +142,7 @@ def report(p: Person, s: Study, series: Series, cts: list[Dataset], prior: Study
         (codes.SCT.Diameter, 17.5, codes.UCUM.Millimeter, priors[1]),
     ]:
         num = NumContentItem(concept, value, unit, relationship_type=_CONTAINS)
-        num.ContentSequence = [_image(source)]
+        num.ContentSequence = Sequence([_image(source)])
         items.append(num)
     items.append(TextContentItem(
         codes.DCM.Impression,
@@ -151,7 +152,7 @@ def report(p: Person, s: Study, series: Series, cts: list[Dataset], prior: Study
         _CONTAINS,
     ))
     root = ContainerContentItem(codes.LN.DiagnosticImagingReport, template_id=None)
-    root.ContentSequence = items
+    root.ContentSequence = Sequence(items)
     ds = ComprehensiveSR(
         evidence=cts + priors,
         content=root,

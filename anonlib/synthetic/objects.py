@@ -12,7 +12,7 @@ from pathlib import Path
 from pydicom import dcmread
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRLittleEndian
 
 from anonlib.synthetic.phi import UID_ROOT, Recorder, Site
 
@@ -53,7 +53,10 @@ class Series:
 
 @functools.cache
 def _template(name: str) -> Dataset:
-    return dcmread(get_testdata_file(name))
+    path = get_testdata_file(name)
+    if not isinstance(path, str):
+        raise FileNotFoundError(f"pydicom test file {name} is not available offline")
+    return dcmread(path)
 
 
 def template(name: str) -> Dataset:
@@ -91,7 +94,7 @@ def write(ds: Dataset, path: Path, site: Site, recorder: Recorder) -> None:
     meta.MediaStorageSOPClassUID = ds.SOPClassUID
     meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = f"{UID_ROOT}.0.1"
+    meta.ImplementationClassUID = UID(f"{UID_ROOT}.0.1")
     meta.ImplementationVersionName = "ACME_PACS_7"
     meta.SourceApplicationEntityTitle = site.ae_title
     recorder.add("device", site.ae_title)

@@ -46,7 +46,7 @@ def _image_comments(p: Person, s: Study) -> str:
 def image_series(p: Person, s: Study, series: Series, count: int) -> list[Dataset]:
     """``count`` slices of one CT or MR series: new UIDs, one Frame of Reference, positions
     and instance numbers incremented."""
-    slices = []
+    slices: list[Dataset] = []
     for index in range(count):
         ds = template(_TEMPLATES[series.modality])
         ds.SpecificCharacterSet = "ISO_IR 100"

@@ -10,9 +10,9 @@ import datetime as dt
 import re
 import secrets
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import pydicom
 import pytest

@@ -169,8 +169,8 @@ def test_public_sequence_encoded_as_un_is_still_cleaned(tmp_path) -> None:  # ty
     from pydicom.data import get_testdata_file
 
     from anonlib.dicomio import encode_instance, read_instance
-    from tests.helpers import LOOKUP, plan_of
     from anonlib.engine import deidentify
+    from tests.helpers import LOOKUP, plan_of
 
     path = tmp_path / "dose.dcm"
     shutil.copy(get_testdata_file("rtdose_rle.dcm"), path)

@@ -8,8 +8,8 @@ import numpy as np
 import pydicom
 from pydicom.uid import ExplicitVRLittleEndian
 
-from anonlib.engine import assess_pixels, needs_pixel_data
 from anonlib.dicomio import encode_instance
+from anonlib.engine import assess_pixels, needs_pixel_data
 from tests.helpers import plan_of, run, sample
 
 MASK = {"manufacturer": "ACME", "model": "Echo 9.*", "rows": 100, "columns": 100,
