@@ -144,8 +144,9 @@ class InstanceProcessor:
         identity = self.identity(patient_key(parsed.dataset))
         lookup = Lookup(self._secret, identity.pseudonym, identity.date_shift_days)
         outcome = deidentify(parsed.dataset, self.plan, lookup, copy=False)
-        pixels = None if outcome.pixels_cleaned else parsed.pixel_bytes
-        return outcome, encode_instance(outcome.dataset, pixels), identity
+        if outcome.pixels_cleaned:
+            return outcome, encode_instance(outcome.dataset, None), identity
+        return outcome, encode_instance(outcome.dataset, parsed.pixel_bytes, parsed.source), identity
 
     def process(self, path: Path, label: str) -> FileResult:
         """De-identify ``path`` and deliver it; never raises for a bad file."""

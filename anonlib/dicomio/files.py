@@ -12,22 +12,28 @@ from __future__ import annotations
 import io
 import mmap
 import os
+import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import pydicom
+from pydicom.charset import default_encoding
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_data_element, write_dataset, write_file_meta_info
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian
 
-from anonlib.dicomio.scan import Malformed, ScanResult, Truncated, dataset_start, scan
+from anonlib.dicomio.scan import LONG_VRS, Malformed, ScanResult, Truncated, dataset_start, scan
 from anonlib.errors import InputError
 
 __all__ = ["ParsedInstance", "read_instance", "encode_instance", "quiet_pydicom"]
 
 _UID_CHARS = frozenset("0123456789.")
 _TRAILING_PADDING = 0xFFFCFFFC
+_TAG_AT = struct.Struct("<HH")
 
 
 def quiet_pydicom() -> None:
@@ -45,6 +51,7 @@ class ParsedInstance:
     dataset: Dataset
     pixel_bytes: bytes | None
     size: int
+    source: bytes | None = None  # the bytes the raw elements were read from (copied verbatim)
 
 
 def _looks_like_uid(value: object) -> bool:
@@ -102,13 +109,14 @@ def _parse(buf: mmap.mmap, size: int, name: str, with_pixels: bool) -> ParsedIns
         full = ds if with_pixels else _parse(buf, size, name, True).dataset
         for _ in full.iterall():
             pass
-        return ParsedInstance(full, None, size)
+        return ParsedInstance(full, None, size)  # no verbatim copy: the encoding changes
     if result.pixel_start is None or with_pixels:
-        return ParsedInstance(ds, None, size)
+        return ParsedInstance(ds, None, size, bytes(buf))
     if result.after_pixels and result.after_pixels != (_TRAILING_PADDING,):
         return _parse(buf, size, name, True)  # elements after the pixel data: read whole
     # Data Set Trailing Padding after the pixels has no meaning (PS3.10 7.2) and is dropped.
-    return ParsedInstance(ds, bytes(buf[result.pixel_start:result.pixel_end]), size)
+    return ParsedInstance(ds, bytes(buf[result.pixel_start:result.pixel_end]), size,
+                          bytes(buf[:result.pixel_start]))
 
 
 def _scan_either(buf: mmap.mmap, implicit: bool) -> tuple[ScanResult, bool]:
@@ -122,17 +130,60 @@ def _scan_either(buf: mmap.mmap, implicit: bool) -> tuple[ScanResult, bool]:
 
 
 def struct_error() -> type[Exception]:
-    import struct
-
     return struct.error
 
 
-def encode_instance(parsed_dataset: Dataset, pixel_bytes: bytes | None) -> bytes:
-    """The bytes of a DICOM file: preamble, file meta, the data set, then ``pixel_bytes``."""
-    out = io.BytesIO()
+def encode_instance(dataset: Dataset, pixel_bytes: bytes | None, source: bytes | None = None) -> bytes:
+    """The bytes of a DICOM file: preamble, file meta, the data set, then ``pixel_bytes``.
+
+    With ``source`` (the bytes the dataset was parsed from), every element the engine left
+    untouched — still a raw element — is copied from it verbatim instead of being re-encoded;
+    only changed elements go through pydicom's encoder. Deflated and big-endian transfer
+    syntaxes, and any change of encoding or character set, use pydicom's writer throughout.
+    """
+    out = DicomBytesIO()
+    syntax = UID(str(dataset.file_meta.TransferSyntaxUID))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        pydicom.dcmwrite(out, parsed_dataset, enforce_file_format=True)
+        if source is None or syntax.is_deflated or not syntax.is_little_endian:
+            pydicom.dcmwrite(out, dataset, enforce_file_format=True)
+        else:
+            out.write(dataset.preamble or b"\x00" * 128)
+            out.write(b"DICM")
+            write_file_meta_info(out, dataset.file_meta, enforce_standard=True)
+            _write_body(out, dataset, source, bool(syntax.is_implicit_VR))
     if pixel_bytes:
         out.write(pixel_bytes)
     return out.getvalue()
+
+
+def _write_body(out: DicomBytesIO, ds: Dataset, source: bytes, implicit: bool) -> None:
+    out.is_implicit_VR, out.is_little_endian = implicit, True
+    same = (ds.original_encoding == (implicit, True)
+            and ds.original_character_set == ds._character_set)
+    if not same:
+        write_dataset(out, ds)
+        return
+    charset = ds.get("SpecificCharacterSet", default_encoding)
+    for tag in sorted(ds.keys()):
+        if tag.element == 0 and tag.group > 6:
+            continue  # retired group lengths are never written (PS3.5 7.2)
+        element = ds.get_item(tag)
+        span = _raw_span(element, tag, source, implicit)
+        if span is not None:
+            out.write(source[span[0]:span[1]])
+        else:
+            write_data_element(out, element, charset)
+
+
+def _raw_span(element: object, tag: int, source: bytes, implicit: bool) -> tuple[int, int] | None:
+    """Where an untouched element's bytes lie in ``source``, or None when it must be encoded."""
+    if not isinstance(element, RawDataElement) or not isinstance(element.value, bytes):
+        return None
+    if element.value_tell is None or element.length == 0xFFFFFFFF:
+        return None
+    header = 8 if implicit or str(element.VR).encode() not in LONG_VRS else 12
+    start, end = element.value_tell - header, element.value_tell + element.length
+    if start < 0 or end > len(source) or _TAG_AT.unpack_from(source, start) != (tag >> 16, tag & 0xFFFF):
+        return None
+    return start, end

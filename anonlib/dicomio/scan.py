@@ -21,7 +21,7 @@ __all__ = ["Truncated", "Malformed", "ScanResult", "scan", "dataset_start"]
 _UNDEFINED = 0xFFFFFFFF
 _ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
-_LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN",
+LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN",
                        b"UR", b"UT", b"UV"})
 
 
@@ -61,7 +61,7 @@ class _Scanner:
         if group == 0xFFFE or implicit:
             return tag, None, self.l.unpack_from(self.buf, pos + 4)[0], 8
         vr = bytes(self.buf[pos + 4:pos + 6])
-        if vr in _LONG_VRS:
+        if vr in LONG_VRS:
             if pos + 12 > self.n:
                 raise Truncated(f"element header cut at byte {pos}")
             return tag, vr, self.l.unpack_from(self.buf, pos + 8)[0], 12

@@ -102,7 +102,7 @@ def _ensure_pseudonym(ds: Dataset, plan: Plan, lookup: Lookup, walker: Walker) -
         rule = plan.rule_for(tag)
         if keyword not in ds and rule is not None and rule.code == "P":
             setattr(ds, keyword, lookup.pseudonym)
-            walker.changes.append(Change(format_path((), tag), tag, vr, "P", "P", "added", rule.source,
+            walker.changes.append(Change((), tag, vr, "P", "P", "added", rule.source,
                                          note="absent in the original; pseudonym added",
                                          after=lookup.pseudonym if walker.record_values else None))
 

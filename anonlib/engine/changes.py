@@ -26,7 +26,7 @@ class Change:
     what happened. ``before``/``after`` hold values only when the caller asked for them (the
     preview); they may be identifying and must never be logged or written to output."""
 
-    path: str
+    trail: tuple[tuple[int, int], ...]  # (sequence tag, item index) from the top level down
     tag: int
     vr: str
     code: str  # the code the plan gave, e.g. "X/Z/D"
@@ -37,6 +37,11 @@ class Change:
     note: str = ""
     before: str | None = None
     after: str | None = None
+
+    @property
+    def path(self) -> str:
+        """A PHI-free tag path, e.g. ``(0040,A730)[2]>(0040,A160)``."""
+        return format_path(self.trail, self.tag)
 
     @property
     def keyword(self) -> str:

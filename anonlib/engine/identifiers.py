@@ -12,7 +12,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
 from anonlib.engine.text import Identifiers
-from anonlib.engine.vr import element_vr
+from anonlib.engine.vr import element_vr, raw_elements
 from anonlib.profile.plan import Plan
 
 __all__ = ["collect_identifiers", "identifier_tags"]
@@ -79,18 +79,32 @@ def _add(found: Identifiers, kind: str, value: str) -> None:
         found.dates.add(value)
 
 
+_WANTED: dict[str, dict[int, str]] = {}
+
+
+def _wanted(plan: Plan) -> dict[int, str]:
+    """Identifier attributes the plan does not keep on purpose (cached per plan)."""
+    found = _WANTED.get(plan.fingerprint)
+    if found is None:
+        found = _WANTED[plan.fingerprint] = {
+            tag: kind for tag, kind in identifier_tags().items()
+            if (rule := plan.rule_for(tag)) is None or rule.code != "K"}
+    return found
+
+
 def collect_identifiers(ds: Dataset, plan: Plan) -> Identifiers:
     """Every identifying value in ``ds`` whose attribute the plan does not keep on purpose
     (an attribute retained by an option or the site profile is not scrubbed from text)."""
-    wanted = {tag: kind for tag, kind in identifier_tags().items()
-              if (rule := plan.rule_for(tag)) is None or rule.code != "K"}
+    wanted = _wanted(plan)
     found = Identifiers()
     _collect(ds, wanted, found)
     return found
 
 
 def _collect(ds: Dataset, wanted: dict[int, str], found: Identifiers) -> None:
-    for tag in list(ds.keys()):
+    for tag in list(raw_elements(ds)):
+        if (tag >> 16) % 2:
+            continue  # identifier attributes are public; private values are removed or scrubbed
         kind = wanted.get(tag)
         if kind is not None:
             try:

@@ -16,18 +16,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
-from anonlib.engine.changes import Change, format_path
+from anonlib.engine.changes import Change
 from anonlib.engine.dates import AGE_CAP, age_in_years, normalize_tm, shift_da, shift_dt
 from anonlib.engine.privates import PrivatePolicy
 from anonlib.engine.text import Scrubber
 from anonlib.engine.uids import UidMapper, structural_uid_tags
 from anonlib.engine.values import TEXT_VRS, dummy_value, empty_value, fit
-from anonlib.engine.vr import element_vr
+from anonlib.engine.vr import codec_of, element_vr, peek_strings, raw_elements
 from anonlib.errors import DeidentificationError
 from anonlib.profile.codes import resolve, strength
 from anonlib.profile.iod import IodTypes
@@ -65,6 +64,7 @@ class Walker:
 
     def __post_init__(self) -> None:
         self._retain_uids = Option.RETAIN_UIDS in self.plan.options
+        self._codec: str | None = "ascii"
         self._structural = structural_uid_tags()
         self._handlers: dict[str, Callable[..., None]] = {
             "X": self._remove, "Z": self._empty, "D": self._dummy, "K": self._keep,
@@ -73,6 +73,7 @@ class Walker:
 
     # -- entry -------------------------------------------------------------------------------
     def run(self, ds: Dataset) -> None:
+        self._codec = codec_of(ds)
         self._strip_repeating_groups(ds)
         self._walk(ds, (), (), dummy=False)
 
@@ -125,12 +126,12 @@ class Walker:
 
     def drop(self, ds: Dataset, tag: int, trail: Trail, code: str, source: str, note: str) -> None:
         """Remove an element without decoding it (private and structural elements)."""
-        vr = getattr(ds.get_item(tag), "VR", None) or "UN"
-        before = self._before(_Site(ds, tag, vr, code, source, None, (), trail, False)) if self.record_values else None
+        vr = getattr(raw_elements(ds).get(tag), "VR", None) or "UN"
+        before = None
+        if self.record_values:
+            before = self._before(_Site(ds, tag, vr, code, source, None, (), trail, False))
         del ds[tag]
-        self.changes.append(Change(path=format_path(trail, tag), tag=tag, vr=str(vr), code=code,
-                                   action="X", outcome="removed", source=source, note=note,
-                                   before=before))
+        self.changes.append(Change(trail, tag, str(vr), code, "X", "removed", source, None, note, before))
 
     def walk_item(self, item: Dataset, ctx: _Site, index: int, *, dummy: bool) -> None:
         self._walk(item, ctx.seq_path + (ctx.tag,), ctx.trail + ((ctx.tag, index),), dummy=dummy)
@@ -168,11 +169,10 @@ class Walker:
         self._retain(s, clean=True)
 
     def _retain(self, s: _Site, *, clean: bool) -> None:
-        element = s.ds[s.tag]
-        vr = element.VR
+        vr = s.vr
         letter = "C" if clean else "K"
         if vr == "SQ":
-            for index, item in enumerate(element.value or []):
+            for index, item in enumerate(s.ds[s.tag].value or []):
                 self.walk_item(item, s, index, dummy=s.dummy)
             return
         if vr == "UI":
@@ -186,27 +186,26 @@ class Walker:
             self._empty(s)
             return
         if vr in ("DA", "DT"):
-            self._date(s, element, letter)
+            self._date(s, letter)
         elif vr == "TM":
-            self._time(s, element, letter)
+            self._time(s, letter)
         elif vr == "AS":
-            self._age(s, element, letter)
+            self._age(s, letter)
         elif vr == "AE" and clean:
             before = self._before(s)
-            element.value = dummy_value("AE")
-            self._record(s, "C", "dummy", before, str(element.value))
+            s.ds[s.tag].value = dummy_value("AE")
+            self._record(s, "C", "dummy", before, dummy_value("AE"))
         elif vr in TEXT_VRS:
             scrub = self.scrubber.clean if (clean or vr in ("LT", "ST", "UT")) else self.scrubber.known
-            self._map_values(s, element, lambda v: fit(scrub(v), vr), letter, "cleaned")
+            self._map_values(s, lambda v: fit(scrub(v), vr), letter, "cleaned")
         elif self.record_kept:
             self._record(s, letter, "kept", self._before(s), self._before(s))
 
     def _uid(self, s: _Site, action: str = "U") -> None:
-        element = s.ds[s.tag]
-        if element.VR == "SQ":  # defensive: U on a sequence means its UIDs
+        if s.vr == "SQ":  # defensive: U on a sequence means its UIDs
             self._retain(s, clean=False)
             return
-        self._map_values(s, element, self.uids, action, "uid")
+        self._map_values(s, self.uids, action, "uid")
 
     def _pseudonym(self, s: _Site) -> None:
         element = s.ds[s.tag]
@@ -215,13 +214,21 @@ class Walker:
         self._record(s, "P", "pseudonym", before, self.pseudonym)
 
     # -- value helpers -----------------------------------------------------------------------
-    def _date(self, s: _Site, element: DataElement, letter: str) -> None:
+    def _values(self, s: _Site) -> list[str]:
+        """The element's values as strings, decoded without converting it when possible."""
+        peeked = peek_strings(s.ds, s.tag, s.vr, self._codec)
+        return peeked if peeked is not None else _as_list(s.ds[s.tag].value)
+
+    def _assign(self, s: _Site, values: list[str]) -> None:
+        s.ds[s.tag].value = values if len(values) > 1 else (values[0] if values else "")
+
+    def _date(self, s: _Site, letter: str) -> None:
         if self.plan.date_mode is not DateMode.SHIFT:
             if self.record_kept:
                 self._record(s, letter, "kept", self._before(s), self._before(s))
             return
-        shift = shift_da if element.VR == "DA" else shift_dt
-        values = _as_list(element.value)
+        shift = shift_da if s.vr == "DA" else shift_dt
+        values = self._values(s)
         if not values:
             return
         moved = [shift(v, self.date_shift_days) for v in values]
@@ -230,19 +237,19 @@ class Walker:
             self._replace_invalid(s)
             return
         before = self._before(s)
-        element.value = moved if len(moved) > 1 else moved[0]
+        self._assign(s, [m for m in moved if m is not None])
         self._record(s, letter, "shifted", before, self._before(s))
 
-    def _time(self, s: _Site, element: DataElement, letter: str) -> None:
+    def _time(self, s: _Site, letter: str) -> None:
         """Times of day are kept (a whole-day shift leaves them unchanged), in standard form."""
-        values = _as_list(element.value)
+        values = self._values(s)
         normal = [normalize_tm(v) for v in values]
         if any(n is None for n in normal):
             s.note = "invalid time value replaced"
             self._replace_invalid(s)
         elif normal != values:
             before = self._before(s)
-            element.value = normal if len(normal) > 1 else normal[0]
+            self._assign(s, [n for n in normal if n is not None])
             self._record(s, letter, "replaced", before, self._before(s))
         elif self.record_kept:
             self._record(s, letter, "kept", self._before(s), self._before(s))
@@ -253,27 +260,26 @@ class Walker:
         else:
             self._empty(s)
 
-    def _age(self, s: _Site, element: DataElement, letter: str) -> None:
-        values = _as_list(element.value)
+    def _age(self, s: _Site, letter: str) -> None:
+        values = self._values(s)
         capped = [AGE_CAP if (age_in_years(v) or 0) >= 90 else v for v in values]
         if capped != values or (s.tag == _PATIENT_AGE and self.over_89 and values):
             before = self._before(s)
-            element.value = capped if len(capped) > 1 else (capped[0] if capped else "")
+            self._assign(s, capped)
             s.note = "age over 89 capped at 90 (HIPAA 164.514(b)(2)(i)(C))"
-            self._record(s, letter, "capped", before, str(element.value))
+            self._record(s, letter, "capped", before, self._before(s))
         elif self.record_kept:
             self._record(s, letter, "kept", self._before(s), self._before(s))
 
-    def _map_values(self, s: _Site, element: DataElement, fn: Callable[[str], str],
-                    letter: str, outcome: str) -> None:
-        values = _as_list(element.value)
+    def _map_values(self, s: _Site, fn: Callable[[str], str], letter: str, outcome: str) -> None:
+        values = self._values(s)
         new = [fn(v) for v in values]
         if new == values:
             if self.record_kept:
                 self._record(s, letter, "kept", self._before(s), self._before(s))
             return
         before = self._before(s)
-        element.value = new if len(new) > 1 else new[0]
+        self._assign(s, new)
         self._record(s, letter, outcome, before, self._before(s))
 
     def shift_date(self, day: _dt.date) -> str:
@@ -301,7 +307,7 @@ class Walker:
     def _record(self, s: _Site, action: str, outcome: str, before: str | None,
                 after: str | None) -> None:
         self.changes.append(Change(
-            path=format_path(s.trail, s.tag), tag=s.tag, vr=s.vr, code=s.code, action=action,
+            trail=s.trail, tag=s.tag, vr=s.vr, code=s.code, action=action,
             outcome=outcome, source=s.source, iod_type=s.type_, note=s.note,
             before=before if self.record_values else None,
             after=after if self.record_values else None,
