@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from types import TracebackType
+from typing import Protocol, Self
 
 __all__ = [
     "PatientKey",
@@ -80,6 +81,20 @@ class InstanceRecord:
     output: str = ""
     reason: str = ""
     sha256: str = ""
+
+
+class ClosingMixin:
+    """``with store: ...`` closes the store on exit (shared by the implementations)."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
 
 
 class LookupStore(Protocol):

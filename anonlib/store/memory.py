@@ -9,12 +9,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Self
 
 from anonlib.errors import StoreError
 from anonlib.store import rules
 from anonlib.store.base import (
+    ClosingMixin,
     InstanceRecord,
     PatientIdentity,
     PatientKey,
@@ -37,7 +36,7 @@ class MemoryData:
     instances: dict[str, InstanceRecord] = field(default_factory=dict)
 
 
-class MemoryStore:
+class MemoryStore(ClosingMixin):
     """In-memory :class:`~anonlib.store.base.LookupStore`.
 
     Raises :class:`~anonlib.errors.ConfigError` for an invalid ``policy`` and
@@ -148,14 +147,3 @@ class MemoryStore:
     def close(self) -> None:
         """Mark this store closed; the shared data stays for other stores."""
         self._closed = True
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

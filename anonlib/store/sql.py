@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from sqlalchemy import Connection, func, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -19,6 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from anonlib.errors import StoreError
 from anonlib.store import rules
 from anonlib.store.base import (
+    ClosingMixin,
     InstanceRecord,
     PatientIdentity,
     PatientKey,
@@ -31,7 +31,7 @@ from anonlib.store.tables import instance, patient, secret, study
 __all__ = ["SqlStore"]
 
 
-class SqlStore:
+class SqlStore(ClosingMixin):
     """:class:`~anonlib.store.base.LookupStore` on ``postgresql://`` or ``sqlite:///`` ``url``.
 
     Opening creates the schema if missing (safe when many processes open a fresh database at
@@ -208,17 +208,6 @@ class SqlStore:
         """Release connections; later calls raise :class:`StoreError`."""
         self._closed = True
         self._engine.dispose()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 _INSTANCE_FIELDS = (
