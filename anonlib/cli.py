@@ -46,6 +46,32 @@ def _example_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _constellation(args: argparse.Namespace) -> int:
+    from anonlib.constellation import ConstellationSettings, manage
+
+    settings = ConstellationSettings.from_env()
+    if args.action == "up":
+        info = manage.up(settings, workers=args.workers)
+        for node in info.nodes.values():
+            print(f"{node.name:<10} {node.url}  DICOM {node.dicom_host}:{node.dicom_port} AET {node.aet}")
+        print(f"workers    {len(info.workers)} running")
+        print(f"export     {info.export_dir}")
+        print(f"described in {settings.info_path}")
+        return 0
+    if args.action == "status":
+        info, nodes, workers = manage.status(settings)
+        healthy = all(n.ready for n in nodes) and all(alive for _, alive in workers)
+        for node in nodes:
+            state = "ready" if node.ready else ("running, not answering" if node.alive else "stopped")
+            print(f"{node.name:<10} {state:<24} {node.url}")
+        for pid, alive in workers:
+            print(f"worker     {'running' if alive else 'stopped':<24} pid {pid}")
+        return 0 if healthy else 1
+    stopped = manage.down(settings)
+    print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="anonlib", description="DICOM de-identification for research")
     parser.add_argument("--version", action="version", version=f"anonlib {__version__}")
@@ -62,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     deid.add_argument("--strict", action="store_true", help="exit 1 if anything was rejected or quarantined")
     deid.add_argument("--no-progress", action="store_true", help="no progress bar")
     deid.set_defaults(func=_deidentify)
+
+    const = commands.add_parser("constellation", help="start, inspect or stop the local Orthanc constellation")
+    const.add_argument("action", choices=["up", "status", "down"])
+    const.add_argument("--workers", type=int, default=None, metavar="N",
+                       help="worker processes to start (default: $ANONLIB_WORKERS or 2)")
+    const.set_defaults(func=_constellation)
 
     example = commands.add_parser("example-data", help="write synthetic example studies (with planted PHI)")
     example.add_argument("dir", metavar="DIR")

@@ -2,10 +2,11 @@
 
 Fixtures live in small plugin modules by what they need, so each stays short:
 ``tests/fixtures/pg.py`` (real PostgreSQL databases), ``tests/fixtures/corpus.py`` (synthetic
-DICOM with planted PHI).
+DICOM with planted PHI), ``tests/fixtures/orthanc.py`` (real Orthanc constellations).
 """
 
 pytest_plugins = [
     "tests.fixtures.pg",
     "tests.fixtures.corpus",
+    "tests.fixtures.orthanc",
 ]

@@ -1,0 +1,89 @@
+"""What a running constellation looks like, as written to ``$ANONLIB_HOME/constellation.json``.
+
+Every tool that talks to the constellation (worker, plugin, CLI, notebooks, tests) reads this
+file instead of guessing ports and credentials. It holds passwords, so it is written 0600 and
+never committed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from anonlib.errors import ConfigError
+
+__all__ = ["NodeInfo", "ConstellationInfo", "INFO_FILE"]
+
+INFO_FILE = "constellation.json"
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """One Orthanc node: how to reach it over REST and DICOM."""
+
+    name: str  # e.g. "intake", "research"
+    role: str  # "intake" | "research" | "destination"
+    url: str  # REST base URL, e.g. http://127.0.0.1:8042
+    username: str
+    password: str
+    dicom_host: str
+    dicom_port: int
+    aet: str
+    database: str = ""  # its PostgreSQL index database
+    pid: int | None = None
+
+
+@dataclass(frozen=True)
+class ConstellationInfo:
+    """All nodes, where de-identified files are exported, and the lookup/job database."""
+
+    home: str
+    nodes: dict[str, NodeInfo]
+    export_dir: str
+    db_url: str  # lookup store + job queue (PostgreSQL)
+    destinations: list[str] = field(default_factory=list)  # names forwarded to from research
+    workers: list[int] = field(default_factory=list)  # worker PIDs started by `up`
+    scu_aet: str = "ANONLIB_SCU"  # the AET intake accepts C-STORE from (declared modality)
+    started_postgres: bool = False  # `up` started the local PostgreSQL cluster (`down` stops it)
+
+    def node(self, name: str) -> NodeInfo:
+        try:
+            return self.nodes[name]
+        except KeyError:
+            raise ConfigError(f"the constellation has no node {name!r} ({sorted(self.nodes)})") from None
+
+    @property
+    def intake(self) -> NodeInfo:
+        return self.node("intake")
+
+    @property
+    def research(self) -> NodeInfo:
+        return self.node("research")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ConstellationInfo:
+        nodes = {name: NodeInfo(**node) for name, node in data["nodes"].items()}
+        return cls(**{**data, "nodes": nodes})
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(self.to_json())
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path) -> ConstellationInfo:
+        try:
+            return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no constellation description (run `anonlib constellation up`)") from None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"{path}: unreadable constellation description ({type(exc).__name__})") from exc

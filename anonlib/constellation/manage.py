@@ -1,0 +1,302 @@
+"""``anonlib constellation up | status | down``: the whole constellation on this machine.
+
+``up`` is idempotent: it installs the Debian packages when missing, starts PostgreSQL if it is
+down, creates the databases, starts every Orthanc node that is not already running (reusing its
+ports and credentials), prepares the lookup store and the job queue, starts the workers, and
+writes ``$ANONLIB_HOME/constellation.json``. ``down`` stops everything ``up`` started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import sysconfig
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import httpx
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from anonlib.constellation.info import ConstellationInfo, NodeInfo
+from anonlib.constellation.processes import (
+    ProcessError,
+    assemble_config,
+    free_port,
+    pid_alive,
+    read_pid,
+    start_process,
+    stop_pidfile,
+    wait_orthanc_ready,
+)
+from anonlib.constellation.settings import ConstellationSettings, NodeSpec
+from anonlib.errors import ConfigError
+
+__all__ = ["up", "down", "status", "NodeStatus", "ensure_packages", "ensure_postgres"]
+
+PACKAGES = ("orthanc", "orthanc-python", "orthanc-postgresql", "dcmtk")
+ORDER = {"destination": 0, "research": 1, "intake": 2}
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    name: str
+    pid: int | None
+    alive: bool
+    ready: bool
+    url: str
+
+
+# -- prerequisites ----------------------------------------------------------------------------
+
+def ensure_packages(settings: ConstellationSettings) -> None:
+    """Install Orthanc, its plugins and dcmtk from Debian's packages when they are missing."""
+    plugins = Path(settings.plugins_dir)
+    needed = [Path(settings.orthanc_binary), plugins / "libOrthancPython.so",
+              plugins / "libOrthancPostgreSQLIndex.so"]
+    if all(p.exists() for p in needed) and shutil.which("storescu"):
+        return
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    try:
+        subprocess.run([*sudo, "apt-get", "install", "-y", "-qq", *PACKAGES], check=True, env=env,
+                       stdout=subprocess.DEVNULL)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise ProcessError(f"could not install {' '.join(PACKAGES)} ({exc})") from exc
+
+
+def ensure_postgres(admin_url: str) -> bool:
+    """Make sure PostgreSQL answers; start the local Debian cluster if not. True if started."""
+    if _pg_answers(admin_url):
+        return False
+    versions = sorted(os.listdir("/etc/postgresql")) if os.path.isdir("/etc/postgresql") else []
+    if not versions:
+        raise ProcessError("PostgreSQL is not reachable and no local cluster is installed")
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    subprocess.run([*sudo, "pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main", "start"],
+                   check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(60):
+        if _pg_answers(admin_url):
+            return True
+        import time
+
+        time.sleep(0.5)
+    raise ProcessError("PostgreSQL did not start")
+
+
+def _engine(url: str):  # type: ignore[no-untyped-def]
+    parsed = make_url(url)
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg2")
+    return create_engine(parsed, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
+
+
+def _pg_answers(url: str) -> bool:
+    engine = _engine(url)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("select 1"))
+        return True
+    except Exception:  # noqa: BLE001 - any failure means "not reachable"
+        return False
+    finally:
+        engine.dispose()
+
+
+def ensure_databases(admin_url: str, names: list[str]) -> None:
+    """Create the databases that do not exist yet (never drops anything)."""
+    engine = _engine(admin_url)
+    try:
+        with engine.connect() as conn:
+            existing = {row[0] for row in conn.execute(text("select datname from pg_database"))}
+            for name in names:
+                if name not in existing:
+                    conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        engine.dispose()
+
+
+def database_url(admin_url: str, database: str) -> str:
+    return make_url(admin_url).set(database=database).render_as_string(hide_password=False)
+
+
+# -- nodes ------------------------------------------------------------------------------------
+
+def _node_env(settings: ConstellationSettings, spec: NodeSpec, node: NodeInfo,
+              nodes: dict[str, NodeInfo], info_db_url: str) -> dict[str, str]:
+    admin = make_url(settings.pg_admin_url)
+    destinations = [n for n in nodes.values() if n.role == "destination"]
+    env = {
+        **os.environ,
+        "TCP_NODELAY": "1",
+        "ANONLIB_NODE_NAME": node.name,
+        "ANONLIB_HTTP_PORT": str(int(node.url.rsplit(":", 1)[1])),
+        "ANONLIB_DICOM_PORT": str(node.dicom_port),
+        "ANONLIB_AET": node.aet,
+        "ANONLIB_ORTHANC_USER": node.username,
+        "ANONLIB_ORTHANC_PASSWORD": node.password,
+        "ANONLIB_ORTHANC_STORAGE": str(settings.home / node.name / "storage"),
+        "ANONLIB_PG_HOST": admin.host or "127.0.0.1",
+        "ANONLIB_PG_PORT": str(admin.port or 5432),
+        "ANONLIB_PG_USER": admin.username or "postgres",
+        "ANONLIB_PG_PASSWORD": admin.password or "",
+        "ANONLIB_ORTHANC_DB": node.database,
+        "ANONLIB_STABLE_AGE": str(settings.stable_age),
+        "ANONLIB_JOBS_HISTORY": str(settings.jobs_history),
+        "ANONLIB_ORTHANC_PLUGINS": settings.plugins_dir,
+        "ANONLIB_INTAKE_MODALITIES": json.dumps({"sender": [settings.scu_aet, "127.0.0.1", 104]}),
+        "ANONLIB_RESEARCH_MODALITIES": json.dumps(
+            {d.name: [d.aet, d.dicom_host, d.dicom_port] for d in destinations}),
+        "ANONLIB_RESEARCH_PEERS": json.dumps(
+            {d.name: {"Url": d.url, "Username": d.username, "Password": d.password} for d in destinations}),
+        "ANONLIB_PLUGIN_SCRIPT": str(settings.env_dir / "orthanc" / "plugin" / "anonlib_plugin.py"),
+        "ANONLIB_SITE_PACKAGES": sysconfig.get_paths()["purelib"],
+        "ANONLIB_HOME": str(settings.home),
+        "ANONLIB_DB_URL": info_db_url,
+    }
+    return env
+
+
+def _ready(node: NodeInfo, timeout: float = 2.0) -> bool:
+    try:
+        answer = httpx.get(f"{node.url}/system", auth=(node.username, node.password), timeout=timeout)
+        return answer.status_code == 200 and answer.json().get("Name") == node.name
+    except (httpx.HTTPError, ValueError):
+        return False
+
+
+def _plan_nodes(settings: ConstellationSettings, old: ConstellationInfo | None) -> dict[str, NodeInfo]:
+    """Node descriptions: kept from the last `up` where the node still runs; new ports (the
+    preferred ones when free) and reused credentials otherwise."""
+    username = "anonlib"
+    password = secrets.token_urlsafe(24)
+    if old is not None and old.nodes:
+        first = next(iter(old.nodes.values()))
+        username, password = first.username, first.password
+    taken: set[int] = set()
+    nodes: dict[str, NodeInfo] = {}
+    for spec in settings.nodes:
+        previous = old.nodes.get(spec.name) if old else None
+        if previous is not None and pid_alive(previous.pid) and _ready(previous):
+            nodes[spec.name] = previous
+            taken.update({int(previous.url.rsplit(":", 1)[1]), previous.dicom_port})
+            continue
+        http = free_port(int(previous.url.rsplit(":", 1)[1]) if previous else spec.http_port, taken)
+        taken.add(http)
+        dicom = free_port(previous.dicom_port if previous else spec.dicom_port, taken)
+        taken.add(dicom)
+        nodes[spec.name] = NodeInfo(
+            name=spec.name, role=spec.role, url=f"http://127.0.0.1:{http}", username=username,
+            password=password, dicom_host="127.0.0.1", dicom_port=dicom, aet=spec.aet,
+            database=settings.database(spec.name), pid=None)
+    return nodes
+
+
+def _start_node(settings: ConstellationSettings, spec: NodeSpec, node: NodeInfo,
+                nodes: dict[str, NodeInfo], db_url: str) -> NodeInfo:
+    home = settings.home / node.name
+    (home / "storage").mkdir(parents=True, exist_ok=True)
+    config = assemble_config(settings.env_dir, spec.role, home / "config")
+    log = home / "orthanc.log"
+    pid = start_process([settings.orthanc_binary, str(config), f"--logfile={log}"],
+                        pidfile=home / "orthanc.pid", logfile=home / "orthanc.stdout",
+                        env=_node_env(settings, spec, node, nodes, db_url))
+    wait_orthanc_ready(node.url, node.name, (node.username, node.password), pid, log=log)
+    return replace(node, pid=pid)
+
+
+# -- workers ----------------------------------------------------------------------------------
+
+def _start_workers(settings: ConstellationSettings, count: int) -> list[int]:
+    pids = []
+    for index in range(count):
+        pidfile = settings.home / "workers" / f"worker-{index}.pid"
+        existing = read_pid(pidfile)
+        if pid_alive(existing):
+            assert existing is not None
+            pids.append(existing)
+            continue
+        env = {**os.environ, "ANONLIB_HOME": str(settings.home), "TCP_NODELAY": "1"}
+        pids.append(start_process([sys.executable, "-m", "anonlib.cli", "worker"], pidfile=pidfile,
+                                  logfile=settings.home / "workers" / f"worker-{index}.log", env=env))
+    return pids
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+def up(settings: ConstellationSettings, *, workers: int | None = None) -> ConstellationInfo:
+    """Start (or complete) the constellation; returns its description (also saved to disk)."""
+    ensure_packages(settings)
+    started_pg = ensure_postgres(settings.pg_admin_url)
+    ensure_databases(settings.pg_admin_url,
+                     [settings.database()] + [settings.database(n.name) for n in settings.nodes])
+    db_url = database_url(settings.pg_admin_url, settings.database())
+    old = ConstellationInfo.load(settings.info_path) if settings.info_path.exists() else None
+    nodes = _plan_nodes(settings, old)
+    settings.export.mkdir(parents=True, exist_ok=True)
+    for spec in sorted(settings.nodes, key=lambda s: ORDER[s.role]):
+        node = nodes[spec.name]
+        if node.pid is None or not pid_alive(node.pid):
+            nodes[spec.name] = _start_node(settings, spec, node, nodes, db_url)
+    _prepare_database(db_url)
+    destinations = [n.name for n in settings.nodes if n.role == "destination"]
+    info = ConstellationInfo(home=str(settings.home), nodes=nodes, export_dir=str(settings.export),
+                             db_url=db_url, destinations=destinations, scu_aet=settings.scu_aet,
+                             started_postgres=started_pg or bool(old and old.started_postgres))
+    info.save(settings.info_path)  # the workers read it
+    count = settings.workers if workers is None else workers
+    info = replace(info, workers=_start_workers(settings, count))
+    info.save(settings.info_path)
+    return info
+
+
+def _prepare_database(db_url: str) -> None:
+    """The lookup store's tables and the job queue's schema, created once, race-free."""
+    from anonlib.store import open_store
+
+    open_store(db_url).close()
+    try:
+        from anonlib.jobs.app import ensure_queue_schema
+    except ImportError:  # the job queue is optional until installed
+        return
+    ensure_queue_schema(db_url)
+
+
+def status(settings: ConstellationSettings) -> tuple[ConstellationInfo, list[NodeStatus], list[tuple[int, bool]]]:
+    """The description on disk, each node's state and each worker's (pid, alive)."""
+    info = ConstellationInfo.load(settings.info_path)
+    nodes = [NodeStatus(n.name, n.pid, pid_alive(n.pid), _ready(n), n.url) for n in info.nodes.values()]
+    workers = [(pid, pid_alive(pid)) for pid in info.workers]
+    return info, nodes, workers
+
+
+def down(settings: ConstellationSettings) -> list[str]:
+    """Stop the workers and nodes ``up`` started (and PostgreSQL, only if ``up`` started it)."""
+    if not settings.info_path.exists():
+        raise ConfigError(f"{settings.info_path}: nothing to stop (no constellation description)")
+    info = ConstellationInfo.load(settings.info_path)
+    stopped = []
+    for pidfile in sorted((settings.home / "workers").glob("worker-*.pid")):
+        if stop_pidfile(pidfile):
+            stopped.append(pidfile.stem)
+    for node in sorted(info.nodes.values(), key=lambda n: -ORDER.get(n.role, 0)):
+        if stop_pidfile(settings.home / node.name / "orthanc.pid"):
+            stopped.append(node.name)
+    nodes = {name: replace(node, pid=None) for name, node in info.nodes.items()}
+    replace(info, nodes=nodes, workers=[], started_postgres=False).save(settings.info_path)
+    if info.started_postgres:
+        _stop_postgres()
+        stopped.append("postgresql")
+    return stopped
+
+
+def _stop_postgres() -> None:
+    versions = sorted(os.listdir("/etc/postgresql")) if os.path.isdir("/etc/postgresql") else []
+    if versions:
+        sudo = [] if os.geteuid() == 0 else ["sudo"]
+        subprocess.run([*sudo, "pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main", "stop"],
+                       check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
