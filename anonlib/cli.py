@@ -61,9 +61,10 @@ def _constellation(args: argparse.Namespace) -> int:
     if args.action == "status":
         info, nodes, workers = manage.status(settings)
         healthy = all(n.ready for n in nodes) and all(alive for _, alive in workers)
-        for node in nodes:
-            state = "ready" if node.ready else ("running, not answering" if node.alive else "stopped")
-            print(f"{node.name:<10} {state:<24} {node.url}")
+        for state_of in nodes:
+            state = ("ready" if state_of.ready else
+                     "running, not answering" if state_of.alive else "stopped")
+            print(f"{state_of.name:<10} {state:<24} {state_of.url}")
         for pid, alive in workers:
             print(f"worker     {'running' if alive else 'stopped':<24} pid {pid}")
         return 0 if healthy else 1

@@ -65,7 +65,7 @@ def test_intake_accepts_c_store_only_from_declared_modalities(constellation) -> 
     path = Path(get_testdata_file("CT_small.dcm"))
     intake = info.intake
     auth = (intake.username, intake.password)
-    refused = _storescu(info, "STRANGER", path)
+    _storescu(info, "STRANGER", path)  # association refused: the AET is not declared
     assert httpx.get(f"{intake.url}/instances", auth=auth).json() == []
     accepted = _storescu(info, info.scu_aet, path)
     assert accepted.returncode == 0, accepted.stderr
