@@ -86,4 +86,21 @@ CREATE INDEX IF NOT EXISTS anonlib_instance_original_study_uid_idx
 COMMENT ON TABLE anonlib_instance IS
     'One row per processed instance: written (output path, sha256) or quarantined (PHI-free reason).';
 
+CREATE TABLE IF NOT EXISTS anonlib_delivery (
+    node              text        NOT NULL,
+    orthanc_study_id  text        NOT NULL,
+    last_update       text        NOT NULL DEFAULT '',
+    instances         integer     NOT NULL DEFAULT 0,
+    released          integer     NOT NULL DEFAULT 0,
+    quarantined       integer     NOT NULL DEFAULT 0,
+    new_study_uid     text        NOT NULL DEFAULT '',
+    status            text        NOT NULL,
+    reason            text        NOT NULL DEFAULT '',
+    delivered_at      timestamptz NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    CONSTRAINT anonlib_delivery_pkey PRIMARY KEY (node, orthanc_study_id),
+    CONSTRAINT anonlib_delivery_status_check CHECK (status IN ('done', 'held'))
+);
+COMMENT ON TABLE anonlib_delivery IS
+    'One row per study taken from an Orthanc node: the state it was in (LastUpdate, instance count) when its delivery was verified (done) or held, with a PHI-free reason.';
+
 INSERT INTO anonlib_schema_version (version) VALUES (1) ON CONFLICT DO NOTHING;

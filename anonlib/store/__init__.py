@@ -9,6 +9,7 @@ from sqlalchemy.engine import URL
 
 from anonlib.settings import anonlib_home
 from anonlib.store.base import (
+    DeliveryRecord,
     InstanceRecord,
     LookupStore,
     PatientIdentity,
@@ -21,6 +22,7 @@ from anonlib.store.rules import DEFAULT_POLICY
 from anonlib.store.sql import SqlStore
 
 __all__ = [
+    "DeliveryRecord",
     "InstanceRecord",
     "LookupStore",
     "MemoryData",

@@ -22,6 +22,7 @@ __all__ = [
     "PseudonymPolicy",
     "StudyRecord",
     "InstanceRecord",
+    "DeliveryRecord",
     "LookupStore",
 ]
 
@@ -83,6 +84,23 @@ class InstanceRecord:
     sha256: str = ""
 
 
+@dataclass(frozen=True)
+class DeliveryRecord:
+    """What became of a study taken from an Orthanc node. ``last_update`` and ``instances``
+    describe the study on the node when its delivery was verified (``done``) or ``held``; a
+    study whose LastUpdate or instance count changed since is processed again."""
+
+    node: str
+    orthanc_study_id: str
+    last_update: str
+    instances: int
+    released: int
+    quarantined: int
+    new_study_uid: str
+    status: str  # done | held
+    reason: str = ""  # PHI-free
+
+
 class ClosingMixin:
     """``with store: ...`` closes the store on exit (shared by the implementations)."""
 
@@ -124,6 +142,12 @@ class LookupStore(Protocol):
 
     def record_instances(self, records: Sequence[InstanceRecord]) -> None:
         """Insert or update many instances in one transaction."""
+
+    def record_delivery(self, record: DeliveryRecord) -> None:
+        """Insert or update the delivery keyed by (node, orthanc_study_id)."""
+
+    def deliveries(self, node: str) -> dict[str, DeliveryRecord]:
+        """Every delivery from ``node``, keyed by Orthanc study ID."""
 
     def instance(self, original_sop_uid: str) -> InstanceRecord | None:
         """The record of one processed instance, if any."""

@@ -14,6 +14,7 @@ from anonlib.errors import StoreError
 from anonlib.store import rules
 from anonlib.store.base import (
     ClosingMixin,
+    DeliveryRecord,
     InstanceRecord,
     PatientIdentity,
     PatientKey,
@@ -34,6 +35,7 @@ class MemoryData:
     pseudonyms: set[str] = field(default_factory=set)
     studies: dict[str, StudyRecord] = field(default_factory=dict)
     instances: dict[str, InstanceRecord] = field(default_factory=dict)
+    deliveries: dict[tuple[str, str], DeliveryRecord] = field(default_factory=dict)
 
 
 class MemoryStore(ClosingMixin):
@@ -143,6 +145,20 @@ class MemoryStore(ClosingMixin):
         with data.lock:
             items = sorted(data.instances.values(), key=lambda r: r.original_sop_uid)
         return iter(items)
+
+    def record_delivery(self, record: DeliveryRecord) -> None:
+        """Insert or update the delivery keyed by (node, orthanc_study_id)."""
+        if record.status not in ("done", "held") or not record.node or not record.orthanc_study_id:
+            raise StoreError("delivery record needs a node, a study ID and status done or held")
+        data = self._open()
+        with data.lock:
+            data.deliveries[(record.node, record.orthanc_study_id)] = record
+
+    def deliveries(self, node: str) -> dict[str, DeliveryRecord]:
+        """Every delivery from ``node``, keyed by Orthanc study ID."""
+        data = self._open()
+        with data.lock:
+            return {study: r for (n, study), r in data.deliveries.items() if n == node}
 
     def close(self) -> None:
         """Mark this store closed; the shared data stays for other stores."""

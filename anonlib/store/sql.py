@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import asdict, fields
 from typing import Any
 
 from sqlalchemy import Connection, func, select
@@ -19,6 +20,7 @@ from anonlib.errors import StoreError
 from anonlib.store import rules
 from anonlib.store.base import (
     ClosingMixin,
+    DeliveryRecord,
     InstanceRecord,
     PatientIdentity,
     PatientKey,
@@ -26,7 +28,7 @@ from anonlib.store.base import (
     StudyRecord,
 )
 from anonlib.store.db import ensure_schema, make_engine, store_error, upsert
-from anonlib.store.tables import instance, patient, secret, study
+from anonlib.store.tables import delivery, instance, patient, secret, study
 
 __all__ = ["SqlStore"]
 
@@ -203,6 +205,25 @@ class SqlStore(ClosingMixin):
         with self._transaction("could not list instance records") as conn:
             records = [InstanceRecord(*row) for row in conn.execute(query)]
         return iter(sorted(records, key=lambda r: r.original_sop_uid))
+
+    def record_delivery(self, record: DeliveryRecord) -> None:
+        """Insert or update the delivery keyed by (node, orthanc_study_id)."""
+        if record.status not in ("done", "held") or not record.node or not record.orthanc_study_id:
+            raise StoreError("delivery record needs a node, a study ID and status done or held")
+        values = asdict(record)
+        with self._transaction("could not record delivery") as conn:
+            insert = upsert(conn, delivery).values(**values)
+            updates: dict[str, Any] = {k: insert.excluded[k] for k in values if k not in ("node", "orthanc_study_id")}
+            updates["delivered_at"] = func.current_timestamp()
+            conn.execute(insert.on_conflict_do_update(index_elements=[delivery.c.node, delivery.c.orthanc_study_id],
+                                                      set_=updates))
+
+    def deliveries(self, node: str) -> dict[str, DeliveryRecord]:
+        """Every delivery from ``node``, keyed by Orthanc study ID."""
+        names = [f.name for f in fields(DeliveryRecord)]
+        query = select(*(delivery.c[n] for n in names)).where(delivery.c.node == node)
+        with self._transaction("could not list deliveries") as conn:
+            return {row.orthanc_study_id: DeliveryRecord(*row) for row in conn.execute(query)}
 
     def close(self) -> None:
         """Release connections; later calls raise :class:`StoreError`."""

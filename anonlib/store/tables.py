@@ -30,6 +30,7 @@ from sqlalchemy import (
 __all__ = [
     "SCHEMA_LOCK_KEY",
     "SCHEMA_VERSION",
+    "delivery",
     "instance",
     "metadata",
     "patient",
@@ -141,5 +142,26 @@ instance = Table(
     comment=(
         "One row per processed instance: written (output path, sha256) "
         "or quarantined (PHI-free reason)."
+    ),
+)
+
+delivery = Table(
+    "anonlib_delivery",
+    metadata,
+    _text("node"),
+    _text("orthanc_study_id"),
+    _text("last_update", default_empty=True),
+    Column("instances", Integer, nullable=False, server_default=text("0")),
+    Column("released", Integer, nullable=False, server_default=text("0")),
+    Column("quarantined", Integer, nullable=False, server_default=text("0")),
+    _text("new_study_uid", default_empty=True),
+    _text("status"),
+    _text("reason", default_empty=True),
+    _timestamp("delivered_at"),
+    PrimaryKeyConstraint("node", "orthanc_study_id", name="anonlib_delivery_pkey"),
+    CheckConstraint("status IN ('done', 'held')", name="anonlib_delivery_status_check"),
+    comment=(
+        "One row per study taken from an Orthanc node: the state it was in (LastUpdate, instance "
+        "count) when its delivery was verified (done) or held, with a PHI-free reason."
     ),
 )

@@ -69,6 +69,19 @@ class StoreContract:
         first.close()
         assert opener().patient(PatientKey("12345", "HOSP")) == identity
 
+    def test_deliveries_are_upserted_per_node_and_study(self, opener: Opener) -> None:
+        from anonlib.store import DeliveryRecord
+
+        store = opener()
+        first = DeliveryRecord("intake", "abc-1", "20260101T000000", 3, 2, 1, "2.25.1", "done")
+        store.record_delivery(first)
+        store.record_delivery(DeliveryRecord("other", "abc-1", "x", 1, 1, 0, "2.25.9", "done"))
+        grown = DeliveryRecord("intake", "abc-1", "20260102T000000", 4, 3, 1, "2.25.1", "done")
+        store.record_delivery(grown)
+        assert opener().deliveries("intake") == {"abc-1": grown}
+        with pytest.raises(StoreError):
+            store.record_delivery(DeliveryRecord("intake", "abc-2", "", 0, 0, 0, "", "lost"))
+
     def test_different_keys_get_different_pseudonyms(self, opener: Opener) -> None:
         store = opener()
         identities = [store.patient(PatientKey(f"P{i}")) for i in range(100)]
