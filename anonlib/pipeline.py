@@ -23,16 +23,21 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 from tqdm import tqdm
 
-from anonlib.dicomio import encode_instance, quiet_pydicom, read_instance
+from anonlib.dicomio import (
+    ParsedInstance,
+    encode_instance,
+    parse_instance,
+    quiet_pydicom,
+    read_instance,
+)
 from anonlib.engine import Lookup, Outcome, deidentify, needs_pixel_data, patient_key
 from anonlib.errors import AnonlibError, ConfigError, DeidentificationError, InputError, StoreError
 from anonlib.profile import Plan, SiteProfile, build_plan
 from anonlib.sinks.folder import (
     FolderSink,
     ManifestRow,
-    read_manifest,
     relative_path,
-    write_manifest,
+    update_manifest,
 )
 from anonlib.store import LookupStore, PatientIdentity, PatientKey, PseudonymPolicy, open_store
 from anonlib.store.base import InstanceRecord, StudyRecord
@@ -141,6 +146,16 @@ class InstanceProcessor:
         parsed = read_instance(path, label=label)
         if parsed.pixel_bytes is not None and needs_pixel_data(parsed.dataset, self.plan):
             parsed = read_instance(path, with_pixels=True, label=label)
+        return self.deidentify_parsed(parsed)
+
+    def deidentify_bytes(self, data: bytes, label: str) -> tuple[Outcome, bytes, PatientIdentity]:
+        """De-identify one instance held in memory (for example fetched from Orthanc)."""
+        parsed = parse_instance(data, label=label)
+        if parsed.pixel_bytes is not None and needs_pixel_data(parsed.dataset, self.plan):
+            parsed = parse_instance(data, label=label, with_pixels=True)
+        return self.deidentify_parsed(parsed)
+
+    def deidentify_parsed(self, parsed: ParsedInstance) -> tuple[Outcome, bytes, PatientIdentity]:
         identity = self.identity(patient_key(parsed.dataset))
         lookup = Lookup(self._secret, identity.pseudonym, identity.date_shift_days)
         outcome = deidentify(parsed.dataset, self.plan, lookup, copy=False)
@@ -148,19 +163,28 @@ class InstanceProcessor:
             return outcome, encode_instance(outcome.dataset, None), identity
         return outcome, encode_instance(outcome.dataset, parsed.pixel_bytes, parsed.source), identity
 
+    def deliver(self, outcome: Outcome, data: bytes, identity: PatientIdentity, label: str) -> FileResult:
+        """Write a de-identified instance to the output (or quarantine) tree and record it."""
+        keys = outcome.keys
+        relative = relative_path(identity.pseudonym, keys.study_date, keys.new_study_uid,
+                                 keys.series_number, keys.modality, keys.new_sop_uid)
+        sink = self.quarantine if outcome.quarantine else self.output
+        status = sink.write(relative, data)
+        if outcome.quarantine:
+            status = "quarantined"
+        digest = hashlib.sha256(data).hexdigest()
+        self._record(outcome, identity, relative, digest)
+        row = ManifestRow(relative, identity.pseudonym, keys.new_study_uid, keys.new_series_uid,
+                          keys.new_sop_uid, keys.sop_class_uid, keys.modality, keys.study_date,
+                          keys.series_number, digest,
+                          "quarantined" if outcome.quarantine else "written", outcome.quarantine or "")
+        return FileResult(label, status, relative, outcome.quarantine or "", row)
+
     def process(self, path: Path, label: str) -> FileResult:
         """De-identify ``path`` and deliver it; never raises for a bad file."""
         try:
             outcome, data, identity = self.deidentify_file(path, label)
-            keys = outcome.keys
-            relative = relative_path(identity.pseudonym, keys.study_date, keys.new_study_uid,
-                                     keys.series_number, keys.modality, keys.new_sop_uid)
-            sink = self.quarantine if outcome.quarantine else self.output
-            status = sink.write(relative, data)
-            if outcome.quarantine:
-                status = "quarantined"
-            digest = hashlib.sha256(data).hexdigest()
-            self._record(outcome, identity, relative, digest)
+            return self.deliver(outcome, data, identity, label)
         except (InputError, DeidentificationError) as exc:
             return FileResult(label, "rejected", reason=getattr(exc, "reason", str(exc)))
         except StoreError:
@@ -170,11 +194,6 @@ class InstanceProcessor:
         except Exception as exc:  # noqa: BLE001 - one bad file must not stop the run
             log.warning("unexpected %s while processing a file", type(exc).__name__)
             return FileResult(label, "rejected", reason=f"internal error ({type(exc).__name__})")
-        row = ManifestRow(relative, identity.pseudonym, keys.new_study_uid, keys.new_series_uid,
-                          keys.new_sop_uid, keys.sop_class_uid, keys.modality, keys.study_date,
-                          keys.series_number, digest,
-                          "quarantined" if outcome.quarantine else "written", outcome.quarantine or "")
-        return FileResult(label, status, relative, outcome.quarantine or "", row)
 
     def _record(self, outcome: Outcome, identity: PatientIdentity, relative: str, digest: str) -> None:
         keys = outcome.keys
@@ -270,9 +289,8 @@ def run_folder(settings: RunSettings) -> RunSummary:
     paths = _discover(settings.source)
     items = [(str(p), str(p.relative_to(settings.source))) for p in paths]
     summary = RunSummary()
-    manifest_path = settings.output / MANIFEST
-    quarantine_path = settings.quarantine_dir / QUARANTINE_MANIFEST
-    manifest, quarantined = read_manifest(manifest_path), read_manifest(quarantine_path)
+    manifest: dict[str, ManifestRow] = {}
+    quarantined: dict[str, ManifestRow] = {}
     bar = tqdm(total=len(items), unit="file", disable=not settings.progress, file=sys.stderr,
                desc="de-identifying")
     try:
@@ -284,9 +302,9 @@ def run_folder(settings: RunSettings) -> RunSummary:
     finally:
         bar.close()
         settings.output.mkdir(parents=True, exist_ok=True)
-        write_manifest(manifest_path, manifest)
+        update_manifest(settings.output / MANIFEST, manifest)
         if quarantined:
-            write_manifest(quarantine_path, quarantined)
+            update_manifest(settings.quarantine_dir / QUARANTINE_MANIFEST, quarantined)
         _write_rejected(settings.quarantine_dir / REJECTED_LIST, summary.rejected)
     return summary
 

@@ -26,10 +26,10 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element, write_dataset, write_file_meta_info
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian
 
-from anonlib.dicomio.scan import LONG_VRS, Malformed, ScanResult, Truncated, dataset_start, scan
+from anonlib.dicomio.scan import LONG_VRS, Buffer, Malformed, ScanResult, Truncated, dataset_start, scan
 from anonlib.errors import InputError
 
-__all__ = ["ParsedInstance", "read_instance", "encode_instance", "quiet_pydicom"]
+__all__ = ["ParsedInstance", "read_instance", "parse_instance", "encode_instance", "quiet_pydicom"]
 
 _UID_CHARS = frozenset("0123456789.")
 _TRAILING_PADDING = 0xFFFCFFFC
@@ -75,7 +75,14 @@ def read_instance(path: Path, *, with_pixels: bool = False, label: str | None = 
         raise InputError(name, f"cannot read file ({exc.strerror or type(exc).__name__})") from exc
 
 
-def _parse(buf: mmap.mmap, size: int, name: str, with_pixels: bool) -> ParsedInstance:
+def parse_instance(data: bytes, *, label: str, with_pixels: bool = False) -> ParsedInstance:
+    """:func:`read_instance` for bytes already in memory (for example fetched from Orthanc)."""
+    if not data:
+        raise InputError(label, "empty file")
+    return _parse(data, len(data), label, with_pixels)
+
+
+def _parse(buf: Buffer, size: int, name: str, with_pixels: bool) -> ParsedInstance:
     has_preamble = bytes(buf[128:132]) == b"DICM" if size >= 132 else False
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -119,7 +126,7 @@ def _parse(buf: mmap.mmap, size: int, name: str, with_pixels: bool) -> ParsedIns
                           bytes(buf[:result.pixel_start]))
 
 
-def _scan_either(buf: mmap.mmap, implicit: bool) -> tuple[ScanResult, bool]:
+def _scan_either(buf: Buffer, implicit: bool) -> tuple[ScanResult, bool]:
     """Scan in the declared VR encoding, or else in the other one (some writers declare explicit
     VR and write implicit; pydicom reads those too). The flag says the other one was needed."""
     start = dataset_start(buf)

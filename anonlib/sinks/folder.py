@@ -10,6 +10,7 @@ not rewritten, so a second run over the same input changes nothing.
 from __future__ import annotations
 
 import csv
+import fcntl
 import hashlib
 import io
 import os
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from anonlib.errors import SinkError
 
-__all__ = ["FolderSink", "ManifestRow", "write_manifest", "read_manifest", "relative_path"]
+__all__ = ["FolderSink", "ManifestRow", "write_manifest", "read_manifest", "relative_path", "update_manifest"]
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -110,3 +111,17 @@ def write_manifest(path: Path, rows: dict[str, ManifestRow]) -> None:
     for key in sorted(rows):
         writer.writerow(asdict(rows[key]))
     FolderSink(path.parent).write(path.name, out.getvalue().encode("utf-8"))
+
+
+def update_manifest(path: Path, rows: dict[str, ManifestRow]) -> None:
+    """Merge ``rows`` into the manifest at ``path`` under an exclusive file lock, so that
+    several workers delivering studies at once never lose each other's rows."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name("." + path.name + ".lock"), "a+b") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        try:
+            merged = read_manifest(path)
+            merged.update(rows)
+            write_manifest(path, merged)
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)

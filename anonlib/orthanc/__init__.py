@@ -1,0 +1,1 @@
+"""Talking to Orthanc nodes over REST (with pyorthanc): sources, sinks and job following."""

@@ -1,0 +1,60 @@
+"""Connections to Orthanc nodes, and what their failures mean for a job.
+
+Every call goes through :func:`call`, which turns transport errors and HTTP 5xx answers into
+:class:`~anonlib.studyjob.TransientError` (try again later) and 4xx answers other than 404 into
+:class:`~anonlib.studyjob.StudyJobError`; a 404 becomes :class:`NotFound`. Messages name the node
+and the operation, never a DICOM value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pyorthanc
+
+from anonlib.constellation.info import NodeInfo
+from anonlib.errors import AnonlibError
+
+__all__ = ["connect", "call", "NotFound", "TransientError", "StudyJobError"]
+
+class TransientError(AnonlibError):
+    """The job may succeed if tried again later."""
+
+
+class StudyJobError(AnonlibError):
+    """The job cannot succeed as things are; retrying will not help."""
+
+
+class NotFound(AnonlibError):
+    """The resource does not exist (any more) on the node."""
+
+
+def connect(node: NodeInfo, timeout: float = 120.0) -> pyorthanc.Orthanc:
+    """A REST client for ``node`` (HTTP basic auth, generous timeout for large transfers)."""
+    return pyorthanc.Orthanc(node.url, username=node.username, password=node.password,
+                             return_raw_response=True, timeout=httpx.Timeout(timeout, connect=10.0))
+
+
+def call(node: str, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)`` — a pyorthanc call answering the raw response — with Orthanc's
+    failures translated (see the module docstring); returns the decoded body."""
+    try:
+        response = fn(*args, **kwargs)
+        response.raise_for_status()
+    except httpx.HTTPStatusError as exc:
+        code = exc.response.status_code
+        if code == 404:
+            raise NotFound(f"{node}: {what}: not found") from exc
+        if code >= 500 or code in (408, 429):
+            raise TransientError(f"{node}: {what}: HTTP {code}") from exc
+        raise StudyJobError(f"{node}: {what}: HTTP {code}") from exc
+    except httpx.HTTPError as exc:
+        raise TransientError(f"{node}: {what}: {type(exc).__name__}") from exc
+    kind = response.headers.get("content-type", "")
+    if "application/json" in kind:
+        return response.json()
+    if "text/plain" in kind:
+        return response.text
+    return response.content

@@ -1,0 +1,116 @@
+"""Study-level REST operations: snapshot a study, fetch and upload instances, verify, forward."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, cast
+
+import pyorthanc
+
+from anonlib.orthanc.client import NotFound, StudyJobError, TransientError, call
+
+__all__ = ["StudySnapshot", "snapshot", "fetch_instances", "upload", "find_study", "study_sop_uids",
+           "forward", "follow_job", "delete_study"]
+
+
+@dataclass(frozen=True)
+class StudySnapshot:
+    """A study as the node holds it at one moment."""
+
+    study_id: str
+    parent_patient: str
+    last_update: str
+    is_stable: bool
+    instance_ids: tuple[str, ...]
+
+
+def snapshot(client: pyorthanc.Orthanc, node: str, study_id: str) -> StudySnapshot | None:
+    """The study's state and instance IDs, or None when it no longer exists on the node."""
+    try:
+        study = cast(dict[str, Any], call(node, "read study", client.get_studies_id, study_id))
+        instances = cast(list[dict[str, Any]], call(node, "list instances", client.get_studies_id_instances, study_id))
+    except NotFound:
+        return None
+    return StudySnapshot(study_id, str(study.get("ParentPatient", "")), str(study.get("LastUpdate", "")),
+                         bool(study.get("IsStable", False)), tuple(sorted(i["ID"] for i in instances)))
+
+
+def fetch_instances(client: pyorthanc.Orthanc, node: str, ids: tuple[str, ...]) -> Iterator[tuple[str, bytes | None]]:
+    """(instance ID, its DICOM file) for each ID; None for one deleted meanwhile."""
+    for instance_id in ids:
+        try:
+            yield instance_id, cast(bytes, call(node, "fetch instance", client.get_instances_id_file, instance_id))
+        except NotFound:
+            yield instance_id, None
+
+
+def upload(client: pyorthanc.Orthanc, node: str, data: bytes) -> str:
+    """Store one instance on the node; returns its Orthanc ID (already stored is fine)."""
+    answer = cast(dict[str, Any], call(node, "upload instance", client.post_instances, data))
+    if answer.get("Status") not in ("Success", "AlreadyStored"):
+        raise TransientError(f"{node}: upload answered {answer.get('Status')!r}")
+    return str(answer["ID"])
+
+
+def find_study(client: pyorthanc.Orthanc, node: str, study_uid: str) -> str | None:
+    """The Orthanc ID of the study with this Study Instance UID on the node, if any."""
+    found = cast(list[dict[str, Any]], call(
+        node, "look up study", client.post, f"{client.url}/tools/lookup", content=study_uid.encode("ascii")))
+    studies = [item["ID"] for item in found if item.get("Type") == "Study"]
+    return studies[0] if studies else None
+
+
+def study_sop_uids(client: pyorthanc.Orthanc, node: str, study_id: str) -> set[str]:
+    """The SOP Instance UIDs the node holds for one study."""
+    instances = cast(list[dict[str, Any]], call(node, "list instances", client.get_studies_id_instances, study_id))
+    return {str(i.get("MainDicomTags", {}).get("SOPInstanceUID", "")) for i in instances}
+
+
+def forward(client: pyorthanc.Orthanc, node: str, destination: str, study_id: str,
+            timeout: float = 600.0) -> None:
+    """Send a study from ``node`` to a destination with an asynchronous Orthanc job, and follow
+    the job to its end. ``destination`` is a DICOM modality name, or ``peer:<name>``."""
+    body = {"Resources": [study_id], "Asynchronous": True, "Synchronous": False}
+    if destination.startswith("peer:"):
+        name, send = destination[5:], client.post_peers_id_store
+    else:
+        name, send = destination, client.post_modalities_id_store
+    try:
+        job = cast(dict[str, Any], call(node, f"forward to {destination}", send, name, json=body))
+    except NotFound:
+        raise StudyJobError(f"{node}: destination {destination!r} is not configured there") from None
+    follow_job(client, node, str(job["ID"]), f"forward to {destination}", timeout)
+
+
+def follow_job(client: pyorthanc.Orthanc, node: str, job_id: str, what: str, timeout: float) -> None:
+    """Poll ``/jobs/{id}`` (with a deadline) until Success; a failed, paused or vanished job is
+    a :class:`TransientError` (a destination that was down may be up on the next attempt)."""
+    deadline = time.monotonic() + timeout
+    delay = 0.1
+    while True:
+        try:
+            job = cast(dict[str, Any], call(node, what, client.get_jobs_id, job_id))
+        except NotFound:
+            raise TransientError(f"{node}: {what}: the Orthanc job vanished (JobsHistorySize?)") from None
+        state = job.get("State")
+        if state == "Success":
+            return
+        if state in ("Failure", "Paused"):
+            raise TransientError(f"{node}: {what}: Orthanc job {state} "
+                                 f"(error {job.get('ErrorCode')}: {job.get('ErrorDescription', '')})")
+        if time.monotonic() > deadline:
+            call(node, "cancel job", client.post_jobs_id_cancel, job_id)
+            raise TransientError(f"{node}: {what}: Orthanc job still {state} after {timeout:.0f} s")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 2.0)
+
+
+def delete_study(client: pyorthanc.Orthanc, node: str, study_id: str) -> None:
+    try:
+        call(node, "delete study", client.delete_studies_id, study_id)
+    except NotFound:
+        return
+    except StudyJobError:
+        raise

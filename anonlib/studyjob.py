@@ -1,0 +1,180 @@
+"""The study job: one Orthanc study from intake to every destination, verified.
+
+Fetch the instances from the source node over HTTP; de-identify them with the core engine and
+the shared lookup store; upload them to the research node; verify that the research node holds
+every released instance; write the organized tree on disk; forward the study to the configured
+destinations with Orthanc's asynchronous jobs, following each to its end; and only then record
+the delivery as done. Nothing is deleted from the source unless asked, and only after all that.
+
+Errors say what the queue should do: :class:`TransientError` — try again later (a node or the
+database is unreachable, a transfer failed); :class:`StudyJobError` — do not retry, keep the
+error for a human. A study that no longer exists is not an error (status ``gone``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyorthanc
+
+from anonlib.constellation.info import ConstellationInfo
+from anonlib.errors import DeidentificationError, InputError, StoreError
+from anonlib.orthanc.client import StudyJobError, TransientError, connect
+from anonlib.orthanc.transfer import (
+    delete_study,
+    fetch_instances,
+    find_study,
+    forward,
+    snapshot,
+    study_sop_uids,
+    upload,
+)
+from anonlib.pipeline import QUARANTINE_MANIFEST, InstanceProcessor, pseudonym_policy
+from anonlib.profile import SiteProfile, build_plan, load_site_profile
+from anonlib.sinks.folder import FolderSink, ManifestRow, update_manifest
+from anonlib.store import DeliveryRecord, open_store
+
+__all__ = ["TransientError", "StudyJobError", "StudyResult", "JobContext", "process_study"]
+
+log = logging.getLogger("anonlib.studyjob")
+MANIFEST = "manifest.csv"
+
+
+@dataclass
+class StudyResult:
+    """What one run of the job did (PHI-free)."""
+
+    node: str
+    study_id: str
+    status: str  # done | held | gone (the study no longer exists on the node)
+    instances: int = 0
+    released: int = 0
+    quarantined: int = 0
+    rejected: int = 0
+    new_study_uid: str = ""
+    forwarded: list[str] = field(default_factory=list)
+    reason: str = ""
+
+
+@dataclass
+class JobContext:
+    """What a worker process builds once and reuses for every job: the plan, the lookup store,
+    the per-instance processor and the folder sinks."""
+
+    info: ConstellationInfo
+    processor: InstanceProcessor
+    delete_after_delivery: bool = False
+
+    @classmethod
+    def create(cls, info: ConstellationInfo, profile: SiteProfile | None = None,
+               delete_after_delivery: bool | None = None) -> JobContext:
+        if profile is None:
+            path = os.environ.get("ANONLIB_PROFILE", "")
+            profile = load_site_profile(Path(path)) if path else SiteProfile()
+        if delete_after_delivery is None:
+            delete_after_delivery = os.environ.get("ANONLIB_DELETE_AFTER_DELIVERY", "") == "1"
+        export = Path(info.export_dir)
+        store = open_store(info.db_url, pseudonym_policy(profile))
+        processor = InstanceProcessor(build_plan(profile), store, FolderSink(export),
+                                      FolderSink(export.with_name(export.name + "-quarantine")))
+        return cls(info, processor, delete_after_delivery)
+
+
+_CONTEXTS: dict[str, JobContext] = {}
+
+
+def _context(info: ConstellationInfo) -> JobContext:
+    found = _CONTEXTS.get(info.db_url)
+    if found is None:
+        found = _CONTEXTS[info.db_url] = JobContext.create(info)
+    return found
+
+
+def process_study(info: ConstellationInfo, study_id: str, *, node: str = "intake",
+                  context: JobContext | None = None) -> StudyResult:
+    """Run the job for one study of ``node`` (see the module docstring)."""
+    ctx = context or _context(info)
+    source_node, research_node = info.node(node), info.research
+    with connect(source_node) as source, connect(research_node) as research:
+        snap = snapshot(source, node, study_id)
+        if snap is None:
+            return StudyResult(node, study_id, "gone", reason="the study is no longer on the node")
+        result = StudyResult(node, study_id, "done", instances=len(snap.instance_ids))
+        released: dict[str, bytes] = {}
+        rows: dict[str, ManifestRow] = {}
+        quarantined_rows: dict[str, ManifestRow] = {}
+        new_study_uids: set[str] = set()
+        try:
+            for instance_id, data in fetch_instances(source, node, snap.instance_ids):
+                if data is None:
+                    result.instances -= 1  # deleted while we worked; the next run sees the rest
+                    continue
+                try:
+                    outcome, encoded, identity = ctx.processor.deidentify_bytes(data, f"{node}/{instance_id}")
+                except (InputError, DeidentificationError) as exc:
+                    result.rejected += 1
+                    log.warning("instance %s of study %s rejected: %s", instance_id, study_id,
+                                getattr(exc, "reason", type(exc).__name__))
+                    continue
+                new_study_uids.add(outcome.keys.new_study_uid)
+                delivered = ctx.processor.deliver(outcome, encoded, identity, f"{node}/{instance_id}")
+                assert delivered.row is not None
+                if outcome.quarantine:
+                    result.quarantined += 1
+                    quarantined_rows[delivered.row.path] = delivered.row
+                else:
+                    released[outcome.keys.new_sop_uid] = encoded
+                    rows[delivered.row.path] = delivered.row
+            ctx.processor.flush()
+        except StoreError as exc:
+            raise TransientError(f"lookup store: {exc}") from exc
+
+        export = Path(info.export_dir)
+        if rows:
+            update_manifest(export / MANIFEST, rows)
+        if quarantined_rows:
+            update_manifest(export.with_name(export.name + "-quarantine") / QUARANTINE_MANIFEST, quarantined_rows)
+        if len(new_study_uids) > 1:
+            raise StudyJobError(f"{node}: study {study_id} de-identified into {len(new_study_uids)} studies")
+        result.new_study_uid = next(iter(new_study_uids), "")
+
+        research_study = _upload_and_verify(research, research_node.name, released, result.new_study_uid)
+        result.released = len(released)
+        if research_study is not None:
+            for destination in info.destinations:
+                forward(research, research_node.name, destination, research_study)
+                result.forwarded.append(destination)
+        ctx.processor.store.record_delivery(DeliveryRecord(
+            node, study_id, snap.last_update, len(snap.instance_ids), result.released,
+            result.quarantined, result.new_study_uid, "done", ""))
+        if ctx.delete_after_delivery:
+            _delete_if_unchanged(source, node, study_id, snap.last_update)
+    log.info("study %s of %s: %d released, %d quarantined, %d rejected, forwarded to %s", study_id,
+             node, result.released, result.quarantined, result.rejected, result.forwarded or "none")
+    return result
+
+
+def _upload_and_verify(client: pyorthanc.Orthanc, node: str, released: dict[str, bytes],
+                       study_uid: str) -> str | None:
+    """Upload every released instance, then check the node holds each of them."""
+    if not released:
+        return None
+    for data in released.values():
+        upload(client, node, data)
+    research_study = find_study(client, node, study_uid)
+    if research_study is None:
+        raise TransientError(f"{node}: the uploaded study is not there")
+    missing = set(released) - study_sop_uids(client, node, research_study)
+    if missing:
+        raise TransientError(f"{node}: {len(missing)} of {len(released)} uploaded instances are missing")
+    return research_study
+
+
+def _delete_if_unchanged(client: pyorthanc.Orthanc, node: str, study_id: str, last_update: str) -> None:
+    """Delete the identified study from the source, unless it changed while we delivered it."""
+    now = snapshot(client, node, study_id)
+    if now is not None and now.last_update == last_update:
+        delete_study(client, node, study_id)
