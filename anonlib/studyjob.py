@@ -49,7 +49,7 @@ class StudyResult:
 
     node: str
     study_id: str
-    status: str  # done | held | gone (the study no longer exists on the node)
+    status: str  # done | held | unchanged (already delivered as it is) | gone (no longer on the node)
     instances: int = 0
     released: int = 0
     quarantined: int = 0
@@ -94,14 +94,30 @@ def _context(info: ConstellationInfo) -> JobContext:
 
 
 def process_study(info: ConstellationInfo, study_id: str, *, node: str = "intake",
-                  context: JobContext | None = None) -> StudyResult:
-    """Run the job for one study of ``node`` (see the module docstring)."""
+                  context: JobContext | None = None, force: bool = False) -> StudyResult:
+    """Run the job for one study of ``node`` (see the module docstring).
+
+    A study whose delivery is already recorded for its current state (same LastUpdate, same
+    instance count) is not processed again — status ``unchanged`` — so that however often it is
+    enqueued (an automatic event, a batch, a catch-up), each state of a study is delivered once.
+    ``force`` processes it anyway (for example after a profile change).
+    """
     ctx = context or _context(info)
     source_node, research_node = info.node(node), info.research
     with connect(source_node) as source, connect(research_node) as research:
         snap = snapshot(source, node, study_id)
         if snap is None:
             return StudyResult(node, study_id, "gone", reason="the study is no longer on the node")
+        try:
+            previous = ctx.processor.store.deliveries(node).get(study_id)
+        except StoreError as exc:
+            raise TransientError(f"lookup store: {exc}") from exc
+        if (not force and previous is not None and previous.status == "done"
+                and previous.last_update == snap.last_update
+                and previous.instances == len(snap.instance_ids)):
+            return StudyResult(node, study_id, "unchanged", instances=previous.instances,
+                               released=previous.released, quarantined=previous.quarantined,
+                               new_study_uid=previous.new_study_uid)
         result = StudyResult(node, study_id, "done", instances=len(snap.instance_ids))
         released: dict[str, bytes] = {}
         rows: dict[str, ManifestRow] = {}

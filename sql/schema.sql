@@ -96,11 +96,12 @@ CREATE TABLE IF NOT EXISTS anonlib_delivery (
     new_study_uid     text        NOT NULL DEFAULT '',
     status            text        NOT NULL,
     reason            text        NOT NULL DEFAULT '',
+    runs              integer     NOT NULL DEFAULT 1,
     delivered_at      timestamptz NOT NULL DEFAULT CURRENT_TIMESTAMP,
     CONSTRAINT anonlib_delivery_pkey PRIMARY KEY (node, orthanc_study_id),
     CONSTRAINT anonlib_delivery_status_check CHECK (status IN ('done', 'held'))
 );
 COMMENT ON TABLE anonlib_delivery IS
-    'One row per study taken from an Orthanc node: the state it was in (LastUpdate, instance count) when its delivery was verified (done) or held, with a PHI-free reason.';
+    'One row per study taken from an Orthanc node: the state it was in (LastUpdate, instance count) when its delivery was verified (done) or held, with a PHI-free reason; runs counts the times it was processed.';
 
 INSERT INTO anonlib_schema_version (version) VALUES (1) ON CONFLICT DO NOTHING;

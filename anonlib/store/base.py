@@ -99,6 +99,7 @@ class DeliveryRecord:
     new_study_uid: str
     status: str  # done | held
     reason: str = ""  # PHI-free
+    runs: int = 1  # how many times the study was processed (set by the store)
 
 
 class ClosingMixin:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from anonlib.errors import StoreError
 from anonlib.store import rules
@@ -151,8 +151,10 @@ class MemoryStore(ClosingMixin):
         if record.status not in ("done", "held") or not record.node or not record.orthanc_study_id:
             raise StoreError("delivery record needs a node, a study ID and status done or held")
         data = self._open()
+        key = (record.node, record.orthanc_study_id)
         with data.lock:
-            data.deliveries[(record.node, record.orthanc_study_id)] = record
+            previous = data.deliveries.get(key)
+            data.deliveries[key] = replace(record, runs=previous.runs + 1 if previous else 1)
 
     def deliveries(self, node: str) -> dict[str, DeliveryRecord]:
         """Every delivery from ``node``, keyed by Orthanc study ID."""

@@ -211,9 +211,12 @@ class SqlStore(ClosingMixin):
         if record.status not in ("done", "held") or not record.node or not record.orthanc_study_id:
             raise StoreError("delivery record needs a node, a study ID and status done or held")
         values = asdict(record)
+        values["runs"] = 1
         with self._transaction("could not record delivery") as conn:
             insert = upsert(conn, delivery).values(**values)
-            updates: dict[str, Any] = {k: insert.excluded[k] for k in values if k not in ("node", "orthanc_study_id")}
+            updates: dict[str, Any] = {k: insert.excluded[k] for k in values
+                                       if k not in ("node", "orthanc_study_id", "runs")}
+            updates["runs"] = delivery.c.runs + 1
             updates["delivered_at"] = func.current_timestamp()
             conn.execute(insert.on_conflict_do_update(index_elements=[delivery.c.node, delivery.c.orthanc_study_id],
                                                       set_=updates))

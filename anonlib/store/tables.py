@@ -157,11 +157,13 @@ delivery = Table(
     _text("new_study_uid", default_empty=True),
     _text("status"),
     _text("reason", default_empty=True),
+    Column("runs", Integer, nullable=False, server_default=text("1")),
     _timestamp("delivered_at"),
     PrimaryKeyConstraint("node", "orthanc_study_id", name="anonlib_delivery_pkey"),
     CheckConstraint("status IN ('done', 'held')", name="anonlib_delivery_status_check"),
     comment=(
         "One row per study taken from an Orthanc node: the state it was in (LastUpdate, instance "
-        "count) when its delivery was verified (done) or held, with a PHI-free reason."
+        "count) when its delivery was verified (done) or held, with a PHI-free reason; runs counts "
+        "the times it was processed."
     ),
 )

@@ -83,8 +83,10 @@ def test_running_again_changes_nothing(delivered) -> None:  # type: ignore[no-un
     before = count_instances(info.research), count_instances(info.node("dest"))
     manifest = (Path(info.export_dir) / "manifest.csv").read_bytes()
     study = next(iter(results))
-    again = process_study(info, study)
-    assert again.released == results[study].released
+    assert process_study(info, study).status == "unchanged"  # already delivered as it is
+    again = process_study(info, study, force=True)
+    assert again.status == "done" and again.released == results[study].released
+    assert open_store(info.db_url).deliveries("intake")[study].runs == 2
     assert (count_instances(info.research), count_instances(info.node("dest"))) == before
     assert (Path(info.export_dir) / "manifest.csv").read_bytes() == manifest
 
@@ -116,7 +118,7 @@ def test_a_late_instance_joins_the_same_deidentified_study(delivered) -> None:  
 def test_an_unknown_destination_is_a_permanent_error(delivered) -> None:  # type: ignore[no-untyped-def]
     _, info, results = delivered
     with pytest.raises(StudyJobError, match="not configured"):
-        process_study(replace(info, destinations=["nowhere"]), next(iter(results)))
+        process_study(replace(info, destinations=["nowhere"]), next(iter(results)), force=True)
 
 
 def test_a_destination_that_is_down_is_transient_and_recovers(delivered) -> None:  # type: ignore[no-untyped-def]
@@ -125,11 +127,11 @@ def test_a_destination_that_is_down_is_transient_and_recovers(delivered) -> None
     before = open_store(info.db_url).deliveries("intake")[study]
     stop_pidfile(settings.home / "dest" / "orthanc.pid")
     with pytest.raises(TransientError, match="forward to dest"):
-        process_study(info, study)
+        process_study(info, study, force=True)
     assert open_store(info.db_url).deliveries("intake")[study] == before  # not marked again
     restarted = manage.up(settings)  # brings dest back on the same ports
     assert restarted.node("dest").url == info.node("dest").url
-    assert process_study(restarted, study).forwarded == ["dest"]
+    assert process_study(restarted, study, force=True).forwarded == ["dest"]
 
 
 def test_a_deleted_study_is_gone_not_failed(constellation) -> None:  # type: ignore[no-untyped-def]
