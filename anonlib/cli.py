@@ -73,6 +73,86 @@ def _constellation(args: argparse.Namespace) -> int:
     return 0
 
 
+def _worker(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from anonlib.jobs.runtime import load_info
+    from anonlib.jobs.worker import WorkerSettings, run_worker
+
+    if args.concurrency < 1:
+        raise ConfigError("--concurrency must be at least 1")
+    settings = WorkerSettings(concurrency=args.concurrency, interval=args.interval,
+                              reconcile_interval=args.reconcile_interval)
+    asyncio.run(run_worker(load_info(), settings))
+    return 0
+
+
+def _enqueue(args: argparse.Namespace) -> int:
+    import json
+
+    from anonlib.jobs.commands import session
+    from anonlib.jobs.runtime import load_info
+
+    query = None
+    if args.query is not None:
+        try:
+            query = json.loads(args.query)
+        except ValueError:
+            raise ConfigError("--query must be a JSON object") from None
+    with session(load_info()) as current:
+        queued = current.enqueue(args.node, study=args.study, patient=args.patient, query=query)
+    if queued is None:
+        print(f"anonlib: {args.node} has no such {'study' if args.study else 'patient'}", file=sys.stderr)
+        return 1
+    for item in queued:
+        print(f"{item.study_id}  {'queued as' if item.created else 'already queued in'} job {item.job_id}")
+    print(f"{sum(i.created for i in queued)} queued, {sum(not i.created for i in queued)} already waiting")
+    return 0
+
+
+def _jobs(args: argparse.Namespace) -> int:
+    from anonlib.jobs import status as queue_status
+    from anonlib.jobs.commands import describe_job, session
+    from anonlib.jobs.runtime import load_info
+
+    with session(load_info()) as current:
+        if args.action == "list":
+            for job in current.db.jobs(status=args.status, limit=args.limit):
+                print(describe_job(job))
+            counts = current.db.counts()
+            print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no jobs")
+            return 0
+        if args.action == "retry":
+            if args.failed:
+                ids = [j.id for j in current.db.jobs(outstanding_failures=True, limit=None)]
+            elif args.job_id is not None:
+                ids = [args.job_id]
+            else:
+                raise ConfigError("jobs retry needs a job id or --failed")
+            retried = 0
+            for job_id in ids:
+                again = queue_status.retry_job(current.db, current.queue, current.sources, job_id)
+                if again is None:
+                    print(f"job {job_id}: not a failed study job, or its study is gone", file=sys.stderr)
+                else:
+                    retried += 1
+                    print(f"job {job_id}: {'retried as' if again.created else 'already queued in'} job {again.job_id}")
+            return 0 if retried == len(ids) else 1
+        ok, state = queue_status.wait(current.db, current.sources, timeout=args.timeout, poll=args.poll)
+    if ok:
+        print(f"done: {sum(state.counts.values())} jobs, nothing pending")
+        return 0
+    for job in state.failures:
+        print("failed: " + describe_job(job), file=sys.stderr)
+    if not state.settled:
+        print(f"timeout after {args.timeout:g} s: {state.active} jobs queued or running, "
+              f"{len(state.unstable)} studies not yet stable, {len(state.undelivered)} stable studies "
+              "not delivered", file=sys.stderr)
+        for study_id in state.undelivered[:20]:
+            print(f"not delivered: {study_id}", file=sys.stderr)
+    return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="anonlib", description="DICOM de-identification for research")
     parser.add_argument("--version", action="version", version=f"anonlib {__version__}")
@@ -95,6 +175,36 @@ def build_parser() -> argparse.ArgumentParser:
     const.add_argument("--workers", type=int, default=None, metavar="N",
                        help="worker processes to start (default: $ANONLIB_WORKERS or 2)")
     const.set_defaults(func=_constellation)
+
+    worker = commands.add_parser("worker", help="run a job worker (study jobs + catch-up) until SIGTERM")
+    worker.add_argument("--concurrency", type=int, default=1, metavar="N", help="jobs run at once (threads)")
+    worker.add_argument("--interval", type=float, default=5.0, metavar="S",
+                        help="seconds between two reads of the /changes feeds")
+    worker.add_argument("--reconcile-interval", type=float, default=300.0, metavar="S",
+                        help="seconds between two reconcile passes over every study")
+    worker.set_defaults(func=_worker)
+
+    enqueue = commands.add_parser("enqueue", help="queue intake studies (by study, patient or query)")
+    what = enqueue.add_mutually_exclusive_group(required=True)
+    what.add_argument("--study", metavar="ID", help="Orthanc study ID")
+    what.add_argument("--patient", metavar="ID", help="Orthanc patient ID (every study)")
+    what.add_argument("--query", metavar="JSON", help='/tools/find study query, e.g. \'{"StudyDate": "20230101-"}\'')
+    enqueue.add_argument("--node", default="intake", help="source node (default: intake)")
+    enqueue.set_defaults(func=_enqueue)
+
+    jobs = commands.add_parser("jobs", help="list, retry or wait for study jobs")
+    jobs_actions = jobs.add_subparsers(dest="action", required=True)
+    listing = jobs_actions.add_parser("list", help="study jobs, newest first")
+    listing.add_argument("--status", choices=["todo", "doing", "succeeded", "failed", "cancelled", "aborted"])
+    listing.add_argument("--limit", type=int, default=200, metavar="N")
+    retry = jobs_actions.add_parser("retry", help="queue a failed job's study again")
+    retry_what = retry.add_mutually_exclusive_group(required=True)
+    retry_what.add_argument("job_id", nargs="?", type=int, metavar="ID")
+    retry_what.add_argument("--failed", action="store_true", help="every failed job not yet superseded")
+    waiting = jobs_actions.add_parser("wait", help="wait until every intake study is delivered")
+    waiting.add_argument("--timeout", type=float, required=True, metavar="S")
+    waiting.add_argument("--poll", type=float, default=1.0, metavar="S", help=argparse.SUPPRESS)
+    jobs.set_defaults(func=_jobs)
 
     example = commands.add_parser("example-data", help="write synthetic example studies (with planted PHI)")
     example.add_argument("dir", metavar="DIR")

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from anonlib.errors import ConfigError
 
@@ -78,6 +80,33 @@ class ConstellationInfo:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(self.to_json())
         os.replace(tmp, path)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> ConstellationInfo:
+        """The description from environment variables, for deployments without
+        ``constellation.json`` (docker): ``ANONLIB_DB_URL``, ``ANONLIB_INTAKE_URL``,
+        ``ANONLIB_RESEARCH_URL``, ``ANONLIB_ORTHANC_USER``, ``ANONLIB_ORTHANC_PASSWORD``,
+        ``ANONLIB_EXPORT_DIR``; optional ``ANONLIB_DESTINATIONS`` (comma-separated names),
+        ``ANONLIB_HOME``, ``ANONLIB_SCU_AET``. DICOM ports and AE titles are the defaults (the
+        worker talks to the nodes over REST only)."""
+        required = ("ANONLIB_DB_URL", "ANONLIB_INTAKE_URL", "ANONLIB_RESEARCH_URL",
+                    "ANONLIB_ORTHANC_USER", "ANONLIB_ORTHANC_PASSWORD", "ANONLIB_EXPORT_DIR")
+        missing = [name for name in required if not environ.get(name)]
+        if missing:
+            raise ConfigError(f"no {INFO_FILE} and these variables are not set: {', '.join(missing)}")
+        user, password = environ["ANONLIB_ORTHANC_USER"], environ["ANONLIB_ORTHANC_PASSWORD"]
+        nodes = {}
+        for name, port in (("intake", 4242), ("research", 4242)):
+            url = environ[f"ANONLIB_{name.upper()}_URL"].rstrip("/")
+            host = urlsplit(url).hostname
+            if not url.startswith(("http://", "https://")) or not host:
+                raise ConfigError(f"ANONLIB_{name.upper()}_URL must be an http(s):// URL")
+            nodes[name] = NodeInfo(name=name, role=name, url=url, username=user, password=password,
+                                   dicom_host=host, dicom_port=port, aet=f"ANONLIB_{name.upper()}")
+        destinations = [d.strip() for d in environ.get("ANONLIB_DESTINATIONS", "").split(",") if d.strip()]
+        return cls(home=environ.get("ANONLIB_HOME", ""), nodes=nodes,
+                   export_dir=environ["ANONLIB_EXPORT_DIR"], db_url=environ["ANONLIB_DB_URL"],
+                   destinations=destinations, scu_aet=environ.get("ANONLIB_SCU_AET") or "ANONLIB_SCU")
 
     @classmethod
     def load(cls, path: Path) -> ConstellationInfo:

@@ -1,5 +1,16 @@
-"""anonlib's thin Orthanc plugin for the intake node (placeholder while the job queue lands)."""
+"""anonlib's thin Orthanc plugin for the intake node.
 
+It registers two callbacks and hands them to :class:`anonlib.jobs.plugin.IntakePlugin`:
+STABLE_STUDY -> queue the study (idempotent, returns at once, never raises), and the REST
+routes ``POST /anonlib/enqueue`` and ``GET /anonlib/jobs``. No DICOM logic and no store-causing
+Orthanc call happen here: studies are read with ``orthanc.RestApiGet`` only, and the work is
+done by ``anonlib worker`` processes. The database is opened on first use.
+
+Environment: ``ANONLIB_SITE_PACKAGES`` (the virtualenv's site-packages), ``ANONLIB_DB_URL``
+(the lookup store and job queue), ``ANONLIB_NODE_NAME`` (this node's name, default ``intake``).
+"""
+
+import json
 import os
 import site
 
@@ -7,4 +18,33 @@ site.addsitedir(os.environ["ANONLIB_SITE_PACKAGES"])
 
 import orthanc  # noqa: E402  (provided by Orthanc's Python plugin)
 
-orthanc.LogWarning("anonlib plugin loaded (placeholder)")
+from anonlib.jobs.plugin import IntakePlugin  # noqa: E402
+
+PLUGIN = IntakePlugin(
+    node=os.environ.get("ANONLIB_NODE_NAME") or "intake",
+    db_url=os.environ.get("ANONLIB_DB_URL", ""),
+    rest_get=orthanc.RestApiGet,
+    log=orthanc.LogInfo,
+    error=orthanc.LogError,
+)
+
+
+def on_change(change_type, level, resource_id):  # noqa: ARG001 - Orthanc's signature
+    if change_type == orthanc.ChangeType.STABLE_STUDY:
+        PLUGIN.on_stable_study(resource_id)
+
+
+def on_rest(output, uri, **request):
+    route = request["groups"][0] if request.get("groups") else ""
+    status, answer = PLUGIN.handle_rest(request.get("method", "GET"), route, request.get("body"),
+                                        request.get("get"))
+    body = json.dumps(answer)
+    if status == 200:
+        output.AnswerBuffer(body, "application/json")
+    else:
+        output.SendHttpStatus(status, body, len(body))
+
+
+orthanc.RegisterOnChangeCallback(on_change)
+orthanc.RegisterRestCallback("/anonlib/(.*)", on_rest)
+orthanc.LogWarning(f"anonlib plugin loaded (node {PLUGIN.node})")

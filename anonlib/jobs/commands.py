@@ -1,0 +1,86 @@
+"""The library side of ``anonlib enqueue`` and ``anonlib jobs ...`` (the CLI only parses and
+prints): a :class:`Session` on the constellation's database and source nodes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from anonlib.constellation.info import ConstellationInfo
+from anonlib.errors import ConfigError
+from anonlib.jobs.db import JobRow, JobsDb
+from anonlib.jobs.enqueue import Enqueued, StudyQueue, enqueue_patient, enqueue_query, enqueue_study
+from anonlib.jobs.intake import HttpSource
+from anonlib.jobs.worker import source_nodes
+
+__all__ = ["Session", "describe_job", "session"]
+
+
+@dataclass
+class Session:
+    info: ConstellationInfo
+    db: JobsDb
+    sources: dict[str, HttpSource]
+    _queue: StudyQueue | None = field(default=None, repr=False)
+
+    def source(self, node: str) -> HttpSource:
+        if node not in self.sources:
+            raise ConfigError(f"{node!r} is not a source node ({', '.join(sorted(self.sources))})")
+        return self.sources[node]
+
+    @property
+    def queue(self) -> StudyQueue:
+        """Opened on first use: the queue's schema is ensured and the project secret read."""
+        if self._queue is None:
+            from anonlib.jobs.app import ensure_queue_schema, open_sync_app
+            from anonlib.store import open_store
+
+            ensure_queue_schema(self.info.db_url)
+            store = open_store(self.info.db_url)
+            try:
+                secret = store.secret()
+            finally:
+                store.close()
+            self._queue = StudyQueue(open_sync_app(self.info.db_url, max_connections=2), secret)
+        return self._queue
+
+    def enqueue(self, node: str, *, study: str | None = None, patient: str | None = None,
+                query: Mapping[str, str] | None = None) -> list[Enqueued] | None:
+        """Queue one study, a patient's studies or a query's; ``None`` if the study or patient
+        does not exist."""
+        source = self.source(node)
+        if study is not None:
+            one = enqueue_study(self.queue, source, study)
+            return None if one is None else [one]
+        if patient is not None:
+            return enqueue_patient(self.queue, source, patient)
+        if query is not None:
+            return enqueue_query(self.queue, source, query)
+        raise ConfigError("enqueue needs a study, a patient or a query")
+
+    def close(self) -> None:
+        if self._queue is not None:
+            self._queue.app.close()
+        for source in self.sources.values():
+            source.close()
+        self.db.close()
+
+
+@contextmanager
+def session(info: ConstellationInfo) -> Iterator[Session]:
+    """A :class:`Session` on ``info``'s database and source nodes, closed on exit."""
+    current = Session(info, JobsDb(info.db_url), {n: HttpSource(info.node(n)) for n in source_nodes(info)})
+    try:
+        yield current
+    finally:
+        current.close()
+
+
+def describe_job(job: JobRow) -> str:
+    """One PHI-free line: id, status, attempts, node, study, outcome, error."""
+    error = f"{job.error_class}: {job.error_message}" if job.error_class else ""
+    when = f" (next try {job.scheduled_at})" if job.scheduled_at else ""
+    note = " [superseded]" if job.superseded and job.status in ("failed", "aborted") else ""
+    return (f"{job.id:>6}  {job.status:<9}{note} {job.attempts:>2}  {job.node:<8} {job.study_id}  "
+            f"{job.outcome or '-':<8} {error}{when}").rstrip()

@@ -1,0 +1,232 @@
+"""SQL around the queue: anonlib's job tables, read-only views of procrastinate's jobs, and the
+delivery records the study job writes. One :class:`JobsDb` per process; it connects on first
+use. Errors leave as PHI-free :class:`~anonlib.errors.StoreError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from sqlalchemy import Connection, func, select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import SQLAlchemyError
+
+from anonlib.jobs.app import TASK_NAME
+from anonlib.jobs.locks import parse_queueing_lock, study_queueing_lock
+from anonlib.jobs.tables import change_cursor, job_outcome
+from anonlib.store.base import DeliveryRecord
+from anonlib.store.db import make_engine, store_error
+from anonlib.store.tables import delivery
+
+__all__ = ["JobRow", "JobsDb", "StudyJobs", "advisory_key"]
+
+ACTIVE = ("todo", "doing")
+FAILED = ("failed", "aborted")
+
+
+def advisory_key(name: str) -> int:
+    """A signed 64-bit advisory-lock key for ``name``."""
+    return int.from_bytes(hashlib.sha256(b"anonlib-lock:" + name.encode()).digest()[:8], "big", signed=True)
+
+
+@dataclass(frozen=True)
+class JobRow:
+    """One study job as listings show it (PHI-free)."""
+
+    id: int
+    node: str
+    study_id: str
+    status: str  # procrastinate's: todo | doing | succeeded | failed | cancelled | aborted
+    attempts: int
+    outcome: str  # anonlib_job_outcome.state, "" if none recorded
+    error_class: str
+    error_message: str
+    scheduled_at: str
+    superseded: bool  # a later job exists for the same study
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass
+class StudyJobs:
+    """The jobs of one study that matter to catch-up decisions."""
+
+    queued: bool = False  # a job waits (todo, possibly scheduled for a retry)
+    running_seen: list[str | None] = field(default_factory=list)  # LastUpdate each running job saw
+    failed_update: str | None = None  # latest job failed: the LastUpdate it saw ("" unknown)
+
+
+class CursorHandle:
+    """The change cursor of one node inside the catch-up transaction."""
+
+    def __init__(self, conn: Connection, node: str, seq: int) -> None:
+        self._conn, self.node, self.seq = conn, node, seq
+
+    def advance(self, seq: int) -> None:
+        self._conn.execute(change_cursor.update().where(change_cursor.c.node == self.node)
+                           .values(last_seq=seq, updated_at=func.now()))
+        self.seq = seq
+
+
+_JOBS_SQL = """
+SELECT j.id, j.status::text AS status, j.attempts, j.queueing_lock,
+       coalesce(to_char(j.scheduled_at, 'YYYY-MM-DD"T"HH24:MI:SSOF'), '') AS scheduled_at,
+       j.id <> max(j.id) OVER (PARTITION BY j.queueing_lock) AS superseded,
+       coalesce(o.state, '') AS outcome, coalesce(o.attempt, 0) AS outcome_attempt,
+       o.last_update, coalesce(o.error_class, '') AS error_class,
+       coalesce(o.error_message, '') AS error_message
+  FROM procrastinate_jobs j LEFT JOIN anonlib_job_outcome o ON o.job_id = j.id
+ WHERE j.task_name = :task
+"""
+
+
+class JobsDb:
+    """anonlib's queue-side SQL on the database at ``db_url`` (PostgreSQL)."""
+
+    def __init__(self, db_url: str) -> None:
+        self._engine = make_engine(db_url)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    @contextmanager
+    def _begin(self, what: str) -> Iterator[Connection]:
+        try:
+            with self._engine.begin() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise store_error(what, exc) from None
+
+    # -- locks and the change cursor ------------------------------------------------------
+
+    @contextmanager
+    def try_lock(self, name: str) -> Iterator[Connection | None]:
+        """A transaction holding the advisory lock ``name``, or ``None`` when another process
+        holds it (the caller then skips its turn)."""
+        with self._begin(f"could not take the {name} lock") as conn:
+            got = conn.scalar(select(func.pg_try_advisory_xact_lock(advisory_key(name))))
+            yield conn if got else None
+
+    @contextmanager
+    def change_cursor(self, node: str) -> Iterator[CursorHandle | None]:
+        """The cursor of ``node``'s ``/changes`` feed, locked for this transaction (``None`` if
+        another process is following the feed right now). Advances commit on exit."""
+        with self.try_lock(f"changes:{node}") as conn:
+            if conn is None:
+                yield None
+                return
+            conn.execute(insert(change_cursor).values(node=node).on_conflict_do_nothing())
+            seq = conn.scalar(select(change_cursor.c.last_seq).where(change_cursor.c.node == node))
+            yield CursorHandle(conn, node, int(seq or 0))
+
+    def cursor_position(self, node: str) -> int:
+        with self._begin("could not read the change cursor") as conn:
+            seq = conn.scalar(select(change_cursor.c.last_seq).where(change_cursor.c.node == node))
+        return int(seq or 0)
+
+    # -- outcomes -----------------------------------------------------------------------------
+
+    def record_outcome(self, job_id: int, node: str, study_id: str, attempt: int, state: str, *,
+                       last_update: str = "", instances: int = 0, error_class: str = "",
+                       error_message: str = "") -> None:
+        """Insert or replace the outcome of job ``job_id`` (its latest attempt)."""
+        values = dict(node=node, study_id=study_id, attempt=attempt, state=state,
+                      last_update=last_update, instances=instances, error_class=error_class,
+                      error_message=error_message)
+        statement = insert(job_outcome).values(job_id=job_id, **values)
+        statement = statement.on_conflict_do_update(index_elements=[job_outcome.c.job_id],
+                                                    set_={**values, "updated_at": func.now()})
+        with self._begin("could not record a job outcome") as conn:
+            conn.execute(statement)
+
+    # -- deliveries (written by the study job) -----------------------------------------------
+
+    def deliveries(self, node: str, study_ids: Sequence[str] | None = None) -> dict[str, DeliveryRecord]:
+        """Delivery records of ``node`` (all, or those of ``study_ids``), by Orthanc study ID."""
+        query = select(delivery).where(delivery.c.node == node)
+        if study_ids is not None:
+            if not study_ids:
+                return {}
+            query = query.where(delivery.c.orthanc_study_id.in_(list(study_ids)))
+        names = [f.name for f in fields(DeliveryRecord)]
+        with self._begin("could not read delivery records") as conn:
+            rows = conn.execute(query).mappings().all()
+        return {row["orthanc_study_id"]: DeliveryRecord(**{n: row[n] for n in names}) for row in rows}
+
+    # -- procrastinate's jobs, read-only ------------------------------------------------------
+
+    def jobs(self, *, status: str | None = None, limit: int | None = 200,
+             outstanding_failures: bool = False, job_id: int | None = None) -> list[JobRow]:
+        """Study jobs, newest first; ``outstanding_failures``: failed (or aborted) jobs that no
+        later job of the same study superseded."""
+        sql = f"SELECT * FROM ({_JOBS_SQL}) s WHERE true"
+        params: dict[str, Any] = {"task": TASK_NAME}
+        if status is not None:
+            sql += " AND s.status = :status"
+            params["status"] = status
+        if outstanding_failures:
+            sql += " AND s.status IN ('failed', 'aborted') AND NOT s.superseded"
+        if job_id is not None:
+            sql += " AND s.id = :job_id"
+            params["job_id"] = int(job_id)
+        sql += " ORDER BY s.id DESC"
+        if limit is not None:
+            sql += " LIMIT :limit"
+            params["limit"] = int(limit)
+        with self._begin("could not list jobs") as conn:
+            rows = conn.execute(text(sql), params).mappings().all()
+        result = []
+        for row in rows:
+            node, study_id = parse_queueing_lock(row["queueing_lock"]) or ("", "")
+            result.append(JobRow(
+                id=int(row["id"]), node=node, study_id=study_id, status=row["status"],
+                attempts=int(row["attempts"]), outcome=row["outcome"],
+                error_class=row["error_class"], error_message=row["error_message"],
+                scheduled_at=row["scheduled_at"] if row["status"] == "todo" else "",
+                superseded=bool(row["superseded"])))
+        return result
+
+    def job(self, job_id: int) -> JobRow | None:
+        """One study job by id."""
+        found = self.jobs(job_id=job_id, limit=None)
+        return found[0] if found else None
+
+    def counts(self) -> dict[str, int]:
+        """Number of study jobs per procrastinate status."""
+        with self._begin("could not count jobs") as conn:
+            rows = conn.execute(text("SELECT status::text, count(*) FROM procrastinate_jobs "
+                                     "WHERE task_name = :task GROUP BY 1"), {"task": TASK_NAME}).all()
+        return {str(status): int(n) for status, n in rows}
+
+    def study_jobs(self, node: str, study_ids: Sequence[str] | None = None) -> dict[str, StudyJobs]:
+        """For each study of ``node`` with jobs: is one queued, what the running ones saw, and
+        whether its latest job failed (and on which LastUpdate)."""
+        sql = f"SELECT * FROM ({_JOBS_SQL}) s WHERE s.queueing_lock LIKE :prefix"
+        params: dict[str, Any] = {"task": TASK_NAME, "prefix": study_queueing_lock(node, "x")[:-1] + "%"}
+        if study_ids is not None:
+            if not study_ids:
+                return {}
+            sql += " AND s.queueing_lock = ANY(:locks)"
+            params["locks"] = [study_queueing_lock(node, s) for s in study_ids]
+        sql += " AND (s.status IN ('todo', 'doing') OR NOT s.superseded)"
+        with self._begin("could not read the jobs of studies") as conn:
+            rows = conn.execute(text(sql), params).mappings().all()
+        result: dict[str, StudyJobs] = {}
+        for row in rows:
+            parsed = parse_queueing_lock(row["queueing_lock"])
+            if parsed is None:
+                continue
+            entry = result.setdefault(parsed[1], StudyJobs())
+            if row["status"] == "todo":
+                entry.queued = True
+            elif row["status"] == "doing":
+                current = row["outcome_attempt"] == row["attempts"] + 1
+                entry.running_seen.append(row["last_update"] if current else None)
+            if not row["superseded"] and row["status"] in FAILED:
+                entry.failed_update = row["last_update"] or ""
+        return result

@@ -1,0 +1,92 @@
+"""Putting studies on the queue: one study, every study of a patient, or a ``/tools/find`` query.
+
+The plugin (STABLE_STUDY, REST), the CLI (batch) and the catch-up all go through
+:class:`StudyQueue`, so automatic and batch work share one job system: one waiting job per study
+(deferring a study that already waits is a no-op that reports the waiting job) and one running
+job per patient at a time (see :mod:`anonlib.jobs.locks`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from procrastinate import App
+from procrastinate import exceptions as pq_exceptions
+
+from anonlib.errors import ConfigError, StoreError
+from anonlib.jobs.app import QUEUE, TASK_NAME
+from anonlib.jobs.intake import StudySource
+from anonlib.jobs.locks import patient_lock, study_queueing_lock
+
+__all__ = ["Enqueued", "StudyQueue", "enqueue_patient", "enqueue_query", "enqueue_study"]
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    """The job a study is waiting in: ``created`` is False when it was already queued."""
+
+    node: str
+    study_id: str
+    job_id: int | None
+    created: bool
+
+
+class StudyQueue:
+    """Defers study jobs on a (synchronously opened) procrastinate ``app``; ``secret`` is the
+    project secret keying the patient locks."""
+
+    def __init__(self, app: App, secret: bytes) -> None:
+        self.app = app
+        self._secret = secret
+
+    def defer(self, node: str, study_id: str, patient_id: str) -> Enqueued:
+        """Queue the study of ``node`` whose Orthanc patient is ``patient_id``; idempotent while
+        a job for it waits."""
+        qlock = study_queueing_lock(node, study_id)
+        deferrer = self.app.configure_task(TASK_NAME, queue=QUEUE, queueing_lock=qlock,
+                                           lock=patient_lock(self._secret, patient_id))
+        try:
+            job_id = deferrer.defer(node=node, study_id=study_id)
+        except pq_exceptions.AlreadyEnqueued:
+            waiting = self.app.job_manager.list_jobs(queueing_lock=qlock, status="todo")
+            return Enqueued(node, study_id, waiting[0].id if waiting else None, False)
+        except pq_exceptions.ConnectorException as exc:
+            raise StoreError(f"could not queue a study ({type(exc.__cause__ or exc).__name__})") from None
+        return Enqueued(node, study_id, int(job_id), True)
+
+
+class FindingSource(StudySource, Protocol):
+    def find_studies(self, query: Mapping[str, str]) -> list[str]:
+        """Orthanc IDs of the studies matching a ``/tools/find`` query."""
+
+
+def enqueue_study(queue: StudyQueue, source: StudySource, study_id: str) -> Enqueued | None:
+    """Queue one study of ``source``; ``None`` if the node has no such study."""
+    state = source.study(study_id)
+    if state is None:
+        return None
+    return queue.defer(source.name, study_id, state.patient_id)
+
+
+def enqueue_patient(queue: StudyQueue, source: StudySource, patient_id: str) -> list[Enqueued] | None:
+    """Queue every study of one patient of ``source``; ``None`` if there is no such patient."""
+    studies = source.patient_studies(patient_id)
+    if studies is None:
+        return None
+    return [queue.defer(source.name, study_id, patient_id) for study_id in studies]
+
+
+def enqueue_query(queue: StudyQueue, source: FindingSource, query: Mapping[str, str]) -> list[Enqueued]:
+    """Queue every study of ``source`` matching a ``/tools/find`` study-level query, e.g.
+    ``{"StudyDate": "20230101-20231231", "ModalitiesInStudy": "CT"}``."""
+    if not isinstance(query, Mapping) or not query or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in query.items()):
+        raise ConfigError("a query is a non-empty JSON object of DICOM keywords to strings")
+    queued = []
+    for study_id in source.find_studies(query):
+        found = enqueue_study(queue, source, study_id)
+        if found is not None:  # deleted between the find and now
+            queued.append(found)
+    return queued

@@ -1,0 +1,79 @@
+"""SQLAlchemy definitions of anonlib's own job-queue tables (beside procrastinate's).
+
+``sql/jobs.sql`` is the source of truth; these definitions must build the same schema on
+PostgreSQL (``tests/integration/test_jobs_schema.py`` reflects both and compares them).
+Defining tables connects to nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    text,
+)
+
+__all__ = ["QUEUE_SCHEMA_LOCK_KEY", "OUTCOME_STATES", "change_cursor", "job_outcome", "metadata"]
+
+QUEUE_SCHEMA_LOCK_KEY = 7020671389173113457
+"""PostgreSQL advisory lock key (``b"anonlibq"``) serializing the queue's schema creation."""
+
+OUTCOME_STATES = ("running", "done", "held", "gone", "skipped", "error")
+"""``running``: the attempt started; ``done``/``held``/``gone``: what the study job reported;
+``skipped``: the study was already delivered as it is; ``error``: the attempt raised."""
+
+metadata = MetaData()
+
+_NOW = text("CURRENT_TIMESTAMP")
+_EMPTY = text("''")
+
+
+def _text(name: str, default_empty: bool = True) -> Column[Any]:
+    return Column(name, Text, nullable=False, server_default=_EMPTY if default_empty else None)
+
+
+change_cursor = Table(
+    "anonlib_change_cursor",
+    metadata,
+    _text("node", default_empty=False),
+    Column("last_seq", BigInteger, nullable=False, server_default=text("0")),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=_NOW),
+    PrimaryKeyConstraint("node", name="anonlib_change_cursor_pkey"),
+    CheckConstraint("last_seq >= 0", name="anonlib_change_cursor_last_seq_check"),
+    comment="Per Orthanc node: the last /changes sequence number the catch-up has handled.",
+)
+
+job_outcome = Table(
+    "anonlib_job_outcome",
+    metadata,
+    Column("job_id", BigInteger, nullable=False, autoincrement=False),
+    _text("node", default_empty=False),
+    _text("study_id", default_empty=False),
+    Column("attempt", Integer, nullable=False, server_default=text("1")),
+    _text("state", default_empty=False),
+    _text("last_update"),
+    Column("instances", Integer, nullable=False, server_default=text("0")),
+    _text("error_class"),
+    _text("error_message"),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=_NOW),
+    PrimaryKeyConstraint("job_id", name="anonlib_job_outcome_pkey"),
+    CheckConstraint(
+        "state IN (" + ", ".join(f"'{s}'" for s in OUTCOME_STATES) + ")",
+        name="anonlib_job_outcome_state_check",
+    ),
+    Index("anonlib_job_outcome_node_study_id_idx", "node", "study_id"),
+    comment=(
+        "Per study job: the study state its last attempt saw (LastUpdate, instances) and how it "
+        "ended, with a PHI-free error."
+    ),
+)
