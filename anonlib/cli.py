@@ -100,7 +100,8 @@ def _enqueue(args: argparse.Namespace) -> int:
         except ValueError:
             raise ConfigError("--query must be a JSON object") from None
     with session(load_info()) as current:
-        queued = current.enqueue(args.node, study=args.study, patient=args.patient, query=query)
+        queued = current.enqueue(args.node, study=args.study, patient=args.patient, query=query,
+                                 force=args.force)
     if queued is None:
         print(f"anonlib: {args.node} has no such {'study' if args.study else 'patient'}", file=sys.stderr)
         return 1
@@ -190,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--patient", metavar="ID", help="Orthanc patient ID (every study)")
     what.add_argument("--query", metavar="JSON", help='/tools/find study query, e.g. \'{"StudyDate": "20230101-"}\'')
     enqueue.add_argument("--node", default="intake", help="source node (default: intake)")
+    enqueue.add_argument("--force", action="store_true",
+                         help="process even studies already delivered as they are (e.g. after a profile change)")
     enqueue.set_defaults(func=_enqueue)
 
     jobs = commands.add_parser("jobs", help="list, retry or wait for study jobs")

@@ -46,17 +46,17 @@ class Session:
         return self._queue
 
     def enqueue(self, node: str, *, study: str | None = None, patient: str | None = None,
-                query: Mapping[str, str] | None = None) -> list[Enqueued] | None:
+                query: Mapping[str, str] | None = None, force: bool = False) -> list[Enqueued] | None:
         """Queue one study, a patient's studies or a query's; ``None`` if the study or patient
         does not exist."""
         source = self.source(node)
         if study is not None:
-            one = enqueue_study(self.queue, source, study)
+            one = enqueue_study(self.queue, source, study, force=force)
             return None if one is None else [one]
         if patient is not None:
-            return enqueue_patient(self.queue, source, patient)
+            return enqueue_patient(self.queue, source, patient, force=force)
         if query is not None:
-            return enqueue_query(self.queue, source, query)
+            return enqueue_query(self.queue, source, query, force=force)
         raise ConfigError("enqueue needs a study, a patient or a query")
 
     def close(self) -> None:

@@ -41,14 +41,15 @@ class StudyQueue:
         self.app = app
         self._secret = secret
 
-    def defer(self, node: str, study_id: str, patient_id: str) -> Enqueued:
+    def defer(self, node: str, study_id: str, patient_id: str, *, force: bool = False) -> Enqueued:
         """Queue the study of ``node`` whose Orthanc patient is ``patient_id``; idempotent while
-        a job for it waits."""
+        a job for it waits (a waiting job is kept as it is, ``force`` or not). ``force``: process
+        it even if it was delivered in its current state."""
         qlock = study_queueing_lock(node, study_id)
         deferrer = self.app.configure_task(TASK_NAME, queue=QUEUE, queueing_lock=qlock,
                                            lock=patient_lock(self._secret, patient_id))
         try:
-            job_id = deferrer.defer(node=node, study_id=study_id)
+            job_id = deferrer.defer(node=node, study_id=study_id, **({"force": True} if force else {}))
         except pq_exceptions.AlreadyEnqueued:
             waiting = self.app.job_manager.list_jobs(queueing_lock=qlock, status="todo")
             return Enqueued(node, study_id, waiting[0].id if waiting else None, False)
@@ -62,23 +63,26 @@ class FindingSource(StudySource, Protocol):
         """Orthanc IDs of the studies matching a ``/tools/find`` query."""
 
 
-def enqueue_study(queue: StudyQueue, source: StudySource, study_id: str) -> Enqueued | None:
+def enqueue_study(queue: StudyQueue, source: StudySource, study_id: str, *,
+                  force: bool = False) -> Enqueued | None:
     """Queue one study of ``source``; ``None`` if the node has no such study."""
     state = source.study(study_id)
     if state is None:
         return None
-    return queue.defer(source.name, study_id, state.patient_id)
+    return queue.defer(source.name, study_id, state.patient_id, force=force)
 
 
-def enqueue_patient(queue: StudyQueue, source: StudySource, patient_id: str) -> list[Enqueued] | None:
+def enqueue_patient(queue: StudyQueue, source: StudySource, patient_id: str, *,
+                    force: bool = False) -> list[Enqueued] | None:
     """Queue every study of one patient of ``source``; ``None`` if there is no such patient."""
     studies = source.patient_studies(patient_id)
     if studies is None:
         return None
-    return [queue.defer(source.name, study_id, patient_id) for study_id in studies]
+    return [queue.defer(source.name, study_id, patient_id, force=force) for study_id in studies]
 
 
-def enqueue_query(queue: StudyQueue, source: FindingSource, query: Mapping[str, str]) -> list[Enqueued]:
+def enqueue_query(queue: StudyQueue, source: FindingSource, query: Mapping[str, str], *,
+                  force: bool = False) -> list[Enqueued]:
     """Queue every study of ``source`` matching a ``/tools/find`` study-level query, e.g.
     ``{"StudyDate": "20230101-20231231", "ModalitiesInStudy": "CT"}``."""
     if not isinstance(query, Mapping) or not query or not all(
@@ -86,7 +90,7 @@ def enqueue_query(queue: StudyQueue, source: FindingSource, query: Mapping[str, 
         raise ConfigError("a query is a non-empty JSON object of DICOM keywords to strings")
     queued = []
     for study_id in source.find_studies(query):
-        found = enqueue_study(queue, source, study_id)
+        found = enqueue_study(queue, source, study_id, force=force)
         if found is not None:  # deleted between the find and now
             queued.append(found)
     return queued

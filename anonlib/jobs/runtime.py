@@ -52,7 +52,7 @@ class OutcomeLog(Protocol):
         """Insert or replace the outcome of a job's latest attempt."""
 
 
-Process = Callable[..., Any]  # process_study(info, study_id, node=...) -> StudyResult
+Process = Callable[..., Any]  # process_study(info, study_id, node=..., force=...) -> StudyResult
 
 
 @dataclass
@@ -81,10 +81,10 @@ class Runtime:
                     sources[node] = HttpSource(info.node(node))
                 return sources[node]
 
-        def process(info_: Any, study_id: str, *, node: str) -> Any:
+        def process(info_: Any, study_id: str, *, node: str, force: bool = False) -> Any:
             from anonlib.studyjob import process_study
 
-            return process_study(info_, study_id, node=node)
+            return process_study(info_, study_id, node=node, force=force)
 
         def close() -> None:
             for reader in sources.values():

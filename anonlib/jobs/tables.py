@@ -28,9 +28,9 @@ __all__ = ["QUEUE_SCHEMA_LOCK_KEY", "OUTCOME_STATES", "change_cursor", "job_outc
 QUEUE_SCHEMA_LOCK_KEY = 7020671389173113457
 """PostgreSQL advisory lock key (``b"anonlibq"``) serializing the queue's schema creation."""
 
-OUTCOME_STATES = ("running", "done", "held", "gone", "skipped", "error")
+OUTCOME_STATES = ("running", "done", "held", "gone", "unchanged", "error")
 """``running``: the attempt started; ``done``/``held``/``gone``: what the study job reported;
-``skipped``: the study was already delivered as it is; ``error``: the attempt raised."""
+``unchanged``: already delivered as it is (nothing done); ``error``: the attempt raised."""
 
 metadata = MetaData()
 

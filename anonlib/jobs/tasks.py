@@ -1,10 +1,10 @@
 """The study job as a procrastinate task: ``deidentify_study(node, study_id)``.
 
-Each attempt reads the study's state on its node. A study that no longer exists ends as
-``gone``; one whose delivery record matches its current LastUpdate and instance count ends as
-``skipped`` (a duplicate event, or a job queued while an earlier one ran). Otherwise the attempt
-records what it saw (``running``, which catch-up reads to avoid queueing a duplicate) and calls
-:func:`anonlib.studyjob.process_study`. Every end — success or error — is written to
+Each attempt reads the study's state on its node (a study that no longer exists ends as
+``gone``), records what it saw (``running``: catch-up reads it so as not to queue a duplicate
+while this attempt covers the study's current state) and calls
+:func:`anonlib.studyjob.process_study`, which itself does nothing for a study already delivered
+in its current state (``unchanged``) unless ``force``. Every end — success or error — is written to
 ``anonlib_job_outcome`` with the error's class and, for anonlib's own (PHI-free) errors, its
 message; other exceptions keep only their class. Retries: :mod:`anonlib.jobs.retry`.
 """
@@ -26,7 +26,7 @@ __all__ = ["deidentify_study", "error_summary", "register"]
 log = logging.getLogger(__name__)
 
 MESSAGE_LIMIT = 500
-RESULT_STATES = ("done", "held", "gone")
+RESULT_STATES = ("done", "held", "gone", "unchanged")
 
 
 def error_summary(exc: BaseException) -> tuple[str, str]:
@@ -46,38 +46,25 @@ def _record(rt: runtime_module.Runtime, *args: Any, **kwargs: Any) -> None:
         log.warning("could not record a job outcome (%s)", type(exc).__name__)
 
 
-def deidentify_study(context: JobContext, node: str, study_id: str) -> dict[str, Any]:
+def deidentify_study(context: JobContext, node: str, study_id: str, force: bool = False) -> dict[str, Any]:
     """Run the study job for ``study_id`` of ``node`` (see the module docstring)."""
     rt = runtime_module.current()
     job = context.job
-    job_id, attempt = int(job.id or 0), job.attempts + 1
-    where = (job_id, node, study_id, attempt)
+    where = (int(job.id or 0), node, study_id, job.attempts + 1)
+    seen: dict[str, Any] = {}
     try:
         state = rt.source(node).study(study_id, count=True)
-    except BaseException as exc:
-        error_class, message = error_summary(exc)
-        _record(rt, *where, "error", error_class=error_class, error_message=message)
-        raise
-    if state is None:
-        _record(rt, *where, "gone")
-        return {"status": "gone"}
-    seen = {"last_update": state.last_update, "instances": state.instances or 0}
-    try:
-        record = rt.delivery(node, study_id)
-    except AnonlibError as exc:
-        log.warning("job %s: delivery record unreadable (%s); processing", job_id, type(exc).__name__)
-        record = None
-    if runtime_module.is_delivered(state, record):
-        _record(rt, *where, "skipped", **seen)
-        return {"status": "skipped"}
-    _record(rt, *where, "running", **seen)
-    try:
-        result = rt.process(rt.info, study_id, node=node)
+        if state is None:
+            _record(rt, *where, "gone")
+            return {"status": "gone"}
+        seen = {"last_update": state.last_update, "instances": state.instances or 0}
+        _record(rt, *where, "running", **seen)
+        result = rt.process(rt.info, study_id, node=node, force=force)
     except BaseException as exc:
         error_class, message = error_summary(exc)
         _record(rt, *where, "error", error_class=error_class, error_message=message, **seen)
         raise
-    status = getattr(result, "status", "done")
+    status = str(getattr(result, "status", "done"))
     _record(rt, *where, status if status in RESULT_STATES else "done", **seen)
     return {"status": status, "instances": getattr(result, "instances", 0),
             "released": getattr(result, "released", 0), "quarantined": getattr(result, "quarantined", 0)}
