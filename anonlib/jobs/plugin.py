@@ -132,11 +132,11 @@ class IntakePlugin:
         try:
             if route == "enqueue":
                 if method != "POST":
-                    return 405, {"error": "use POST"}
+                    return 405, {"error": "use POST", "allowed": "POST"}
                 return self._enqueue(body)
             if route == "jobs":
                 if method != "GET":
-                    return 405, {"error": "use GET"}
+                    return 405, {"error": "use GET", "allowed": "GET"}
                 return self._jobs(query or {})
             return 404, {"error": "unknown route (enqueue, jobs)"}
         except Exception as exc:  # noqa: BLE001 - nothing may escape into Orthanc

@@ -41,6 +41,8 @@ def on_rest(output, uri, **request):
     body = json.dumps(answer)
     if status == 200:
         output.AnswerBuffer(body, "application/json")
+    elif status == 405:  # Orthanc refuses SendHttpStatus(405): it has a dedicated method
+        output.SendMethodNotAllowed(answer.get("allowed", "GET"))
     else:
         output.SendHttpStatus(status, body, len(body))
 
