@@ -78,9 +78,9 @@ def session(info: ConstellationInfo) -> Iterator[Session]:
 
 
 def describe_job(job: JobRow) -> str:
-    """One PHI-free line: id, status, attempts, node, study, outcome, error."""
+    """One PHI-free line: id, task, status, attempts, node, study, outcome, error."""
     error = f"{job.error_class}: {job.error_message}" if job.error_class else ""
     when = f" (next try {job.scheduled_at})" if job.scheduled_at else ""
     note = " [superseded]" if job.superseded and job.status in ("failed", "aborted") else ""
-    return (f"{job.id:>6}  {job.status:<9}{note} {job.attempts:>2}  {job.node:<8} {job.study_id}  "
+    return (f"{job.id:>6}  {job.task}  {job.status:<9}{note} {job.attempts:>2}  {job.node:<8} {job.study_id}  "
             f"{job.outcome or '-':<8} {error}{when}").rstrip()

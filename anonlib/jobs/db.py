@@ -38,6 +38,7 @@ class JobRow:
     """One study job as listings show it (PHI-free)."""
 
     id: int
+    task: str
     node: str
     study_id: str
     status: str  # procrastinate's: todo | doing | succeeded | failed | cancelled | aborted
@@ -74,7 +75,7 @@ class CursorHandle:
 
 
 _JOBS_SQL = """
-SELECT j.id, j.status::text AS status, j.attempts, j.queueing_lock,
+SELECT j.id, j.task_name, j.status::text AS status, j.attempts, j.queueing_lock,
        coalesce(to_char(j.scheduled_at, 'YYYY-MM-DD"T"HH24:MI:SSOF'), '') AS scheduled_at,
        j.id <> max(j.id) OVER (PARTITION BY j.queueing_lock) AS superseded,
        coalesce(o.state, '') AS outcome, coalesce(o.attempt, 0) AS outcome_attempt,
@@ -184,7 +185,7 @@ class JobsDb:
         for row in rows:
             node, study_id = parse_queueing_lock(row["queueing_lock"]) or ("", "")
             result.append(JobRow(
-                id=int(row["id"]), node=node, study_id=study_id, status=row["status"],
+                id=int(row["id"]), task=row["task_name"], node=node, study_id=study_id, status=row["status"],
                 attempts=int(row["attempts"]), outcome=row["outcome"],
                 error_class=row["error_class"], error_message=row["error_message"],
                 scheduled_at=row["scheduled_at"] if row["status"] == "todo" else "",

@@ -385,7 +385,7 @@ def test_needs_enqueue(state: StudyState, record: DeliveryRecord | None, jobs: S
 # -- wait -----------------------------------------------------------------------------------
 
 def _failed(study_id: str) -> JobRow:
-    return JobRow(7, "intake", study_id, "failed", 1, "error", "StudyJobError", "bad", "", False)
+    return JobRow(7, TASK_NAME, "intake", study_id, "failed", 1, "error", "StudyJobError", "bad", "", False)
 
 
 @pytest.mark.parametrize("status, settled, done", [
@@ -483,3 +483,16 @@ def test_conninfo_accepts_postgres_only() -> None:
         conninfo("sqlite:///x.db")
     with pytest.raises(ConfigError):
         make_app()
+
+
+def test_job_lines_show_what_operators_need() -> None:
+    from anonlib.jobs.commands import describe_job
+
+    line = describe_job(_failed(STUDY_A))
+    for part in ("7", TASK_NAME, "failed", "intake", STUDY_A, "StudyJobError: bad"):
+        assert part in line
+    superseded = JobRow(8, TASK_NAME, "intake", STUDY_A, "failed", 2, "error", "TransientError", "x", "", True)
+    assert "[superseded]" in describe_job(superseded)
+    waiting = JobRow(9, TASK_NAME, "intake", STUDY_A, "todo", 1, "error", "TransientError", "x",
+                     "2026-01-01T00:00:00+00", False)
+    assert "next try 2026-01-01" in describe_job(waiting)
