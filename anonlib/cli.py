@@ -154,6 +154,12 @@ def _jobs(args: argparse.Namespace) -> int:
     return 1
 
 
+def _audit(args: argparse.Namespace) -> int:
+    from anonlib.audit.cli import run_audit_command
+
+    return run_audit_command(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="anonlib", description="DICOM de-identification for research")
     parser.add_argument("--version", action="version", version=f"anonlib {__version__}")
@@ -208,6 +214,19 @@ def build_parser() -> argparse.ArgumentParser:
     waiting.add_argument("--timeout", type=float, required=True, metavar="S")
     waiting.add_argument("--poll", type=float, default=1.0, metavar="S", help=argparse.SUPPRESS)
     jobs.set_defaults(func=_jobs)
+
+    aud = commands.add_parser("audit", help="audit de-identified data: Safe Harbor, leaks, consistency, dciodvfy")
+    aud.add_argument("target", metavar="TARGET", help="a folder, or a constellation node name (e.g. research)")
+    aud.add_argument("--originals", metavar="SRC", help="the originals: a folder or a node name (e.g. intake)")
+    aud.add_argument("--db", metavar="URL", help="lookup store URL (to find each output's original)")
+    aud.add_argument("--study", action="append", default=[], metavar="ID",
+                     help="audit only this Orthanc study of TARGET (repeatable)")
+    aud.add_argument("--patient", action="append", default=[], metavar="ID",
+                     help="audit only this Orthanc patient of TARGET (repeatable)")
+    aud.add_argument("--html", metavar="FILE", help="write the HTML report here")
+    aud.add_argument("--json", metavar="FILE", help="write the JSON summary here")
+    aud.add_argument("--no-conformance", action="store_true", help="skip dciodvfy (faster)")
+    aud.set_defaults(func=_audit)
 
     example = commands.add_parser("example-data", help="write synthetic example studies (with planted PHI)")
     example.add_argument("dir", metavar="DIR")

@@ -30,7 +30,7 @@ from anonlib.dicomio import (
     quiet_pydicom,
     read_instance,
 )
-from anonlib.engine import Lookup, Outcome, deidentify, needs_pixel_data, patient_key
+from anonlib.engine import Lookup, Outcome, UidMapper, deidentify, needs_pixel_data, patient_key
 from anonlib.errors import AnonlibError, ConfigError, DeidentificationError, InputError, StoreError
 from anonlib.profile import Plan, SiteProfile, build_plan
 from anonlib.sinks.folder import (
@@ -134,6 +134,10 @@ class InstanceProcessor:
         if self._pending:
             self.store.record_instances(self._pending)
             self._pending = []
+
+    def uid_mapper(self) -> UidMapper:
+        """The project's UID mapping (what the engine does to every UID)."""
+        return UidMapper(self._secret, self.plan.uid_root)
 
     def identity(self, key: PatientKey) -> PatientIdentity:
         found = self._identities.get(key)

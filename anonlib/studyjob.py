@@ -21,6 +21,7 @@ from pathlib import Path
 import pyorthanc
 
 from anonlib.constellation.info import ConstellationInfo
+from anonlib.engine import Outcome
 from anonlib.errors import DeidentificationError, InputError, StoreError
 from anonlib.orthanc.client import StudyJobError, TransientError, connect
 from anonlib.orthanc.transfer import (
@@ -35,7 +36,7 @@ from anonlib.orthanc.transfer import (
 from anonlib.pipeline import QUARANTINE_MANIFEST, InstanceProcessor, pseudonym_policy
 from anonlib.profile import SiteProfile, build_plan, load_site_profile
 from anonlib.sinks.folder import FolderSink, ManifestRow, update_manifest
-from anonlib.store import DeliveryRecord, open_store
+from anonlib.store import DeliveryRecord, PatientIdentity, open_store
 
 __all__ = ["TransientError", "StudyJobError", "StudyResult", "JobContext", "process_study"]
 
@@ -49,7 +50,7 @@ class StudyResult:
 
     node: str
     study_id: str
-    status: str  # done | held | unchanged (already delivered as it is) | gone (no longer on the node)
+    status: str  # done | held (failed the audit) | unchanged (already delivered) | gone (not on the node)
     instances: int = 0
     released: int = 0
     quarantined: int = 0
@@ -67,10 +68,15 @@ class JobContext:
     info: ConstellationInfo
     processor: InstanceProcessor
     delete_after_delivery: bool = False
+    audit: bool = True  # the release gate: audit each study before it leaves
+    audit_conformance: bool = True  # include dciodvfy in the gate
 
     @classmethod
     def create(cls, info: ConstellationInfo, profile: SiteProfile | None = None,
-               delete_after_delivery: bool | None = None) -> JobContext:
+               delete_after_delivery: bool | None = None, audit: bool | None = None) -> JobContext:
+        """Settings come from the environment unless given: ``ANONLIB_PROFILE``,
+        ``ANONLIB_DELETE_AFTER_DELIVERY=1``, ``ANONLIB_AUDIT=0`` (no release gate) and
+        ``ANONLIB_AUDIT_CONFORMANCE=0`` (gate without dciodvfy)."""
         if profile is None:
             path = os.environ.get("ANONLIB_PROFILE", "")
             profile = load_site_profile(Path(path)) if path else SiteProfile()
@@ -80,7 +86,10 @@ class JobContext:
         store = open_store(info.db_url, pseudonym_policy(profile))
         processor = InstanceProcessor(build_plan(profile), store, FolderSink(export),
                                       FolderSink(export.with_name(export.name + "-quarantine")))
-        return cls(info, processor, delete_after_delivery)
+        if audit is None:
+            audit = os.environ.get("ANONLIB_AUDIT", "1") != "0"
+        conformance = os.environ.get("ANONLIB_AUDIT_CONFORMANCE", "1") != "0"
+        return cls(info, processor, delete_after_delivery, audit, conformance)
 
 
 _CONTEXTS: dict[str, JobContext] = {}
@@ -119,10 +128,7 @@ def process_study(info: ConstellationInfo, study_id: str, *, node: str = "intake
                                released=previous.released, quarantined=previous.quarantined,
                                new_study_uid=previous.new_study_uid)
         result = StudyResult(node, study_id, "done", instances=len(snap.instance_ids))
-        released: dict[str, bytes] = {}
-        rows: dict[str, ManifestRow] = {}
-        quarantined_rows: dict[str, ManifestRow] = {}
-        new_study_uids: set[str] = set()
+        ready: list[tuple[str, Outcome, bytes, PatientIdentity, bytes]] = []
         try:
             for instance_id, data in fetch_instances(source, node, snap.instance_ids):
                 if data is None:
@@ -135,6 +141,21 @@ def process_study(info: ConstellationInfo, study_id: str, *, node: str = "intake
                     log.warning("instance %s of study %s rejected: %s", instance_id, study_id,
                                 getattr(exc, "reason", type(exc).__name__))
                     continue
+                ready.append((instance_id, outcome, encoded, identity, data))
+            held = _audit_gate(ctx, ready)
+            if held:
+                result.status, result.reason = "held", held
+                result.quarantined = sum(1 for item in ready if item[1].quarantine)
+                ctx.processor.store.record_delivery(DeliveryRecord(
+                    node, study_id, snap.last_update, len(snap.instance_ids), 0, result.quarantined,
+                    ready[0][1].keys.new_study_uid if ready else "", "held", held))
+                log.warning("study %s of %s held: %s", study_id, node, held)
+                return result
+            released: dict[str, bytes] = {}
+            rows: dict[str, ManifestRow] = {}
+            quarantined_rows: dict[str, ManifestRow] = {}
+            new_study_uids: set[str] = set()
+            for instance_id, outcome, encoded, identity, _ in ready:
                 new_study_uids.add(outcome.keys.new_study_uid)
                 delivered = ctx.processor.deliver(outcome, encoded, identity, f"{node}/{instance_id}")
                 assert delivered.row is not None
@@ -171,6 +192,27 @@ def process_study(info: ConstellationInfo, study_id: str, *, node: str = "intake
     log.info("study %s of %s: %d released, %d quarantined, %d rejected, forwarded to %s", study_id,
              node, result.released, result.quarantined, result.rejected, result.forwarded or "none")
     return result
+
+
+def _audit_gate(ctx: JobContext, ready: list[tuple[str, Outcome, bytes, PatientIdentity, bytes]]) -> str:
+    """Audit the de-identified study against its originals before anything leaves; the reason
+    to hold it ("" when it passes). Quarantined instances are not released, so not audited."""
+    if not ctx.audit or not ready:
+        return ""
+    from anonlib.audit.model import AuditInput
+    from anonlib.audit.run import AuditOptions, audit
+
+    inputs = [AuditInput(f"instance #{n + 1}", encoded, original)
+              for n, (_, outcome, encoded, _, original) in enumerate(ready) if not outcome.quarantine]
+    if not inputs:
+        return ""
+    verdict = audit(inputs, map_uid=ctx.processor.uid_mapper(),
+                    options=AuditOptions(conformance=ctx.audit_conformance))
+    if verdict.passed:
+        return ""
+    failing = verdict.failing_categories()
+    more = f" and {len(failing) - 8} more" if len(failing) > 8 else ""
+    return "audit failed: " + ", ".join(failing[:8]) + more
 
 
 def _upload_and_verify(client: pyorthanc.Orthanc, node: str, released: dict[str, bytes],

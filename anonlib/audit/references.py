@@ -18,6 +18,8 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
 
+from anonlib.audit.elements import elements
+
 __all__ = ["Reference", "identities", "references", "KINDS"]
 
 KINDS = ("sop", "series", "study", "frame_of_reference", "patient", "other")
@@ -105,7 +107,7 @@ def identities(ds: Dataset) -> dict[str, str]:
 def _walk(ds: Dataset, prefix: str, depth: int) -> Iterator[Reference]:
     sibling_class = ds.get(0x00081150)  # ReferencedSOPClassUID beside a ReferencedSOPInstanceUID
     sibling = str(sibling_class.value) if sibling_class is not None else ""
-    for elem in ds:
+    for elem in elements(ds):
         path = f"{prefix}{_tag(elem.tag)}"
         if elem.VR == "SQ":
             for index, item in enumerate(elem.value or []):

@@ -65,7 +65,11 @@ def deidentify_study(context: JobContext, node: str, study_id: str, force: bool 
         _record(rt, *where, "error", error_class=error_class, error_message=message, **seen)
         raise
     status = str(getattr(result, "status", "done"))
-    _record(rt, *where, status if status in RESULT_STATES else "done", **seen)
+    reason = str(getattr(result, "reason", "") or "")
+    if status == "held":  # the audit gate held the study: say why in the job's state
+        _record(rt, *where, "held", error_class="AuditHeld", error_message=reason[:MESSAGE_LIMIT], **seen)
+    else:
+        _record(rt, *where, status if status in RESULT_STATES else "done", **seen)
     return {"status": status, "instances": getattr(result, "instances", 0),
             "released": getattr(result, "released", 0), "quarantined": getattr(result, "quarantined", 0)}
 

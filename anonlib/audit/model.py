@@ -1,0 +1,95 @@
+"""The audit's vocabulary: what is audited, what is found, what the verdict is.
+
+Everything here is PHI-free by construction. A :class:`Finding` names a check, a category, a
+de-identified study and instance, a tag path and a description — never a value read from an
+original or an output. Reports, logs and exit codes are built from findings only.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["Check", "Verdict", "Finding", "AuditInput", "AuditResult", "CHECKS"]
+
+Check = Literal["safe_harbor", "leak", "consistency", "conformance"]
+Verdict = Literal["fail", "warn", "expected", "pass"]
+CHECKS: tuple[Check, ...] = ("safe_harbor", "leak", "consistency", "conformance")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One observation. ``verdict`` fail blocks a release; warn and expected are reported."""
+
+    check: Check
+    category: str  # e.g. "A names", "C dates", "pseudonym", "reference", "dciodvfy", "markers"
+    verdict: Verdict
+    study: str = ""  # de-identified Study Instance UID (or "" for set-wide findings)
+    instance: str = ""  # de-identified SOP Instance UID, or the output's relative path
+    path: str = ""  # tag path such as (0040,A730)[0]>(0040,A160), or "raw bytes", "file name"
+    detail: str = ""  # what was found, in words, with no value from the data
+
+
+@dataclass
+class AuditInput:
+    """One de-identified instance to audit, with its original when known.
+
+    ``label`` is PHI-free (a number, an Orthanc ID); ``original`` is the identified instance it
+    came from (read at audit time, never written anywhere). Files are read only when needed, so
+    a large folder is not held in memory.
+    """
+
+    label: str
+    output: bytes | Path  # the bytes, or a file to read them from when needed
+    original: bytes | Path | None = None
+
+
+@dataclass
+class AuditResult:
+    """All findings of one audit, with what was audited and under which date mode."""
+
+    findings: list[Finding] = field(default_factory=list)
+    instances: int = 0
+    with_originals: int = 0
+    date_mode: str = ""  # shift | keep | remove | unknown, read from the outputs' markers
+    regulatory_status: str = ""
+    checks_run: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return self.instances > 0 and not any(f.verdict == "fail" for f in self.findings)
+
+    def failing_categories(self) -> list[str]:
+        """``check/category`` of every failing finding, most frequent first."""
+        counts = Counter(f"{f.check}/{f.category}" for f in self.findings if f.verdict == "fail")
+        return [name for name, _ in counts.most_common()]
+
+    def frame(self) -> pd.DataFrame:
+        """Every finding as a row (for notebooks and reports)."""
+        import pandas as pd
+
+        columns = ["check", "category", "verdict", "study", "instance", "path", "detail"]
+        return pd.DataFrame([f.__dict__ for f in self.findings], columns=columns)
+
+    def summary(self) -> pd.DataFrame:
+        """One row per check and category: counts by verdict and pass/fail."""
+        import pandas as pd
+
+        frame = self.frame()
+        if frame.empty:
+            return pd.DataFrame(columns=["check", "category", "fail", "warn", "expected", "pass", "result"])
+        table = (frame.groupby(["check", "category", "verdict"]).size().unstack(fill_value=0)
+                 .reindex(columns=["fail", "warn", "expected", "pass"], fill_value=0).reset_index())
+        table["result"] = ["FAIL" if n else "PASS" for n in table["fail"]]
+        return table
+
+    def by_study(self) -> pd.DataFrame:
+        """Failing and warning findings per de-identified study."""
+        frame = self.frame()
+        frame = frame[frame["verdict"].isin(["fail", "warn"])]
+        return (frame.groupby(["study", "check", "verdict"]).size().rename("findings").reset_index())

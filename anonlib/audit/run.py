@@ -1,0 +1,108 @@
+"""Run every audit check over a set of de-identified instances (and their originals).
+
+Two passes: the originals' UIDs and patients first (so that every output can be searched for
+every original UID), then, per instance, the Safe Harbor scan, the leak check against its
+original, conformance and markers; then the set-wide consistency checks and the search of file
+names, manifests and reports. Findings identify studies and instances by a digest of their
+UIDs, because the audit cannot assume an output's UIDs were remapped — for a naive tool's
+output they are the originals.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+from anonlib.audit.conformance import check_conformance, check_markers
+from anonlib.audit.consistency import Pair, check_consistency, check_original_uids
+from anonlib.audit.leaks import Needles, find_leaks, find_leaks_in_names
+from anonlib.audit.model import AuditInput, AuditResult, Finding
+from anonlib.audit.originals import OriginalValues, original_values, patient_key_of
+
+__all__ = ["AuditOptions", "audit", "digest"]
+
+
+@dataclass(frozen=True)
+class AuditOptions:
+    safe_harbor: bool = True
+    leaks: bool = True
+    consistency: bool = True
+    conformance: bool = True
+
+
+def digest(uid: str) -> str:
+    """A short, stable, non-reversible name for a UID in reports."""
+    return "uid:" + hashlib.sha256(uid.encode()).hexdigest()[:12] if uid else ""
+
+
+def _read(data: bytes | Path) -> bytes:
+    return data.read_bytes() if isinstance(data, Path) else data
+
+
+def _parse(data: bytes, header_only: bool = False) -> Dataset | None:
+    try:
+        return pydicom.dcmread(io.BytesIO(data), force=True, stop_before_pixels=header_only)
+    except (InvalidDicomError, EOFError, ValueError, TypeError, KeyError, OSError):
+        return None
+
+
+def audit(inputs: Sequence[AuditInput], *, map_uid: Callable[[str], str] | None = None,
+          names: Mapping[str, str] | None = None, options: AuditOptions = AuditOptions()) -> AuditResult:
+    """Audit ``inputs``; ``map_uid`` (the project's UID mapping, when the lookup store is known)
+    lets the reference check verify where each reference points; ``names`` are file/folder names
+    and text files of an output tree, keyed by a PHI-free description of each place."""
+    from anonlib.audit.safeharbor import detect_date_mode, regulatory_status, scan_safe_harbor
+
+    enabled = {"safe_harbor": options.safe_harbor, "leak": options.leaks,
+               "consistency": options.consistency, "conformance": options.conformance}
+    result = AuditResult(instances=len(inputs), checks_run=[name for name, on in enabled.items() if on])
+    every = OriginalValues()
+    for item in inputs:  # pass 1: what the originals hold
+        if item.original is not None:
+            original = _parse(_read(item.original))
+            if original is not None:
+                every.merge(original_values(original))
+    pairs: list[Pair] = []
+    modes: Counter[str] = Counter()
+    for item in inputs:  # pass 2: each instance
+        raw = _read(item.output)
+        output = _parse(raw)
+        if output is None or "SOPInstanceUID" not in output:
+            result.findings.append(Finding("conformance", "readable", "fail", "", digest(item.label), "",
+                                           "the output is not a readable DICOM instance"))
+            continue
+        study, instance = digest(str(output.get("StudyInstanceUID", ""))), digest(str(output.SOPInstanceUID))
+        modes[detect_date_mode(output)] += 1
+        original_raw = _read(item.original) if item.original is not None else None
+        original = _parse(original_raw, header_only=True) if original_raw is not None else None
+        result.with_originals += original is not None
+        if options.safe_harbor:
+            result.findings += scan_safe_harbor(output, study=study, instance=instance)
+        if options.leaks and original is not None:
+            full = _parse(original_raw) if original_raw is not None else None
+            values = original_values(full if full is not None else original)
+            result.findings += find_leaks(Needles(values), output, raw, study=study, instance=instance)
+        if options.conformance:
+            result.findings += check_markers(output, study=study, instance=instance)
+            result.findings += check_conformance(raw, original_raw, study=study, instance=instance)
+        header = _parse(raw, header_only=True) or output
+        pairs.append(Pair(header, raw, original, patient_key_of(original) if original is not None else None,
+                          study, instance))
+    result.date_mode = modes.most_common(1)[0][0] if modes else "unknown"
+    result.regulatory_status = regulatory_status(result.date_mode)
+    if options.consistency:
+        result.findings += check_consistency(pairs, mode=result.date_mode, map_uid=map_uid)
+        result.findings += check_original_uids(pairs, every.uids)
+    if options.leaks and names:
+        result.findings += find_leaks_in_names(Needles(every), names)
+    for pair in pairs:
+        pair.raw = b""  # release memory early
+    return result

@@ -1,0 +1,121 @@
+"""What to audit: de-identified instances from a folder or an Orthanc node, matched to their
+originals (a folder or an Orthanc node) through the lookup store.
+
+The counterpart of an output is found through the store's instance records (new SOP Instance
+UID → original SOP Instance UID); an output whose SOP Instance UID is itself one of the
+originals' (a tool that kept UIDs) is matched to that original directly.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, cast
+
+import pydicom
+from pydicom.errors import InvalidDicomError
+
+from anonlib.audit.model import AuditInput
+from anonlib.constellation.info import NodeInfo
+from anonlib.orthanc.client import call, connect
+from anonlib.store import LookupStore
+
+__all__ = ["folder_inputs", "orthanc_inputs", "tree_names", "sop_uid_of"]
+
+_TEXT_SUFFIXES = {".csv", ".json", ".html", ".htm", ".txt", ".md", ".tsv", ".xml", ".log"}
+
+
+def sop_uid_of(data: bytes | Path) -> str | None:
+    """The SOP Instance UID of a DICOM file, or None when it is not one."""
+    try:
+        source: Any = data if isinstance(data, Path) else io.BytesIO(data)
+        ds = pydicom.dcmread(source, stop_before_pixels=True, force=True,
+                             specific_tags=["SOPInstanceUID"])
+    except (InvalidDicomError, EOFError, ValueError, TypeError, KeyError, OSError):
+        return None
+    value = ds.get("SOPInstanceUID")
+    return str(value).strip(" \x00") if value else None
+
+
+def _files(root: Path) -> Iterator[Path]:
+    return (p for p in sorted(root.rglob("*")) if p.is_file() and not p.name.startswith("."))
+
+
+def _original_index(originals: Path) -> dict[str, Path]:
+    index: dict[str, Path] = {}
+    for path in _files(originals):
+        uid = sop_uid_of(path)
+        if uid:
+            index.setdefault(uid, path)
+    return index
+
+
+def _mapping(store: LookupStore | None) -> dict[str, str]:
+    """new SOP Instance UID → original SOP Instance UID, from the lookup store."""
+    if store is None:
+        return {}
+    return {record.new_sop_uid: record.original_sop_uid for record in store.instances()}
+
+
+def folder_inputs(target: Path, originals: Path | None, store: LookupStore | None) -> list[AuditInput]:
+    """Every DICOM file under ``target``, with its original from ``originals`` when found."""
+    index = _original_index(originals) if originals is not None else {}
+    mapping = _mapping(store)
+    inputs = []
+    for number, path in enumerate(p for p in _files(target) if p.suffix.lower() not in _TEXT_SUFFIXES):
+        uid = sop_uid_of(path)
+        if uid is None:
+            continue
+        original = index.get(mapping.get(uid, "")) or index.get(uid)
+        inputs.append(AuditInput(f"file #{number + 1}", path, original))
+    return inputs
+
+
+def tree_names(target: Path) -> dict[str, str]:
+    """Every file and folder name under ``target`` and the text of its text files, keyed by a
+    PHI-free description of the place."""
+    names: dict[str, str] = {}
+    for number, path in enumerate(sorted(target.rglob("*"))):
+        names[f"file or folder name, entry {number + 1} of the output tree"] = str(path.relative_to(target))
+        if path.is_file() and path.suffix.lower() in _TEXT_SUFFIXES and path.stat().st_size < 50_000_000:
+            names[f"content of {path.suffix.lstrip('.')} file, entry {number + 1} of the output tree"] = \
+                path.read_text("utf-8", errors="replace")
+    return names
+
+
+def orthanc_inputs(node: NodeInfo, originals: NodeInfo | None, store: LookupStore | None, *,
+                   studies: list[str] | None = None) -> list[AuditInput]:
+    """Instances of ``node`` (all, or of the given Orthanc study IDs), with their originals
+    fetched from ``originals`` when found there."""
+    mapping = _mapping(store)
+    inputs = []
+    with connect(node) as client:
+        ids = studies if studies else cast(list[str], call(node.name, "list studies", client.get_studies))
+        instances: list[str] = []
+        for study in ids:
+            found = cast(list[dict[str, Any]], call(node.name, "list instances", client.get_studies_id_instances, study))
+            instances += [i["ID"] for i in found]
+        source = connect(originals) if originals is not None else None
+        try:
+            for number, instance in enumerate(instances):
+                data = cast(bytes, call(node.name, "fetch instance", client.get_instances_id_file, instance))
+                original = _fetch_original(source, originals, mapping, sop_uid_of(data) or "") if source else None
+                inputs.append(AuditInput(f"instance #{number + 1}", data, original))
+        finally:
+            if source is not None:
+                source.close()
+    return inputs
+
+
+def _fetch_original(client: Any, node: NodeInfo | None, mapping: dict[str, str], uid: str) -> bytes | None:
+    assert node is not None
+    for candidate in (mapping.get(uid), uid):
+        if not candidate:
+            continue
+        found = cast(list[dict[str, Any]], call(node.name, "look up instance", client.post,
+                                                f"{client.url}/tools/lookup", content=candidate.encode()))
+        for item in found:
+            if item.get("Type") == "Instance":
+                return cast(bytes, call(node.name, "fetch original", client.get_instances_id_file, item["ID"]))
+    return None
