@@ -15,7 +15,7 @@ Trail = tuple[tuple[int, int], ...]
 def elements(ds: Dataset) -> Iterator[DataElement]:
     """The top-level elements of ``ds``, decoded; an element that cannot be decoded is skipped
     (its bytes are still searched by the raw-bytes checks)."""
-    for tag in list(ds.keys()):
+    for tag in sorted(ds.keys()):  # tag order, as Dataset.__iter__ gives
         try:
             yield ds[tag]
         except Exception:  # noqa: BLE001 - malformed values must not stop an audit
