@@ -146,6 +146,7 @@ def process_study(info: ConstellationInfo, study_id: str, *, node: str = "intake
             if held:
                 result.status, result.reason = "held", held
                 result.quarantined = sum(1 for item in ready if item[1].quarantine)
+                result.new_study_uid = ready[0][1].keys.new_study_uid
                 ctx.processor.store.record_delivery(DeliveryRecord(
                     node, study_id, snap.last_update, len(snap.instance_ids), 0, result.quarantined,
                     ready[0][1].keys.new_study_uid if ready else "", "held", held))

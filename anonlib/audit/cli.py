@@ -58,9 +58,9 @@ def print_summary(result: AuditResult) -> None:
     print(f"audit: {'PASS' if result.passed else 'FAIL'} — {result.instances} instances "
           f"({result.with_originals} with originals), date mode {result.date_mode}")
     summary = result.summary()
-    for row in summary.itertuples(index=False):
-        print(f"  {row.result:<4}  {row.check:<12} {row.category:<28} fail {row.fail:>4}  "
-              f"warn {row.warn:>4}  expected {row.expected:>4}  pass {getattr(row, 'pass'):>4}")
+    for row in summary.to_dict("records"):
+        print(f"  {row['result']:<4}  {row['check']:<12} {row['category']:<28} fail {row['fail']:>4}  "
+              f"warn {row['warn']:>4}  expected {row['expected']:>4}  pass {row['pass']:>4}")
     failing = result.failing_categories()
     if failing:
         print("failing: " + ", ".join(failing))

@@ -164,3 +164,28 @@ def test_constellation_description_round_trips(constellation, tmp_path: Path) ->
     loaded.save(tmp_path / "copy.json")
     assert ConstellationInfo.load(tmp_path / "copy.json") == loaded
     assert set(loaded.nodes) == {"intake", "research", "dest"} and loaded.destinations == ["dest"]
+
+
+def test_a_study_that_fails_the_audit_is_held(constellation, corpus: Corpus) -> None:  # type: ignore[no-untyped-def]
+    """A profile that keeps the patient's name produces output the audit refuses: the study is
+    held — not uploaded, not written, not forwarded — and the reason is recorded."""
+    from anonlib.profile import parse_site_profile
+
+    _, info = constellation
+    one = next(f.path for f in corpus.files if f.kind == "CT" and f.patient == "patient-2")
+    clear(info.intake)
+    storescu(info, [one])
+    study = wait_stable(info.intake)[0]
+    before = (count_instances(info.research), count_instances(info.node("dest")),
+              sorted(Path(info.export_dir).rglob("*.dcm")))
+    context = JobContext.create(info, profile=parse_site_profile({"actions": {"PatientName": "K"}}))
+    held = process_study(info, study, context=context)
+    assert held.status == "held" and "leak/A names" in held.reason
+    assert held.released == 0 and held.forwarded == []
+    after = (count_instances(info.research), count_instances(info.node("dest")),
+             sorted(Path(info.export_dir).rglob("*.dcm")))
+    assert after == before
+    record = open_store(info.db_url).deliveries("intake")[study]
+    assert record.status == "held" and record.reason == held.reason
+    planted = next(p for p in corpus.patients if p.label == "patient-2").values["A_names"]
+    assert not [name for name in planted if name.lower() in held.reason.lower()]  # categories only
