@@ -1,0 +1,217 @@
+"""Audit reports: a JSON summary for machines and one self-contained HTML page for people.
+
+Both are built from :class:`~anonlib.audit.model.AuditResult` alone — findings that hold tag
+paths, categories, counts and de-identified study/instance labels, never a value read from a
+DICOM file — so a report cannot leak what the audit looked at.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from anonlib import __version__
+from anonlib.audit.model import AuditResult
+from anonlib.audit.report_charts import VERDICTS, stacked_bars
+from anonlib.audit.report_html import badge, esc, page, section, table
+from anonlib.audit.sh_dates import regulatory_status
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["to_dict", "write_json", "write_html", "render_html", "MAX_DETAIL_ROWS", "MAX_CHART_STUDIES"]
+
+#: Rows of fail/warn details shown per study (the rest are counted; frame() has them all).
+MAX_DETAIL_ROWS = 300
+#: Studies in the per-study chart (those with the most failures).
+MAX_CHART_STUDIES = 40
+SET_WIDE = "(set-wide)"
+_MEANING = {
+    "fail": "blocks the release: an identifier remains, or a required marker is missing.",
+    "warn": "needs review by a person: free text kept after cleaning, private elements, pixels "
+            "at risk of burned-in text.",
+    "expected": "present by design of the chosen method: the patient's pseudonym, remapped UIDs, "
+                "shifted dates. Reported so that the regulatory status below can be judged.",
+    "pass": "checked and clean: dummy values, markers present.",
+}
+
+
+def _status(result: AuditResult) -> str:
+    return result.regulatory_status or regulatory_status(result.date_mode or "unknown")
+
+
+def _category_rows(result: AuditResult) -> list[dict[str, Any]]:
+    """One row per check and category, plus a PASS row for each check that found nothing."""
+    rows = [{"check": str(r["check"]), "category": str(r["category"]),
+             **{v: int(r[v]) for v in VERDICTS}, "result": str(r["result"])}
+            for r in result.summary().to_dict("records")]
+    seen = {row["check"] for row in rows}
+    rows += [{"check": check, "category": "(no findings)", **dict.fromkeys(VERDICTS, 0),
+              "result": "PASS"} for check in result.checks_run if check not in seen]
+    return rows
+
+
+def _study_rows(result: AuditResult) -> list[dict[str, Any]]:
+    """Per de-identified study: instances, and findings by verdict."""
+    frame = result.frame()
+    if frame.empty:
+        return []
+    frame = frame.assign(study=frame["study"].replace("", SET_WIDE))
+    counts = frame.groupby(["study", "verdict"]).size().unstack(fill_value=0)
+    counts = counts.reindex(columns=list(VERDICTS), fill_value=0)
+    instances = frame[frame["instance"] != ""].groupby("study")["instance"].nunique()
+    return [{"study": str(study), "instances": int(instances.get(study, 0)),
+             **{v: int(counts.loc[study, v]) for v in VERDICTS},
+             "result": "FAIL" if counts.loc[study, "fail"] else "PASS"}
+            for study in counts.index]
+
+
+def to_dict(result: AuditResult, *, generated_at: dt.datetime | None = None) -> dict[str, Any]:
+    """The JSON summary: verdict, counts per check/category/verdict, date mode and status."""
+    frame = result.frame()
+    by_check: dict[str, dict[str, int]] = {}
+    for (check, verdict), count in frame.groupby(["check", "verdict"]).size().items():
+        by_check.setdefault(str(check), dict.fromkeys(VERDICTS, 0))[str(verdict)] = int(count)
+    when = generated_at or dt.datetime.now(dt.UTC)
+    return {
+        "passed": result.passed,
+        "generated_at": when.isoformat(timespec="seconds"),
+        "anonlib_version": __version__,
+        "instances": result.instances,
+        "with_originals": result.with_originals,
+        "checks_run": list(result.checks_run),
+        "date_mode": result.date_mode or "unknown",
+        "regulatory_status": _status(result),
+        "failing_categories": result.failing_categories(),
+        "counts": {
+            "findings": len(frame),
+            "by_verdict": {v: int((frame["verdict"] == v).sum()) for v in VERDICTS},
+            "by_check": by_check,
+            "by_category": _category_rows(result),
+        },
+        "studies": _study_rows(result),
+    }
+
+
+def write_json(result: AuditResult, path: Path) -> None:
+    """Write :func:`to_dict` as UTF-8 JSON."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(to_dict(result), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def write_html(result: AuditResult, path: Path, *, title: str = "De-identification audit") -> None:
+    """Write the self-contained HTML report."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_html(result, title=title), encoding="utf-8")
+
+
+# -- HTML ------------------------------------------------------------------------------------
+def _headline(result: AuditResult, data: dict[str, Any]) -> str:
+    if not result.instances:
+        why = "No instance was audited."
+    elif result.passed:
+        why = "No check failed."
+        if data["date_mode"] != "remove":
+            why += " The dates are not Safe Harbor as written: see the regulatory status."
+    else:
+        why = "Failing: " + ", ".join(data["failing_categories"]) + "."
+    meta = (f"Generated {data['generated_at']} by anonlib {data['anonlib_version']} · "
+            f"{data['instances']} instance(s) audited, {data['with_originals']} with their original · "
+            f"date mode: {data['date_mode']} · checks: {', '.join(data['checks_run']) or 'none'}")
+    return f'{badge(result.passed)}<p>{esc(why)}</p><p class="meta">{esc(meta)}</p>'
+
+
+_LIMITS = (
+    "Pixel data are not read: burned-in text and faces are judged from the header "
+    "(BurnedInAnnotation, RecognizableVisualFeatures, modality, SOP class, body part).",
+    "Free text is flagged, not understood: the leak check compares it with the originals when "
+    "they are given; otherwise a person must read it.",
+    "Pseudonyms and remapped UIDs are shown to differ from the originals only by the leak and "
+    "consistency checks, and only for instances audited with their original.",
+)
+
+
+def _legend(result: AuditResult) -> str:
+    items = "".join(f'<li><span class="v-{v}">{v}</span>: {esc(text)}</li>' for v, text in _MEANING.items())
+    limits = "".join(f"<li>{esc(text)}</li>" for text in _LIMITS)
+    originals = f"{result.with_originals} of {result.instances} instance(s) were audited with their original."
+    return (f"<ul>{items}</ul><p><strong>Limits of this audit</strong></p><ul>{limits}</ul>"
+            f'<p class="note">{esc(originals)}</p>')
+
+
+def _charts(result: AuditResult, rows: list[dict[str, Any]]) -> str:
+    attention = [(f"{r['check']} / {r['category']}", r) for r in rows if r["fail"] or r["warn"]]
+    everything = [(f"{r['check']} / {r['category']}", r) for r in rows if sum(r[v] for v in VERDICTS)]
+    studies = result.by_study()
+    per_study: dict[str, dict[str, int]] = {}
+    for record in studies.to_dict("records"):
+        name = str(record["study"]) or SET_WIDE
+        per_study.setdefault(name, {})[str(record["verdict"])] = (
+            per_study.get(name, {}).get(str(record["verdict"]), 0) + int(record["findings"]))
+    worst = sorted(per_study.items(), key=lambda kv: (-kv[1].get("fail", 0), -kv[1].get("warn", 0), kv[0]))
+    shown = f" ({MAX_CHART_STUDIES} of {len(worst)} studies, most failures first)" \
+        if len(worst) > MAX_CHART_STUDIES else ""
+    charts = [stacked_bars(attention, title="Findings to act on (fail, warn) by check and category",
+                           verdicts=("fail", "warn")),
+              stacked_bars(everything, title="All findings by check and category"),
+              stacked_bars(worst[:MAX_CHART_STUDIES], title="Findings to act on by study" + shown,
+                           verdicts=("fail", "warn"))]
+    return "".join(f'<div class="chart">{svg}</div>' for svg in charts)
+
+
+def _details(frame: pd.DataFrame, study: str) -> str:
+    rows = frame[(frame["study"] == study) & frame["verdict"].isin(["fail", "warn"])]
+    if rows.empty:
+        return '<p class="note">No failing or warning finding.</p>'
+    grouped = (rows.groupby(["verdict", "check", "category", "path", "detail"])["instance"]
+               .nunique().rename("instances").reset_index())
+    grouped["order"] = grouped["verdict"].map({"fail": 0, "warn": 1})
+    grouped = grouped.sort_values(["order", "check", "category", "path"])
+    shown = grouped.head(MAX_DETAIL_ROWS)
+    columns = ["verdict", "check", "category", "path", "detail", "instances"]
+    body = table(columns, ([r[c] if c != "instances" else int(r[c]) for c in columns]
+                           for r in shown.to_dict("records")))
+    if len(grouped) > len(shown):
+        body += (f'<p class="note">{len(grouped) - len(shown)} more rows not shown; '
+                 "AuditResult.frame() holds every finding.</p>")
+    return body
+
+
+def _studies(result: AuditResult, data: dict[str, Any]) -> str:
+    studies = data["studies"]
+    if not studies:
+        return '<p class="note">No findings.</p>'
+    columns = ["study", "instances", *VERDICTS, "result"]
+    overview = table(columns, ([s[c] for c in columns] for s in studies))
+    frame = result.frame()
+    frame = frame.assign(study=frame["study"].replace("", SET_WIDE))
+    parts = []
+    for study in studies:
+        state = " open" if study["result"] == "FAIL" else ""
+        label = (f"{study['study']} — {study['result']}: {study['fail']} fail, {study['warn']} warn, "
+                 f"{study['expected']} expected, {study['instances']} instance(s)")
+        parts.append(f"<details{state}><summary>{esc(label)}</summary>"
+                     f"{_details(frame, study['study'])}</details>")
+    return overview + "".join(parts)
+
+
+def render_html(result: AuditResult, *, title: str = "De-identification audit",
+                generated_at: dt.datetime | None = None) -> str:
+    """The report as one HTML document (inline CSS and SVG only)."""
+    data = to_dict(result, generated_at=generated_at)
+    rows = data["counts"]["by_category"]
+    summary = table(["check", "category", *VERDICTS, "result"],
+                    ([r["check"], r["category"], *(r[v] for v in VERDICTS), r["result"]] for r in rows))
+    body = "".join([
+        _headline(result, data),
+        section("Regulatory status", f'<p class="status">{esc(data["regulatory_status"])}</p>'),
+        section("What the verdicts mean", _legend(result)),
+        section("Summary by check and category", summary),
+        section("Charts", _charts(result, rows)),
+        section("Studies", _studies(result, data)),
+    ])
+    return page(title, body)
