@@ -1,6 +1,6 @@
 """Conformance: dciodvfy on original and output, errors introduced by de-identification (by
-normalized message, so values never appear), warnings listed, and the de-identification
-markers present."""
+normalized message, so values never appear), and warnings listed. (The de-identification
+markers are checked by the Safe Harbor scan and reported under this check.)"""
 
 from __future__ import annotations
 
@@ -8,12 +8,10 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from pydicom.dataset import Dataset
-
 from anonlib.audit.dciodvfy import DciodvfyReport, introduced_errors, run_dciodvfy
 from anonlib.audit.model import Finding, Verdict
 
-__all__ = ["check_conformance", "check_markers"]
+__all__ = ["check_conformance"]
 
 
 def _report(data: bytes, folder: Path, name: str) -> DciodvfyReport:
@@ -49,15 +47,3 @@ def check_conformance(output: bytes, original: bytes | None, *, study: str, inst
         findings.append(Finding("conformance", "dciodvfy", "pass", study, instance, "",
                                 "no error introduced by de-identification"))
     return findings
-
-
-def check_markers(ds: Dataset, *, study: str, instance: str) -> list[Finding]:
-    """PatientIdentityRemoved = YES and a DeidentificationMethodCodeSequence (PS3.15 E.1.1)."""
-    missing = []
-    if str(ds.get("PatientIdentityRemoved", "")).strip().upper() != "YES":
-        missing.append("PatientIdentityRemoved is not YES")
-    if not ds.get("DeidentificationMethodCodeSequence"):
-        missing.append("no DeidentificationMethodCodeSequence")
-    if missing:
-        return [Finding("conformance", "markers", "fail", study, instance, "", "; ".join(missing))]
-    return [Finding("conformance", "markers", "pass", study, instance, "", "markers present")]

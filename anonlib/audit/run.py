@@ -2,7 +2,7 @@
 
 Two passes: the originals' UIDs and patients first (so that every output can be searched for
 every original UID), then, per instance, the Safe Harbor scan, the leak check against its
-original, conformance and markers; then the set-wide consistency checks and the search of file
+original, and conformance (the scan also checks the markers); then the set-wide consistency checks and the search of file
 names, manifests and reports. Findings identify studies and instances by a digest of their
 UIDs, because the audit cannot assume an output's UIDs were remapped — for a naive tool's
 output they are the originals.
@@ -21,7 +21,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from anonlib.audit.conformance import check_conformance, check_markers
+from anonlib.audit.conformance import check_conformance
 from anonlib.audit.consistency import Pair, check_consistency, check_original_uids
 from anonlib.audit.leaks import Needles, find_leaks, find_leaks_in_names
 from anonlib.audit.model import AuditInput, AuditResult, Finding
@@ -91,7 +91,6 @@ def audit(inputs: Sequence[AuditInput], *, map_uid: Callable[[str], str] | None 
             values = original_values(full if full is not None else original)
             result.findings += find_leaks(Needles(values), output, raw, study=study, instance=instance)
         if options.conformance:
-            result.findings += check_markers(output, study=study, instance=instance)
             result.findings += check_conformance(raw, original_raw, study=study, instance=instance)
         header = _parse(raw, header_only=True) or output
         pairs.append(Pair(header, raw, original, patient_key_of(original) if original is not None else None,

@@ -25,7 +25,7 @@ Findings carry tag paths, categories and words, never a value read from the inst
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
@@ -38,7 +38,7 @@ from anonlib.audit.sh_dates import (
     detect_date_mode,
     regulatory_status,
 )
-from anonlib.audit.sh_pixels import PIXEL_KEYWORDS, marker_findings, pixel_findings
+from anonlib.audit.sh_pixels import MARKER_CATEGORY, PIXEL_KEYWORDS, marker_findings, pixel_findings
 from anonlib.audit.sh_table import label, letters_for
 from anonlib.audit.sh_values import (
     all_dummies,
@@ -78,7 +78,8 @@ def scan_safe_harbor(ds: Dataset, *, study: str, instance: str) -> list[Finding]
     scan.walk(ds, ())
     for category, verdict, path, detail in pixel_findings(ds) + marker_findings(ds):
         scan.add(category, verdict, path, detail)
-    return scan.findings
+    # The markers are a conformance duty of PS3.15 E.1.1, reported under that check.
+    return [replace(f, check="conformance") if f.category == MARKER_CATEGORY else f for f in scan.findings]
 
 
 def _normal(value: object) -> str:
