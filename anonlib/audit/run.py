@@ -102,6 +102,10 @@ def audit(inputs: Sequence[AuditInput], *, map_uid: Callable[[str], str] | None 
         result.findings += check_original_uids(pairs, every.uids)
     if options.leaks and names:
         result.findings += find_leaks_in_names(Needles(every), names)
+    if options.leaks and result.with_originals and not any(f.check == "leak" for f in result.findings):
+        searched = "element values, raw bytes" + (", file names and text files" if names else "")
+        result.findings.append(Finding("leak", "all categories", "pass", detail=(
+            f"no identifying value of {result.with_originals} originals found ({searched})")))
     for pair in pairs:
         pair.raw = b""  # release memory early
     return result
