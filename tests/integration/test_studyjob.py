@@ -91,6 +91,34 @@ def test_running_again_changes_nothing(delivered) -> None:  # type: ignore[no-un
     assert (Path(info.export_dir) / "manifest.csv").read_bytes() == manifest
 
 
+def test_audit_of_the_research_node_against_intake(delivered, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`anonlib audit research --originals intake` on the delivered studies passes, selecting a
+    study or a patient of research by its Orthanc ID."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    settings, info, _ = delivered
+    env = {**os.environ, "ANONLIB_HOME": str(settings.home), "ANONLIB_PG_ADMIN": settings.pg_admin_url,
+           "ANONLIB_DB_PREFIX": settings.db_prefix}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "anonlib.cli", "audit", "research", "--originals", "intake",
+                               "--db", info.db_url, *args], capture_output=True, text=True, env=env, timeout=600)
+
+    everything = cli("--no-conformance", "--json", str(tmp_path / "all.json"))
+    assert everything.returncode == 0, everything.stdout + everything.stderr
+    summary = json.loads((tmp_path / "all.json").read_text())
+    assert summary["passed"] and summary["instances"] == count_instances(info.research)
+    assert summary["with_originals"] == summary["instances"]  # every original found on intake
+    patient = get(info.research, "/patients")[0]
+    one = cli("--patient", patient)
+    assert one.returncode == 0, one.stdout
+    study = get(info.research, f"/patients/{patient}/studies")[0]["ID"]
+    assert cli("--study", study, "--no-conformance").returncode == 0
+
+
 def test_a_late_instance_joins_the_same_deidentified_study(delivered) -> None:  # type: ignore[no-untyped-def]
     _, info, results = delivered
     study = next(s for s, r in results.items() if r.released >= 3)
@@ -189,3 +217,4 @@ def test_a_study_that_fails_the_audit_is_held(constellation, corpus: Corpus) -> 
     assert record.status == "held" and record.reason == held.reason
     planted = next(p for p in corpus.patients if p.label == "patient-2").values["A_names"]
     assert not [name for name in planted if name.lower() in held.reason.lower()]  # categories only
+
