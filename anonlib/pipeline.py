@@ -15,7 +15,7 @@ import io
 import logging
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -283,15 +283,18 @@ def _results(settings: RunSettings, db_url: str, items: list[tuple[str, str]]) -
             yield from batch
 
 
-def run_folder(settings: RunSettings) -> RunSummary:
-    """De-identify every file under ``settings.source`` into ``settings.output``."""
+def run_folder(settings: RunSettings, *, paths: Sequence[Path] | None = None,
+               on_result: Callable[[FileResult, int, int], None] | None = None) -> RunSummary:
+    """De-identify every file under ``settings.source`` (or only ``paths``, files under it) into
+    ``settings.output``; ``on_result(result, done, total)`` is called after each file (progress
+    bars in notebooks)."""
     from anonlib.store import default_store_url
 
     db_url = settings.db_url or default_store_url()
     _check_locations(settings, db_url)
     build_plan(settings.profile)  # fail on a bad profile before any work
-    paths = _discover(settings.source)
-    items = [(str(p), str(p.relative_to(settings.source))) for p in paths]
+    chosen = _discover(settings.source) if paths is None else sorted(Path(p) for p in paths)
+    items = [(str(p), str(p.relative_to(settings.source))) for p in chosen]
     summary = RunSummary()
     manifest: dict[str, ManifestRow] = {}
     quarantined: dict[str, ManifestRow] = {}
@@ -303,6 +306,8 @@ def run_folder(settings: RunSettings) -> RunSummary:
             if result.row is not None:
                 (quarantined if result.status == "quarantined" else manifest)[result.row.path] = result.row
             bar.update(1)
+            if on_result is not None:
+                on_result(result, len(summary.results), len(items))
     finally:
         bar.close()
         settings.output.mkdir(parents=True, exist_ok=True)

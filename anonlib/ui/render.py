@@ -1,0 +1,65 @@
+"""HTML rendering of result tables for the widgets (escaped; stable CSS hooks for tests)."""
+
+from __future__ import annotations
+
+import html
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["table_html", "diff_html", "findings_svg", "show", "show_html", "STYLE"]
+
+
+def show(obj: object) -> None:
+    """IPython's ``display`` (typed)."""
+    from IPython.display import display
+
+    display(obj)  # type: ignore[no-untyped-call]
+
+
+def show_html(text: str) -> None:
+    """Display an HTML fragment."""
+    from IPython.display import HTML
+
+    show(HTML(text))  # type: ignore[no-untyped-call]
+
+#: Colours of the diff statuses (removed / changed / kept / added).
+STYLE = """<style>
+table.anonlib-table { border-collapse: collapse; font-size: 12px; }
+table.anonlib-table th, table.anonlib-table td { border: 1px solid #ddd; padding: 2px 6px; text-align: left;
+  vertical-align: top; max-width: 28em; overflow-wrap: anywhere; }
+table.anonlib-table th { background: #f3f4f6; }
+tr.status-removed td { background: #fde8e8; } tr.status-changed td { background: #fff6dd; }
+tr.status-added td { background: #e6f4ea; } tr.status-kept td { color: #555; }
+</style>"""
+
+
+def table_html(frame: pd.DataFrame, *, css_class: str = "", max_rows: int = 500,
+               row_class: str | None = None) -> str:
+    """``frame`` as an escaped HTML table; ``row_class`` names a column whose value becomes a
+    ``status-<value>`` class on each row."""
+    classes = " ".join(c for c in ("anonlib-table", css_class) if c)
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    rows = []
+    for record in frame.head(max_rows).to_dict("records"):
+        cls = f' class="status-{html.escape(str(record[row_class]))}"' if row_class else ""
+        cells = "".join(f"<td>{html.escape('' if v is None else str(v))}</td>" for v in record.values())
+        rows.append(f"<tr{cls}>{cells}</tr>")
+    more = f"<p>… {len(frame) - max_rows} more rows</p>" if len(frame) > max_rows else ""
+    return f'{STYLE}<table class="{classes}"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>{more}'
+
+
+def diff_html(diff: pd.DataFrame, *, max_rows: int = 1000) -> str:
+    """The de-identification diff, removed / changed / kept / added rows coloured."""
+    return table_html(diff, css_class="anonlib-diff-table", max_rows=max_rows, row_class="status")
+
+
+def findings_svg(result: object) -> str:
+    """An inline SVG chart of an audit's findings by check and category (offline, no script)."""
+    from anonlib.audit.report_charts import stacked_bars
+
+    summary = result.summary()  # type: ignore[attr-defined]
+    rows = [(f"{r['check']} / {r['category']}", {v: int(r[v]) for v in ("fail", "warn", "expected", "pass")})
+            for r in summary.to_dict("records")]
+    return stacked_bars(rows, title="Findings by check and category")

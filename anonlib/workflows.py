@@ -1,0 +1,154 @@
+"""What the notebooks do, as plain functions.
+
+Widgets (:mod:`anonlib.ui`) only build the parameters of these functions and show their
+results; headless runs (papermill) call them directly with the notebook's parameters. So an
+interactive session and a batch run take exactly the same code path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from anonlib.errors import ConfigError
+from anonlib.profile import SiteProfile, load_site_profile
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from anonlib.audit.model import AuditResult
+    from anonlib.preview import StudyPreview
+    from anonlib.sources.base import Source
+
+__all__ = ["Browse", "browse", "preview", "anonymize", "job_states", "audit_target", "load_profile", "source"]
+
+Progress = Callable[[int, int], None]
+
+
+def source(spec: str) -> Source:
+    """A source from a folder path, a constellation node name or an Orthanc URL."""
+    from anonlib.sources import open_source
+
+    return open_source(spec)
+
+
+def load_profile(path: str) -> SiteProfile:
+    """The site profile at ``path``, or the defaults for ``""``."""
+    return load_site_profile(Path(path)) if path else SiteProfile()
+
+
+@dataclass
+class Browse:
+    """Patients and studies of a source, filtered."""
+
+    patients: pd.DataFrame
+    studies: pd.DataFrame
+
+
+def browse(src: Source, *, patient: str = "", date_from: str = "", date_to: str = "",
+           modality: str = "") -> Browse:
+    """The patients and the studies that match the filters (empty filter: everything)."""
+    studies = src.studies(patient=patient or None, date_from=date_from or None, date_to=date_to or None,
+                          modality=modality or None)
+    patients = src.patients()
+    if patient:
+        patients = patients[(patients["patient"] == patient) | (patients["patient_id"] == patient)]
+    return Browse(patients.reset_index(drop=True), studies.reset_index(drop=True))
+
+
+def preview(src: Source, study: str, *, db_url: str, profile: str = "", instance: str = "") -> StudyPreview:
+    """What de-identification would do to ``study`` — a dry run: nothing is written anywhere."""
+    from anonlib.preview import preview_study
+
+    return preview_study(src, study, db_url=db_url or None, profile=load_profile(profile),
+                         instance=instance or None)
+
+
+def anonymize(src: Source, studies: Sequence[str], *, output: str, db_url: str, profile: str = "",
+              progress: Progress | None = None) -> pd.DataFrame:
+    """De-identify the chosen studies. A folder source is processed here, into ``output``; an
+    Orthanc source's studies are put on the constellation's job queue (the workers deliver
+    them). Returns one PHI-free row per file (folder) or per queued study (Orthanc)."""
+    import pandas as pd
+
+    if not studies:
+        raise ConfigError("choose at least one study to anonymize")
+    if src.kind == "orthanc":
+        return _enqueue(src, studies)
+    from anonlib.pipeline import RunSettings, run_folder
+
+    root = Path(src.root)
+    paths = [Path(key) for study in studies for key in src.instances(study)]
+    settings = RunSettings(root, Path(output), db_url=db_url or None, profile=load_profile(profile))
+    summary = run_folder(settings, paths=paths,
+                         on_result=(lambda _r, done, total: progress(done, total)) if progress else None)
+    rows = [{"output": r.output, "status": r.status, "reason": r.reason} for r in summary.results]
+    return pd.DataFrame(rows, columns=["output", "status", "reason"])
+
+
+def _enqueue(src: Source, studies: Sequence[str]) -> pd.DataFrame:
+    import pandas as pd
+
+    from anonlib.constellation import ConstellationInfo, ConstellationSettings
+    from anonlib.jobs.commands import session
+
+    info = ConstellationInfo.load(ConstellationSettings.from_env().info_path)
+    rows = []
+    with session(info) as current:
+        for study in studies:
+            queued = current.enqueue(src.name, study=study) or []
+            rows += [{"study": study, "job": q.job_id, "new": q.created} for q in queued]
+    return pd.DataFrame(rows, columns=["study", "job", "new"])
+
+
+def job_states(limit: int = 200) -> pd.DataFrame:
+    """The constellation's recent study jobs (PHI-free), newest first."""
+    import pandas as pd
+
+    from anonlib.constellation import ConstellationInfo, ConstellationSettings
+    from anonlib.jobs.db import JobsDb
+
+    info = ConstellationInfo.load(ConstellationSettings.from_env().info_path)
+    db = JobsDb(info.db_url)
+    try:
+        return pd.DataFrame([job.as_dict() for job in db.jobs(limit=limit)])
+    finally:
+        db.close()
+
+
+def audit_target(target: str, *, originals: str = "", db_url: str = "", output: str = "",
+                 conformance: bool = True) -> tuple[AuditResult, Path | None]:
+    """Audit a folder (or a constellation node) against its originals; writes the HTML and JSON
+    reports into ``output`` when given. Returns the result and the HTML report's path."""
+    from anonlib.audit.report import write_html, write_json
+    from anonlib.audit.run import AuditOptions, audit
+    from anonlib.audit.sources import folder_inputs, orthanc_inputs, tree_names
+    from anonlib.engine.uids import UidMapper
+    from anonlib.store import open_store
+
+    store = open_store(db_url or None) if (db_url or originals) else None
+    try:
+        if Path(target).is_dir():
+            inputs = folder_inputs(Path(target), Path(originals) if originals else None, store)
+            names = tree_names(Path(target))
+        else:
+            from anonlib.constellation import ConstellationInfo, ConstellationSettings
+
+            info = ConstellationInfo.load(ConstellationSettings.from_env().info_path)
+            inputs = orthanc_inputs(info.node(target), info.node(originals) if originals else None, store)
+            names = {}
+        result = audit(inputs, map_uid=UidMapper(store.secret()) if store is not None else None,
+                       names=names, options=AuditOptions(conformance=conformance))
+    finally:
+        if store is not None:
+            store.close()
+    html = None
+    if output:
+        folder = Path(output)
+        folder.mkdir(parents=True, exist_ok=True)
+        html = folder / "audit-report.html"
+        write_html(result, html, title="De-identification audit")
+        write_json(result, folder / "audit-summary.json")
+    return result, html
