@@ -160,6 +160,46 @@ def _audit(args: argparse.Namespace) -> int:
     return run_audit_command(args)
 
 
+def _parameter_value(text: str) -> object:
+    """``-p`` values are typed the way papermill types them: True/False/None, int, float, str."""
+    if text in ("True", "False"):
+        return text == "True"
+    if text == "None":
+        return None
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _notebook(args: argparse.Namespace) -> int:
+    from anonlib.notebooks import (
+        NotebookError,
+        absolute_paths,
+        notebook_report,
+        resolve_notebook,
+        run_notebook,
+    )
+
+    try:
+        if args.action == "run":
+            parameters = {key: _parameter_value(value) for key, value in args.parameters}
+            parameters.update({key: value for key, value in args.raw_parameters})
+            parameters = absolute_paths(parameters, Path.cwd())
+            out = run_notebook(resolve_notebook(args.notebook), Path(args.output), parameters,
+                               timeout=args.timeout, kernel=args.kernel)
+            print(f"executed notebook written to {out} (it may show identifying values: keep it in the identified zone)")
+            return 0
+        html = notebook_report(Path(args.executed), Path(args.report))
+        print(f"report written to {html}")
+        return 0
+    except NotebookError as exc:
+        print(f"anonlib: notebook failed: {exc}", file=sys.stderr)
+        return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="anonlib", description="DICOM de-identification for research")
     parser.add_argument("--version", action="version", version=f"anonlib {__version__}")
@@ -227,6 +267,26 @@ def build_parser() -> argparse.ArgumentParser:
     aud.add_argument("--json", metavar="FILE", help="write the JSON summary here")
     aud.add_argument("--no-conformance", action="store_true", help="skip dciodvfy (faster)")
     aud.set_defaults(func=_audit)
+
+    nb = commands.add_parser("notebook", help="run a notebook headless (papermill) or write its offline HTML report")
+    nb_actions = nb.add_subparsers(dest="action", required=True)
+    nb_run = nb_actions.add_parser("run", help="execute a notebook with parameters (interactive=False unless given)")
+    nb_run.add_argument("notebook", metavar="NAME_OR_PATH",
+                        help="browse, preview, anonymize, audit, or a notebook file; the kernel runs in "
+                             "the notebook's folder (relative source/output/originals/profile paths and "
+                             "sqlite:/// URLs given here are made absolute)")
+    nb_run.add_argument("output", metavar="OUTPUT.ipynb", help="the executed notebook (may show identifying values)")
+    nb_run.add_argument("-p", "--parameter", dest="parameters", nargs=2, action="append", default=[],
+                        metavar=("KEY", "VALUE"), help="a parameter, typed like papermill's -p (repeatable)")
+    nb_run.add_argument("-r", "--raw", dest="raw_parameters", nargs=2, action="append", default=[],
+                        metavar=("KEY", "VALUE"), help="a parameter kept as a string (repeatable)")
+    nb_run.add_argument("--timeout", type=float, default=600.0, metavar="S",
+                        help="seconds any one cell may run before the run fails (default 600)")
+    nb_run.add_argument("--kernel", metavar="NAME", help="kernel name (default: the notebook's)")
+    nb_report = nb_actions.add_parser("report", help="an executed notebook as standalone HTML, no code, offline")
+    nb_report.add_argument("executed", metavar="EXECUTED.ipynb")
+    nb_report.add_argument("report", metavar="REPORT.html")
+    nb.set_defaults(func=_notebook)
 
     example = commands.add_parser("example-data", help="write synthetic example studies (with planted PHI)")
     example.add_argument("dir", metavar="DIR")
