@@ -39,13 +39,20 @@ __all__ = [
 DEFAULT_STORE_FILE = "lookup.sqlite3"
 
 
-def default_store_url() -> str:
-    """``sqlite:///$ANONLIB_HOME/lookup.sqlite3``; creates ``ANONLIB_HOME`` if needed."""
-    path = (anonlib_home(create=True) / DEFAULT_STORE_FILE).resolve()
+def default_store_url(create: bool = True) -> str:
+    """``sqlite:///$ANONLIB_HOME/lookup.sqlite3``; creates ``ANONLIB_HOME`` if needed (unless
+    ``create`` is false)."""
+    path = (anonlib_home(create=create) / DEFAULT_STORE_FILE).resolve()
     return URL.create("sqlite", database=str(path)).render_as_string(hide_password=False)
 
 
-def open_store(url: str | None, policy: PseudonymPolicy = DEFAULT_POLICY) -> LookupStore:
+def open_store(url: str | None, policy: PseudonymPolicy = DEFAULT_POLICY, *,
+               readonly: bool = False) -> LookupStore:
     """Open the lookup store at ``url`` (``postgresql://...`` or ``sqlite:///...``), or the
-    default SQLite file (:func:`default_store_url`) when ``url`` is ``None``."""
-    return SqlStore(url if url is not None else default_store_url(), policy)
+    default SQLite file (:func:`default_store_url`) when ``url`` is ``None``.
+
+    ``readonly`` opens it for a dry run: nothing is created (no schema, no secret, no patient,
+    no file or folder) and every write raises :class:`~anonlib.errors.StoreError`."""
+    if url is None:
+        url = default_store_url(create=not readonly)
+    return SqlStore(url, policy, readonly=readonly)

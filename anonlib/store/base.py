@@ -122,6 +122,9 @@ class LookupStore(Protocol):
     def secret(self) -> bytes:
         """The project secret (32 bytes), created once on first use and never changed."""
 
+    def find_secret(self) -> bytes | None:
+        """The project secret if it exists; never creates it (used by dry runs)."""
+
     def patient(self, key: PatientKey) -> PatientIdentity:
         """Get or create the identity of ``key``. Race-free: concurrent callers, in any number
         of processes, all receive the same identity for the same key."""

@@ -66,6 +66,12 @@ class MemoryStore(ClosingMixin):
                 data.secret = rules.new_secret()
             return data.secret
 
+    def find_secret(self) -> bytes | None:
+        """The project secret if it exists; never creates it."""
+        data = self._open()
+        with data.lock:
+            return data.secret
+
     def patient(self, key: PatientKey) -> PatientIdentity:
         """Get or create the identity of ``key``."""
         rules.check_key(key)

@@ -4,16 +4,24 @@ Get-or-create is race-free across processes: a missing row is inserted with
 ``INSERT ... ON CONFLICT DO NOTHING`` and then read back, so whoever inserts first wins and every
 caller returns the winner's row. Errors leave as :class:`~anonlib.errors.StoreError` whose
 messages name the operation, never a key (keys are PHI).
+
+``readonly=True`` (dry runs such as the preview) creates nothing: no schema, no secret, no
+patient, and no SQLite file; a database without anonlib's tables reads as empty. Every write
+raises :class:`~anonlib.errors.StoreError`, and the database enforces it too (PostgreSQL
+sessions whose transactions are READ ONLY; SQLite opened with ``mode=ro``).
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, fields
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, Engine, Table, create_engine, event, func, inspect, select
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from anonlib.errors import StoreError
@@ -28,27 +36,82 @@ from anonlib.store.base import (
     StudyRecord,
 )
 from anonlib.store.db import ensure_schema, make_engine, store_error, upsert
-from anonlib.store.tables import delivery, instance, patient, secret, study
+from anonlib.store.tables import (
+    SCHEMA_VERSION,
+    delivery,
+    instance,
+    metadata,
+    patient,
+    schema_version,
+    secret,
+    study,
+)
 
-__all__ = ["SqlStore"]
+__all__ = ["SqlStore", "readonly_engine"]
+
+
+def readonly_engine(url: str) -> Engine:
+    """An engine that cannot write: PostgreSQL sessions default to read-only transactions;
+    an SQLite file is opened with ``mode=ro`` (a missing file, or ``:memory:``, is an empty
+    in-memory database, so nothing is created)."""
+    engine = make_engine(url)  # validates the URL (ConfigError), connects to nothing
+    if engine.dialect.name == "postgresql":
+
+        @event.listens_for(engine, "connect")
+        def _read_only(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+            cursor.close()
+            dbapi_connection.commit()
+
+        return engine
+    engine.dispose()
+    database = make_url(url).database
+    if not database or database == ":memory:" or not Path(database).is_file():
+        return create_engine("sqlite://")
+    path = Path(database).resolve()
+    # Without a WAL (or rollback journal) there is nothing to recover: open the file immutable,
+    # so SQLite creates no -wal/-shm companion either. With one, a writer is at work: mode=ro.
+    busy = any(path.with_name(path.name + end).exists() for end in ("-wal", "-journal"))
+    uri = path.as_uri() + ("?mode=ro" if busy else "?mode=ro&immutable=1")
+    return create_engine("sqlite://", creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False))
+
+
+def _existing_tables(engine: Engine) -> frozenset[str]:
+    """anonlib's tables present in the database; StoreError if its schema is newer than ours."""
+    with engine.connect() as conn:
+        names = frozenset(inspect(conn).get_table_names()) & frozenset(metadata.tables)
+        if schema_version.name in names:
+            found = conn.scalar(select(func.max(schema_version.c.version)))
+            if found is not None and found > SCHEMA_VERSION:
+                raise StoreError(f"the lookup store has schema version {found}; this anonlib knows "
+                                 f"only up to {SCHEMA_VERSION}: upgrade anonlib")
+    return names
 
 
 class SqlStore(ClosingMixin):
     """:class:`~anonlib.store.base.LookupStore` on ``postgresql://`` or ``sqlite:///`` ``url``.
 
     Opening creates the schema if missing (safe when many processes open a fresh database at
-    once). Raises :class:`~anonlib.errors.ConfigError` for an invalid policy or URL and
+    once), unless ``readonly`` (see the module docstring). Raises
+    :class:`~anonlib.errors.ConfigError` for an invalid policy or URL and
     :class:`~anonlib.errors.StoreError` when the database cannot be opened.
     """
 
-    def __init__(self, url: str, policy: PseudonymPolicy = rules.DEFAULT_POLICY) -> None:
+    def __init__(self, url: str, policy: PseudonymPolicy = rules.DEFAULT_POLICY, *,
+                 readonly: bool = False) -> None:
         rules.validate_policy(policy)
         self.policy = policy
-        self._engine = make_engine(url)
+        self.readonly = readonly
+        self._engine = readonly_engine(url) if readonly else make_engine(url)
         self._secret: bytes | None = None
         self._closed = False
+        self._tables: frozenset[str] = frozenset(metadata.tables)
         try:
-            ensure_schema(self._engine)
+            if readonly:
+                self._tables = _existing_tables(self._engine)
+            else:
+                ensure_schema(self._engine)
         except SQLAlchemyError as exc:
             self._engine.dispose()
             raise store_error("could not open the lookup store", exc) from None
@@ -57,18 +120,53 @@ class SqlStore(ClosingMixin):
             raise
 
     @contextmanager
-    def _transaction(self, what: str) -> Iterator[Connection]:
+    def _transaction(self, what: str, *, write: bool = True) -> Iterator[Connection]:
         """One transaction; SQLAlchemy errors become a StoreError saying ``what`` failed."""
         if self._closed:
             raise StoreError("the lookup store is closed")
+        if write:
+            self._check_writable(what)
         try:
             with self._engine.begin() as conn:
                 yield conn
         except SQLAlchemyError as exc:
             raise store_error(what, exc) from None
 
+    @contextmanager
+    def _read(self, what: str, table: Table) -> Iterator[Connection | None]:
+        """A reading transaction, or None when ``table`` does not exist (a read-only store on
+        a database anonlib never wrote to)."""
+        if table.name not in self._tables:
+            if self._closed:
+                raise StoreError("the lookup store is closed")
+            yield None
+            return
+        with self._transaction(what, write=False) as conn:
+            yield conn
+
+    def _check_writable(self, what: str) -> None:
+        if self.readonly:
+            raise StoreError(f"{what}: the lookup store is open read-only")
+
+    def find_secret(self) -> bytes | None:
+        """The project secret if it exists; never creates it (used by dry runs)."""
+        if self._secret is None:
+            with self._read("could not read the project secret", secret) as conn:
+                value = None if conn is None else conn.scalar(select(secret.c.secret).where(secret.c.id == 1))
+            if value is None:
+                return None
+            if len(value) != rules.SECRET_BYTES:
+                raise StoreError("the project secret in the lookup store is damaged")
+            self._secret = bytes(value)
+        return self._secret
+
     def secret(self) -> bytes:
         """The project secret (32 bytes), created once on first use and never changed."""
+        if self.readonly:
+            found = self.find_secret()
+            if found is None:
+                raise StoreError("could not create the project secret: the lookup store is open read-only")
+            return found
         if self._secret is None:
             query = select(secret.c.secret).where(secret.c.id == 1)
             with self._transaction("could not read or create the project secret") as conn:
@@ -94,6 +192,11 @@ class SqlStore(ClosingMixin):
     def patient(self, key: PatientKey) -> PatientIdentity:
         """Get or create the identity of ``key`` (race-free across processes)."""
         rules.check_key(key)
+        if self.readonly:
+            existing = self.find_patient(key)
+            if existing is None:
+                raise StoreError("could not create patient identity: the lookup store is open read-only")
+            return existing
         with self._transaction("could not create patient identity") as conn:
             found = self._select_identity(conn, key)
             attempts = 0
@@ -116,16 +219,16 @@ class SqlStore(ClosingMixin):
     def find_patient(self, key: PatientKey) -> PatientIdentity | None:
         """The identity of ``key`` if it exists; never creates one."""
         rules.check_key(key)
-        with self._transaction("could not look up patient identity") as conn:
-            return self._select_identity(conn, key)
+        with self._read("could not look up patient identity", patient) as conn:
+            return None if conn is None else self._select_identity(conn, key)
 
     def patients(self) -> Iterator[tuple[PatientKey, PatientIdentity]]:
         """Every patient, in order of creation."""
         query = select(
             patient.c.patient_id, patient.c.issuer, patient.c.pseudonym, patient.c.date_shift_days
         ).order_by(patient.c.id)
-        with self._transaction("could not list patients") as conn:
-            rows = conn.execute(query).all()
+        with self._read("could not list patients", patient) as conn:
+            rows = [] if conn is None else conn.execute(query).all()
         return iter(
             [
                 (
@@ -138,6 +241,7 @@ class SqlStore(ClosingMixin):
 
     def record_study(self, record: StudyRecord) -> None:
         """Insert or update the study keyed by ``original_study_uid``."""
+        self._check_writable("could not record study")
         rules.check_study(record)
         with self._transaction("could not record study") as conn:
             insert = upsert(conn, study).values(
@@ -165,8 +269,8 @@ class SqlStore(ClosingMixin):
             study.c.new_study_uid,
             study.c.shifted_study_date,
         ).where(study.c.original_study_uid == original_study_uid)
-        with self._transaction("could not read study record") as conn:
-            row = conn.execute(query).first()
+        with self._read("could not read study record", study) as conn:
+            row = None if conn is None else conn.execute(query).first()
         return None if row is None else StudyRecord(*row)
 
     def record_instance(self, record: InstanceRecord) -> None:
@@ -175,6 +279,7 @@ class SqlStore(ClosingMixin):
 
     def record_instances(self, records: Sequence[InstanceRecord]) -> None:
         """Insert or update many instances in one transaction (a run records them in batches)."""
+        self._check_writable("could not record instance")
         if not records:
             return
         for record in records:
@@ -195,19 +300,20 @@ class SqlStore(ClosingMixin):
         query = select(*(instance.c[name] for name in _INSTANCE_FIELDS)).where(
             instance.c.original_sop_uid == original_sop_uid
         )
-        with self._transaction("could not read instance record") as conn:
-            row = conn.execute(query).first()
+        with self._read("could not read instance record", instance) as conn:
+            row = None if conn is None else conn.execute(query).first()
         return None if row is None else InstanceRecord(*row)
 
     def instances(self) -> Iterator[InstanceRecord]:
         """Every processed instance, ordered by original SOP Instance UID (code points)."""
         query = select(*(instance.c[name] for name in _INSTANCE_FIELDS))
-        with self._transaction("could not list instance records") as conn:
-            records = [InstanceRecord(*row) for row in conn.execute(query)]
+        with self._read("could not list instance records", instance) as conn:
+            records = [] if conn is None else [InstanceRecord(*row) for row in conn.execute(query)]
         return iter(sorted(records, key=lambda r: r.original_sop_uid))
 
     def record_delivery(self, record: DeliveryRecord) -> None:
         """Insert or update the delivery keyed by (node, orthanc_study_id)."""
+        self._check_writable("could not record delivery")
         if record.status not in ("done", "held") or not record.node or not record.orthanc_study_id:
             raise StoreError("delivery record needs a node, a study ID and status done or held")
         values = asdict(record)
@@ -225,8 +331,9 @@ class SqlStore(ClosingMixin):
         """Every delivery from ``node``, keyed by Orthanc study ID."""
         names = [f.name for f in fields(DeliveryRecord)]
         query = select(*(delivery.c[n] for n in names)).where(delivery.c.node == node)
-        with self._transaction("could not list deliveries") as conn:
-            return {row.orthanc_study_id: DeliveryRecord(*row) for row in conn.execute(query)}
+        with self._read("could not list deliveries", delivery) as conn:
+            rows = [] if conn is None else list(conn.execute(query))
+        return {row.orthanc_study_id: DeliveryRecord(*row) for row in rows}
 
     def close(self) -> None:
         """Release connections; later calls raise :class:`StoreError`."""
