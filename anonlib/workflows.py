@@ -31,7 +31,8 @@ def source(spec: str) -> Source:
     """A source from a folder path, a constellation node name or an Orthanc URL."""
     from anonlib.sources import open_source
 
-    return open_source(spec)
+    found: Source = open_source(spec)
+    return found
 
 
 def load_profile(path: str) -> SiteProfile:
@@ -78,8 +79,11 @@ def anonymize(src: Source, studies: Sequence[str], *, output: str, db_url: str, 
     if src.kind == "orthanc":
         return _enqueue(src, studies)
     from anonlib.pipeline import RunSettings, run_folder
+    from anonlib.sources.folder import FolderSource
 
-    root = Path(src.root)
+    if not isinstance(src, FolderSource):
+        raise ConfigError(f"cannot anonymize from a {src.kind} source here")
+    root = src.root
     paths = [Path(key) for study in studies for key in src.instances(study)]
     settings = RunSettings(root, Path(output), db_url=db_url or None, profile=load_profile(profile))
     summary = run_folder(settings, paths=paths,
