@@ -51,7 +51,7 @@ def _annotations(source: str) -> dict[str, str]:
 
 
 def test_the_four_notebooks_are_committed() -> None:
-    assert BUNDLED == EXPECTED
+    assert set(EXPECTED) <= set(BUNDLED)
 
 
 @pytest.mark.parametrize("path", BUNDLED + TEST_NOTEBOOKS)
