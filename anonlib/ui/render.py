@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import io
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -12,9 +13,14 @@ __all__ = ["table_html", "diff_html", "findings_svg", "show", "show_html", "STYL
 
 
 def show(obj: object) -> None:
-    """IPython's ``display`` (typed)."""
-    from IPython.display import display
+    """IPython's ``display`` (typed). A matplotlib figure is shown as a PNG image: the figures
+    anonlib makes are built without pyplot, so IPython's inline backend never sees them."""
+    from IPython.display import Image, display
 
+    if type(obj).__name__ == "Figure" and hasattr(obj, "savefig"):
+        buffer = io.BytesIO()
+        obj.savefig(buffer, format="png", dpi=96, bbox_inches="tight")
+        obj = Image(data=buffer.getvalue(), format="png")  # type: ignore[no-untyped-call]
     display(obj)  # type: ignore[no-untyped-call]
 
 

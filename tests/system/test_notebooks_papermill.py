@@ -250,6 +250,7 @@ def test_browse_a_folder(corpus: Corpus, home: Path, tmp_path: Path) -> None:
     assert_headless(executed)
     shown = html_outputs(executed)
     assert shown.count("<table") >= 2  # patients and studies
+    assert any("image/png" in o.get("data", {}) for o in outputs(executed))  # series thumbnails
 
 
 @needs_real
@@ -261,6 +262,7 @@ def test_preview_a_folder_is_a_dry_run(corpus: Corpus, deidentified: tuple[Path,
                             timeout=CELL_TIMEOUT)
     assert_headless(executed)
     assert "anonlib-diff-table" in html_outputs(executed)
+    assert any("image/png" in o.get("data", {}) for o in outputs(executed))  # before / after images
     assert store_snapshot(url) == before and tree(corpus.root) == files_before and tree(home) == home_before
 
 
