@@ -28,6 +28,7 @@ from anonlib.constellation.processes import (
     assemble_config,
     free_port,
     pid_alive,
+    port_free,
     read_pid,
     start_process,
     stop_pidfile,
@@ -197,16 +198,29 @@ def _plan_nodes(settings: ConstellationSettings, old: ConstellationInfo | None) 
 
 
 def _start_node(settings: ConstellationSettings, spec: NodeSpec, node: NodeInfo,
-                nodes: dict[str, NodeInfo], db_url: str) -> NodeInfo:
+                nodes: dict[str, NodeInfo], db_url: str, attempts: int = 3) -> NodeInfo:
+    """Start one node; if its ports were taken between choosing and binding them (Orthanc exits
+    at once), choose other free ports and try again."""
     home = settings.home / node.name
     (home / "storage").mkdir(parents=True, exist_ok=True)
     config = assemble_config(settings.env_dir, spec.role, home / "config")
     log = home / "orthanc.log"
-    pid = start_process([settings.orthanc_binary, str(config), f"--logfile={log}"],
-                        pidfile=home / "orthanc.pid", logfile=home / "orthanc.stdout",
-                        env=_node_env(settings, spec, node, nodes, db_url))
-    wait_orthanc_ready(node.url, node.name, (node.username, node.password), pid, log=log)
-    return replace(node, pid=pid)
+    for attempt in range(attempts):
+        pid = start_process([settings.orthanc_binary, str(config), f"--logfile={log}"],
+                            pidfile=home / "orthanc.pid", logfile=home / "orthanc.stdout",
+                            env=_node_env(settings, spec, node, nodes, db_url))
+        try:
+            wait_orthanc_ready(node.url, node.name, (node.username, node.password), pid, log=log)
+            return replace(node, pid=pid)
+        except ProcessError:
+            stop_pidfile(home / "orthanc.pid", grace=5)
+            if attempt + 1 == attempts or port_free(int(node.url.rsplit(":", 1)[1])) and port_free(node.dicom_port):
+                raise  # not a port clash: report it
+            taken = {int(n.url.rsplit(":", 1)[1]) for n in nodes.values()} | {n.dicom_port for n in nodes.values()}
+            http = free_port(0, taken)
+            node = replace(node, url=f"http://127.0.0.1:{http}", dicom_port=free_port(0, taken | {http}))
+            nodes[node.name] = node
+    raise ProcessError(f"Orthanc {node.name} could not start")  # pragma: no cover
 
 
 # -- workers ----------------------------------------------------------------------------------

@@ -70,3 +70,29 @@ def test_intake_accepts_c_store_only_from_declared_modalities(constellation) -> 
     accepted = _storescu(info, info.scu_aet, path)
     assert accepted.returncode == 0, accepted.stderr
     assert len(httpx.get(f"{intake.url}/instances", auth=auth).json()) == 1
+
+
+def test_a_port_taken_at_the_last_moment_is_replaced(constellation_factory: Factory) -> None:
+    """Between choosing a free port and Orthanc binding it, another process may take it: the
+    node is started again on other free ports."""
+    from dataclasses import replace
+
+    from anonlib.constellation.manage import _start_node
+
+    settings, info = constellation_factory()
+    spec = next(s for s in settings.nodes if s.name == "dest")
+    manage.down(settings)
+    with socket.socket() as thief:
+        thief.bind(("127.0.0.1", 0))
+        thief.listen()
+        port = thief.getsockname()[1]
+        node = replace(info.node("dest"), url=f"http://127.0.0.1:{port}", pid=None)
+        nodes = {**info.nodes, "dest": node}
+        started = _start_node(settings, spec, node, nodes, info.db_url)
+        try:
+            assert started.url != node.url and pid_alive(started.pid)
+            assert httpx.get(f"{started.url}/system", auth=(started.username, started.password)).status_code == 200
+        finally:
+            from anonlib.constellation.processes import stop_pidfile
+
+            stop_pidfile(settings.home / "dest" / "orthanc.pid")
