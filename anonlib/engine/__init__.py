@@ -22,6 +22,7 @@ from anonlib.engine.privates import PrivatePolicy, declared_safe
 from anonlib.engine.subject import patient_key
 from anonlib.engine.text import Scrubber
 from anonlib.engine.uids import UidMapper
+from anonlib.engine.values import text_of
 from anonlib.engine.walk import Walker
 from anonlib.errors import DeidentificationError
 from anonlib.profile.iod import iod_types
@@ -72,12 +73,6 @@ class Outcome:
     pixels_cleaned: bool = False
 
 
-def _text(ds: Dataset, keyword: str) -> str:
-    try:
-        value = ds.get(keyword)
-    except Exception:  # noqa: BLE001
-        return ""
-    return str(value).strip(" \x00") if value not in (None, "") else ""
 
 
 def needs_pixel_data(ds: Dataset, plan: Plan) -> bool:
@@ -86,9 +81,9 @@ def needs_pixel_data(ds: Dataset, plan: Plan) -> bool:
 
 
 def _over_89(ds: Dataset) -> bool:
-    if is_over_89(age_in_years(_text(ds, "PatientAge"))):
+    if is_over_89(age_in_years(text_of(ds, "PatientAge"))):
         return True
-    born, seen = parse_da(_text(ds, "PatientBirthDate")), parse_da(_text(ds, "StudyDate"))
+    born, seen = parse_da(text_of(ds, "PatientBirthDate")), parse_da(text_of(ds, "StudyDate"))
     if born and seen:
         years = seen.year - born.year - ((seen.month, seen.day) < (born.month, born.day))
         return years >= 90
@@ -117,18 +112,18 @@ def deidentify(ds: Dataset, plan: Plan, lookup: Lookup, *, copy: bool = True,
     """
     if copy:
         ds = _copy.deepcopy(ds)
-    sop_class = _text(ds, "SOPClassUID")
+    sop_class = text_of(ds, "SOPClassUID")
     meta_class = str(getattr(ds, "file_meta", Dataset()).get("MediaStorageSOPClassUID", ""))
     if _DICOMDIR in (sop_class, meta_class) or "DirectoryRecordSequence" in ds:
         raise DeidentificationError("a DICOMDIR is not de-identified; rebuild it from the output")
-    if not sop_class or not _text(ds, "SOPInstanceUID"):
+    if not sop_class or not text_of(ds, "SOPInstanceUID"):
         raise DeidentificationError("not a composite instance (no SOP Class / SOP Instance UID)")
-    if not _text(ds, "StudyInstanceUID"):
+    if not text_of(ds, "StudyInstanceUID"):
         raise DeidentificationError("no Study Instance UID (Type 1 in every composite IOD)")
 
     mapper = UidMapper(lookup.secret, plan.uid_root)
     verdict = assess_pixels(ds, plan)
-    originals = {k: _text(ds, k) for k in ("SOPInstanceUID", "SeriesInstanceUID",
+    originals = {k: text_of(ds, k) for k in ("SOPInstanceUID", "SeriesInstanceUID",
                                            "StudyInstanceUID", "AccessionNumber")}
     walker = Walker(
         plan=plan,
@@ -160,12 +155,12 @@ def deidentify(ds: Dataset, plan: Plan, lookup: Lookup, *, copy: bool = True,
         original_series_uid=originals["SeriesInstanceUID"],
         original_study_uid=originals["StudyInstanceUID"],
         original_accession=originals["AccessionNumber"],
-        new_sop_uid=_text(ds, "SOPInstanceUID"),
-        new_series_uid=_text(ds, "SeriesInstanceUID"),
-        new_study_uid=_text(ds, "StudyInstanceUID"),
-        study_date=_text(ds, "StudyDate"),
-        series_number=_text(ds, "SeriesNumber"),
-        modality=_text(ds, "Modality"),
+        new_sop_uid=text_of(ds, "SOPInstanceUID"),
+        new_series_uid=text_of(ds, "SeriesInstanceUID"),
+        new_study_uid=text_of(ds, "StudyInstanceUID"),
+        study_date=text_of(ds, "StudyDate"),
+        series_number=text_of(ds, "SeriesNumber"),
+        modality=text_of(ds, "Modality"),
         sop_class_uid=sop_class,
     )
     return Outcome(ds, keys, walker.changes, quarantine, cleaned)

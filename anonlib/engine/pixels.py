@@ -8,6 +8,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 
+from anonlib.engine.values import text_of
 from anonlib.profile.plan import Plan
 from anonlib.profile.site import MaskRule
 
@@ -23,17 +24,12 @@ class PixelVerdict:
     mask: MaskRule | None = None
 
 
-def _text(ds: Dataset, keyword: str) -> str:
-    value = ds.get(keyword, "")
-    return str(value).strip() if value is not None else ""
-
-
 def assess_pixels(ds: Dataset, plan: Plan) -> PixelVerdict:
     """Whether the pixels of ``ds`` may carry identifying text, from its header alone."""
-    burned = _text(ds, "BurnedInAnnotation").upper()
-    visual = _text(ds, "RecognizableVisualFeatures").upper()
-    sop_class = _text(ds, "SOPClassUID")
-    modality = _text(ds, "Modality").upper()
+    burned = text_of(ds, "BurnedInAnnotation").upper()
+    visual = text_of(ds, "RecognizableVisualFeatures").upper()
+    sop_class = text_of(ds, "SOPClassUID")
+    modality = text_of(ds, "Modality").upper()
     reason = ""
     if visual == "YES":
         return PixelVerdict("quarantine", "RecognizableVisualFeatures is YES (faces cannot be cleaned)")
@@ -48,7 +44,7 @@ def assess_pixels(ds: Dataset, plan: Plan) -> PixelVerdict:
         return PixelVerdict("pass")
     rows, columns = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
     for rule in plan.masks:
-        if rule.matches(_text(ds, "Manufacturer"), _text(ds, "ManufacturerModelName"), rows, columns):
+        if rule.matches(text_of(ds, "Manufacturer"), text_of(ds, "ManufacturerModelName"), rows, columns):
             return PixelVerdict("mask", reason, rule)
     return PixelVerdict("quarantine", reason + "; no pixel-mask rule matches")
 

@@ -12,29 +12,24 @@ from __future__ import annotations
 
 from pydicom.dataset import Dataset
 
+from anonlib.engine.values import text_of
 from anonlib.errors import DeidentificationError
 from anonlib.store.base import PatientKey
 
 __all__ = ["patient_key"]
 
 
-def _text(ds: Dataset, keyword: str) -> str:
-    try:
-        value = ds.get(keyword)
-    except Exception:  # noqa: BLE001 - an undecodable value counts as missing
-        return ""
-    return str(value).strip(" \x00") if value not in (None, "") else ""
 
 
 def patient_key(ds: Dataset) -> PatientKey:
     """The lookup key for the patient of ``ds`` (see the module docstring for the rule)."""
-    issuer = _text(ds, "IssuerOfPatientID")
-    patient_id = _text(ds, "PatientID")
+    issuer = text_of(ds, "IssuerOfPatientID")
+    patient_id = text_of(ds, "PatientID")
     if patient_id:
         return PatientKey(patient_id, issuer)
     for prefix, keyword in (("study", "StudyInstanceUID"), ("series", "SeriesInstanceUID"),
                             ("instance", "SOPInstanceUID")):
-        uid = _text(ds, keyword)
+        uid = text_of(ds, keyword)
         if uid:
             return PatientKey(f"~{prefix}:{uid}", issuer)
     raise DeidentificationError("no PatientID and no Study/Series/SOP Instance UID to key a pseudonym on")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["dummy_value", "empty_value", "MAX_LENGTH", "TEXT_VRS", "fit"]
+__all__ = ["dummy_value", "empty_value", "MAX_LENGTH", "TEXT_VRS", "fit", "text_of"]
 
 #: VRs whose values are free or short text that can carry identifying words.
 TEXT_VRS = frozenset({"AE", "LO", "LT", "PN", "SH", "ST", "UC", "UT", "UR"})
@@ -43,3 +43,12 @@ def fit(text: str, vr: str) -> str:
     """``text`` cut to the maximum length of ``vr``."""
     limit = MAX_LENGTH.get(vr)
     return text[:limit] if limit and len(text) > limit else text
+
+
+def text_of(ds: Any, keyword: str) -> str:
+    """The value of ``keyword`` in ``ds`` as stripped text; "" when absent, empty or undecodable."""
+    try:
+        value = ds.get(keyword)
+    except Exception:  # noqa: BLE001 - an undecodable value counts as missing
+        return ""
+    return str(value).strip(" \x00") if value not in (None, "") else ""

@@ -24,6 +24,7 @@ from pydicom.dataset import Dataset
 
 from anonlib.dicomio import quiet_pydicom, read_instance
 from anonlib.engine.subject import patient_key
+from anonlib.engine.values import text_of
 from anonlib.errors import ConfigError
 from anonlib.sources.base import UnknownKey
 from anonlib.sources.tables import (
@@ -45,12 +46,6 @@ _FIELDS = {
 }
 
 
-def _text(ds: Dataset, keyword: str) -> str:
-    try:
-        value = ds.get(keyword)
-    except Exception:  # noqa: BLE001 - an undecodable value counts as missing
-        return ""
-    return str(value).strip(" \x00") if value not in (None, "") else ""
 
 
 def _patient(ds: Dataset) -> str:
@@ -113,9 +108,9 @@ class FolderSource:
         for path in sorted(p for p in self.root.rglob("*") if p.is_file() and not p.name.startswith(".tmp-")):
             try:
                 ds = read_instance(path, label="file").dataset
-                entry = _Entry(str(path), _text(ds, "SOPInstanceUID"), _text(ds, "StudyInstanceUID"),
-                               _text(ds, "SeriesInstanceUID"), _patient(ds),
-                               {name: _text(ds, keyword) for name, keyword in _FIELDS.items()})
+                entry = _Entry(str(path), text_of(ds, "SOPInstanceUID"), text_of(ds, "StudyInstanceUID"),
+                               text_of(ds, "SeriesInstanceUID"), _patient(ds),
+                               {name: text_of(ds, keyword) for name, keyword in _FIELDS.items()})
             except Exception:  # noqa: BLE001 - any unreadable file is skipped and counted
                 index.skipped += 1
                 continue
