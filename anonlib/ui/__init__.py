@@ -1,8 +1,16 @@
 """ipywidgets components for the notebooks: they build parameters and call
 :mod:`anonlib.workflows`; headless runs call the same functions without widgets."""
 
-from anonlib.ui.panels import AnonymizePanel, AuditPanel, BrowsePanel, PreviewPanel, show_audit, show_preview
+from anonlib.ui.panels import (
+           AnonymizePanel,
+           AuditPanel,
+           BrowsePanel,
+           PreviewPanel,
+           show_audit,
+           show_findings,
+           show_preview,
+)
 from anonlib.ui.render import diff_html, table_html
 
 __all__ = ["AnonymizePanel", "AuditPanel", "BrowsePanel", "PreviewPanel", "diff_html", "show_audit",
-           "show_preview", "table_html"]
+           "show_findings", "show_preview", "table_html"]

@@ -3,17 +3,19 @@ functions and show what those return; there is no other logic here."""
 
 from __future__ import annotations
 
+from html import escape
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
 from anonlib import workflows
-from anonlib.ui.render import diff_html, show, show_html, table_html
+from anonlib.ui.render import diff_html, findings_svg, show, show_html, table_html
 
 if TYPE_CHECKING:
     from anonlib.sources.base import Source
 
-__all__ = ["BrowsePanel", "PreviewPanel", "AnonymizePanel", "AuditPanel", "study_options"]
+__all__ = ["BrowsePanel", "PreviewPanel", "AnonymizePanel", "AuditPanel", "show_audit", "show_findings", "show_preview",
+           "study_options"]
 
 
 def study_options(src: Source) -> list[tuple[str, str]]:
@@ -48,6 +50,8 @@ class BrowsePanel(w.VBox):  # type: ignore[misc]
         super().__init__([w.HBox([self.patient, self.modality]), w.HBox([self.date_from, self.date_to]),
                           self.show, self.out_studies, w.HBox([self.study, self.thumbs]), self.out_series])
         self.add_class("anonlib-browse")
+        self.study.add_class("anonlib-series-picker")
+        self.thumbs.add_class("anonlib-thumbnails-button")
         self.refresh()
 
     def refresh(self) -> None:
@@ -127,6 +131,9 @@ class AnonymizePanel(w.VBox):  # type: ignore[misc]
         self.jobs.on_click(lambda _b: self.show_jobs())
         controls = [self.button, self.bar] + ([self.jobs] if src.kind == "orthanc" else [])
         super().__init__([self.studies, w.HBox(controls), self.out])
+        self.add_class("anonlib-anonymize")
+        self.studies.add_class("anonlib-studies-picker")
+        self.button.add_class("anonlib-anonymize-button")
 
     def _progress(self, done: int, total: int) -> None:
         self.bar.max, self.bar.value = max(total, 1), done
@@ -158,6 +165,8 @@ class AuditPanel(w.VBox):  # type: ignore[misc]
         self.out = w.Output()
         self.button.on_click(lambda _b: self.run())
         super().__init__([w.HBox([self.button, self.conformance]), self.out])
+        self.add_class("anonlib-audit")
+        self.button.add_class("anonlib-audit-button")
 
     def run(self) -> None:
         self.out.clear_output()
@@ -169,6 +178,7 @@ class AuditPanel(w.VBox):  # type: ignore[misc]
                 _error(self.out, exc)
                 return
             show_audit(result, html)
+            show_findings(result)
 
 
 def show_audit(result: Any, html: Any) -> None:
@@ -179,3 +189,12 @@ def show_audit(result: Any, html: Any) -> None:
     show_html(table_html(result.summary(), css_class="anonlib-audit-summary"))
     if html is not None:
         show_html(f"<p>HTML report: {html}</p>")
+
+
+def show_findings(result: Any) -> None:
+    """The chart of findings (inline SVG: renders offline), the failing categories, the findings
+    to act on by study, and the regulatory status. Tag paths, categories and counts only."""
+    show_html(findings_svg(result))
+    show_html("<h4>Failing categories</h4><p>" + (", ".join(result.failing_categories()) or "none") + "</p>")
+    show_html("<h4>Findings to act on, by study</h4>" + table_html(result.by_study(), css_class="anonlib-by-study"))
+    show_html(f"<h4>Regulatory status</h4><p>{escape(result.regulatory_status)}</p>")

@@ -1,16 +1,22 @@
-"""A real browser on a real JupyterLab: open ``notebooks/02_preview.ipynb``, Run All, pick a
-study in the preview widget, click the preview button, and see the de-identification diff table.
+"""A real browser on a real JupyterLab, the way a newcomer uses the four notebooks: open each,
+Run All, use its widget, and see what it shows.
+
+- ``01_browse``: pick a study in the series picker, click "Thumbnails": series table and images.
+- ``02_preview``: pick a study (not the default), click the preview button: the diff table.
+- ``03_anonymize``: select a study, click "Anonymize": the results table, files on disk.
+- ``04_audit``: click "Run the audit": the verdict, the summary table and the findings chart.
 
 JupyterLab runs as a subprocess on a free port with its own config, data, settings and IPython
-folders in tmp (no news pop-up, no autosave: the notebook in the repository is never rewritten).
-The parameters reach the kernel the way papermill's injected cell would: an IPython start-up
-hook assigns them right after the cell tagged ``parameters`` runs. Headless Chromium is Debian's
-``/usr/bin/chromium`` driven by the ``playwright`` Python package (no browser download).
-The screenshot is left in ``test-artifacts/browser/preview.png``.
+folders in tmp (no news pop-up, no autosave: the notebooks in the repository are never
+rewritten). The parameters reach the kernel the way papermill's injected cell would: an IPython
+start-up hook assigns them right after the cell tagged ``parameters`` runs. Headless Chromium is
+Debian's ``/usr/bin/chromium`` driven by the ``playwright`` Python package (no browser
+download). Screenshots are left in ``test-artifacts/browser/<notebook>.png``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -23,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import nbformat
@@ -39,12 +45,12 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
-NOTEBOOK = notebooks_dir() / "02_preview.ipynb"
+NOTEBOOKS = {name: notebooks_dir() / f"{name}.ipynb"
+             for name in ("01_browse", "02_preview", "03_anonymize", "04_audit")}
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-STUDY_PICKER, PREVIEW_BUTTON, DIFF_TABLE = ".anonlib-study-picker", ".anonlib-preview-button", "table.anonlib-diff-table"
 START_TIMEOUT = 90.0
 RUN_TIMEOUT = 180.0
 
@@ -61,16 +67,16 @@ LAB_SETTINGS = {
 INJECT_HOOK = '''\
 import json as _json
 
-_ANONLIB_PARAMETERS = _json.loads({parameters!r})
-_ANONLIB_PARAMETERS_CELL = {cell!r}
+_ANONLIB_PARAMETERS = _json.loads({parameters!r})  # [parameters cell, values] per notebook
 
 
 def _anonlib_inject_parameters(result):
     def norm(text):
         return [line.rstrip() for line in text.strip().splitlines()]
 
-    if norm(result.info.raw_cell) == norm(_ANONLIB_PARAMETERS_CELL):
-        get_ipython().user_ns.update(_ANONLIB_PARAMETERS)
+    for cell, values in _ANONLIB_PARAMETERS:
+        if norm(result.info.raw_cell) == norm(cell):
+            get_ipython().user_ns.update(values)
 
 
 get_ipython().events.register("post_run_cell", _anonlib_inject_parameters)
@@ -94,6 +100,10 @@ class Lab:
         return httpx.request(method, f"{self.url}{path}", headers={"Authorization": f"token {self.token}"},
                              timeout=10)
 
+    def stop_kernels(self) -> None:
+        for session in self.api("GET", "/api/sessions").json():
+            self.api("DELETE", f"/api/sessions/{session['id']}")
+
 
 def parameters_cell(notebook: Path) -> str:
     nb = nbformat.read(notebook, as_version=4)
@@ -101,39 +111,49 @@ def parameters_cell(notebook: Path) -> str:
     return str(cell.source)
 
 
-@pytest.fixture
-def prepared(tmp_path: Path) -> dict[str, object]:
-    """A synthetic folder and its SQLite lookup store (de-identified once, so patients have
-    pseudonyms), and ANONLIB_HOME, all in tmp."""
-    corpus = build_corpus(tmp_path / "input", seed=3, bad_files=False)
-    home = tmp_path / "home"
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A synthetic folder, its de-identified copy and their SQLite lookup store (so patients
+    have pseudonyms), ANONLIB_HOME, and the parameters of each notebook, all in tmp."""
+    tmp = tmp_path_factory.mktemp("browser")
+    corpus = build_corpus(tmp / "input", seed=3, bad_files=False)
+    home = tmp / "home"
     home.mkdir()
     db_url = f"sqlite:///{home / 'lookup.sqlite3'}"
-    run_folder(RunSettings(corpus.root, tmp_path / "output", db_url=db_url))
-    return {"source": str(corpus.root), "db_url": db_url, "output": "", "originals": "",
-            "interactive": True, "home": str(home)}
+    run_folder(RunSettings(corpus.root, tmp / "output", db_url=db_url))
+    common = {"source": str(corpus.root), "db_url": db_url, "output": "", "originals": "", "interactive": True}
+    return {
+        "tmp": tmp, "home": home,
+        "parameters": {
+            "01_browse": common,
+            "02_preview": common,
+            "03_anonymize": {**common, "output": str(tmp / "anonymized")},
+            "04_audit": {**common, "source": str(tmp / "output"), "originals": str(corpus.root),
+                         "output": str(tmp / "audit")},
+        },
+    }
 
 
-@pytest.fixture
-def lab(prepared: dict[str, object], tmp_path: Path) -> Iterator[Lab]:
+@pytest.fixture(scope="module")
+def lab(prepared: dict[str, Any]) -> Iterator[Lab]:
     """JupyterLab on a free port; its process group killed and its sessions deleted afterwards."""
-    jupyter = tmp_path / "jupyter"
+    tmp: Path = prepared["tmp"]
+    jupyter = tmp / "jupyter"
     for relative, values in LAB_SETTINGS.items():
         path = jupyter / "lab-settings" / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(values))
     startup = jupyter / "ipython" / "profile_default" / "startup"
     startup.mkdir(parents=True)
-    injected = {k: v for k, v in prepared.items() if k != "home"}
-    (startup / "00-anonlib-test-parameters.py").write_text(
-        INJECT_HOOK.format(parameters=json.dumps(injected), cell=parameters_cell(NOTEBOOK)))
+    injected = [[parameters_cell(NOTEBOOKS[name]), values] for name, values in prepared["parameters"].items()]
+    (startup / "00-anonlib-test-parameters.py").write_text(INJECT_HOOK.format(parameters=json.dumps(injected)))
     token, port = secrets.token_hex(16), free_port()
     env = {**os.environ, "ANONLIB_HOME": str(prepared["home"]), "IPYTHONDIR": str(jupyter / "ipython"),
            "JUPYTER_CONFIG_DIR": str(jupyter / "config"), "JUPYTER_DATA_DIR": str(jupyter / "data"),
            "JUPYTER_RUNTIME_DIR": str(jupyter / "runtime"),
            "JUPYTERLAB_SETTINGS_DIR": str(jupyter / "lab-settings"),
            "JUPYTERLAB_WORKSPACES_DIR": str(jupyter / "workspaces")}
-    log = tmp_path / "jupyterlab.log"
+    log = tmp / "jupyterlab.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(
             [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", f"--port={port}",
@@ -154,11 +174,8 @@ def lab(prepared: dict[str, object], tmp_path: Path) -> Iterator[Lab]:
             time.sleep(0.3)
         yield server
     finally:
-        try:
-            for session in server.api("GET", "/api/sessions").json():
-                server.api("DELETE", f"/api/sessions/{session['id']}")
-        except (httpx.HTTPError, ValueError):
-            pass
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            server.stop_kernels()
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)  # Lab shuts its kernels down on SIGTERM
             try:
@@ -187,17 +204,81 @@ def _wait_for_every_execution_count(page: Page, timeout: float) -> None:
         time.sleep(0.25)
 
 
-@pytest.mark.skipif(not NOTEBOOK.exists(), reason="notebooks/02_preview.ipynb is not written yet")
-def test_preview_widget_in_jupyterlab(lab: Lab, tmp_path: Path,
-                                      record_property: Callable[[str, object], None],
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+def _no_error_shown(page: Page) -> None:
+    """No traceback, and no error a panel caught and showed in red."""
+    text = page.locator(".jp-Notebook").inner_text()
+    assert "Traceback" not in text
+    assert page.locator(".jp-Notebook p[style*='#b91c1c']").count() == 0, \
+        page.locator(".jp-Notebook p[style*='#b91c1c']").first.inner_text()
+
+
+def _use_browse(page: Page, _parameters: dict[str, Any]) -> str:
+    page.locator("table.anonlib-studies").wait_for(timeout=60_000)
+    assert page.locator("table.anonlib-studies tr").count() > 2  # header and studies
+    picker = page.locator(".anonlib-series-picker select")
+    assert picker.locator("option").count() >= 2
+    picker.select_option(index=1)
+    page.locator("button.anonlib-thumbnails-button").click()
+    images = page.locator(".anonlib-browse .jp-OutputArea-output img")
+    images.first.wait_for(timeout=RUN_TIMEOUT * 1000)
+    assert images.count() >= 1
+    return ".anonlib-browse"
+
+
+def _use_preview(page: Page, _parameters: dict[str, Any]) -> str:
+    picker = page.locator(".anonlib-study-picker select")
+    picker.wait_for(timeout=60_000)
+    assert picker.locator("option").count() >= 2
+    picker.select_option(index=1)  # not the default: really choose a study
+    page.locator("button.anonlib-preview-button").click()
+    table = page.locator("table.anonlib-diff-table")
+    table.wait_for(timeout=RUN_TIMEOUT * 1000)
+    assert page.locator(".anonlib-study-picker").count() == 1
+    assert table.locator("tr").count() > 5
+    assert "pseudonym" in page.locator(".jp-Notebook").inner_text()
+    return ".anonlib-study-picker"
+
+
+def _use_anonymize(page: Page, parameters: dict[str, Any]) -> str:
+    picker = page.locator(".anonlib-studies-picker select")
+    picker.wait_for(timeout=60_000)
+    picker.select_option(index=0)
+    page.locator("button.anonlib-anonymize-button").click()
+    table = page.locator("table.anonlib-results")
+    table.wait_for(timeout=RUN_TIMEOUT * 1000)
+    assert table.locator("tr").count() >= 2
+    output = Path(parameters["output"])
+    assert (output / "manifest.csv").exists() and any(output.rglob("*.dcm"))
+    return ".anonlib-anonymize"
+
+
+def _use_audit(page: Page, parameters: dict[str, Any]) -> str:
+    page.locator("button.anonlib-audit-button").click()
+    page.locator("table.anonlib-audit-summary").wait_for(timeout=RUN_TIMEOUT * 1000)
+    panel = page.locator(".anonlib-audit")
+    panel.locator("svg").first.wait_for(timeout=60_000)  # the findings chart
+    assert "Audit: PASS" in panel.inner_text()
+    assert (Path(parameters["output"]) / "audit-report.html").exists()
+    return ".anonlib-audit"
+
+
+USES: dict[str, Callable[[Page, dict[str, Any]], str]] = {
+    "01_browse": _use_browse, "02_preview": _use_preview, "03_anonymize": _use_anonymize, "04_audit": _use_audit}
+
+
+@pytest.mark.parametrize("name", list(NOTEBOOKS))
+def test_notebook_and_its_widget_in_jupyterlab(name: str, lab: Lab, prepared: dict[str, Any],
+                                               tmp_path: Path, record_property: Callable[[str, object], None],
+                                               capsys: pytest.CaptureFixture[str]) -> None:
     from playwright.sync_api import sync_playwright
 
-    committed = hashlib.sha256(NOTEBOOK.read_bytes()).hexdigest()
+    notebook = NOTEBOOKS[name]
+    committed = hashlib.sha256(notebook.read_bytes()).hexdigest()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    screenshot = ARTIFACTS / "preview.png"
+    short = name.split("_", 1)[1]
+    screenshot = ARTIFACTS / f"{short}.png"
     screenshot.unlink(missing_ok=True)
-    relative = NOTEBOOK.relative_to(ROOT).as_posix()
+    relative = notebook.relative_to(ROOT).as_posix()
     started = time.monotonic()
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch_persistent_context(
@@ -216,29 +297,19 @@ def test_preview_widget_in_jupyterlab(lab: Lab, tmp_path: Path,
             }""", timeout=START_TIMEOUT * 1000)
             page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
             _wait_for_every_execution_count(page, RUN_TIMEOUT)
-
-            picker = page.locator(f"{STUDY_PICKER} select")
-            picker.wait_for(timeout=60_000)
-            options = picker.locator("option").all_text_contents()
-            assert len(options) >= 2, options
-            picker.select_option(index=1)  # not the default: really choose a study
-            page.locator(f"button{PREVIEW_BUTTON}").click()
-            table = page.locator(DIFF_TABLE)
-            table.wait_for(timeout=RUN_TIMEOUT * 1000)
-            # The widget at the top of the view: picker, button, identity, summary, the diff's start.
-            page.locator(STUDY_PICKER).evaluate("e => e.scrollIntoView({block: 'start'})")
-
-            assert page.locator(STUDY_PICKER).count() == 1 and page.locator(PREVIEW_BUTTON).count() == 1
-            assert table.locator("tr").count() > 5
+            panel = USES[name](page, prepared["parameters"][name])
+            _no_error_shown(page)
+            page.locator(panel).first.evaluate("e => e.scrollIntoView({block: 'start'})")
             page.screenshot(path=str(screenshot))
         except Exception:
-            page.screenshot(path=str(ARTIFACTS / "preview-failure.png"))
+            page.screenshot(path=str(ARTIFACTS / f"{short}-failure.png"))
             raise
         finally:
             browser.close()
+            lab.stop_kernels()
     elapsed = time.monotonic() - started
     assert screenshot.stat().st_size > 10_000
-    assert hashlib.sha256(NOTEBOOK.read_bytes()).hexdigest() == committed, "the repository's notebook was rewritten"
+    assert hashlib.sha256(notebook.read_bytes()).hexdigest() == committed, "the repository's notebook was rewritten"
     record_property("screenshot", str(screenshot))
     with capsys.disabled():
-        print(f"\n[browser] screenshot: {screenshot} (browser part {elapsed:.1f} s)")
+        print(f"\n[browser] {name}: screenshot {screenshot} ({elapsed:.1f} s)")
