@@ -3,10 +3,30 @@ it blanks PatientName and PatientID and keeps everything else, including input f
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pydicom
+from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+
+if TYPE_CHECKING:
+    from anonlib.synthetic import Corpus
+
+
+def blank_name_and_id(ds: Dataset) -> Dataset:
+    """All the naive de-identifier does: PatientName and PatientID emptied."""
+    ds.PatientName = ""
+    ds.PatientID = ""
+    return ds
+
+
+def naive_copies(corpus: Corpus) -> Iterator[Dataset]:
+    """Every de-identifiable corpus file, naively de-identified, in memory."""
+    for file in corpus.files:
+        if file.expect != "reject":
+            yield blank_name_and_id(pydicom.dcmread(file.path))
 
 
 def naive_deidentify(source: Path, output: Path) -> list[Path]:
@@ -18,8 +38,7 @@ def naive_deidentify(source: Path, output: Path) -> list[Path]:
             continue
         if "SOPInstanceUID" not in ds:
             continue
-        ds.PatientName = ""
-        ds.PatientID = ""
+        blank_name_and_id(ds)
         target = output / path.relative_to(source)
         target.parent.mkdir(parents=True, exist_ok=True)
         ds.save_as(target)

@@ -6,14 +6,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 from xml.etree import ElementTree
 
-import pydicom
 import pytest
-from pydicom.dataset import Dataset
 
 from anonlib import __version__
 from anonlib.audit.model import AuditResult, Finding
@@ -28,6 +25,7 @@ from anonlib.audit.report import (
 from anonlib.audit.report_charts import stacked_bars
 from anonlib.audit.safeharbor import regulatory_status, scan_safe_harbor
 from anonlib.synthetic import Corpus
+from tests.naive import naive_copies
 
 WHEN = dt.datetime(2025, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
 _EXTERNAL = re.compile(r"""(?:src|href|action|data)\s*=\s*["']?\s*(?:https?:|//|ftp:|file:)|@import|url\(\s*["']?(?:https?:|//)""",
@@ -186,16 +184,6 @@ def test_the_study_chart_shows_the_studies_with_most_failures() -> None:
 
 
 # -- real findings ---------------------------------------------------------------------------
-def naive_copies(corpus: Corpus) -> Iterator[Dataset]:
-    """Every de-identifiable corpus file with only PatientName and PatientID blanked."""
-    for file in corpus.files:
-        if file.expect != "reject":
-            ds = pydicom.dcmread(file.path)
-            ds.PatientName = ""
-            ds.PatientID = ""
-            yield ds
-
-
 @pytest.fixture(scope="module")
 def naive_result(corpus: Corpus) -> AuditResult:
     """The Safe Harbor scan of the naive copies, studies and instances labelled by number."""

@@ -19,6 +19,7 @@ from anonlib.pipeline import RunSettings, run_folder
 from anonlib.profile.options import DEFAULT_OPTIONS, Option
 from anonlib.profile.site import SiteProfile
 from anonlib.synthetic import Corpus
+from tests.naive import naive_copies
 
 PSEUDONYM = "ANONQ7K2M9PX"
 NEW_UID = "2.25.302215337219843757451281950924451826318"
@@ -327,16 +328,6 @@ def test_engine_output_with_dates_removed_has_no_failure_and_no_kept_date(
     assert {detect_date_mode(ds) for ds in _outputs(tmp_path / "out")} == {"remove"}
     assert not [f for f in findings if f.verdict == "fail"]
     assert not [f for f in findings if f.category == "C dates" and f.verdict != "pass"]
-
-
-def naive_copies(corpus: Corpus) -> Iterator[Dataset]:
-    """Every de-identifiable corpus file with only PatientName and PatientID blanked."""
-    for file in corpus.files:
-        if file.expect != "reject":
-            ds = pydicom.dcmread(file.path)
-            ds.PatientName = ""
-            ds.PatientID = ""
-            yield ds
 
 
 def test_naive_copy_fails_in_every_category_the_corpus_plants(corpus: Corpus) -> None:
