@@ -118,7 +118,7 @@ def process_study(info: ConstellationInfo, study_id: str, *, node: str = "intake
         if snap is None:
             return StudyResult(node, study_id, "gone", reason="the study is no longer on the node")
         try:
-            previous = ctx.processor.store.deliveries(node).get(study_id)
+            previous = ctx.processor.store.deliveries(node, [study_id]).get(study_id)
         except StoreError as exc:
             raise TransientError(f"lookup store: {exc}") from exc
         if (not force and previous is not None and previous.status == "done"

@@ -19,8 +19,7 @@ from anonlib.jobs.app import TASK_NAME
 from anonlib.jobs.locks import parse_queueing_lock, study_queueing_lock
 from anonlib.jobs.tables import change_cursor, job_outcome
 from anonlib.store.base import DeliveryRecord
-from anonlib.store.db import make_engine, store_error
-from anonlib.store.tables import delivery
+from anonlib.store.db import delivery_query, delivery_records, make_engine, store_error
 
 __all__ = ["JobRow", "JobsDb", "StudyJobs", "advisory_key"]
 
@@ -149,15 +148,10 @@ class JobsDb:
 
     def deliveries(self, node: str, study_ids: Sequence[str] | None = None) -> dict[str, DeliveryRecord]:
         """Delivery records of ``node`` (all, or those of ``study_ids``), by Orthanc study ID."""
-        query = select(delivery).where(delivery.c.node == node)
-        if study_ids is not None:
-            if not study_ids:
-                return {}
-            query = query.where(delivery.c.orthanc_study_id.in_(list(study_ids)))
-        names = [f.name for f in fields(DeliveryRecord)]
+        if study_ids is not None and not study_ids:
+            return {}
         with self._begin("could not read delivery records") as conn:
-            rows = conn.execute(query).mappings().all()
-        return {row["orthanc_study_id"]: DeliveryRecord(**{n: row[n] for n in names}) for row in rows}
+            return delivery_records(conn.execute(delivery_query(node, study_ids)))
 
     # -- procrastinate's jobs, read-only ------------------------------------------------------
 

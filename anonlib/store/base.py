@@ -150,8 +150,8 @@ class LookupStore(Protocol):
     def record_delivery(self, record: DeliveryRecord) -> None:
         """Insert or update the delivery keyed by (node, orthanc_study_id)."""
 
-    def deliveries(self, node: str) -> dict[str, DeliveryRecord]:
-        """Every delivery from ``node``, keyed by Orthanc study ID."""
+    def deliveries(self, node: str, study_ids: Sequence[str] | None = None) -> dict[str, DeliveryRecord]:
+        """The deliveries from ``node`` (all, or those of ``study_ids``), keyed by Orthanc study ID."""
 
     def instance(self, original_sop_uid: str) -> InstanceRecord | None:
         """The record of one processed instance, if any."""

@@ -8,19 +8,25 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Iterable, Sequence
+from dataclasses import fields
 from typing import Any
 
-from sqlalchemy import Engine, Table, create_engine, event, func, select
+from sqlalchemy import Engine, Select, Table, create_engine, event, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
 from anonlib.errors import ConfigError, StoreError
-from anonlib.store.tables import SCHEMA_LOCK_KEY, SCHEMA_VERSION, metadata, schema_version
+from anonlib.store.base import DeliveryRecord
+from anonlib.store.tables import SCHEMA_LOCK_KEY, SCHEMA_VERSION, delivery, metadata, schema_version
 
 __all__ = [
     "DEFAULT_PG_DRIVER",
     "SQLITE_BUSY_TIMEOUT_MS",
+    "check_schema_version",
+    "delivery_query",
+    "delivery_records",
     "ensure_schema",
     "make_engine",
     "store_error",
@@ -119,11 +125,28 @@ def ensure_schema(engine: Engine) -> None:
             upsert(conn, schema_version).values(version=SCHEMA_VERSION).on_conflict_do_nothing()
         )
         found = conn.scalar(select(func.max(schema_version.c.version)))
+    check_schema_version(found)
+
+
+def check_schema_version(found: int | None) -> None:
+    """Raise :class:`StoreError` if the database's schema version ``found`` is newer than ours."""
     if found is not None and found > SCHEMA_VERSION:
-        raise StoreError(
-            f"the lookup store has schema version {found}; this anonlib knows only up to "
-            f"{SCHEMA_VERSION}: upgrade anonlib"
-        )
+        raise StoreError(f"the lookup store has schema version {found}; this anonlib knows only up to "
+                         f"{SCHEMA_VERSION}: upgrade anonlib")
+
+
+def delivery_query(node: str, study_ids: Sequence[str] | None = None) -> Select[Any]:
+    """The delivery records of ``node`` (all, or those of ``study_ids``), in
+    :class:`~anonlib.store.base.DeliveryRecord` field order."""
+    query = select(*(delivery.c[f.name] for f in fields(DeliveryRecord))).where(delivery.c.node == node)
+    if study_ids is not None:
+        query = query.where(delivery.c.orthanc_study_id.in_(list(study_ids)))
+    return query
+
+
+def delivery_records(rows: Iterable[Any]) -> dict[str, DeliveryRecord]:
+    """Rows of :func:`delivery_query` as records, by Orthanc study ID."""
+    return {row.orthanc_study_id: DeliveryRecord(*row) for row in rows}
 
 
 def upsert(conn: Connection, table: Table) -> Insert:

@@ -162,11 +162,13 @@ class MemoryStore(ClosingMixin):
             previous = data.deliveries.get(key)
             data.deliveries[key] = replace(record, runs=previous.runs + 1 if previous else 1)
 
-    def deliveries(self, node: str) -> dict[str, DeliveryRecord]:
-        """Every delivery from ``node``, keyed by Orthanc study ID."""
+    def deliveries(self, node: str, study_ids: Sequence[str] | None = None) -> dict[str, DeliveryRecord]:
+        """The deliveries from ``node`` (all, or those of ``study_ids``), keyed by Orthanc study ID."""
+        wanted = None if study_ids is None else set(study_ids)
         data = self._open()
         with data.lock:
-            return {study: r for (n, study), r in data.deliveries.items() if n == node}
+            return {study: r for (n, study), r in data.deliveries.items()
+                    if n == node and (wanted is None or study in wanted)}
 
     def close(self) -> None:
         """Mark this store closed; the shared data stays for other stores."""

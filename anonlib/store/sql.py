@@ -16,7 +16,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +35,16 @@ from anonlib.store.base import (
     PseudonymPolicy,
     StudyRecord,
 )
-from anonlib.store.db import ensure_schema, make_engine, store_error, upsert
+from anonlib.store.db import (
+    check_schema_version,
+    delivery_query,
+    delivery_records,
+    ensure_schema,
+    make_engine,
+    store_error,
+    upsert,
+)
 from anonlib.store.tables import (
-    SCHEMA_VERSION,
     delivery,
     instance,
     metadata,
@@ -82,10 +89,7 @@ def _existing_tables(engine: Engine) -> frozenset[str]:
     with engine.connect() as conn:
         names = frozenset(inspect(conn).get_table_names()) & frozenset(metadata.tables)
         if schema_version.name in names:
-            found = conn.scalar(select(func.max(schema_version.c.version)))
-            if found is not None and found > SCHEMA_VERSION:
-                raise StoreError(f"the lookup store has schema version {found}; this anonlib knows "
-                                 f"only up to {SCHEMA_VERSION}: upgrade anonlib")
+            check_schema_version(conn.scalar(select(func.max(schema_version.c.version))))
     return names
 
 
@@ -327,13 +331,10 @@ class SqlStore(ClosingMixin):
             conn.execute(insert.on_conflict_do_update(index_elements=[delivery.c.node, delivery.c.orthanc_study_id],
                                                       set_=updates))
 
-    def deliveries(self, node: str) -> dict[str, DeliveryRecord]:
-        """Every delivery from ``node``, keyed by Orthanc study ID."""
-        names = [f.name for f in fields(DeliveryRecord)]
-        query = select(*(delivery.c[n] for n in names)).where(delivery.c.node == node)
+    def deliveries(self, node: str, study_ids: Sequence[str] | None = None) -> dict[str, DeliveryRecord]:
+        """The deliveries from ``node`` (all, or those of ``study_ids``), keyed by Orthanc study ID."""
         with self._read("could not list deliveries", delivery) as conn:
-            rows = [] if conn is None else list(conn.execute(query))
-        return {row.orthanc_study_id: DeliveryRecord(*row) for row in rows}
+            return {} if conn is None else delivery_records(conn.execute(delivery_query(node, study_ids)))
 
     def close(self) -> None:
         """Release connections; later calls raise :class:`StoreError`."""
