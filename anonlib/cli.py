@@ -18,7 +18,7 @@ __all__ = ["main"]
 
 
 def _deidentify(args: argparse.Namespace) -> int:
-    from anonlib.pipeline import RunSettings, run_folder
+    from anonlib.pipeline import QUARANTINE_MANIFEST, RunSettings, run_folder
     from anonlib.profile import SiteProfile, load_site_profile
 
     profile = load_site_profile(Path(args.profile)) if args.profile else SiteProfile()
@@ -32,7 +32,7 @@ def _deidentify(args: argparse.Namespace) -> int:
         print(f"rejected: {result.source}: {result.reason}", file=sys.stderr)
     print(summary.describe())
     if summary.quarantined:
-        print(f"quarantined instances are in {settings.quarantine_dir} (see {settings.quarantine_dir}/quarantine.csv)")
+        print(f"quarantined instances are in {settings.quarantine_dir} (see {settings.quarantine_dir}/{QUARANTINE_MANIFEST})")
     if args.strict and (summary.rejected or summary.quarantined):
         return 1
     return 0

@@ -13,7 +13,6 @@ import csv
 import hashlib
 import io
 import logging
-import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -43,7 +42,7 @@ from anonlib.store import LookupStore, PatientIdentity, PatientKey, PseudonymPol
 from anonlib.store.base import InstanceRecord, StudyRecord
 
 __all__ = ["RunSettings", "FileResult", "RunSummary", "InstanceProcessor", "run_folder",
-           "pseudonym_policy", "MANIFEST", "QUARANTINE_MANIFEST", "REJECTED_LIST"]
+           "pseudonym_policy", "discover_files", "MANIFEST", "QUARANTINE_MANIFEST", "REJECTED_LIST"]
 
 log = logging.getLogger("anonlib.pipeline")
 MANIFEST = "manifest.csv"
@@ -147,16 +146,18 @@ class InstanceProcessor:
 
     def deidentify_file(self, path: Path, label: str) -> tuple[Outcome, bytes, PatientIdentity]:
         """Read and de-identify one file (no writing); InputError/DeidentificationError if bad."""
-        parsed = read_instance(path, label=label)
-        if parsed.pixel_bytes is not None and needs_pixel_data(parsed.dataset, self.plan):
-            parsed = read_instance(path, with_pixels=True, label=label)
-        return self.deidentify_parsed(parsed)
+        return self._deidentify_read(lambda pixels: read_instance(path, with_pixels=pixels, label=label))
 
     def deidentify_bytes(self, data: bytes, label: str) -> tuple[Outcome, bytes, PatientIdentity]:
         """De-identify one instance held in memory (for example fetched from Orthanc)."""
-        parsed = parse_instance(data, label=label)
+        return self._deidentify_read(lambda pixels: parse_instance(data, label=label, with_pixels=pixels))
+
+    def _deidentify_read(self, read: Callable[[bool], ParsedInstance]) -> tuple[Outcome, bytes, PatientIdentity]:
+        """``read(with_pixels)`` once without pixel data, again with it only when a pixel-mask
+        rule needs the pixels, then de-identify."""
+        parsed = read(False)
         if parsed.pixel_bytes is not None and needs_pixel_data(parsed.dataset, self.plan):
-            parsed = parse_instance(data, label=label, with_pixels=True)
+            parsed = read(True)
         return self.deidentify_parsed(parsed)
 
     def deidentify_parsed(self, parsed: ParsedInstance) -> tuple[Outcome, bytes, PatientIdentity]:
@@ -233,8 +234,9 @@ def _check_locations(settings: RunSettings, db_url: str) -> None:
                               "inside the output folder")
 
 
-def _discover(source: Path) -> list[Path]:
-    return sorted(p for p in source.rglob("*") if p.is_file() and not p.name.startswith(".tmp-"))
+def discover_files(root: Path) -> list[Path]:
+    """Every file under ``root``, sorted, leaving out a sink's unfinished ``.tmp-*`` files."""
+    return sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".tmp-"))
 
 
 _WORKER: InstanceProcessor | None = None
@@ -293,7 +295,7 @@ def run_folder(settings: RunSettings, *, paths: Sequence[Path] | None = None,
     db_url = settings.db_url or default_store_url()
     _check_locations(settings, db_url)
     build_plan(settings.profile)  # fail on a bad profile before any work
-    chosen = _discover(settings.source) if paths is None else sorted(Path(p) for p in paths)
+    chosen = discover_files(settings.source) if paths is None else sorted(Path(p) for p in paths)
     items = [(str(p), str(p.relative_to(settings.source))) for p in chosen]
     summary = RunSummary()
     manifest: dict[str, ManifestRow] = {}
@@ -328,7 +330,3 @@ def _write_rejected(path: Path, rejected: list[FileResult]) -> None:
     writer.writerow(["source", "reason"])
     writer.writerows([r.source, r.reason] for r in rejected)
     FolderSink(path.parent).write(path.name, out.getvalue().encode("utf-8"))
-
-
-def default_workers() -> int:
-    return max(1, (os.cpu_count() or 1))

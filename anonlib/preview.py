@@ -181,23 +181,20 @@ def diff_rows(original: Dataset, result: Dataset, changes: list[Change], plan: P
         by_path.setdefault(change.path, change)
     before, after = _index(original), _index(result)
     rows = []
+    dirty: set[str] = set()  # a sequence is changed when anything inside it is
     for path in sorted(before.keys() | after.keys(), key=lambda p: (before.get(p) or after[p])[0]):
         _, trail, element = before.get(path) or after[path]
         old = _value(before[path][2]) if path in before else ""
         new = _value(after[path][2]) if path in after else ""
         status = ("added" if path not in before else "removed" if path not in after
                   else "kept" if old == new else "changed")
+        if status != "kept":
+            dirty.update(format_path(trail[:depth - 1], trail[depth - 1][0]) for depth in range(1, len(trail) + 1))
         action, code, rule = _decision(path, int(element.tag), trail, status, element.VR, by_path, plan)
         keyword = "(private)" if element.tag.is_private else (element.keyword or "")
         rows.append({"path": path, "keyword": keyword, "name": element.name, "vr": element.VR,
                      "original": old, "deidentified": new, "status": status, "action": action,
                      "code": code, "rule": rule})
-    dirty: set[str] = set()  # a sequence is changed when anything inside it is
-    for row in rows:
-        if row["status"] != "kept":
-            parts = row["path"].split(">")
-            dirty.update(">".join(parts[:depth - 1] + [parts[depth - 1].split("[")[0]])
-                         for depth in range(1, len(parts)))
     for row in rows:
         if row["vr"] == "SQ" and row["status"] == "kept" and row["path"] in dirty:
             row["status"] = "changed"

@@ -7,24 +7,27 @@ the entry point will join them. Nothing here runs at import time.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 __all__ = ["anonlib_home"]
 
 
-def anonlib_home(create: bool = True) -> Path:
+def anonlib_home(create: bool = True, env: Mapping[str, str] | None = None) -> Path:
     """The directory holding anonlib's state (the default lookup store lives here).
 
     ``$ANONLIB_HOME`` if set and non-empty; otherwise ``$XDG_DATA_HOME/anonlib`` when
     ``XDG_DATA_HOME`` is an absolute path (the XDG spec says to ignore relative ones); otherwise
     ``~/.local/share/anonlib``. With ``create`` (the default) the directory is created, readable
-    only by its owner, because it holds the re-identification key.
+    only by its owner, because it holds the re-identification key. The variables are read from
+    ``env`` (default: ``os.environ``).
     """
-    explicit = os.environ.get("ANONLIB_HOME", "")
+    env = os.environ if env is None else env
+    explicit = env.get("ANONLIB_HOME", "")
     if explicit:
         home = Path(explicit).expanduser()
     else:
-        xdg = os.environ.get("XDG_DATA_HOME", "")
+        xdg = env.get("XDG_DATA_HOME", "")
         base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".local" / "share"
         home = base / "anonlib"
     if create:

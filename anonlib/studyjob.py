@@ -33,7 +33,7 @@ from anonlib.orthanc.transfer import (
     study_sop_uids,
     upload,
 )
-from anonlib.pipeline import QUARANTINE_MANIFEST, InstanceProcessor, pseudonym_policy
+from anonlib.pipeline import MANIFEST, QUARANTINE_MANIFEST, InstanceProcessor, pseudonym_policy
 from anonlib.profile import SiteProfile, build_plan, load_site_profile
 from anonlib.sinks.folder import FolderSink, ManifestRow, update_manifest
 from anonlib.store import DeliveryRecord, PatientIdentity, open_store
@@ -41,7 +41,6 @@ from anonlib.store import DeliveryRecord, PatientIdentity, open_store
 __all__ = ["TransientError", "StudyJobError", "StudyResult", "JobContext", "process_study"]
 
 log = logging.getLogger("anonlib.studyjob")
-MANIFEST = "manifest.csv"
 
 
 @dataclass
@@ -85,11 +84,16 @@ class JobContext:
         export = Path(info.export_dir)
         store = open_store(info.db_url, pseudonym_policy(profile))
         processor = InstanceProcessor(build_plan(profile), store, FolderSink(export),
-                                      FolderSink(export.with_name(export.name + "-quarantine")))
+                                      FolderSink(_quarantine_dir(export)))
         if audit is None:
             audit = os.environ.get("ANONLIB_AUDIT", "1") != "0"
         conformance = os.environ.get("ANONLIB_AUDIT_CONFORMANCE", "1") != "0"
         return cls(info, processor, delete_after_delivery, audit, conformance)
+
+
+def _quarantine_dir(export: Path) -> Path:
+    """Where quarantined instances go: next to the export folder, ``<export>-quarantine``."""
+    return export.with_name(export.name + "-quarantine")
 
 
 _CONTEXTS: dict[str, JobContext] = {}
@@ -149,7 +153,7 @@ def process_study(info: ConstellationInfo, study_id: str, *, node: str = "intake
                 result.new_study_uid = ready[0][1].keys.new_study_uid
                 ctx.processor.store.record_delivery(DeliveryRecord(
                     node, study_id, snap.last_update, len(snap.instance_ids), 0, result.quarantined,
-                    ready[0][1].keys.new_study_uid if ready else "", "held", held))
+                    result.new_study_uid, "held", held))
                 log.warning("study %s of %s held: %s", study_id, node, held)
                 return result
             released: dict[str, bytes] = {}
@@ -174,7 +178,7 @@ def process_study(info: ConstellationInfo, study_id: str, *, node: str = "intake
         if rows:
             update_manifest(export / MANIFEST, rows)
         if quarantined_rows:
-            update_manifest(export.with_name(export.name + "-quarantine") / QUARANTINE_MANIFEST, quarantined_rows)
+            update_manifest(_quarantine_dir(export) / QUARANTINE_MANIFEST, quarantined_rows)
         if len(new_study_uids) > 1:
             raise StudyJobError(f"{node}: study {study_id} de-identified into {len(new_study_uids)} studies")
         result.new_study_uid = next(iter(new_study_uids), "")

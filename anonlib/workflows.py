@@ -49,13 +49,17 @@ class Browse:
 
 
 def browse(src: Source, *, patient: str = "", date_from: str = "", date_to: str = "",
-           modality: str = "") -> Browse:
-    """The patients and the studies that match the filters (empty filter: everything)."""
+           modality: str = "", patients: pd.DataFrame | None = None) -> Browse:
+    """The patients and the studies that match the filters (empty filter: everything).
+    ``patients``: the source's patient table when the caller has just read it (not read again)."""
+    from anonlib.sources.tables import match_patient
+
     studies = src.studies(patient=patient or None, date_from=date_from or None, date_to=date_to or None,
                           modality=modality or None)
-    patients = src.patients()
+    if patients is None:
+        patients = src.patients()
     if patient:
-        patients = patients[(patients["patient"] == patient) | (patients["patient_id"] == patient)]
+        patients = patients[match_patient(patients, patient)]
     return Browse(patients.reset_index(drop=True), studies.reset_index(drop=True))
 
 
@@ -95,10 +99,10 @@ def anonymize(src: Source, studies: Sequence[str], *, output: str, db_url: str, 
 def _enqueue(src: Source, studies: Sequence[str]) -> pd.DataFrame:
     import pandas as pd
 
-    from anonlib.constellation import ConstellationInfo, ConstellationSettings
+    from anonlib.constellation.info import load_info
     from anonlib.jobs.commands import session
 
-    info = ConstellationInfo.load(ConstellationSettings.from_env().info_path)
+    info = load_info(env_fallback=False)
     rows = []
     with session(info) as current:
         for study in studies:
@@ -111,10 +115,10 @@ def job_states(limit: int = 200) -> pd.DataFrame:
     """The constellation's recent study jobs (PHI-free), newest first."""
     import pandas as pd
 
-    from anonlib.constellation import ConstellationInfo, ConstellationSettings
+    from anonlib.constellation.info import load_info
     from anonlib.jobs.db import JobsDb
 
-    info = ConstellationInfo.load(ConstellationSettings.from_env().info_path)
+    info = load_info(env_fallback=False)
     db = JobsDb(info.db_url)
     try:
         return pd.DataFrame([job.as_dict() for job in db.jobs(limit=limit)])
@@ -127,27 +131,18 @@ def audit_target(target: str, *, originals: str = "", db_url: str = "", output: 
     """Audit a folder (or a constellation node) against its originals; writes the HTML and JSON
     reports into ``output`` when given. Returns the result and the HTML report's path."""
     from anonlib.audit.report import write_html, write_json
-    from anonlib.audit.run import AuditOptions, audit
-    from anonlib.audit.sources import folder_inputs, orthanc_inputs, tree_names
-    from anonlib.engine.uids import UidMapper
-    from anonlib.store import open_store
+    from anonlib.audit.sources import Located, audit_located
 
-    store = open_store(db_url or None) if (db_url or originals) else None
-    try:
-        if Path(target).is_dir():
-            inputs = folder_inputs(Path(target), Path(originals) if originals else None, store)
-            names = tree_names(Path(target))
-        else:
-            from anonlib.constellation import ConstellationInfo, ConstellationSettings
+    located: Located
+    if Path(target).is_dir():
+        located = Path(target), Path(originals) if originals else None, None
+    else:
+        from anonlib.constellation.info import load_info
 
-            info = ConstellationInfo.load(ConstellationSettings.from_env().info_path)
-            inputs = orthanc_inputs(info.node(target), info.node(originals) if originals else None, store)
-            names = {}
-        result = audit(inputs, map_uid=UidMapper(store.secret()) if store is not None else None,
-                       names=names, options=AuditOptions(conformance=conformance))
-    finally:
-        if store is not None:
-            store.close()
+        info = load_info(env_fallback=False)
+        located = info.node(target), info.node(originals) if originals else None, None
+    result = audit_located(*located, db_url=db_url or None, use_store=bool(db_url or originals),
+                           conformance=conformance)
     html = None
     if output:
         folder = Path(output)

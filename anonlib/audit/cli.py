@@ -7,21 +7,17 @@ import sys
 from pathlib import Path
 from typing import Any, cast
 
-from anonlib.audit.model import AuditInput, AuditResult
-from anonlib.audit.run import AuditOptions, audit
-from anonlib.audit.sources import folder_inputs, orthanc_inputs, tree_names
-from anonlib.engine.uids import UidMapper
+from anonlib.audit.model import AuditResult
+from anonlib.audit.sources import Located, audit_located
 from anonlib.errors import ConfigError
-from anonlib.store import LookupStore, open_store
 
 __all__ = ["run_audit_command", "print_summary"]
 
 
-def _node(name: str) -> Any:
+def _info() -> Any:
     from anonlib.constellation import ConstellationInfo, ConstellationSettings
 
-    info = ConstellationInfo.load(ConstellationSettings.from_env().info_path)
-    return info, info.node(name)
+    return ConstellationInfo.load(ConstellationSettings.from_env().info_path)
 
 
 def _is_node(text: str) -> bool:
@@ -39,19 +35,19 @@ def _studies_of_patients(node: Any, patients: list[str]) -> list[str]:
     return studies
 
 
-def _inputs(args: argparse.Namespace, store: LookupStore | None) -> tuple[list[AuditInput], dict[str, str]]:
+def _locate(args: argparse.Namespace) -> Located:
     if not _is_node(args.target):
         target = Path(args.target)
         if not target.is_dir():
             raise ConfigError(f"{args.target}: not a folder (nor a constellation node name)")
         if args.originals and _is_node(args.originals):
             raise ConfigError("a folder TARGET is audited against a folder of originals")
-        originals = Path(args.originals) if args.originals else None
-        return folder_inputs(target, originals, store), tree_names(target)
-    _, node = _node(args.target)
-    originals = _node(args.originals)[1] if args.originals else None
+        return target, Path(args.originals) if args.originals else None, None
+    info = _info()
+    node = info.node(args.target)
+    originals = info.node(args.originals) if args.originals else None
     studies = list(args.study) + (_studies_of_patients(node, args.patient) if args.patient else [])
-    return orthanc_inputs(node, originals, store, studies=studies or None), {}
+    return node, originals, studies or None
 
 
 def print_summary(result: AuditResult) -> None:
@@ -67,20 +63,11 @@ def print_summary(result: AuditResult) -> None:
 
 
 def run_audit_command(args: argparse.Namespace) -> int:
-    store: LookupStore | None = None
-    if args.db or args.originals:
-        store = open_store(args.db)
-    try:
-        inputs, names = _inputs(args, store)
-        if not inputs:
-            print("audit: nothing to audit", file=sys.stderr)
-            return 1
-        mapper = UidMapper(store.secret()) if store is not None else None
-        result = audit(inputs, map_uid=mapper, names=names,
-                       options=AuditOptions(conformance=not args.no_conformance))
-    finally:
-        if store is not None:
-            store.close()
+    result = audit_located(*_locate(args), db_url=args.db, use_store=bool(args.db or args.originals),
+                           conformance=not args.no_conformance, audit_empty=False)
+    if not result.instances:
+        print("audit: nothing to audit", file=sys.stderr)
+        return 1
     print_summary(result)
     from anonlib.audit.report import write_html, write_json
 

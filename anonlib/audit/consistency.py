@@ -13,8 +13,10 @@ from pydicom.dataset import Dataset
 
 from anonlib.audit.model import Finding
 from anonlib.audit.references import identities, references
+from anonlib.engine.dates import parse_da
+from anonlib.engine.values import text_of
 
-__all__ = ["Pair", "check_consistency", "check_original_uids"]
+__all__ = ["Pair", "check_consistency", "check_original_uids", "original_uid_pattern"]
 
 _DATES = ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate")
 
@@ -24,21 +26,15 @@ class Pair:
     """One audited instance: its output, and its original when known."""
 
     output: Dataset
-    raw: bytes
     original: Dataset | None
     patient: tuple[str, str] | None  # the original's (PatientID, issuer)
     study: str  # de-identified Study Instance UID
     instance: str  # de-identified SOP Instance UID
+    original_uid: bool = False  # an original UID is in the output's bytes (see original_uid_pattern)
 
 
 def _date(ds: Dataset, keyword: str) -> dt.date | None:
-    text = str(ds.get(keyword, "") or "").strip()
-    if not re.fullmatch(r"\d{8}", text):
-        return None
-    try:
-        return dt.date(int(text[:4]), int(text[4:6]), int(text[6:]))
-    except ValueError:
-        return None
+    return parse_da(str(ds.get(keyword, "") or ""))
 
 
 def _pseudonyms(pairs: list[Pair]) -> list[Finding]:
@@ -47,7 +43,7 @@ def _pseudonyms(pairs: list[Pair]) -> list[Finding]:
     for pair in pairs:
         if pair.patient is None or not pair.patient[0]:
             continue
-        pseudonym = str(pair.output.get("PatientID", "") or "")
+        pseudonym = text_of(pair.output, "PatientID")
         by_patient[pair.patient].add(pseudonym)
         by_pseudonym[pseudonym].add(pair.patient)
     findings = [Finding("consistency", "pseudonym", "fail", detail=f"one original patient has {len(ids)} pseudonyms")
@@ -118,14 +114,22 @@ def _references(pairs: list[Pair], map_uid: Callable[[str], str] | None) -> list
     return findings
 
 
+def original_uid_pattern(original_uids: set[str]) -> re.Pattern[bytes] | None:
+    """The search for any of the original (non-registry) UIDs in an output's bytes; None when
+    there are none. A :class:`Pair` records whether it matched its output."""
+    if not original_uids:
+        return None
+    return re.compile(b"|".join(rb"(?<![0-9.])" + re.escape(u.encode()) + rb"(?![0-9])"
+                                for u in sorted(original_uids, key=len, reverse=True)))
+
+
 def check_original_uids(pairs: list[Pair], original_uids: set[str]) -> list[Finding]:
-    """Every original (non-registry) UID, searched in every output's bytes."""
+    """Every original (non-registry) UID, searched in every output's bytes (``Pair.original_uid``,
+    found with :func:`original_uid_pattern` of the same UIDs)."""
     if not original_uids:
         return []
-    pattern = re.compile(b"|".join(rb"(?<![0-9.])" + re.escape(u.encode()) + rb"(?![0-9])"
-                                   for u in sorted(original_uids, key=len, reverse=True)))
     findings = [Finding("consistency", "original UID", "fail", p.study, p.instance, "raw bytes",
-                        "an original UID is still in the file") for p in pairs if pattern.search(p.raw)]
+                        "an original UID is still in the file") for p in pairs if p.original_uid]
     if not findings:
         findings.append(Finding("consistency", "original UID", "pass",
                                 detail=f"none of {len(original_uids)} original UIDs found"))

@@ -30,10 +30,9 @@ _BINARY = frozenset({"OB", "OW", "OD", "OF", "OL", "OV", "UN"})
 class Needles:
     """Compiled searches for one set of original values (text and bytes)."""
 
-    def __init__(self, values: OriginalValues, *, include_uids: bool = True) -> None:
+    def __init__(self, values: OriginalValues) -> None:
         pairs = [(v, c) for c, vs in values.values.items() for v in vs]
-        if include_uids:
-            pairs += [(uid, "R UIDs") for uid in values.uids]
+        pairs += [(uid, "R UIDs") for uid in values.uids]
         self.category = {v.lower(): c for v, c in pairs}
         self.text = _compile_text(tuple(sorted(self.category)))
         self.raw = _compile_bytes(tuple(sorted(v for v in self.category if len(v) >= 4)))

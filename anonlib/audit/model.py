@@ -76,11 +76,12 @@ class AuditResult:
         columns = ["check", "category", "verdict", "study", "instance", "path", "detail"]
         return pd.DataFrame([f.__dict__ for f in self.findings], columns=columns)
 
-    def summary(self) -> pd.DataFrame:
-        """One row per check and category: counts by verdict and pass/fail."""
+    def summary(self, frame: pd.DataFrame | None = None) -> pd.DataFrame:
+        """One row per check and category: counts by verdict and pass/fail. ``frame``: this
+        result's :meth:`frame` when the caller already has it."""
         import pandas as pd
 
-        frame = self.frame()
+        frame = self.frame() if frame is None else frame
         if frame.empty:
             return pd.DataFrame(columns=["check", "category", "fail", "warn", "expected", "pass", "result"])
         table = (frame.groupby(["check", "category", "verdict"]).size().unstack(fill_value=0)

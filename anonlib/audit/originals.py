@@ -9,20 +9,18 @@ The values are PHI: they live in memory for the comparison and are never written
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 import re
 from dataclasses import dataclass, field
 from functools import cache
 
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
-from pydicom.multival import MultiValue
 
 from anonlib.audit.elements import walk_elements
-from anonlib.data import read_verified
+from anonlib.audit.sh_table import categories
 from anonlib.engine.uids import is_registry_uid
+from anonlib.engine.values import strings_of, text_of
 
 __all__ = ["OriginalValues", "original_values", "date_forms", "patient_key_of"]
 
@@ -64,18 +62,16 @@ class OriginalValues:
 @cache
 def _category_tags() -> dict[int, str]:
     """tag → category for the Safe Harbor table's text-like categories and the extras."""
-    text = read_verified("hipaa_safe_harbor.csv").decode("utf-8")
     wanted = {"B": "B address", "D": "D phone", "E": "E fax", "F": "F e-mail", "G": "G SSN",
               "H": "H record numbers", "I": "I health plan", "J": "J accounts", "N": "N URLs",
               "O": "O IP addresses"}
     tags: dict[int, str] = {}
-    for row in csv.DictReader(io.StringIO(text)):
-        category = wanted.get(row["letter"])
+    for letter, row in categories().items():  # in the table's order: the first category listing a tag wins
+        category = wanted.get(letter)
         if category is None:
             continue
-        words = row["dicom_keywords_typical"].split(";") + row["dicom_keywords_in_table_e1_1"].split(";")
-        for word in words:
-            tag = tag_for_keyword(word.strip()) if word.strip() else None
+        for word in row.keywords:
+            tag = tag_for_keyword(word)
             if tag is not None:
                 tags.setdefault(int(tag), category)
     for category, words in _EXTRA.items():
@@ -104,14 +100,6 @@ def _as_date(text: str) -> dt.date | None:
         return None
 
 
-def _strings(value: object) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, (list, MultiValue)):
-        return [str(v) for v in value if v not in (None, "")]
-    return [str(value)] if str(value) else []
-
-
 def original_values(ds: Dataset) -> OriginalValues:
     """Every identifying value of one original instance (see the module docstring)."""
     found = OriginalValues()
@@ -120,7 +108,7 @@ def original_values(ds: Dataset) -> OriginalValues:
         if element.VR in ("SQ", "OB", "OW", "OD", "OF", "OL", "OV", "UN"):
             continue
         try:
-            values = _strings(element.value)
+            values = strings_of(element.value)
         except Exception:  # noqa: BLE001 - an undecodable value is skipped
             continue
         if element.VR == "PN":
@@ -156,4 +144,4 @@ def original_values(ds: Dataset) -> OriginalValues:
 
 def patient_key_of(ds: Dataset) -> tuple[str, str]:
     """(PatientID, IssuerOfPatientID) of an original, as the consistency check groups by."""
-    return (str(ds.get("PatientID", "") or "").strip(), str(ds.get("IssuerOfPatientID", "") or "").strip())
+    return text_of(ds, "PatientID"), text_of(ds, "IssuerOfPatientID")

@@ -18,7 +18,8 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
 
-from anonlib.audit.elements import elements
+from anonlib.audit.elements import Trail, elements
+from anonlib.engine.changes import format_path
 
 __all__ = ["Reference", "identities", "references", "KINDS"]
 
@@ -72,10 +73,6 @@ class Reference:
     uid: str
 
 
-def _tag(tag: BaseTag) -> str:
-    return f"({tag.group:04X},{tag.element:04X})"
-
-
 def _is_class_uid(tag: BaseTag) -> bool:
     if tag in _NOT_REFERENCES:
         return True
@@ -104,14 +101,13 @@ def identities(ds: Dataset) -> dict[str, str]:
     return found
 
 
-def _walk(ds: Dataset, prefix: str, depth: int) -> Iterator[Reference]:
+def _walk(ds: Dataset, trail: Trail) -> Iterator[Reference]:
     sibling_class = ds.get(0x00081150)  # ReferencedSOPClassUID beside a ReferencedSOPInstanceUID
     sibling = str(sibling_class.value) if sibling_class is not None else ""
     for elem in elements(ds):
-        path = f"{prefix}{_tag(elem.tag)}"
         if elem.VR == "SQ":
             for index, item in enumerate(elem.value or []):
-                yield from _walk(item, f"{path}[{index}]>", depth + 1)
+                yield from _walk(item, trail + ((int(elem.tag), index),))
             continue
         if elem.VR != "UI":
             continue
@@ -122,7 +118,7 @@ def _walk(ds: Dataset, prefix: str, depth: int) -> Iterator[Reference]:
                 kind = "study"
             elif tag == 0x00081155 and sibling in _PATIENT_MANAGEMENT:
                 kind = "patient"
-        elif depth == 0:
+        elif not trail:
             continue
         elif tag in _IN_SEQUENCE:
             kind = _IN_SEQUENCE[tag]
@@ -133,7 +129,7 @@ def _walk(ds: Dataset, prefix: str, depth: int) -> Iterator[Reference]:
         for uid in _values(elem):
             if kind == "other" and uid.startswith(_WELL_KNOWN):
                 continue
-            yield Reference(path, kind, uid)
+            yield Reference(format_path(trail, int(tag)), kind, uid)
 
 
 def references(ds: Dataset) -> list[Reference]:
@@ -152,4 +148,4 @@ def references(ds: Dataset) -> list[Reference]:
     Top-level identities (the instance's own UIDs) are not references; see :func:`identities`.
     File meta information is not looked at.
     """
-    return list(_walk(ds, "", 0))
+    return list(_walk(ds, ()))

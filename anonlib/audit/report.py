@@ -42,20 +42,19 @@ def _status(result: AuditResult) -> str:
     return result.regulatory_status or regulatory_status(result.date_mode or "unknown")
 
 
-def _category_rows(result: AuditResult) -> list[dict[str, Any]]:
+def _category_rows(result: AuditResult, frame: pd.DataFrame) -> list[dict[str, Any]]:
     """One row per check and category, plus a PASS row for each check that found nothing."""
     rows = [{"check": str(r["check"]), "category": str(r["category"]),
              **{v: int(r[v]) for v in VERDICTS}, "result": str(r["result"])}
-            for r in result.summary().to_dict("records")]
+            for r in result.summary(frame).to_dict("records")]
     seen = {row["check"] for row in rows}
     rows += [{"check": check, "category": "(no findings)", **dict.fromkeys(VERDICTS, 0),
               "result": "PASS"} for check in result.checks_run if check not in seen]
     return rows
 
 
-def _study_rows(result: AuditResult) -> list[dict[str, Any]]:
+def _study_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Per de-identified study: instances, and findings by verdict."""
-    frame = result.frame()
     if frame.empty:
         return []
     frame = frame.assign(study=frame["study"].replace("", SET_WIDE))
@@ -70,7 +69,11 @@ def _study_rows(result: AuditResult) -> list[dict[str, Any]]:
 
 def to_dict(result: AuditResult, *, generated_at: dt.datetime | None = None) -> dict[str, Any]:
     """The JSON summary: verdict, counts per check/category/verdict, date mode and status."""
-    frame = result.frame()
+    return _to_dict(result, result.frame(), generated_at)
+
+
+def _to_dict(result: AuditResult, frame: pd.DataFrame, generated_at: dt.datetime | None) -> dict[str, Any]:
+    """:func:`to_dict` with the result's :meth:`~AuditResult.frame` already built."""
     by_check: dict[str, dict[str, int]] = {}
     for (check, verdict), count in frame.groupby(["check", "verdict"]).size().items():
         by_check.setdefault(str(check), dict.fromkeys(VERDICTS, 0))[str(verdict)] = int(count)
@@ -89,9 +92,9 @@ def to_dict(result: AuditResult, *, generated_at: dt.datetime | None = None) -> 
             "findings": len(frame),
             "by_verdict": {v: int((frame["verdict"] == v).sum()) for v in VERDICTS},
             "by_check": by_check,
-            "by_category": _category_rows(result),
+            "by_category": _category_rows(result, frame),
         },
-        "studies": _study_rows(result),
+        "studies": _study_rows(frame),
     }
 
 
@@ -143,16 +146,12 @@ def _legend(result: AuditResult) -> str:
             f'<p class="note">{esc(originals)}</p>')
 
 
-def _charts(result: AuditResult, rows: list[dict[str, Any]]) -> str:
+def _charts(rows: list[dict[str, Any]], studies: list[dict[str, Any]]) -> str:
     attention = [(f"{r['check']} / {r['category']}", r) for r in rows if r["fail"] or r["warn"]]
     everything = [(f"{r['check']} / {r['category']}", r) for r in rows if sum(r[v] for v in VERDICTS)]
-    studies = result.by_study()
-    per_study: dict[str, dict[str, int]] = {}
-    for record in studies.to_dict("records"):
-        name = str(record["study"]) or SET_WIDE
-        per_study.setdefault(name, {})[str(record["verdict"])] = (
-            per_study.get(name, {}).get(str(record["verdict"]), 0) + int(record["findings"]))
-    worst = sorted(per_study.items(), key=lambda kv: (-kv[1].get("fail", 0), -kv[1].get("warn", 0), kv[0]))
+    per_study = {str(s["study"]): {"fail": s["fail"], "warn": s["warn"]}
+                 for s in studies if s["fail"] or s["warn"]}  # the studies with findings to act on
+    worst = sorted(per_study.items(), key=lambda kv: (-kv[1]["fail"], -kv[1]["warn"], kv[0]))
     shown = f" ({MAX_CHART_STUDIES} of {len(worst)} studies, most failures first)" \
         if len(worst) > MAX_CHART_STUDIES else ""
     charts = [stacked_bars(attention, title="Findings to act on (fail, warn) by check and category",
@@ -181,13 +180,12 @@ def _details(frame: pd.DataFrame, study: str) -> str:
     return body
 
 
-def _studies(result: AuditResult, data: dict[str, Any]) -> str:
+def _studies(frame: pd.DataFrame, data: dict[str, Any]) -> str:
     studies = data["studies"]
     if not studies:
         return '<p class="note">No findings.</p>'
     columns = ["study", "instances", *VERDICTS, "result"]
     overview = table(columns, ([s[c] for c in columns] for s in studies))
-    frame = result.frame()
     frame = frame.assign(study=frame["study"].replace("", SET_WIDE))
     parts = []
     for study in studies:
@@ -202,7 +200,8 @@ def _studies(result: AuditResult, data: dict[str, Any]) -> str:
 def render_html(result: AuditResult, *, title: str = "De-identification audit",
                 generated_at: dt.datetime | None = None) -> str:
     """The report as one HTML document (inline CSS and SVG only)."""
-    data = to_dict(result, generated_at=generated_at)
+    frame = result.frame()
+    data = _to_dict(result, frame, generated_at)
     rows = data["counts"]["by_category"]
     summary = table(["check", "category", *VERDICTS, "result"],
                     ([r["check"], r["category"], *(r[v] for v in VERDICTS), r["result"]] for r in rows))
@@ -211,7 +210,7 @@ def render_html(result: AuditResult, *, title: str = "De-identification audit",
         section("Regulatory status", f'<p class="status">{esc(data["regulatory_status"])}</p>'),
         section("What the verdicts mean", _legend(result)),
         section("Summary by check and category", summary),
-        section("Charts", _charts(result, rows)),
-        section("Studies", _studies(result, data)),
+        section("Charts", _charts(rows, data["studies"])),
+        section("Studies", _studies(frame, data)),
     ])
     return page(title, body)

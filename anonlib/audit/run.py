@@ -1,11 +1,12 @@
 """Run every audit check over a set of de-identified instances (and their originals).
 
-Two passes: the originals' UIDs and patients first (so that every output can be searched for
-every original UID), then, per instance, the Safe Harbor scan, the leak check against its
-original, and conformance (the scan also checks the markers); then the set-wide consistency checks and the search of file
-names, manifests and reports. Findings identify studies and instances by a digest of their
-UIDs, because the audit cannot assume an output's UIDs were remapped — for a naive tool's
-output they are the originals.
+Two passes: the originals first, each read once (their identifying values and UIDs, so that
+every output can be searched for every original UID, and their headers for the consistency
+checks), then, per instance, the Safe Harbor scan, the leak check against its original, and
+conformance (the scan also checks the markers); then the set-wide consistency checks and the
+search of file names, manifests and reports. Findings identify studies and instances by a
+digest of their UIDs, because the audit cannot assume an output's UIDs were remapped — for a
+naive tool's output they are the originals.
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pydicom
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileDataset
 from pydicom.errors import InvalidDicomError
 
 from anonlib.audit.conformance import check_conformance
-from anonlib.audit.consistency import Pair, check_consistency, check_original_uids
+from anonlib.audit.consistency import Pair, check_consistency, check_original_uids, original_uid_pattern
 from anonlib.audit.leaks import Needles, find_leaks, find_leaks_in_names
 from anonlib.audit.model import AuditInput, AuditResult, Finding
 from anonlib.audit.originals import OriginalValues, original_values, patient_key_of
@@ -54,6 +56,31 @@ def _parse(data: bytes, header_only: bool = False) -> Dataset | None:
         return None
 
 
+_D = TypeVar("_D", bound=Dataset | None)
+
+
+def _detached(ds: _D) -> _D:
+    """``ds`` without its reference to the bytes it was read from (it is kept until the end of
+    the audit; no element is deferred, so nothing is read from them again)."""
+    if isinstance(ds, FileDataset):
+        ds.buffer = None
+    return ds
+
+
+@dataclass
+class _Original:
+    """What the audit needs of one original, read once."""
+
+    header: Dataset | None  # read up to the pixel data; None when unreadable
+    values: OriginalValues | None  # its identifying values, when it could be read whole
+
+
+def _read_original(data: bytes | Path) -> _Original:
+    raw = _read(data)
+    full = _parse(raw)
+    return _Original(_detached(_parse(raw, header_only=True)), original_values(full) if full is not None else None)
+
+
 def audit(inputs: Sequence[AuditInput], *, map_uid: Callable[[str], str] | None = None,
           names: Mapping[str, str] | None = None, options: AuditOptions = AuditOptions()) -> AuditResult:
     """Audit ``inputs``; ``map_uid`` (the project's UID mapping, when the lookup store is known)
@@ -65,14 +92,16 @@ def audit(inputs: Sequence[AuditInput], *, map_uid: Callable[[str], str] | None 
                "consistency": options.consistency, "conformance": options.conformance}
     result = AuditResult(instances=len(inputs), checks_run=[name for name, on in enabled.items() if on])
     every = OriginalValues()
+    originals: list[_Original | None] = []
     for item in inputs:  # pass 1: what the originals hold
-        if item.original is not None:
-            original = _parse(_read(item.original))
-            if original is not None:
-                every.merge(original_values(original))
+        known = _read_original(item.original) if item.original is not None else None
+        if known is not None and known.values is not None:
+            every.merge(known.values)
+        originals.append(known)
+    uid_pattern = original_uid_pattern(every.uids) if options.consistency else None
     pairs: list[Pair] = []
     modes: Counter[str] = Counter()
-    for item in inputs:  # pass 2: each instance
+    for item, known in zip(inputs, originals):  # pass 2: each instance
         raw = _read(item.output)
         output = _parse(raw)
         if output is None or "SOPInstanceUID" not in output:
@@ -81,20 +110,20 @@ def audit(inputs: Sequence[AuditInput], *, map_uid: Callable[[str], str] | None 
             continue
         study, instance = digest(str(output.get("StudyInstanceUID", ""))), digest(str(output.SOPInstanceUID))
         modes[detect_date_mode(output)] += 1
-        original_raw = _read(item.original) if item.original is not None else None
-        original = _parse(original_raw, header_only=True) if original_raw is not None else None
+        original = known.header if known is not None else None
         result.with_originals += original is not None
         if options.safe_harbor:
             result.findings += scan_safe_harbor(output, study=study, instance=instance)
-        if options.leaks and original is not None:
-            full = _parse(original_raw) if original_raw is not None else None
-            values = original_values(full if full is not None else original)
+        if options.leaks and known is not None and original is not None:
+            values = known.values if known.values is not None else original_values(original)
             result.findings += find_leaks(Needles(values), output, raw, study=study, instance=instance)
         if options.conformance:
+            original_raw = _read(item.original) if item.original is not None else None
             result.findings += check_conformance(raw, original_raw, study=study, instance=instance)
-        header = _parse(raw, header_only=True) or output
-        pairs.append(Pair(header, raw, original, patient_key_of(original) if original is not None else None,
-                          study, instance))
+        found_uid = uid_pattern is not None and uid_pattern.search(raw) is not None
+        pairs.append(Pair(_detached(_parse(raw, header_only=True) or output), original,
+                          patient_key_of(original) if original is not None else None, study, instance,
+                          original_uid=found_uid))
     result.date_mode = modes.most_common(1)[0][0] if modes else "unknown"
     result.regulatory_status = regulatory_status(result.date_mode)
     if options.consistency:
@@ -106,6 +135,4 @@ def audit(inputs: Sequence[AuditInput], *, map_uid: Callable[[str], str] | None 
         searched = "element values, raw bytes" + (", file names and text files" if names else "")
         result.findings.append(Finding("leak", "all categories", "pass", detail=(
             f"no identifying value of {result.with_originals} originals found ({searched})")))
-    for pair in pairs:
-        pair.raw = b""  # release memory early
     return result

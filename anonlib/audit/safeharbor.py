@@ -25,12 +25,12 @@ Findings carry tag paths, categories and words, never a value read from the inst
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
-from anonlib.audit.model import Finding, Verdict
+from anonlib.audit.model import Check, Finding, Verdict
 from anonlib.audit.sh_dates import (
     age_verdict,
     birth_date_reveals_90,
@@ -38,7 +38,7 @@ from anonlib.audit.sh_dates import (
     detect_date_mode,
     regulatory_status,
 )
-from anonlib.audit.sh_pixels import MARKER_CATEGORY, PIXEL_KEYWORDS, marker_findings, pixel_findings
+from anonlib.audit.sh_pixels import PIXEL_KEYWORDS, marker_findings, pixel_findings
 from anonlib.audit.sh_table import label, letters_for
 from anonlib.audit.sh_values import (
     all_dummies,
@@ -76,10 +76,12 @@ def scan_safe_harbor(ds: Dataset, *, study: str, instance: str) -> list[Finding]
     if meta is not None:
         scan.walk(meta, ())
     scan.walk(ds, ())
-    for category, verdict, path, detail in pixel_findings(ds) + marker_findings(ds):
+    for category, verdict, path, detail in pixel_findings(ds):
         scan.add(category, verdict, path, detail)
     # The markers are a conformance duty of PS3.15 E.1.1, reported under that check.
-    return [replace(f, check="conformance") if f.category == MARKER_CATEGORY else f for f in scan.findings]
+    for category, verdict, path, detail in marker_findings(ds):
+        scan.add(category, verdict, path, detail, check="conformance")
+    return scan.findings
 
 
 def _normal(value: object) -> str:
@@ -112,9 +114,9 @@ class _Scan:
         self.over_89 = _over_89(self.ds)
         self.structural = structural_uid_tags()
 
-    def add(self, category: str, verdict: Verdict, path: str, detail: str) -> None:
-        self.findings.append(Finding("safe_harbor", category, verdict, self.study, self.instance,
-                                     path, detail))
+    def add(self, category: str, verdict: Verdict, path: str, detail: str,
+            check: Check = "safe_harbor") -> None:
+        self.findings.append(Finding(check, category, verdict, self.study, self.instance, path, detail))
 
     # -- traversal ---------------------------------------------------------------------------
     def walk(self, ds: Dataset, trail: Trail) -> None:

@@ -7,12 +7,12 @@ from pydicom.dataset import Dataset
 
 from anonlib.audit.model import Verdict
 from anonlib.audit.sh_values import all_dummies, as_text, is_dummy, method_codes
-from anonlib.engine.dates import AGE_CAP, age_in_years, parse_da
+from anonlib.engine.dates import AGE_CAP, age_in_years, parse_da, years_between
+from anonlib.engine.values import text_of
 
 __all__ = ["detect_date_mode", "date_verdict", "age_verdict", "birth_date_reveals_90",
-           "regulatory_status", "DATE_MODES"]
+           "regulatory_status"]
 
-DATE_MODES = ("shift", "keep", "remove", "unknown")
 _LONGITUDINAL = {"MODIFIED": "shift", "UNMODIFIED": "keep", "REMOVED": "remove"}
 _OPTION_CODES = {"113107": "shift", "113106": "keep"}
 _BASIC_PROFILE = "113100"
@@ -27,7 +27,7 @@ def detect_date_mode(ds: Dataset) -> str:
     """``shift``, ``keep``, ``remove`` or ``unknown``, from the instance's de-identification
     markers: LongitudinalTemporalInformationModified first, then the CID 7050 option codes
     (113107 modified dates, 113106 full dates; the Basic Profile alone removes dates)."""
-    flag = str(ds.get("LongitudinalTemporalInformationModified", "") or "").strip().upper()
+    flag = text_of(ds, "LongitudinalTemporalInformationModified").upper()
     if flag in _LONGITUDINAL:
         return _LONGITUDINAL[flag]
     codes = method_codes(ds)
@@ -81,8 +81,7 @@ def birth_date_reveals_90(ds: Dataset) -> bool:
     for keyword in ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate"):
         day = parse_da(str(ds.get(keyword, "") or ""))
         if day is not None:
-            years = day.year - birth.year - ((day.month, day.day) < (birth.month, birth.day))
-            return years >= 90
+            return years_between(birth, day) >= 90
     return False
 
 

@@ -4,14 +4,14 @@ or a recognizable face (categories P/Q), and the de-identification markers."""
 from __future__ import annotations
 
 from functools import cache
-from importlib import resources
 from typing import Any
 
-import yaml
 from pydicom.dataset import Dataset
 
 from anonlib.audit.model import Verdict
 from anonlib.audit.sh_values import method_codes
+from anonlib.data import read_yaml
+from anonlib.engine.values import text_of
 
 __all__ = ["pixel_findings", "marker_findings", "PIXEL_KEYWORDS", "PIXEL_CATEGORY",
            "MARKER_CATEGORY"]
@@ -32,14 +32,12 @@ Row = tuple[str, Verdict, str, str]  # (category, verdict, path, detail)
 
 @cache
 def _burned_in() -> tuple[frozenset[str], frozenset[str]]:
-    text = resources.files("anonlib.data").joinpath("burned_in.yaml").read_text("utf-8")
-    data: dict[str, Any] = yaml.safe_load(text)
+    data: dict[str, Any] = read_yaml("burned_in.yaml")
     return frozenset(str(uid) for uid in data["sop_classes"]), frozenset(data["modalities"])
 
 
 def _text(ds: Dataset, keyword: str) -> str:
-    value = ds.get(keyword, "")
-    return str(value).strip().upper() if value is not None else ""
+    return text_of(ds, keyword).upper()
 
 
 def pixel_findings(ds: Dataset) -> list[Row]:

@@ -16,12 +16,18 @@ from typing import Any, cast
 import pydicom
 from pydicom.errors import InvalidDicomError
 
-from anonlib.audit.model import AuditInput
+from anonlib.audit.model import AuditInput, AuditResult
+from anonlib.audit.run import AuditOptions, audit
 from anonlib.constellation.info import NodeInfo
+from anonlib.engine.uids import UidMapper
 from anonlib.orthanc.client import call, connect
-from anonlib.store import LookupStore
+from anonlib.store import LookupStore, open_store
 
-__all__ = ["folder_inputs", "orthanc_inputs", "tree_names", "sop_uid_of"]
+__all__ = ["folder_inputs", "orthanc_inputs", "tree_names", "sop_uid_of", "audit_located", "Located"]
+
+#: What to audit, as a caller finds it: the output folder or constellation node, the originals'
+#: folder or node (None: none), and the node's Orthanc study IDs to audit (None: every study).
+Located = tuple[Path | NodeInfo, Path | NodeInfo | None, list[str] | None]
 
 _TEXT_SUFFIXES = {".csv", ".json", ".html", ".htm", ".txt", ".md", ".tsv", ".xml", ".log"}
 
@@ -119,3 +125,27 @@ def _fetch_original(client: Any, node: NodeInfo | None, mapping: dict[str, str],
             if item.get("Type") == "Instance":
                 return cast(bytes, call(node.name, "fetch original", client.get_instances_id_file, item["ID"]))
     return None
+
+
+def audit_located(target: Path | NodeInfo, originals: Path | NodeInfo | None = None,
+                  studies: list[str] | None = None, *, db_url: str | None, use_store: bool,
+                  conformance: bool = True, audit_empty: bool = True) -> AuditResult:
+    """Audit a folder ``target`` against a folder of ``originals``, or a constellation node's
+    ``studies`` (None: every study) against an originals node. The lookup store at ``db_url``
+    (opened when ``use_store``) matches outputs to their originals and holds the UID mapping.
+    Without ``audit_empty``, nothing to audit gives an empty result at once (the store's secret
+    not read)."""
+    store = open_store(db_url) if use_store else None
+    try:
+        if isinstance(target, NodeInfo):
+            inputs = orthanc_inputs(target, cast(NodeInfo | None, originals), store, studies=studies)
+            names: dict[str, str] = {}
+        else:
+            inputs, names = folder_inputs(target, cast(Path | None, originals), store), tree_names(target)
+        if not inputs and not audit_empty:
+            return AuditResult()
+        mapper = UidMapper(store.secret()) if store is not None else None
+        return audit(inputs, map_uid=mapper, names=names, options=AuditOptions(conformance=conformance))
+    finally:
+        if store is not None:
+            store.close()

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from anonlib.errors import ConfigError
 
-__all__ = ["NodeInfo", "ConstellationInfo", "INFO_FILE"]
+__all__ = ["NodeInfo", "ConstellationInfo", "INFO_FILE", "info_path", "load_info"]
 
 INFO_FILE = "constellation.json"
 
@@ -116,3 +116,22 @@ class ConstellationInfo:
             raise ConfigError(f"{path}: no constellation description (run `anonlib constellation up`)") from None
         except (ValueError, KeyError, TypeError) as exc:
             raise ConfigError(f"{path}: unreadable constellation description ({type(exc).__name__})") from exc
+
+
+def info_path(env: Mapping[str, str] | None = None) -> Path:
+    """``$ANONLIB_HOME/constellation.json`` (the home as :func:`anonlib.settings.anonlib_home`
+    finds it in ``env``, default ``os.environ``; not created)."""
+    from anonlib.settings import anonlib_home
+
+    return anonlib_home(create=False, env=env) / INFO_FILE
+
+
+def load_info(env: Mapping[str, str] | None = None, *, env_fallback: bool = True) -> ConstellationInfo:
+    """The constellation description: ``$ANONLIB_HOME/constellation.json`` when it exists,
+    else :meth:`ConstellationInfo.from_env` (docker sets ``ANONLIB_DB_URL`` and friends).
+    Without ``env_fallback`` a missing file is a :class:`ConfigError`, as for :meth:`ConstellationInfo.load`."""
+    env = os.environ if env is None else env
+    path = info_path(env)
+    if path.exists() or not env_fallback:
+        return ConstellationInfo.load(path)
+    return ConstellationInfo.from_env(env)

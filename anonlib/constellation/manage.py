@@ -18,7 +18,6 @@ import sysconfig
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import httpx
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -27,6 +26,7 @@ from anonlib.constellation.processes import (
     ProcessError,
     assemble_config,
     free_port,
+    orthanc_problem,
     pid_alive,
     port_free,
     read_pid,
@@ -74,12 +74,8 @@ def ensure_postgres(admin_url: str) -> bool:
     """Make sure PostgreSQL answers; start the local Debian cluster if not. True if started."""
     if _pg_answers(admin_url):
         return False
-    versions = sorted(os.listdir("/etc/postgresql")) if os.path.isdir("/etc/postgresql") else []
-    if not versions:
+    if not _pg_ctlcluster("start"):
         raise ProcessError("PostgreSQL is not reachable and no local cluster is installed")
-    sudo = [] if os.geteuid() == 0 else ["sudo"]
-    subprocess.run([*sudo, "pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main", "start"],
-                   check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(60):
         if _pg_answers(admin_url):
             return True
@@ -87,6 +83,18 @@ def ensure_postgres(admin_url: str) -> bool:
 
         time.sleep(0.5)
     raise ProcessError("PostgreSQL did not start")
+
+
+def _pg_ctlcluster(action: str) -> bool:
+    """``pg_ctlcluster <newest version> main <action>`` (errors ignored); False when no local
+    Debian cluster is installed."""
+    versions = sorted(os.listdir("/etc/postgresql")) if os.path.isdir("/etc/postgresql") else []
+    if not versions:
+        return False
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    subprocess.run([*sudo, "pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main", action],
+                   check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return True
 
 
 def _engine(url: str):  # type: ignore[no-untyped-def]
@@ -135,7 +143,7 @@ def _node_env(settings: ConstellationSettings, spec: NodeSpec, node: NodeInfo,
         **os.environ,
         "TCP_NODELAY": "1",
         "ANONLIB_NODE_NAME": node.name,
-        "ANONLIB_HTTP_PORT": str(int(node.url.rsplit(":", 1)[1])),
+        "ANONLIB_HTTP_PORT": str(_http_port(node)),
         "ANONLIB_DICOM_PORT": str(node.dicom_port),
         "ANONLIB_AET": node.aet,
         "ANONLIB_ORTHANC_USER": node.username,
@@ -163,11 +171,12 @@ def _node_env(settings: ConstellationSettings, spec: NodeSpec, node: NodeInfo,
 
 
 def _ready(node: NodeInfo, timeout: float = 2.0) -> bool:
-    try:
-        answer = httpx.get(f"{node.url}/system", auth=(node.username, node.password), timeout=timeout)
-        return answer.status_code == 200 and answer.json().get("Name") == node.name
-    except (httpx.HTTPError, ValueError):
-        return False
+    return not orthanc_problem(node.url, node.name, (node.username, node.password), timeout)
+
+
+def _http_port(node: NodeInfo) -> int:
+    """The port of the node's REST URL."""
+    return int(node.url.rsplit(":", 1)[1])
 
 
 def _plan_nodes(settings: ConstellationSettings, old: ConstellationInfo | None) -> dict[str, NodeInfo]:
@@ -184,9 +193,9 @@ def _plan_nodes(settings: ConstellationSettings, old: ConstellationInfo | None) 
         previous = old.nodes.get(spec.name) if old else None
         if previous is not None and pid_alive(previous.pid) and _ready(previous):
             nodes[spec.name] = previous
-            taken.update({int(previous.url.rsplit(":", 1)[1]), previous.dicom_port})
+            taken.update({_http_port(previous), previous.dicom_port})
             continue
-        http = free_port(int(previous.url.rsplit(":", 1)[1]) if previous else spec.http_port, taken)
+        http = free_port(_http_port(previous) if previous else spec.http_port, taken)
         taken.add(http)
         dicom = free_port(previous.dicom_port if previous else spec.dicom_port, taken)
         taken.add(dicom)
@@ -214,9 +223,9 @@ def _start_node(settings: ConstellationSettings, spec: NodeSpec, node: NodeInfo,
             return replace(node, pid=pid)
         except ProcessError:
             stop_pidfile(home / "orthanc.pid", grace=5)
-            if attempt + 1 == attempts or port_free(int(node.url.rsplit(":", 1)[1])) and port_free(node.dicom_port):
+            if attempt + 1 == attempts or port_free(_http_port(node)) and port_free(node.dicom_port):
                 raise  # not a port clash: report it
-            taken = {int(n.url.rsplit(":", 1)[1]) for n in nodes.values()} | {n.dicom_port for n in nodes.values()}
+            taken = {_http_port(n) for n in nodes.values()} | {n.dicom_port for n in nodes.values()}
             http = free_port(0, taken)
             node = replace(node, url=f"http://127.0.0.1:{http}", dicom_port=free_port(0, taken | {http}))
             nodes[node.name] = node
@@ -309,8 +318,4 @@ def down(settings: ConstellationSettings) -> list[str]:
 
 
 def _stop_postgres() -> None:
-    versions = sorted(os.listdir("/etc/postgresql")) if os.path.isdir("/etc/postgresql") else []
-    if versions:
-        sudo = [] if os.geteuid() == 0 else ["sudo"]
-        subprocess.run([*sudo, "pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main", "stop"],
-                       check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _pg_ctlcluster("stop")

@@ -24,7 +24,7 @@ from anonlib.errors import AnonlibError
 
 __all__ = [
     "ProcessError", "port_free", "free_port", "start_process", "stop_pidfile", "pid_alive",
-    "read_pid", "assemble_config", "wait_orthanc_ready",
+    "read_pid", "assemble_config", "orthanc_problem", "wait_orthanc_ready",
 ]
 
 
@@ -136,6 +136,18 @@ def assemble_config(env_dir: Path, role: str, target: Path) -> Path:
     return target
 
 
+def orthanc_problem(url: str, name: str, auth: tuple[str, str], timeout: float = 2.0) -> str:
+    """One readiness probe: ``""`` when ``GET /system`` answers with ``Name == name``, else
+    what went wrong (``HTTP <status>`` or the exception's class)."""
+    try:
+        answer = httpx.get(f"{url}/system", auth=auth, timeout=timeout)
+        if answer.status_code == 200 and answer.json().get("Name") == name:
+            return ""
+        return f"HTTP {answer.status_code}"
+    except (httpx.HTTPError, ValueError) as exc:
+        return type(exc).__name__
+
+
 def wait_orthanc_ready(url: str, name: str, auth: tuple[str, str], pid: int | None,
                        timeout: float = 60.0, log: Path | None = None) -> None:
     """Wait until ``GET /system`` answers with ``Name == name``; ProcessError otherwise."""
@@ -144,13 +156,9 @@ def wait_orthanc_ready(url: str, name: str, auth: tuple[str, str], pid: int | No
     while time.monotonic() < deadline:
         if pid is not None and not pid_alive(pid):
             raise ProcessError(f"Orthanc {name} exited during start-up" + _tail(log))
-        try:
-            answer = httpx.get(f"{url}/system", auth=auth, timeout=2.0)
-            if answer.status_code == 200 and answer.json().get("Name") == name:
-                return
-            problem = f"HTTP {answer.status_code}"
-        except (httpx.HTTPError, ValueError) as exc:
-            problem = type(exc).__name__
+        problem = orthanc_problem(url, name, auth)
+        if not problem:
+            return
         time.sleep(0.2)
     raise ProcessError(f"Orthanc {name} not ready at {url} after {timeout:.0f} s ({problem})" + _tail(log))
 

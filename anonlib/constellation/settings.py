@@ -105,7 +105,8 @@ class ConstellationSettings:
                 nodes.append(NodeSpec(name, "destination", 8044 + index, 4244 + index, name.upper()[:16]))
         export = env.get("ANONLIB_EXPORT_DIR", "")
         return cls(
-            home=Path(env["ANONLIB_HOME"]).expanduser() if env.get("ANONLIB_HOME") else anonlib_home(),
+            # as before: the default home is created here, an explicit ANONLIB_HOME is not
+            home=anonlib_home(create=not env.get("ANONLIB_HOME"), env=env),
             pg_admin_url=env.get("ANONLIB_PG_ADMIN", f"postgresql://{user}@127.0.0.1:5432/postgres"),
             db_prefix=prefix,
             stable_age=_int(env, "ANONLIB_STABLE_AGE", 60, 1, 86400),

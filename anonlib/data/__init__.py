@@ -13,9 +13,11 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+import yaml
+
 from anonlib.errors import StandardDataError
 
-__all__ = ["read_verified", "manifest"]
+__all__ = ["read_verified", "read_yaml", "manifest"]
 
 
 @cache
@@ -42,3 +44,9 @@ def read_verified(name: str) -> bytes:
             "the bundled table was altered"
         )
     return data
+
+
+@cache
+def read_yaml(name: str) -> Any:
+    """The parsed content of the bundled YAML file ``name`` (read once; do not mutate it)."""
+    return yaml.safe_load(resources.files(__name__).joinpath(name).read_text("utf-8"))

@@ -90,7 +90,7 @@ def _parse(buf: Buffer, size: int, name: str, with_pixels: bool) -> ParsedInstan
             ds = pydicom.dcmread(io.BytesIO(buf), stop_before_pixels=not with_pixels,
                                  force=not has_preamble)
         except (InvalidDicomError, EOFError, ValueError, KeyError, TypeError, NotImplementedError,
-                struct_error()) as exc:
+                struct.error) as exc:
             raise InputError(name, f"not a readable DICOM file ({type(exc).__name__})") from exc
     if not (_looks_like_uid(ds.get("SOPClassUID")) and _looks_like_uid(ds.get("SOPInstanceUID"))):
         raise InputError(name, "not a DICOM instance (no valid SOP Class and SOP Instance UID)")
@@ -134,10 +134,6 @@ def _scan_either(buf: Buffer, implicit: bool) -> tuple[ScanResult, bool]:
         return scan(buf, start, implicit=implicit, little=True), False
     except Malformed:
         return scan(buf, start, implicit=not implicit, little=True), True
-
-
-def struct_error() -> type[Exception]:
-    return struct.error
 
 
 def encode_instance(dataset: Dataset, pixel_bytes: bytes | None, source: bytes | None = None) -> bytes:

@@ -14,7 +14,7 @@ from pydicom.dataset import Dataset
 
 from anonlib import __version__
 from anonlib.engine.changes import Change, format_path
-from anonlib.engine.dates import age_in_years, is_over_89, parse_da
+from anonlib.engine.dates import age_in_years, is_over_89, parse_da, years_between
 from anonlib.engine.identifiers import collect_identifiers
 from anonlib.engine.markers import add_markers, rebuild_file_meta
 from anonlib.engine.pixels import PixelVerdict, assess_pixels, blank_regions
@@ -85,8 +85,7 @@ def _over_89(ds: Dataset) -> bool:
         return True
     born, seen = parse_da(text_of(ds, "PatientBirthDate")), parse_da(text_of(ds, "StudyDate"))
     if born and seen:
-        years = seen.year - born.year - ((seen.month, seen.day) < (born.month, born.day))
-        return years >= 90
+        return years_between(born, seen) >= 90
     return False
 
 

@@ -8,10 +8,6 @@ from pydicom.datadict import keyword_for_tag
 
 __all__ = ["Change", "format_path"]
 
-#: What happened to an element, in words a reviewer reads in the preview diff.
-OUTCOMES = ("removed", "emptied", "dummy", "pseudonym", "uid", "shifted", "cleaned", "capped",
-            "kept", "added", "replaced")
-
 
 def format_path(trail: tuple[tuple[int, int], ...], tag: int) -> str:
     """A PHI-free path such as ``(0040,A730)[2]>(0040,A160)``."""
@@ -31,7 +27,9 @@ class Change:
     vr: str
     code: str  # the code the plan gave, e.g. "X/Z/D"
     action: str  # the single action applied, e.g. "Z"
-    outcome: str  # one of OUTCOMES
+    # what happened, in words a reviewer reads in the preview diff: removed, emptied, dummy,
+    # pseudonym, uid, shifted, cleaned, capped, kept, added or replaced
+    outcome: str
     source: str  # the layer that decided: "PS3.15 E.1-1 Basic Profile", "site profile 'x'", ...
     iod_type: str | None = None
     note: str = ""

@@ -6,7 +6,8 @@ import datetime as _dt
 import re
 
 __all__ = [
-    "parse_da", "shift_da", "shift_dt", "age_in_years", "AGE_CAP", "is_over_89", "normalize_tm",
+    "parse_da", "shift_day", "shift_da", "shift_dt", "age_in_years", "years_between", "AGE_CAP",
+    "is_over_89", "normalize_tm",
 ]
 
 AGE_CAP = "090Y"
@@ -26,7 +27,8 @@ def parse_da(value: str) -> _dt.date | None:
         return None
 
 
-def _shift(day: _dt.date, days: int) -> _dt.date | None:
+def shift_day(day: _dt.date, days: int) -> _dt.date | None:
+    """``day`` moved by ``days``; None when that leaves the range of :class:`datetime.date`."""
     try:
         return day + _dt.timedelta(days=days)
     except OverflowError:
@@ -36,7 +38,7 @@ def _shift(day: _dt.date, days: int) -> _dt.date | None:
 def shift_da(value: str, days: int) -> str | None:
     """``value`` moved by ``days``; None when it is not a valid date (caller replaces it)."""
     day = parse_da(value)
-    moved = _shift(day, days) if day else None
+    moved = shift_day(day, days) if day else None
     return moved.strftime("%Y%m%d") if moved and moved.year >= 1 else None
 
 
@@ -54,7 +56,7 @@ def shift_dt(value: str, days: int) -> str | None:
         base = _dt.date(int(year), int(month) if month else 7, int(day) if day else (15 if month else 1))
     except ValueError:
         return None
-    moved = _shift(base, days)
+    moved = shift_day(base, days)
     if moved is None or moved.year < 1:
         return None
     text = f"{moved.year:04d}"
@@ -72,6 +74,11 @@ def age_in_years(value: str) -> float | None:
         return None
     number, unit = int(match.group(1)), match.group(2)
     return {"D": number / 365.25, "W": number * 7 / 365.25, "M": number / 12, "Y": float(number)}[unit]
+
+
+def years_between(born: _dt.date, seen: _dt.date) -> int:
+    """Whole years from ``born`` to ``seen`` (the age on ``seen`` of someone born on ``born``)."""
+    return seen.year - born.year - ((seen.month, seen.day) < (born.month, born.day))
 
 
 def is_over_89(age: float | None) -> bool:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import re
 from functools import cache
-from importlib import resources
 
-import yaml
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
-from pydicom.multival import MultiValue
 
+from anonlib.data import read_yaml
 from anonlib.engine.text import Identifiers
+from anonlib.engine.values import strings_of
 from anonlib.engine.vr import element_vr, raw_elements
 from anonlib.profile.plan import Plan
 
@@ -26,7 +25,7 @@ _PHONE_SPLIT = re.compile(r"[\\;,\r\n]+|\s{2,}")
 @cache
 def identifier_tags() -> dict[int, str]:
     """tag → kind (names, ids, phones, telecom, addresses, institutions, dates)."""
-    data = yaml.safe_load(resources.files("anonlib.data").joinpath("identifiers.yaml").read_text("utf-8"))
+    data = read_yaml("identifiers.yaml")
     out: dict[int, str] = {}
     for kind, keywords in data.items():
         for word in keywords:
@@ -34,14 +33,6 @@ def identifier_tags() -> dict[int, str]:
             if tag is not None:
                 out[int(tag)] = kind
     return out
-
-
-def _values(value: object) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, (list, MultiValue)):
-        return [str(v) for v in value if v not in (None, "")]
-    return [str(value)] if str(value) else []
 
 
 def _name_parts(value: str) -> set[str]:
@@ -111,7 +102,7 @@ def _collect(ds: Dataset, wanted: dict[int, str], found: Identifiers) -> None:
                 value = ds[tag].value
             except Exception:  # noqa: BLE001 - an unreadable value identifies no one
                 continue
-            for text in _values(value):
+            for text in strings_of(value):
                 _add(found, kind, text)
             continue
         if element_vr(ds, tag) == "SQ":

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["dummy_value", "empty_value", "MAX_LENGTH", "TEXT_VRS", "fit", "text_of"]
+from pydicom.multival import MultiValue
+
+__all__ = ["dummy_value", "empty_value", "MAX_LENGTH", "TEXT_VRS", "fit", "text_of", "strings_of"]
 
 #: VRs whose values are free or short text that can carry identifying words.
 TEXT_VRS = frozenset({"AE", "LO", "LT", "PN", "SH", "ST", "UC", "UT", "UR"})
@@ -52,3 +54,12 @@ def text_of(ds: Any, keyword: str) -> str:
     except Exception:  # noqa: BLE001 - an undecodable value counts as missing
         return ""
     return str(value).strip(" \x00") if value not in (None, "") else ""
+
+
+def strings_of(value: object) -> list[str]:
+    """An element value as a list of non-empty strings (one per value of a multi-valued one)."""
+    if value is None:
+        return []
+    if isinstance(value, (list, MultiValue)):
+        return [str(v) for v in value if v not in (None, "")]
+    return [str(value)] if str(value) else []

@@ -21,7 +21,15 @@ from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
 from anonlib.engine.changes import Change
-from anonlib.engine.dates import AGE_CAP, age_in_years, normalize_tm, shift_da, shift_dt
+from anonlib.engine.dates import (
+    AGE_CAP,
+    age_in_years,
+    is_over_89,
+    normalize_tm,
+    shift_da,
+    shift_day,
+    shift_dt,
+)
 from anonlib.engine.privates import PrivatePolicy
 from anonlib.engine.text import Scrubber
 from anonlib.engine.uids import UidMapper, structural_uid_tags
@@ -29,7 +37,7 @@ from anonlib.engine.values import TEXT_VRS, dummy_value, empty_value, fit
 from anonlib.engine.vr import codec_of, element_vr, peek_strings, raw_elements
 from anonlib.errors import DeidentificationError
 from anonlib.profile.codes import resolve, strength
-from anonlib.profile.iod import IodTypes
+from anonlib.profile.iod import IodTypes, repeating_base
 from anonlib.profile.options import DateMode, Option
 from anonlib.profile.plan import Plan
 
@@ -178,8 +186,8 @@ class Walker:
         if vr == "UI":
             if not self._retain_uids and s.tag not in self._structural:
                 self._uid(s, action=letter)
-            elif self.record_kept:
-                self._record(s, letter, "kept", self._before(s), self._before(s))
+            else:
+                self._record_kept(s, letter)
             return
         if s.tag == _BIRTH_DATE and self.over_89:
             s.note = "age over 89: birth date emptied (HIPAA 164.514(b)(2)(i)(C))"
@@ -198,8 +206,8 @@ class Walker:
         elif vr in TEXT_VRS:
             scrub = self.scrubber.clean if (clean or vr in ("LT", "ST", "UT")) else self.scrubber.known
             self._map_values(s, lambda v: fit(scrub(v), vr), letter, "cleaned")
-        elif self.record_kept:
-            self._record(s, letter, "kept", self._before(s), self._before(s))
+        else:
+            self._record_kept(s, letter)
 
     def _uid(self, s: _Site, action: str = "U") -> None:
         if s.vr == "SQ":  # defensive: U on a sequence means its UIDs
@@ -224,8 +232,7 @@ class Walker:
 
     def _date(self, s: _Site, letter: str) -> None:
         if self.plan.date_mode is not DateMode.SHIFT:
-            if self.record_kept:
-                self._record(s, letter, "kept", self._before(s), self._before(s))
+            self._record_kept(s, letter)
             return
         shift = shift_da if s.vr == "DA" else shift_dt
         values = self._values(s)
@@ -251,8 +258,8 @@ class Walker:
             before = self._before(s)
             self._assign(s, [n for n in normal if n is not None])
             self._record(s, letter, "replaced", before, self._before(s))
-        elif self.record_kept:
-            self._record(s, letter, "kept", self._before(s), self._before(s))
+        else:
+            self._record_kept(s, letter)
 
     def _replace_invalid(self, s: _Site) -> None:
         if strength(self.types.type_of(s.seq_path + (s.tag,))) == 1:
@@ -262,21 +269,20 @@ class Walker:
 
     def _age(self, s: _Site, letter: str) -> None:
         values = self._values(s)
-        capped = [AGE_CAP if (age_in_years(v) or 0) >= 90 else v for v in values]
+        capped = [AGE_CAP if is_over_89(age_in_years(v)) else v for v in values]
         if capped != values or (s.tag == _PATIENT_AGE and self.over_89 and values):
             before = self._before(s)
             self._assign(s, capped)
             s.note = "age over 89 capped at 90 (HIPAA 164.514(b)(2)(i)(C))"
             self._record(s, letter, "capped", before, self._before(s))
-        elif self.record_kept:
-            self._record(s, letter, "kept", self._before(s), self._before(s))
+        else:
+            self._record_kept(s, letter)
 
     def _map_values(self, s: _Site, fn: Callable[[str], str], letter: str, outcome: str) -> None:
         values = self._values(s)
         new = [fn(v) for v in values]
         if new == values:
-            if self.record_kept:
-                self._record(s, letter, "kept", self._before(s), self._before(s))
+            self._record_kept(s, letter)
             return
         before = self._before(s)
         self._assign(s, new)
@@ -288,10 +294,8 @@ class Walker:
             return day.strftime("%Y%m%d")
         if self.plan.date_mode is DateMode.REMOVE:
             return "[DATE]"
-        try:
-            return (day + _dt.timedelta(days=self.date_shift_days)).strftime("%Y%m%d")
-        except OverflowError:
-            return "[DATE]"
+        moved = shift_day(day, self.date_shift_days)
+        return moved.strftime("%Y%m%d") if moved is not None else "[DATE]"
 
     # -- bookkeeping -------------------------------------------------------------------------
     def _before(self, s: _Site) -> str | None:
@@ -313,6 +317,12 @@ class Walker:
             after=after if self.record_values else None,
         ))
 
+    def _record_kept(self, s: _Site, letter: str) -> None:
+        """Record an element left as it was, when the caller asked for kept elements too."""
+        if self.record_kept:
+            before = self._before(s)
+            self._record(s, letter, "kept", before, before)
+
     def _vr(self, ds: Dataset, tag: int) -> str:
         return element_vr(ds, tag)
 
@@ -324,7 +334,7 @@ class Walker:
             rule = self.plan.rule_for((first << 16) | (element or 0x3000))
             if rule is not None and rule.code == "K":
                 continue
-            doomed = [t for t in ds.keys() if first <= (t >> 16) <= first + 0x1E and (t >> 16) % 2 == 0]
+            doomed = [t for t in ds.keys() if repeating_base(t >> 16) == first]
             for tag in doomed:
                 site = _Site(ds, tag, self._vr(ds, tag), rule.code if rule else "X",
                              rule.source if rule else "", None, (), (), False,

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from anonlib.jobs.db import JobsDb, StudyJobs
 from anonlib.jobs.enqueue import StudyQueue
 from anonlib.jobs.intake import HttpSource, StudyState
-from anonlib.jobs.runtime import DELIVERED, is_delivered
+from anonlib.jobs.runtime import is_delivered
 from anonlib.store.base import DeliveryRecord
 
 __all__ = ["CatchUp", "CatchUpReport", "needs_enqueue"]
@@ -83,8 +83,7 @@ class CatchUp:
                 continue
             report.considered += 1
             record = records.get(state.study_id)
-            if (state.instances is None and record is not None and record.status in DELIVERED
-                    and record.last_update == state.last_update):
+            if state.instances is None and is_delivered(state, record):
                 counted = source.study(state.study_id, count=True)  # same LastUpdate: compare counts
                 if counted is None:
                     continue

@@ -10,7 +10,14 @@ from dataclasses import dataclass, field
 from anonlib.constellation.info import ConstellationInfo
 from anonlib.errors import ConfigError
 from anonlib.jobs.db import JobRow, JobsDb
-from anonlib.jobs.enqueue import Enqueued, StudyQueue, enqueue_patient, enqueue_query, enqueue_study
+from anonlib.jobs.enqueue import (
+    Enqueued,
+    StudyQueue,
+    enqueue_patient,
+    enqueue_query,
+    enqueue_study,
+    open_study_queue,
+)
 from anonlib.jobs.intake import HttpSource
 from anonlib.jobs.worker import source_nodes
 
@@ -33,16 +40,7 @@ class Session:
     def queue(self) -> StudyQueue:
         """Opened on first use: the queue's schema is ensured and the project secret read."""
         if self._queue is None:
-            from anonlib.jobs.app import ensure_queue_schema, open_sync_app
-            from anonlib.store import open_store
-
-            ensure_queue_schema(self.info.db_url)
-            store = open_store(self.info.db_url)
-            try:
-                secret = store.secret()
-            finally:
-                store.close()
-            self._queue = StudyQueue(open_sync_app(self.info.db_url, max_connections=2), secret)
+            self._queue = open_study_queue(self.info.db_url)
         return self._queue
 
     def enqueue(self, node: str, *, study: str | None = None, patient: str | None = None,

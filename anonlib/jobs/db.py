@@ -23,7 +23,6 @@ from anonlib.store.db import delivery_query, delivery_records, make_engine, stor
 
 __all__ = ["JobRow", "JobsDb", "StudyJobs", "advisory_key"]
 
-ACTIVE = ("todo", "doing")
 FAILED = ("failed", "aborted")
 
 

@@ -8,7 +8,7 @@ job per patient at a time (see :mod:`anonlib.jobs.locks`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -20,7 +20,8 @@ from anonlib.jobs.app import QUEUE, TASK_NAME
 from anonlib.jobs.intake import StudySource
 from anonlib.jobs.locks import patient_lock, study_queueing_lock
 
-__all__ = ["Enqueued", "StudyQueue", "enqueue_patient", "enqueue_query", "enqueue_study"]
+__all__ = ["Enqueued", "StudyQueue", "enqueue_patient", "enqueue_query", "enqueue_study", "open_queue_app",
+           "open_study_queue", "read_secret"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,38 @@ class StudyQueue:
         except pq_exceptions.ConnectorException as exc:
             raise StoreError(f"could not queue a study ({type(exc.__cause__ or exc).__name__})") from None
         return Enqueued(node, study_id, int(job_id), True)
+
+
+def open_queue_app(db_url: str) -> App:
+    """The queue's schema ensured, then a small synchronous app on it (opened)."""
+    from anonlib.jobs.app import ensure_queue_schema, open_sync_app
+
+    ensure_queue_schema(db_url)
+    return open_sync_app(db_url, max_connections=2)
+
+
+def read_secret(db_url: str) -> bytes:
+    """The project secret (it keys the patient locks), read from the lookup store."""
+    from anonlib.store import open_store
+
+    store = open_store(db_url)
+    try:
+        return bytes(store.secret())
+    finally:
+        store.close()
+
+
+def open_study_queue(db_url: str, *, open_app: Callable[[str], App] = open_queue_app,
+                     secret: Callable[[str], bytes] = read_secret) -> StudyQueue:
+    """A :class:`StudyQueue` on ``db_url``: schema ensured, app opened, project secret read
+    (the app is closed again if the secret cannot be read). Close it with ``queue.app.close()``."""
+    app = open_app(db_url)
+    try:
+        key = secret(db_url)
+    except BaseException:
+        app.close()
+        raise
+    return StudyQueue(app, key)
 
 
 class FindingSource(StudySource, Protocol):

@@ -9,6 +9,7 @@ body (Orthanc may echo DICOM values).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -22,6 +23,7 @@ __all__ = [
     "Change",
     "ChangesPage",
     "HttpSource",
+    "JsonStudySource",
     "OrthancUnavailable",
     "StudySource",
     "StudyState",
@@ -80,7 +82,36 @@ class StudySource(Protocol):
         """The Orthanc IDs of a patient's studies (``None`` if the patient does not exist)."""
 
 
-class HttpSource:
+class JsonStudySource(ABC):
+    """:class:`StudySource` on top of one JSON getter: the REST client (:class:`HttpSource`) and
+    the Orthanc plugin's in-process reader differ only in how they ``GET``."""
+
+    name: str
+
+    @abstractmethod
+    def _get_json(self, path: str, what: str) -> Any | None:
+        """The JSON answer to ``GET path`` (``None`` if there is no such resource); ``what``
+        names the request in error messages."""
+
+    def study(self, study_id: str, *, count: bool = False) -> StudyState | None:
+        data = self._get_json(f"/studies/{study_id}", "read a study")
+        if data is None:
+            return None
+        state = study_state_from_json(data)
+        if not count:
+            return state
+        stats = self._get_json(f"/studies/{study_id}/statistics", "count a study's instances")
+        if stats is None:
+            return None
+        return StudyState(state.study_id, state.patient_id, state.stable, state.last_update,
+                          int(stats["CountInstances"]))
+
+    def patient_studies(self, patient_id: str) -> list[str] | None:
+        data = self._get_json(f"/patients/{patient_id}", "read a patient")
+        return None if data is None else [str(s) for s in data.get("Studies", [])]
+
+
+class HttpSource(JsonStudySource):
     """:class:`StudySource` over Orthanc's REST API (plus ``/tools/find``, ``/changes`` and the
     list of every study, which the plugin does not need)."""
 
@@ -116,22 +147,8 @@ class HttpSource:
         except ValueError:
             raise OrthancUnavailable(f"{self.name}: {what}: the answer is not JSON") from None
 
-    def study(self, study_id: str, *, count: bool = False) -> StudyState | None:
-        data = self._call("GET", f"/studies/{study_id}", "read a study")
-        if data is None:
-            return None
-        state = study_state_from_json(data)
-        if not count:
-            return state
-        stats = self._call("GET", f"/studies/{study_id}/statistics", "count a study's instances")
-        if stats is None:
-            return None
-        return StudyState(state.study_id, state.patient_id, state.stable, state.last_update,
-                          int(stats["CountInstances"]))
-
-    def patient_studies(self, patient_id: str) -> list[str] | None:
-        data = self._call("GET", f"/patients/{patient_id}", "read a patient")
-        return None if data is None else [str(s) for s in data.get("Studies", [])]
+    def _get_json(self, path: str, what: str) -> Any | None:
+        return self._call("GET", path, what)
 
     def find_studies(self, query: Mapping[str, str]) -> list[str]:
         """Orthanc IDs of the studies matching a ``/tools/find`` query (Level Study)."""

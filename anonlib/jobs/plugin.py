@@ -17,13 +17,24 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from procrastinate import App
 
 from anonlib.errors import AnonlibError
-from anonlib.jobs.enqueue import Enqueued, StudyQueue, enqueue_patient, enqueue_study
-from anonlib.jobs.intake import OrthancUnavailable, StudyState, study_state_from_json
+from anonlib.jobs.enqueue import (
+    Enqueued,
+    StudyQueue,
+    enqueue_patient,
+    enqueue_study,
+    open_queue_app,
+    open_study_queue,
+    read_secret,
+)
+from anonlib.jobs.intake import JsonStudySource, OrthancUnavailable
+
+if TYPE_CHECKING:
+    from anonlib.jobs.db import JobsDb
 
 __all__ = ["IntakePlugin", "OrthancRestSource", "UNKNOWN_RESOURCE"]
 
@@ -33,14 +44,14 @@ UNKNOWN_RESOURCE = 17
 STATUSES = ("todo", "doing", "succeeded", "failed", "cancelled", "aborted")
 
 
-class OrthancRestSource:
+class OrthancRestSource(JsonStudySource):
     """:class:`~anonlib.jobs.intake.StudySource` through Orthanc's in-process REST API."""
 
     def __init__(self, name: str, rest_get: Callable[[str], Any]) -> None:
         self.name = name
         self._get = rest_get
 
-    def _json(self, path: str) -> Any | None:
+    def _get_json(self, path: str, what: str) -> Any | None:
         try:
             answer = self._get(path)
         except Exception as exc:  # noqa: BLE001 - orthanc.OrthancException, or anything else
@@ -48,23 +59,6 @@ class OrthancRestSource:
                 return None
             raise OrthancUnavailable(f"{self.name}: GET {path.split('/')[1]}: {type(exc).__name__}") from None
         return json.loads(answer)
-
-    def study(self, study_id: str, *, count: bool = False) -> StudyState | None:
-        data = self._json(f"/studies/{study_id}")
-        if data is None:
-            return None
-        state = study_state_from_json(data)
-        if count:
-            stats = self._json(f"/studies/{study_id}/statistics")
-            if stats is None:
-                return None
-            state = StudyState(state.study_id, state.patient_id, state.stable, state.last_update,
-                               int(stats["CountInstances"]))
-        return state
-
-    def patient_studies(self, patient_id: str) -> list[str] | None:
-        data = self._json(f"/patients/{patient_id}")
-        return None if data is None else [str(s) for s in data.get("Studies", [])]
 
 
 def _enqueued(items: list[Enqueued]) -> list[dict[str, Any]]:
@@ -82,29 +76,37 @@ class IntakePlugin:
         self.db_url = db_url
         self.source = OrthancRestSource(node, rest_get)
         self._log, self._error = log, error
-        self._app_factory = app_factory or _open_app
-        self._secret_factory = secret_factory or _read_secret
+        self._app_factory = app_factory or open_queue_app
+        self._secret_factory = secret_factory or read_secret
         self._queue: StudyQueue | None = None
+        self._db: JobsDb | None = None
         self._lock = threading.Lock()
 
     def queue(self) -> StudyQueue:
         """The queue, opened on first use (schema ensured, project secret read)."""
         with self._lock:
             if self._queue is None:
-                app = self._app_factory(self.db_url)
-                try:
-                    secret = self._secret_factory(self.db_url)
-                except BaseException:
-                    app.close()
-                    raise
-                self._queue = StudyQueue(app, secret)
+                self._queue = open_study_queue(self.db_url, open_app=self._app_factory,
+                                               secret=self._secret_factory)
             return self._queue
+
+    def _jobs_db(self) -> JobsDb:
+        """The job tables, opened on first use (one engine and pool for every request)."""
+        with self._lock:
+            if self._db is None:
+                from anonlib.jobs.db import JobsDb
+
+                self._db = JobsDb(self.db_url)
+            return self._db
 
     def close(self) -> None:
         with self._lock:
             if self._queue is not None:
                 self._queue.app.close()
                 self._queue = None
+            if self._db is not None:
+                self._db.close()
+                self._db = None
 
     # -- on-change ----------------------------------------------------------------------------
 
@@ -165,33 +167,11 @@ class IntakePlugin:
             limit = max(1, min(1000, int(query.get("limit") or 100)))
         except ValueError:
             return 400, {"error": "limit must be an integer"}
-        from anonlib.jobs.db import JobsDb
-
-        db = JobsDb(self.db_url)
-        try:
-            return 200, {"counts": db.counts(),
-                         "jobs": [j.as_dict() for j in db.jobs(status=status, limit=limit)]}
-        finally:
-            db.close()
+        db = self._jobs_db()
+        return 200, {"counts": db.counts(), "jobs": [j.as_dict() for j in db.jobs(status=status, limit=limit)]}
 
 
 def _describe(exc: BaseException) -> str:
     """PHI-free: anonlib's messages, otherwise the exception's class only."""
     return str(exc) if isinstance(exc, AnonlibError) else type(exc).__name__
 
-
-def _open_app(db_url: str) -> App:
-    from anonlib.jobs.app import ensure_queue_schema, open_sync_app
-
-    ensure_queue_schema(db_url)
-    return open_sync_app(db_url, max_connections=2)
-
-
-def _read_secret(db_url: str) -> bytes:
-    from anonlib.store import open_store
-
-    store = open_store(db_url)
-    try:
-        return bytes(store.secret())
-    finally:
-        store.close()

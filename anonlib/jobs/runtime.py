@@ -1,41 +1,26 @@
 """What a study job needs in a worker process, built once per process.
 
 :class:`Runtime` bundles the constellation description, the study-job function, a reader per
-source node, the delivery records and the outcome log. :func:`current` builds it on first use
-from :func:`load_info` (``$ANONLIB_HOME/constellation.json``, or the environment when that file
-is absent, as in docker); :func:`install` replaces it (the worker does so at start, tests do so
-with fakes).
+source node and the outcome log. :func:`current` builds it on first use from
+:func:`~anonlib.constellation.info.load_info` (``$ANONLIB_HOME/constellation.json``, or the
+environment when that file is absent, as in docker; also importable from here);
+:func:`install` replaces it (the worker does so at start, tests do so with fakes).
 """
 
 from __future__ import annotations
 
-import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
-from anonlib.constellation.info import INFO_FILE, ConstellationInfo
+from anonlib.constellation.info import ConstellationInfo, load_info
 from anonlib.jobs.intake import HttpSource, StudySource, StudyState
 from anonlib.store.base import DeliveryRecord
 
 __all__ = ["OutcomeLog", "Runtime", "current", "install", "is_delivered", "load_info"]
 
 DELIVERED = ("done", "held")
-
-
-def load_info(env: Mapping[str, str] | None = None) -> ConstellationInfo:
-    """The constellation description: ``$ANONLIB_HOME/constellation.json`` when it exists,
-    else :meth:`ConstellationInfo.from_env` (docker sets ``ANONLIB_DB_URL`` and friends)."""
-    from anonlib.settings import anonlib_home
-
-    env = os.environ if env is None else env
-    home = Path(env["ANONLIB_HOME"]).expanduser() if env.get("ANONLIB_HOME") else anonlib_home(create=False)
-    path = home / INFO_FILE
-    if path.exists():
-        return ConstellationInfo.load(path)
-    return ConstellationInfo.from_env(env)
 
 
 def is_delivered(state: StudyState, record: DeliveryRecord | None) -> bool:
@@ -62,7 +47,6 @@ class Runtime:
     info: Any  # ConstellationInfo (``Any`` so that fakes fit)
     process: Process
     source: Callable[[str], StudySource]
-    delivery: Callable[[str, str], DeliveryRecord | None]
     outcomes: OutcomeLog
     closers: list[Callable[[], None]] = field(default_factory=list)
 
@@ -91,9 +75,7 @@ class Runtime:
                 reader.close()
             db.close()
 
-        return cls(info=info, process=process, source=source,
-                   delivery=lambda node, study: db.deliveries(node, [study]).get(study),
-                   outcomes=db, closers=[close])
+        return cls(info=info, process=process, source=source, outcomes=db, closers=[close])
 
     def close(self) -> None:
         for closer in self.closers:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from anonlib.jobs.db import JobRow, JobsDb
 from anonlib.jobs.enqueue import Enqueued, StudyQueue
 from anonlib.jobs.intake import HttpSource
-from anonlib.jobs.runtime import DELIVERED
+from anonlib.jobs.runtime import is_delivered
 
 __all__ = ["QueueStatus", "check", "retry_job", "wait"]
 
@@ -54,8 +54,7 @@ def check(db: JobsDb, sources: Mapping[str, HttpSource]) -> QueueStatus:
             if not state.stable:
                 status.unstable.append(state.study_id)
                 continue
-            record = records.get(state.study_id)
-            if record is None or record.status not in DELIVERED or record.last_update != state.last_update:
+            if not is_delivered(state, records.get(state.study_id)):  # studies() has no instance counts
                 status.undelivered.append(state.study_id)
     status.failures = db.jobs(outstanding_failures=True, limit=None)
     return status

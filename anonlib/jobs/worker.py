@@ -24,10 +24,10 @@ from procrastinate import exceptions as pq_exceptions
 from anonlib.constellation.info import ConstellationInfo
 from anonlib.errors import AnonlibError
 from anonlib.jobs import runtime as runtime_module
-from anonlib.jobs.app import QUEUE, TASK_NAME, ensure_queue_schema, make_app, open_sync_app
+from anonlib.jobs.app import QUEUE, TASK_NAME, make_app
 from anonlib.jobs.catchup import CatchUp
 from anonlib.jobs.db import JobsDb
-from anonlib.jobs.enqueue import StudyQueue
+from anonlib.jobs.enqueue import open_study_queue
 from anonlib.jobs.intake import HttpSource
 
 __all__ = ["WorkerSettings", "PhiSafeLogFilter", "run_worker", "source_nodes"]
@@ -100,7 +100,7 @@ async def run_worker(info: ConstellationInfo, settings: WorkerSettings | None = 
     logging.getLogger("procrastinate").addFilter(PhiSafeLogFilter())
     for name in ("procrastinate.worker", "procrastinate.job_context"):
         logging.getLogger(name).addFilter(PhiSafeLogFilter())
-    await asyncio.to_thread(ensure_queue_schema, info.db_url)
+    queue = await asyncio.to_thread(open_study_queue, info.db_url)  # schema ensured, secret read
     rt = runtime or runtime_module.Runtime.from_info(info)
     previous = runtime_module.install(rt)
     stop = asyncio.Event()
@@ -110,16 +110,8 @@ async def run_worker(info: ConstellationInfo, settings: WorkerSettings | None = 
             loop.add_signal_handler(sig, stop.set)
     db = JobsDb(info.db_url)
     sources = {name: HttpSource(info.node(name)) for name in source_nodes(info)}
-    defer_app = await asyncio.to_thread(open_sync_app, info.db_url, max_connections=2)
     try:
-        from anonlib.store import open_store
-
-        store = await asyncio.to_thread(open_store, info.db_url)
-        try:
-            secret = await asyncio.to_thread(store.secret)
-        finally:
-            store.close()
-        catchup = CatchUp(db, StudyQueue(defer_app, secret), sources)
+        catchup = CatchUp(db, queue, sources)
         app = make_app(info.db_url, max_connections=settings.concurrency + 3)
         async with app.open_async():
             worker = asyncio.create_task(app.run_worker_async(
@@ -138,7 +130,7 @@ async def run_worker(info: ConstellationInfo, settings: WorkerSettings | None = 
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
-        defer_app.close()
+        queue.app.close()
         for source in sources.values():
             source.close()
         db.close()

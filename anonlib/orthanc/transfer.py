@@ -112,5 +112,3 @@ def delete_study(client: pyorthanc.Orthanc, node: str, study_id: str) -> None:
         call(node, "delete study", client.delete_studies_id, study_id)
     except NotFound:
         return
-    except StudyJobError:
-        raise

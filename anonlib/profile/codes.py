@@ -14,7 +14,7 @@ from functools import cache
 from anonlib.data import read_verified
 from anonlib.errors import ConfigError
 
-__all__ = ["STANDARD_CODES", "ANONLIB_CODES", "ALL_CODES", "resolve", "standard_code_table"]
+__all__ = ["ANONLIB_CODES", "all_codes", "check_code", "resolve", "standard_code_table"]
 
 #: Codes anonlib adds on top of the standard ones. ``P``: replace with the patient's pseudonym.
 ANONLIB_CODES = frozenset({"P"})
@@ -27,14 +27,17 @@ def standard_code_table() -> dict[str, str]:
     return {row["code"]: row["resolution_by_attribute_type"] for row in csv.DictReader(io.StringIO(text))}
 
 
-STANDARD_CODES = frozenset(standard_code_table())
-ALL_CODES = STANDARD_CODES | ANONLIB_CODES
+@cache
+def all_codes() -> frozenset[str]:
+    """Every known action code: Table E.1-1a's and anonlib's own (read on first use)."""
+    return frozenset(standard_code_table()) | ANONLIB_CODES
 
 
 def check_code(code: str, where: str) -> str:
     """``code`` if it is a known action code; :class:`ConfigError` naming ``where`` otherwise."""
-    if code not in ALL_CODES:
-        raise ConfigError(f"{where}: unknown action code {code!r} (known: {sorted(ALL_CODES)})")
+    known = all_codes()
+    if code not in known:
+        raise ConfigError(f"{where}: unknown action code {code!r} (known: {sorted(known)})")
     return code
 
 

@@ -15,21 +15,25 @@ from typing import Any
 
 from anonlib.data import read_verified
 
-__all__ = ["IodTypes", "iod_types", "normalize_path", "CONTENT_SEQUENCE"]
+__all__ = ["IodTypes", "iod_types", "normalize_path", "repeating_base", "CONTENT_SEQUENCE"]
 
 DATA_FILE = "iod_attribute_types.json.gz"
 CONTENT_SEQUENCE = 0x0040A730
 _RANK = {"1": 0, "1C": 1, "2": 2, "2C": 3, "3": 4}
 
 
+def repeating_base(group: int) -> int | None:
+    """The first group of the repeating range ``group`` belongs to — 0x6000 for the overlays
+    (even groups 6000-601E), 0x5000 for the curves (even 5000-501E) — or None for any other."""
+    if group % 2 == 0 and (0x6000 <= group <= 0x601E or 0x5000 <= group <= 0x501E):
+        return group & 0xFF00
+    return None
+
+
 def _fold(tag: int) -> int:
     """Fold the repeating groups onto their first group: 60xx overlays → 6000, 50xx → 5000."""
-    group = tag >> 16
-    if 0x6000 <= group <= 0x601E and group % 2 == 0:
-        return 0x6000_0000 | (tag & 0xFFFF)
-    if 0x5000 <= group <= 0x501E and group % 2 == 0:
-        return 0x5000_0000 | (tag & 0xFFFF)
-    return tag
+    base = repeating_base(tag >> 16)
+    return tag if base is None else (base << 16) | (tag & 0xFFFF)
 
 
 def normalize_path(path: tuple[int, ...]) -> tuple[int, ...]:

@@ -11,14 +11,11 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import cache
-from importlib import resources
-from typing import Any
 
-import yaml
-
+from anonlib.data import read_yaml
 from anonlib.errors import ConfigError
 from anonlib.profile.codes import check_code
+from anonlib.profile.iod import repeating_base
 from anonlib.profile.options import DEFAULT_OPTIONS, DateMode, Option
 from anonlib.profile.site import MaskRule, SiteProfile, parse_tag
 from anonlib.profile.table import edition, load_table
@@ -58,9 +55,8 @@ class Plan:
         rule = self.rules.get(tag)
         if rule is not None:
             return rule
-        group = tag >> 16
-        if 0x5000 <= group <= 0x601E and group % 2 == 0 and (group <= 0x501E or group >= 0x6000):
-            first = 0x5000 if group <= 0x501E else 0x6000
+        first = repeating_base(tag >> 16)
+        if first is not None:
             return self.repeating.get((first, tag & 0xFFFF)) or self.repeating.get((first, None))
         return None
 
@@ -87,11 +83,6 @@ def _table_code(basic: str, options: tuple[tuple[str, str], ...], chosen: frozen
     return code, f"PS3.15 E.1-1 {Option.parse(column).meaning}"
 
 
-@cache
-def _package_yaml(name: str) -> Any:
-    return yaml.safe_load(resources.files("anonlib.data").joinpath(name).read_text("utf-8"))
-
-
 def build_plan(site: SiteProfile | None = None) -> Plan:
     """Merge Table E.1-1, the options, anonlib's own layer and ``site`` into a :class:`Plan`."""
     site = site or SiteProfile()
@@ -112,12 +103,12 @@ def build_plan(site: SiteProfile | None = None) -> Plan:
         else:
             private = rule
 
-    for key, code in _package_yaml("anonlib_rules.yaml")["actions"].items():
+    for key, code in read_yaml("anonlib_rules.yaml")["actions"].items():
         rules[parse_tag(key)] = Rule(check_code(code, "anonlib_rules.yaml"), "anonlib default")
     for tag, code in site.actions.items():
         rules[tag] = Rule(code, f"site profile {site.name!r}")
 
-    burned = _package_yaml("burned_in.yaml")
+    burned = read_yaml("burned_in.yaml")
     plan = Plan(
         name=site.name,
         options=options,

@@ -11,16 +11,13 @@ from functools import cache
 from anonlib.data import manifest, read_verified
 from anonlib.errors import StandardDataError
 from anonlib.profile.codes import check_code
+from anonlib.profile.options import Option
 
 __all__ = ["TableRow", "load_table", "TABLE_FILE", "edition"]
 
 TABLE_FILE = "ps3.15_table_e1-1.csv"
 _TAG = re.compile(r"^\(([0-9A-Fa-fx]{4}),([0-9A-Fa-fx]{4})\)$")
-OPTION_COLUMNS = (
-    "rtn_safe_priv_opt", "rtn_uids_opt", "rtn_dev_id_opt", "rtn_inst_id_opt", "rtn_pat_chars_opt",
-    "rtn_long_full_dates_opt", "rtn_long_modif_dates_opt", "clean_desc_opt",
-    "clean_struct_cont_opt", "clean_graph_opt",
-)
+OPTION_COLUMNS = tuple(option.column for option in Option)
 
 
 @dataclass(frozen=True)
@@ -41,9 +38,6 @@ class TableRow:
     basic: str
     options: tuple[tuple[str, str], ...]  # (column, code) for every non-empty option cell
     vr: str
-
-    def option_code(self, column: str) -> str | None:
-        return dict(self.options).get(column)
 
 
 def _parse_selector(text: str) -> tuple[str, int | None, int | None, int | None]:

@@ -10,9 +10,8 @@ import os
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from anonlib.constellation.info import INFO_FILE, ConstellationInfo, NodeInfo
+from anonlib.constellation.info import INFO_FILE, ConstellationInfo, NodeInfo, info_path, load_info
 from anonlib.errors import ConfigError
-from anonlib.settings import anonlib_home
 from anonlib.sources.base import (
     MODALITY_SEPARATOR,
     PATIENT_COLUMNS,
@@ -46,11 +45,10 @@ def node_from_url(url: str) -> NodeInfo:
 
 
 def _constellation() -> ConstellationInfo | None:
-    path = anonlib_home(create=False) / INFO_FILE
-    if path.exists():
-        return ConstellationInfo.load(path)
-    if os.environ.get("ANONLIB_INTAKE_URL"):
-        return ConstellationInfo.from_env(os.environ)
+    """The constellation's description, from its file or (with ``ANONLIB_INTAKE_URL`` set) the
+    environment; ``None`` when neither is there."""
+    if info_path().exists() or os.environ.get("ANONLIB_INTAKE_URL"):
+        return load_info()
     return None
 
 

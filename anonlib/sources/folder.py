@@ -26,6 +26,7 @@ from anonlib.dicomio import quiet_pydicom, read_instance
 from anonlib.engine.subject import patient_key
 from anonlib.engine.values import text_of
 from anonlib.errors import ConfigError
+from anonlib.pipeline import discover_files
 from anonlib.sources.base import UnknownKey
 from anonlib.sources.tables import (
     filter_studies,
@@ -105,7 +106,7 @@ class FolderSource:
         quiet_pydicom()
         index = _Index()
         seen: set[str] = set()
-        for path in sorted(p for p in self.root.rglob("*") if p.is_file() and not p.name.startswith(".tmp-")):
+        for path in discover_files(self.root):
             try:
                 ds = read_instance(path, label="file").dataset
                 entry = _Entry(str(path), text_of(ds, "SOPInstanceUID"), text_of(ds, "StudyInstanceUID"),

@@ -13,6 +13,7 @@ an unknown key raises :class:`~anonlib.sources.base.UnknownKey`.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable
 from typing import Any, cast
@@ -42,6 +43,10 @@ _ORTHANC_ID = re.compile(r"^[0-9a-f]{8}(-[0-9a-f]{8}){4}$")
 def _tag(item: Json, name: str, group: str = "MainDicomTags") -> str:
     value = item.get(group, {}).get(name, "")
     return str(value).strip(" \x00") if value is not None else ""
+
+
+def _instance_order(item: Json) -> tuple[tuple[int, float], str]:
+    return number_key(_tag(item, "InstanceNumber")), _tag(item, "SOPInstanceUID")
 
 
 class OrthancSource:
@@ -153,16 +158,28 @@ class OrthancSource:
 
     def instances(self, study: str, series: str | None = None) -> list[str]:
         """Instance IDs of ``study`` (or of one series), in series then instance order."""
+        if series is not None:
+            return self._series_instances(study, series)
         order = {i["ID"]: (number_key(_tag(i, "SeriesNumber")), _tag(i, "SeriesInstanceUID"))
                  for i in self._study_series(study)}
-        if series is not None and series not in order:
-            raise UnknownKey(f"{self.node.name}: the study has no series with this key")
         found = cast(list[Json], self._call("list instances", self.client.get_studies_id_instances, study,
                                             params={"expand": ""}, missing="study"))
-        chosen = [i for i in found if series is None or i.get("ParentSeries") == series]
-        chosen.sort(key=lambda i: (order.get(i.get("ParentSeries", ""), ((1, 0.0), "")),
-                                   number_key(_tag(i, "InstanceNumber")), _tag(i, "SOPInstanceUID")))
-        return [str(i["ID"]) for i in chosen]
+        found.sort(key=lambda i: (order.get(i.get("ParentSeries", ""), ((1, 0.0), "")), _instance_order(i)))
+        return [str(i["ID"]) for i in found]
+
+    def _series_instances(self, study: str, series: str) -> list[str]:
+        """Instance IDs of one series of ``study`` in instance order; only that series is read."""
+        item: Any = None
+        if _ORTHANC_ID.match(series):  # anything else is no Orthanc key
+            with contextlib.suppress(NotFound):
+                item = call(self.node.name, "read a series", self.client.get_series_id, series)
+        if not isinstance(item, dict) or item.get("ParentStudy") != study:
+            self._study_series(study)  # UnknownKey if the study itself is unknown
+            raise UnknownKey(f"{self.node.name}: the study has no series with this key")
+        found = cast(list[Json], self._call("list instances", self.client.get_series_id_instances, series,
+                                            params={"expand": ""}, missing="series"))
+        found.sort(key=_instance_order)
+        return [str(i["ID"]) for i in found]
 
     def read(self, instance: str) -> bytes:
         """The DICOM file of one instance (``/instances/{id}/file``)."""

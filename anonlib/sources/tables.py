@@ -21,7 +21,7 @@ from anonlib.sources.base import (
     STUDY_COLUMNS,
 )
 
-__all__ = ["patients_frame", "studies_frame", "series_frame", "filter_studies", "check_date",
+__all__ = ["patients_frame", "studies_frame", "series_frame", "filter_studies", "match_patient", "check_date",
            "number_key", "join_modalities"]
 
 _DATE = re.compile(r"^\d{8}$")
@@ -76,6 +76,12 @@ def check_date(value: str | None, what: str) -> str | None:
     return text
 
 
+def match_patient(frame: pd.DataFrame, patient: str) -> pd.Series:
+    """Which rows of a patients or studies table belong to ``patient``: it equals the patient
+    key or the PatientID."""
+    return (frame["patient"] == patient) | (frame["patient_id"] == patient)
+
+
 def filter_studies(frame: pd.DataFrame, *, patient: str | None = None, date_from: str | None = None,
                    date_to: str | None = None, modality: str | None = None) -> pd.DataFrame:
     """The studies of ``frame`` that match every given filter: ``patient`` equals the patient
@@ -84,7 +90,7 @@ def filter_studies(frame: pd.DataFrame, *, patient: str | None = None, date_from
     start, end = check_date(date_from, "date_from"), check_date(date_to, "date_to")
     keep = pd.Series(True, index=frame.index)
     if patient:
-        keep &= (frame["patient"] == patient) | (frame["patient_id"] == patient)
+        keep &= match_patient(frame, patient)
     if start or end:
         dates = frame["study_date"]
         keep &= dates.str.fullmatch(r"\d{8}").fillna(False).astype(bool)

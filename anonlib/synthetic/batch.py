@@ -12,8 +12,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydicom import dcmread
-from pydicom.data import get_testdata_file
+from anonlib.synthetic.objects import template
 
 __all__ = ["BatchStudy", "write_batch"]
 
@@ -31,10 +30,7 @@ class BatchStudy:
 def write_batch(root: Path, *, studies: int, patients: int, instances: int = 3, seed: int = 0,
                 first: int = 0) -> list[BatchStudy]:
     """Write ``studies`` studies (numbered from ``first``) under ``root``; returns them."""
-    path = get_testdata_file("CT_small.dcm")
-    if not isinstance(path, str):
-        raise FileNotFoundError("pydicom's CT_small.dcm is not available")
-    template = dcmread(path)
+    base = template("CT_small.dcm")
     rng = random.Random(seed)
     made = []
     for number in range(first, first + studies):
@@ -46,7 +42,7 @@ def write_batch(root: Path, *, studies: int, patients: int, instances: int = 3, 
         series_uid = f"{study_uid}.1"
         day = 1 + rng.randrange(27)
         for index in range(instances):
-            ds = copy.deepcopy(template)
+            ds = copy.deepcopy(base)
             ds.PatientID = patient_id
             ds.PatientName = f"BATCH^PATIENT{patient:05d}"
             ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid

@@ -33,14 +33,7 @@ from pydicom.sr.codedict import codes
 
 from anonlib.synthetic.objects import Series, Study, pin_dates
 from anonlib.synthetic.phi import Person
-from anonlib.synthetic.stamp import (
-    referenced_request,
-    stamp_equipment,
-    stamp_patient,
-    stamp_private,
-    stamp_series,
-    stamp_study,
-)
+from anonlib.synthetic.stamp import referenced_request, stamp_levels
 
 __all__ = ["segmentation", "report", "presentation_state"]
 
@@ -53,11 +46,7 @@ def _restamp(ds: Dataset, p: Person, s: Study, series: Series, time: str,
              dimension_uid: str = "") -> None:
     """highdicom copied the patient and study from the source; add what archives add, and
     replace the wall-clock dates and generated UIDs so the corpus is reproducible."""
-    stamp_patient(ds, p, s)
-    stamp_study(ds, p, s)
-    stamp_series(ds, p, s, series, dated=False)
-    stamp_equipment(ds, p)
-    stamp_private(ds, p, s)
+    stamp_levels(ds, p, s, series, dated=False)
     pin_dates(ds, p.recorder.date_text(s.report_date, 0), time)
     for sequence in ("DimensionOrganizationSequence", "DimensionIndexSequence"):
         for item in ds.get(sequence, []):

@@ -9,13 +9,7 @@ from pydicom.uid import CTImageStorage, RTDoseStorage, RTPlanStorage, RTStructur
 
 from anonlib.synthetic.objects import Series, Study, template
 from anonlib.synthetic.phi import Person
-from anonlib.synthetic.stamp import (
-    stamp_equipment,
-    stamp_patient,
-    stamp_private,
-    stamp_series,
-    stamp_study,
-)
+from anonlib.synthetic.stamp import stamp_levels
 
 __all__ = ["rtstruct", "rtplan", "rtdose"]
 
@@ -35,11 +29,7 @@ def _start(p: Person, s: Study, series: Series, sop_class: str) -> Dataset:
     ds.SpecificCharacterSet = "ISO_IR 100"
     ds.SOPClassUID = sop_class
     ds.SOPInstanceUID = p.uids.new()
-    stamp_patient(ds, p, s)
-    stamp_study(ds, p, s)
-    stamp_series(ds, p, s, series, dated=False)
-    stamp_equipment(ds, p)
-    stamp_private(ds, p, s)
+    stamp_levels(ds, p, s, series, dated=False)
     ds.Manufacturer = "ACME Oncology"
     ds.ManufacturerModelName = "PlanIt"
     ds.SoftwareVersions = "4.2"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pydicom.dataset import Dataset
 
+from anonlib.engine.dates import years_between
 from anonlib.synthetic.objects import Series, Study
 from anonlib.synthetic.phi import Person, Recorder
 
@@ -20,6 +21,7 @@ __all__ = [
     "stamp_series",
     "stamp_equipment",
     "stamp_private",
+    "stamp_levels",
     "stamp_referenced_patient",
     "request_item",
     "referenced_request",
@@ -116,8 +118,7 @@ def stamp_study(ds: Dataset, p: Person, s: Study) -> None:
     if p.birth is not None:
         history += f" DOB {rec.date_text(p.birth, 1)} / {rec.date_text(p.birth, 3)} / " \
                    f"{rec.date_text(p.birth, 4)}."
-        years = s.date.year - p.birth.year - (
-            (s.date.month, s.date.day) < (p.birth.month, p.birth.day))
+        years = years_between(p.birth, s.date)
         ds.PatientAge = f"{years:03d}Y"
         if years > 89:
             rec.add("C_age", ds.PatientAge)
@@ -200,6 +201,16 @@ def stamp_private(ds: Dataset, p: Person, s: Study) -> None:
     nested.add_new(0x10, "PN", p.pn or p.site.referring)
     nested.add_new(0x11, "UI", s.uid)
     block.add_new(0x03, "SQ", [item])
+
+
+def stamp_levels(ds: Dataset, p: Person, s: Study, series: Series, *, dated: bool = True) -> None:
+    """Every planted level, in order: patient, study, series (``dated``: with its date and
+    time), equipment and the private block."""
+    stamp_patient(ds, p, s)
+    stamp_study(ds, p, s)
+    stamp_series(ds, p, s, series, dated=dated)
+    stamp_equipment(ds, p)
+    stamp_private(ds, p, s)
 
 
 def stamp_referenced_patient(ds: Dataset, p: Person) -> None:

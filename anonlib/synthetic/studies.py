@@ -10,15 +10,7 @@ from pydicom.uid import UltrasoundImageStorage
 
 from anonlib.synthetic.objects import Series, Study, pin_dates, template
 from anonlib.synthetic.phi import Person
-from anonlib.synthetic.stamp import (
-    request_item,
-    stamp_equipment,
-    stamp_patient,
-    stamp_private,
-    stamp_referenced_patient,
-    stamp_series,
-    stamp_study,
-)
+from anonlib.synthetic.stamp import request_item, stamp_levels, stamp_referenced_patient
 
 __all__ = ["image_series", "secondary_capture", "ultrasound", "stamp_all"]
 
@@ -28,11 +20,7 @@ _SPACING = {"CT": 5.0, "MR": 0.8}
 
 def stamp_all(ds: Dataset, p: Person, s: Study, series: Series, *, dated: bool = True) -> None:
     """Every planted level an acquired image carries."""
-    stamp_patient(ds, p, s)
-    stamp_study(ds, p, s)
-    stamp_series(ds, p, s, series, dated=dated)
-    stamp_equipment(ds, p)
-    stamp_private(ds, p, s)
+    stamp_levels(ds, p, s, series, dated=dated)
     ds.RequestAttributesSequence = [request_item(p, s)]
 
 

@@ -12,6 +12,8 @@ from anonlib import workflows
 from anonlib.ui.render import diff_html, findings_svg, show, show_html, table_html
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from anonlib.sources.base import Source
 
 __all__ = ["BrowsePanel", "PreviewPanel", "AnonymizePanel", "AuditPanel", "show_audit", "show_findings", "show_preview",
@@ -52,13 +54,15 @@ class BrowsePanel(w.VBox):  # type: ignore[misc]
         self.add_class("anonlib-browse")
         self.study.add_class("anonlib-series-picker")
         self.thumbs.add_class("anonlib-thumbnails-button")
-        self.refresh()
+        self.refresh(patients)
 
-    def refresh(self) -> None:
+    def refresh(self, patients: pd.DataFrame | None = None) -> None:
+        """Show the studies matching the filters (``patients``: the patient table just read)."""
         self.out_studies.clear_output()
         try:
             found = workflows.browse(self.src, patient=self.patient.value, date_from=self.date_from.value,
-                                     date_to=self.date_to.value, modality=self.modality.value)
+                                     date_to=self.date_to.value, modality=self.modality.value,
+                                     patients=patients)
         except Exception as exc:  # noqa: BLE001 - shown to the user
             _error(self.out_studies, exc)
             return

@@ -166,8 +166,7 @@ def test_worker_retries_records_and_lists(pg_url: str, queue_db: tuple[StudyQueu
     source.add(STUDY_A)
     source.add(STUDY_B, patient_id="another-patient")
     process = FakeProcess(raises=[StudyJobError("intake: not a study we can use")])
-    runtime = runtime_module.Runtime(info=None, process=process, source=lambda node: source,
-                                     delivery=lambda n, s: None, outcomes=db)
+    runtime = runtime_module.Runtime(info=None, process=process, source=lambda node: source, outcomes=db)
     failing = queue.defer("intake", STUDY_A, PATIENT)
     _run(pg_url, runtime, StudyRetry(max_attempts=3, base_seconds=0, cap_seconds=0))
     [row] = db.jobs(outstanding_failures=True)

@@ -107,8 +107,7 @@ def process() -> FakeProcess:
 
 @pytest.fixture
 def runtime(source: FakeSource, outcomes: FakeOutcomes, process: FakeProcess) -> Iterator[runtime_module.Runtime]:
-    fake = runtime_module.Runtime(info=None, process=process, source=lambda node: source,
-                                  delivery=lambda node, study: None, outcomes=outcomes)
+    fake = runtime_module.Runtime(info=None, process=process, source=lambda node: source, outcomes=outcomes)
     previous = runtime_module.install(fake)
     yield fake
     runtime_module.install(previous)
