@@ -156,8 +156,9 @@ def _jobs(args: argparse.Namespace) -> int:
 
 def _audit(args: argparse.Namespace) -> int:
     from anonlib.audit.cli import run_audit_command
+    from anonlib.engine.uids import UidMapper
 
-    return run_audit_command(args)
+    return run_audit_command(args, uid_mapping=UidMapper)
 
 
 def _parameter_value(text: str) -> object:

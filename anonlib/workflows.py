@@ -141,8 +141,10 @@ def audit_target(target: str, *, originals: str = "", db_url: str = "", output: 
 
         info = load_info(env_fallback=False)
         located = info.node(target), info.node(originals) if originals else None, None
+    from anonlib.engine.uids import UidMapper
+
     result = audit_located(*located, db_url=db_url or None, use_store=bool(db_url or originals),
-                           conformance=conformance)
+                           conformance=conformance, uid_mapping=UidMapper)
     html = None
     if output:
         folder = Path(output)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from anonlib.audit.model import AuditResult
-from anonlib.audit.sources import Located, audit_located
+from anonlib.audit.sources import Located, UidMapping, audit_located
 from anonlib.errors import ConfigError
 
 __all__ = ["run_audit_command", "print_summary"]
@@ -62,9 +62,10 @@ def print_summary(result: AuditResult) -> None:
         print("failing: " + ", ".join(failing))
 
 
-def run_audit_command(args: argparse.Namespace) -> int:
+def run_audit_command(args: argparse.Namespace, uid_mapping: UidMapping | None = None) -> int:
     result = audit_located(*_locate(args), db_url=args.db, use_store=bool(args.db or args.originals),
-                           conformance=not args.no_conformance, audit_empty=False)
+                           conformance=not args.no_conformance, audit_empty=False,
+                           uid_mapping=uid_mapping)
     if not result.instances:
         print("audit: nothing to audit", file=sys.stderr)
         return 1

@@ -13,8 +13,7 @@ from pydicom.dataset import Dataset
 
 from anonlib.audit.model import Finding
 from anonlib.audit.references import identities, references
-from anonlib.engine.dates import parse_da
-from anonlib.engine.values import text_of
+from anonlib.dicomvalues import parse_da, text_of
 
 __all__ = ["Pair", "check_consistency", "check_original_uids", "original_uid_pattern"]
 

@@ -20,7 +20,7 @@ from pydicom.multival import MultiValue
 from anonlib.audit.elements import walk_elements
 from anonlib.audit.model import Finding
 from anonlib.audit.originals import OriginalValues
-from anonlib.engine.changes import format_path
+from anonlib.dicomvalues import format_path
 
 __all__ = ["find_leaks", "find_leaks_in_names", "Needles"]
 

@@ -18,9 +18,8 @@ from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 
 from anonlib.audit.elements import walk_elements
-from anonlib.audit.sh_table import categories
-from anonlib.engine.uids import is_registry_uid
-from anonlib.engine.values import strings_of, text_of
+from anonlib.audit.safe_harbor.table import categories
+from anonlib.dicomvalues import is_registry_uid, strings_of, text_of
 
 __all__ = ["OriginalValues", "original_values", "date_forms", "patient_key_of"]
 

@@ -19,7 +19,7 @@ from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
 
 from anonlib.audit.elements import Trail, elements
-from anonlib.engine.changes import format_path
+from anonlib.dicomvalues import format_path
 
 __all__ = ["Reference", "identities", "references", "KINDS"]
 

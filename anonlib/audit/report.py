@@ -16,7 +16,7 @@ from anonlib import __version__
 from anonlib.audit.model import AuditResult
 from anonlib.audit.report_charts import VERDICTS, stacked_bars
 from anonlib.audit.report_html import badge, esc, page, section, table
-from anonlib.audit.sh_dates import regulatory_status
+from anonlib.audit.safe_harbor.dates import regulatory_status
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -86,7 +86,7 @@ def audit(inputs: Sequence[AuditInput], *, map_uid: Callable[[str], str] | None 
     """Audit ``inputs``; ``map_uid`` (the project's UID mapping, when the lookup store is known)
     lets the reference check verify where each reference points; ``names`` are file/folder names
     and text files of an output tree, keyed by a PHI-free description of each place."""
-    from anonlib.audit.safeharbor import detect_date_mode, regulatory_status, scan_safe_harbor
+    from anonlib.audit.safe_harbor import detect_date_mode, regulatory_status, scan_safe_harbor
 
     enabled = {"safe_harbor": options.safe_harbor, "leak": options.leaks,
                "consistency": options.consistency, "conformance": options.conformance}

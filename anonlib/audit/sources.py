@@ -9,7 +9,7 @@ originals' (a tool that kept UIDs) is matched to that original directly.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -19,11 +19,15 @@ from pydicom.errors import InvalidDicomError
 from anonlib.audit.model import AuditInput, AuditResult
 from anonlib.audit.run import AuditOptions, audit
 from anonlib.constellation.info import NodeInfo
-from anonlib.engine.uids import UidMapper
 from anonlib.orthanc.client import call, connect
 from anonlib.store import LookupStore, open_store
 
-__all__ = ["folder_inputs", "orthanc_inputs", "tree_names", "sop_uid_of", "audit_located", "Located"]
+__all__ = ["folder_inputs", "orthanc_inputs", "tree_names", "sop_uid_of", "audit_located", "Located",
+           "UidMapping"]
+
+#: The project's UID mapping built from the lookup store's secret (the caller passes the
+#: engine's ``UidMapper``: the audit itself imports nothing of the engine).
+UidMapping = Callable[[bytes], Callable[[str], str]]
 
 #: What to audit, as a caller finds it: the output folder or constellation node, the originals'
 #: folder or node (None: none), and the node's Orthanc study IDs to audit (None: every study).
@@ -129,10 +133,12 @@ def _fetch_original(client: Any, node: NodeInfo | None, mapping: dict[str, str],
 
 def audit_located(target: Path | NodeInfo, originals: Path | NodeInfo | None = None,
                   studies: list[str] | None = None, *, db_url: str | None, use_store: bool,
-                  conformance: bool = True, audit_empty: bool = True) -> AuditResult:
+                  conformance: bool = True, audit_empty: bool = True,
+                  uid_mapping: UidMapping | None = None) -> AuditResult:
     """Audit a folder ``target`` against a folder of ``originals``, or a constellation node's
     ``studies`` (None: every study) against an originals node. The lookup store at ``db_url``
-    (opened when ``use_store``) matches outputs to their originals and holds the UID mapping.
+    (opened when ``use_store``) matches outputs to their originals and holds the secret of the
+    UID mapping (``uid_mapping(secret)``, which lets the reference check verify targets).
     Without ``audit_empty``, nothing to audit gives an empty result at once (the store's secret
     not read)."""
     store = open_store(db_url) if use_store else None
@@ -144,7 +150,7 @@ def audit_located(target: Path | NodeInfo, originals: Path | NodeInfo | None = N
             inputs, names = folder_inputs(target, cast(Path | None, originals), store), tree_names(target)
         if not inputs and not audit_empty:
             return AuditResult()
-        mapper = UidMapper(store.secret()) if store is not None else None
+        mapper = uid_mapping(store.secret()) if store is not None and uid_mapping is not None else None
         return audit(inputs, map_uid=mapper, names=names, options=AuditOptions(conformance=conformance))
     finally:
         if store is not None:

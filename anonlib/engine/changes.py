@@ -6,14 +6,9 @@ from dataclasses import dataclass
 
 from pydicom.datadict import keyword_for_tag
 
+from anonlib.dicomvalues import format_path
+
 __all__ = ["Change", "format_path"]
-
-
-def format_path(trail: tuple[tuple[int, int], ...], tag: int) -> str:
-    """A PHI-free path such as ``(0040,A730)[2]>(0040,A160)``."""
-    parts = [f"({t >> 16:04X},{t & 0xFFFF:04X})[{i}]" for t, i in trail]
-    parts.append(f"({tag >> 16:04X},{tag & 0xFFFF:04X})")
-    return ">".join(parts)
 
 
 @dataclass(frozen=True, slots=True)

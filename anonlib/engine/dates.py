@@ -5,26 +5,14 @@ from __future__ import annotations
 import datetime as _dt
 import re
 
+from anonlib.dicomvalues import AGE_CAP, age_in_years, parse_da, years_between
+
 __all__ = [
     "parse_da", "shift_day", "shift_da", "shift_dt", "age_in_years", "years_between", "AGE_CAP",
     "is_over_89", "normalize_tm",
 ]
 
-AGE_CAP = "090Y"
-_DA = re.compile(r"^(\d{4})\.?(\d{2})\.?(\d{2})$")
 _DT = re.compile(r"^(\d{4})(\d{2})?(\d{2})?(\d{2}(?:\d{2}(?:\d{2}(?:\.\d{1,6})?)?)?)?([+-]\d{4})?$")
-_AS = re.compile(r"^(\d{3})([DWMY])$")
-
-
-def parse_da(value: str) -> _dt.date | None:
-    """A date from ``YYYYMMDD`` (or the ACR-NEMA ``YYYY.MM.DD``); None when invalid."""
-    match = _DA.match(value.strip())
-    if not match:
-        return None
-    try:
-        return _dt.date(int(match.group(1)), int(match.group(2)), int(match.group(3)))
-    except ValueError:
-        return None
 
 
 def shift_day(day: _dt.date, days: int) -> _dt.date | None:
@@ -65,20 +53,6 @@ def shift_dt(value: str, days: int) -> str | None:
     if day:
         text += f"{moved.day:02d}" + (time or "")
     return text + (offset or "")
-
-
-def age_in_years(value: str) -> float | None:
-    """The age an AS value states, in years; None when it is not a valid AS."""
-    match = _AS.match(value.strip())
-    if not match:
-        return None
-    number, unit = int(match.group(1)), match.group(2)
-    return {"D": number / 365.25, "W": number * 7 / 365.25, "M": number / 12, "Y": float(number)}[unit]
-
-
-def years_between(born: _dt.date, seen: _dt.date) -> int:
-    """Whole years from ``born`` to ``seen`` (the age on ``seen`` of someone born on ``born``)."""
-    return seen.year - born.year - ((seen.month, seen.day) < (born.month, born.day))
 
 
 def is_over_89(age: float | None) -> bool:

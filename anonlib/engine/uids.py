@@ -11,48 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from functools import cache
-from typing import Any
 
-import yaml
-from pydicom._uid_dict import UID_dictionary
-from pydicom.datadict import tag_for_keyword
+from anonlib.dicomvalues import is_kept_uid, is_registry_uid, structural_uid_tags
 
-from anonlib.data import read_verified
-
-__all__ = ["UidMapper", "is_registry_uid", "structural_uid_tags"]
-
-_DICOM_ROOT = "1.2.840.10008."
-
-
-@cache
-def _registry() -> dict[str, Any]:
-    data: dict[str, Any] = yaml.safe_load(read_verified("registry_uids.yaml")) or {}
-    return data
-
-
-@cache
-def _registry_values() -> tuple[frozenset[str], tuple[str, ...]]:
-    data = _registry()
-    uids = set(UID_dictionary)
-    uids.update(str(uid) for uid in (data.get("coding_scheme_uids") or {}))
-    prefixes = tuple({_DICOM_ROOT, *(str(p) for p in data.get("prefixes") or [])})
-    return frozenset(uids), prefixes
-
-
-@cache
-def structural_uid_tags() -> frozenset[int]:
-    """Tags whose UI values name a class, syntax, coding scheme or template, not an instance."""
-    words = _registry()["keywords"]
-    tags = (tag_for_keyword(str(word)) for word in words)
-    return frozenset(int(tag) for tag in tags if tag is not None)
-
-
-def is_registry_uid(uid: str) -> bool:
-    """True for UIDs defined by a standard or registry (never remapped)."""
-    values, prefixes = _registry_values()
-    return uid in values or uid.startswith(prefixes)
-
+__all__ = ["UidMapper", "is_registry_uid", "is_kept_uid", "structural_uid_tags"]
 
 class UidMapper:
     """Maps original UIDs to new ones under a secret; memoised per instance of the mapper."""

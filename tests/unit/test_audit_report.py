@@ -23,7 +23,7 @@ from anonlib.audit.report import (
     write_json,
 )
 from anonlib.audit.report_charts import stacked_bars
-from anonlib.audit.safeharbor import regulatory_status, scan_safe_harbor
+from anonlib.audit.safe_harbor import regulatory_status, scan_safe_harbor
 from anonlib.synthetic import Corpus
 from tests.naive import naive_copies
 

@@ -12,9 +12,15 @@ import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 
 from anonlib.audit.model import Finding
-from anonlib.audit.safeharbor import detect_date_mode, regulatory_status, scan_safe_harbor
-from anonlib.audit.sh_table import categories, keyword_letters, label, letters_for, unresolved_keywords
-from anonlib.audit.sh_values import is_dummy
+from anonlib.audit.safe_harbor import detect_date_mode, regulatory_status, scan_safe_harbor
+from anonlib.audit.safe_harbor.table import (
+    categories,
+    keyword_letters,
+    label,
+    letters_for,
+    unresolved_keywords,
+)
+from anonlib.audit.safe_harbor.values import is_dummy
 from anonlib.pipeline import RunSettings, run_folder
 from anonlib.profile.options import DEFAULT_OPTIONS, Option
 from anonlib.profile.site import SiteProfile

@@ -6,9 +6,8 @@ from __future__ import annotations
 from pydicom.dataset import Dataset
 
 from anonlib.audit.model import Verdict
-from anonlib.audit.sh_values import all_dummies, as_text, is_dummy, method_codes
-from anonlib.engine.dates import AGE_CAP, age_in_years, parse_da, years_between
-from anonlib.engine.values import text_of
+from anonlib.audit.safe_harbor.values import all_dummies, as_text, is_dummy, method_codes
+from anonlib.dicomvalues import AGE_CAP, age_in_years, parse_da, text_of, years_between
 
 __all__ = ["detect_date_mode", "date_verdict", "age_verdict", "birth_date_reveals_90",
            "regulatory_status"]

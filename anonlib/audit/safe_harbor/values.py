@@ -14,7 +14,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.valuerep import PersonName
 
-from anonlib.engine.values import dummy_value
+from anonlib.dicomvalues import dummy_value
 
 __all__ = ["present_values", "is_dummy", "all_dummies", "is_free_text", "as_text", "method_codes",
            "FREE_TEXT_VRS"]

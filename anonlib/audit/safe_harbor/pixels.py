@@ -9,9 +9,9 @@ from typing import Any
 from pydicom.dataset import Dataset
 
 from anonlib.audit.model import Verdict
-from anonlib.audit.sh_values import method_codes
+from anonlib.audit.safe_harbor.values import method_codes
 from anonlib.data import read_yaml
-from anonlib.engine.values import text_of
+from anonlib.dicomvalues import text_of
 
 __all__ = ["pixel_findings", "marker_findings", "PIXEL_KEYWORDS", "PIXEL_CATEGORY",
            "MARKER_CATEGORY"]

@@ -16,7 +16,7 @@ tag path with a verdict:
   with the originals). Registry UIDs are not reported.
 * Narrative free text that survives is a ``warn``; so is every private element.
 * Pixels: BurnedInAnnotation YES ``fail``; objects at risk of burned-in text without
-  BurnedInAnnotation NO ``warn`` (see :mod:`anonlib.audit.sh_pixels`).
+  BurnedInAnnotation NO ``warn`` (see :mod:`anonlib.audit.safe_harbor.pixels`).
 * Markers: PatientIdentityRemoved YES and DeidentificationMethodCodeSequence, else ``fail``.
 * Any other attribute of a category with a value ``fail``\\ s unless it is a dummy.
 
@@ -31,16 +31,16 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
 from anonlib.audit.model import Check, Finding, Verdict
-from anonlib.audit.sh_dates import (
+from anonlib.audit.safe_harbor.dates import (
     age_verdict,
     birth_date_reveals_90,
     date_verdict,
     detect_date_mode,
     regulatory_status,
 )
-from anonlib.audit.sh_pixels import PIXEL_KEYWORDS, marker_findings, pixel_findings
-from anonlib.audit.sh_table import label, letters_for
-from anonlib.audit.sh_values import (
+from anonlib.audit.safe_harbor.pixels import PIXEL_KEYWORDS, marker_findings, pixel_findings
+from anonlib.audit.safe_harbor.table import label, letters_for
+from anonlib.audit.safe_harbor.values import (
     all_dummies,
     as_text,
     is_dummy,
@@ -48,9 +48,7 @@ from anonlib.audit.sh_values import (
     method_codes,
     present_values,
 )
-from anonlib.engine.changes import format_path
-from anonlib.engine.dates import age_in_years
-from anonlib.engine.uids import is_registry_uid, structural_uid_tags
+from anonlib.dicomvalues import age_in_years, format_path, is_registry_uid, structural_uid_tags
 
 __all__ = ["scan_safe_harbor", "regulatory_status", "detect_date_mode", "PRIVATE_CATEGORY",
            "FREE_TEXT_CATEGORY"]
