@@ -20,7 +20,7 @@ from anonlib.engine.markers import add_markers, rebuild_file_meta
 from anonlib.engine.pixels import PixelVerdict, assess_pixels, blank_regions
 from anonlib.engine.privates import PrivatePolicy, declared_safe
 from anonlib.engine.subject import patient_key
-from anonlib.engine.text import Scrubber
+from anonlib.engine.text import Identifiers, Scrubber
 from anonlib.engine.uids import UidMapper
 from anonlib.engine.values import text_of
 from anonlib.engine.walk import Walker
@@ -30,7 +30,8 @@ from anonlib.profile.plan import Plan
 
 __all__ = [
     "Lookup", "Outcome", "InstanceKeys", "Change", "PixelVerdict", "deidentify", "patient_key",
-    "assess_pixels", "needs_pixel_data", "format_path", "UidMapper",
+    "assess_pixels", "needs_pixel_data", "format_path", "UidMapper", "Identifiers",
+    "collect_identifiers",
 ]
 
 _DICOMDIR = "1.2.840.10008.1.3.10"
@@ -102,12 +103,15 @@ def _ensure_pseudonym(ds: Dataset, plan: Plan, lookup: Lookup, walker: Walker) -
 
 
 def deidentify(ds: Dataset, plan: Plan, lookup: Lookup, *, copy: bool = True,
-               record_values: bool = False, record_kept: bool = False) -> Outcome:
+               record_values: bool = False, record_kept: bool = False,
+               known: Identifiers | None = None) -> Outcome:
     """De-identify one instance.
 
     ``copy=False`` modifies ``ds`` in place (faster; the pipeline uses it). ``record_values``
     keeps original and new values in the change record (for previews only: they are PHI).
-    ``record_kept`` also records the elements that were kept unchanged.
+    ``record_kept`` also records the elements that were kept unchanged. ``known``: identifying
+    values collected beyond this instance (from the other instances of its study and its
+    patient's in the run, see :func:`collect_identifiers`), scrubbed from text as its own are.
     """
     if copy:
         ds = _copy.deepcopy(ds)
@@ -128,7 +132,7 @@ def deidentify(ds: Dataset, plan: Plan, lookup: Lookup, *, copy: bool = True,
         plan=plan,
         types=iod_types(sop_class),
         uids=mapper,
-        scrubber=Scrubber(collect_identifiers(ds, plan), lambda d: walker.shift_date(d), mapper),
+        scrubber=Scrubber(collect_identifiers(ds, plan).merged(known), lambda d: walker.shift_date(d), mapper),
         pseudonym=lookup.pseudonym,
         date_shift_days=lookup.date_shift_days,
         private=PrivatePolicy(plan.private.code, plan.private_keep, declared_safe(ds),

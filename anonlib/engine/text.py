@@ -56,6 +56,20 @@ class Identifiers:
     def key(self) -> tuple[tuple[str, ...], ...]:
         return tuple(tuple(sorted(s)) for s in (self.names, self.tokens, self.phrases, self.dates))
 
+    def merge(self, other: Identifiers) -> None:
+        """Add ``other``'s values to these (for example every instance's of one study)."""
+        self.names |= other.names
+        self.tokens |= other.tokens
+        self.phrases |= other.phrases
+        self.dates |= other.dates
+
+    def merged(self, other: Identifiers | None) -> Identifiers:
+        """A new set holding these values and ``other``'s."""
+        both = Identifiers(set(self.names), set(self.tokens), set(self.phrases), set(self.dates))
+        if other is not None:
+            both.merge(other)
+        return both
+
 
 def _date_forms(day: _dt.date) -> list[str]:
     y, m, d = day.year, day.month, day.day
