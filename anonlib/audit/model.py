@@ -15,10 +15,15 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["Check", "Verdict", "Finding", "AuditInput", "AuditResult", "CHECKS"]
+__all__ = ["Check", "Verdict", "Status", "Finding", "AuditInput", "AuditResult", "CHECKS", "VERDICTS"]
 
 Check = Literal["safe_harbor", "leak", "consistency", "conformance"]
-Verdict = Literal["fail", "warn", "expected", "pass"]
+#: ``incomplete``: the check could not run (or not for every instance): never a pass.
+#: ``skipped``: the check was switched off on purpose; shown as such, never as passed.
+Verdict = Literal["fail", "incomplete", "warn", "expected", "pass", "skipped"]
+VERDICTS: tuple[Verdict, ...] = ("fail", "incomplete", "warn", "expected", "pass", "skipped")
+#: The audit's outcome: PASS only when every check ran on every instance and nothing failed.
+Status = Literal["PASS", "FAIL", "INCOMPLETE"]
 CHECKS: tuple[Check, ...] = ("safe_harbor", "leak", "consistency", "conformance")
 
 
@@ -61,8 +66,19 @@ class AuditResult:
     checks_run: list[str] = field(default_factory=list)
 
     @property
+    def status(self) -> Status:
+        """FAIL when anything failed; INCOMPLETE when nothing failed but something could not be
+        checked (a check that could not run, an instance without its original, nothing
+        audited); PASS otherwise."""
+        if any(f.verdict == "fail" for f in self.findings):
+            return "FAIL"
+        if self.instances == 0 or any(f.verdict == "incomplete" for f in self.findings):
+            return "INCOMPLETE"
+        return "PASS"
+
+    @property
     def passed(self) -> bool:
-        return self.instances > 0 and not any(f.verdict == "fail" for f in self.findings)
+        return self.status == "PASS"
 
     def failing_categories(self) -> list[str]:
         """``check/category`` of every failing finding, most frequent first."""
@@ -83,10 +99,12 @@ class AuditResult:
 
         frame = self.frame() if frame is None else frame
         if frame.empty:
-            return pd.DataFrame(columns=["check", "category", "fail", "warn", "expected", "pass", "result"])
+            return pd.DataFrame(columns=["check", "category", *VERDICTS, "result"])
         table = (frame.groupby(["check", "category", "verdict"]).size().unstack(fill_value=0)
-                 .reindex(columns=["fail", "warn", "expected", "pass"], fill_value=0).reset_index())
-        table["result"] = ["FAIL" if n else "PASS" for n in table["fail"]]
+                 .reindex(columns=list(VERDICTS), fill_value=0).reset_index())
+        table["result"] = ["FAIL" if f else "INCOMPLETE" if i else "SKIPPED" if s and not (w or e or p) else "PASS"
+                           for f, i, w, e, p, s in zip(table["fail"], table["incomplete"], table["warn"],
+                                                        table["expected"], table["pass"], table["skipped"])]
         return table
 
     def by_study(self) -> pd.DataFrame:
