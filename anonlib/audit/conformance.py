@@ -1,20 +1,33 @@
 """Conformance: dciodvfy on original and output, errors introduced by de-identification (by
 normalized message, so values never appear), and warnings listed. (The de-identification
-markers are checked by the Safe Harbor scan and reported under this check.)"""
+markers are checked by the Safe Harbor scan and reported under this check.)
+
+dciodvfy is a subprocess of its own per file, so :class:`ConformanceRunner` runs the instances
+in a thread pool of one thread per core and hands the findings back in input order."""
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from anonlib.audit.dciodvfy import DciodvfyReport, introduced_errors, run_dciodvfy
 from anonlib.audit.model import Finding, Verdict
 
-__all__ = ["check_conformance"]
+__all__ = ["check_conformance", "ConformanceRunner", "workers"]
 
 
-def _report(data: bytes, folder: Path, name: str) -> DciodvfyReport:
+def workers() -> int:
+    """How many dciodvfy processes run at once: one per core."""
+    return os.cpu_count() or 1
+
+
+def _report(data: bytes | Path, folder: Path, name: str) -> DciodvfyReport:
+    if isinstance(data, Path):
+        return run_dciodvfy(data)
     path = folder / name
     path.write_bytes(data)
     try:
@@ -23,8 +36,10 @@ def _report(data: bytes, folder: Path, name: str) -> DciodvfyReport:
         path.unlink(missing_ok=True)
 
 
-def check_conformance(output: bytes, original: bytes | None, *, study: str, instance: str) -> list[Finding]:
-    """dciodvfy findings for one instance (see the module docstring)."""
+def check_conformance(output: bytes | Path, original: bytes | Path | None, *, study: str,
+                      instance: str) -> list[Finding]:
+    """dciodvfy findings for one instance (see the module docstring); files are validated
+    where they are, bytes through a temporary file."""
     with tempfile.TemporaryDirectory(prefix="anonlib-audit-") as tmp:
         after = _report(output, Path(tmp), "output.dcm")
         before = _report(original, Path(tmp), "original.dcm") if original is not None else None
@@ -47,3 +62,36 @@ def check_conformance(output: bytes, original: bytes | None, *, study: str, inst
         findings.append(Finding("conformance", "dciodvfy", "pass", study, instance, "",
                                 "no error introduced by de-identification"))
     return findings
+
+
+class ConformanceRunner:
+    """:func:`check_conformance` of many instances at once (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=workers(), thread_name_prefix="dciodvfy")
+        self._futures: list[Future[list[Finding]]] = []
+
+    def submit(self, output: bytes | Path, original: bytes | Path | None, *, study: str, instance: str) -> None:
+        """Queue one instance."""
+        self._futures.append(self._pool.submit(check_conformance, output, original, study=study,
+                                               instance=instance))
+
+    def done(self) -> int:
+        """How many of the queued instances are finished."""
+        return sum(future.done() for future in self._futures)
+
+    def results(self, finished: Callable[[int], None] | None = None) -> list[list[Finding]]:
+        """Every instance's findings, in the order queued; ``finished(count)`` is called as
+        they finish. Waits for them all, and re-raises the first error (such as dciodvfy not
+        being installed)."""
+        try:
+            for count, _ in enumerate(as_completed(self._futures), start=1):
+                if finished is not None:
+                    finished(count)
+            return [future.result() for future in self._futures]
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def close(self) -> None:
+        """Stop: queued instances that have not started are dropped."""
+        self._pool.shutdown(wait=True, cancel_futures=True)

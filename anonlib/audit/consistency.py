@@ -1,39 +1,57 @@
 """Consistency across the audited set: one pseudonym per original patient, one date shift per
-patient (so intervals are preserved), every reference resolving, no original UID anywhere."""
+patient (so intervals are preserved), every reference resolving, no original UID anywhere.
+
+Patients are told apart as the engine tells them: by the original's (PatientID, issuer), and an
+instance without a PatientID by its study (:func:`anonlib.audit.originals.patient_key_of`).
+Only what these checks need is kept of each instance (:class:`Side`), not its dataset, so a
+large set is audited in little memory.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pydicom.dataset import Dataset
 
 from anonlib.audit.model import Finding
-from anonlib.audit.references import identities, references
+from anonlib.audit.references import Reference, identities, references
 from anonlib.dicomvalues import parse_da, text_of
 
-__all__ = ["Pair", "check_consistency", "check_original_uids", "original_uid_pattern"]
+__all__ = ["Pair", "Side", "side_of", "check_consistency", "check_original_uids"]
 
 _DATES = ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate")
+
+
+@dataclass(frozen=True)
+class Side:
+    """What the consistency checks need of one dataset (an output or an original)."""
+
+    patient_id: str
+    dates: dict[str, dt.date] = field(default_factory=dict)
+    identities: dict[str, str] = field(default_factory=dict)
+    references: list[Reference] = field(default_factory=list)
+
+
+def side_of(ds: Dataset) -> Side:
+    """The :class:`Side` of ``ds``."""
+    dates = {keyword: day for keyword in _DATES
+             if (day := parse_da(text_of(ds, keyword))) is not None}
+    return Side(text_of(ds, "PatientID"), dates, identities(ds), references(ds))
 
 
 @dataclass
 class Pair:
     """One audited instance: its output, and its original when known."""
 
-    output: Dataset
-    original: Dataset | None
-    patient: tuple[str, str] | None  # the original's (PatientID, issuer)
+    output: Side
+    original: Side | None
+    patient: tuple[str, str] | None  # the original's patient key (see patient_key_of)
     study: str  # de-identified Study Instance UID
     instance: str  # de-identified SOP Instance UID
-    original_uid: bool = False  # an original UID is in the output's bytes (see original_uid_pattern)
-
-
-def _date(ds: Dataset, keyword: str) -> dt.date | None:
-    return parse_da(str(ds.get(keyword, "") or ""))
+    original_uid: bool = False  # an original UID is in the output (see check_original_uids)
 
 
 def _pseudonyms(pairs: list[Pair]) -> list[Finding]:
@@ -42,7 +60,7 @@ def _pseudonyms(pairs: list[Pair]) -> list[Finding]:
     for pair in pairs:
         if pair.patient is None or not pair.patient[0]:
             continue
-        pseudonym = text_of(pair.output, "PatientID")
+        pseudonym = pair.output.patient_id
         by_patient[pair.patient].add(pseudonym)
         by_pseudonym[pseudonym].add(pair.patient)
     findings = [Finding("consistency", "pseudonym", "fail", detail=f"one original patient has {len(ids)} pseudonyms")
@@ -60,10 +78,10 @@ def _date_shifts(pairs: list[Pair], mode: str) -> list[Finding]:
     shifts: dict[tuple[str, str], set[int]] = defaultdict(set)
     places: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
     for pair in pairs:
-        if pair.original is None or pair.patient is None:
+        if pair.original is None or pair.patient is None or not pair.patient[0]:
             continue
         for keyword in _DATES:
-            before, after = _date(pair.original, keyword), _date(pair.output, keyword)
+            before, after = pair.original.dates.get(keyword), pair.output.dates.get(keyword)
             if before and after:
                 shifts[pair.patient].add((after - before).days)
                 places[pair.patient].append((pair.study, pair.instance))
@@ -84,13 +102,13 @@ def _date_shifts(pairs: list[Pair], mode: str) -> list[Finding]:
 
 
 def _references(pairs: list[Pair], map_uid: Callable[[str], str] | None) -> list[Finding]:
-    out_ids = {uid for p in pairs for uid in identities(p.output).values()}
-    orig_ids = {uid for p in pairs if p.original is not None for uid in identities(p.original).values()}
+    out_ids = {uid for p in pairs for uid in p.output.identities.values()}
+    orig_ids = {uid for p in pairs if p.original is not None for uid in p.original.identities.values()}
     findings: list[Finding] = []
     checked = 0
     for pair in pairs:
-        after = {(r.path, r.kind): r.uid for r in references(pair.output)}
-        before = {(r.path, r.kind): r.uid for r in references(pair.original)} if pair.original else {}
+        after = {(r.path, r.kind): r.uid for r in pair.output.references}
+        before = {(r.path, r.kind): r.uid for r in pair.original.references} if pair.original else {}
         for (path, kind), uid in after.items():
             checked += 1
             original = before.get((path, kind))
@@ -113,25 +131,17 @@ def _references(pairs: list[Pair], map_uid: Callable[[str], str] | None) -> list
     return findings
 
 
-def original_uid_pattern(original_uids: set[str]) -> re.Pattern[bytes] | None:
-    """The search for any of the original (non-registry) UIDs in an output's bytes; None when
-    there are none. A :class:`Pair` records whether it matched its output."""
-    if not original_uids:
-        return None
-    return re.compile(b"|".join(rb"(?<![0-9.])" + re.escape(u.encode()) + rb"(?![0-9])"
-                                for u in sorted(original_uids, key=len, reverse=True)))
-
-
-def check_original_uids(pairs: list[Pair], original_uids: set[str]) -> list[Finding]:
-    """Every original (non-registry) UID, searched in every output's bytes (``Pair.original_uid``,
-    found with :func:`original_uid_pattern` of the same UIDs)."""
-    if not original_uids:
+def check_original_uids(pairs: list[Pair], searched: int) -> list[Finding]:
+    """Findings of the search of every original UID (``searched`` of them: those of the whole
+    set that the shared policy does not keep) in every output; ``Pair.original_uid`` says where
+    one was found (a set lookup of each output's dotted numbers, done in the instance's pass)."""
+    if not searched:
         return []
-    findings = [Finding("consistency", "original UID", "fail", p.study, p.instance, "raw bytes",
+    findings = [Finding("consistency", "original UID", "fail", p.study, p.instance, "",
                         "an original UID is still in the file") for p in pairs if p.original_uid]
     if not findings:
         findings.append(Finding("consistency", "original UID", "pass",
-                                detail=f"none of {len(original_uids)} original UIDs found"))
+                                detail=f"none of {searched} original UIDs found"))
     return findings
 
 

@@ -1,10 +1,16 @@
 """The identifying values of an original instance, by category — read at audit time only.
 
 This is deliberately independent of the engine's own identifier collection: the audit is a
-second opinion. Values come from every person name (PN) at any depth, every date (DA, and the
-date part of DT) at any depth in its common written forms, the attributes the HIPAA Safe Harbor
-table lists for addresses, telecom, IDs, accounts, institutions, and every non-registry UID.
-The values are PHI: they live in memory for the comparison and are never written anywhere.
+second opinion. Values come from every person name (PN) at any depth — the whole name and each
+part, split on ``^ =``, spaces, hyphens, apostrophes and commas, and on control characters as
+well as with them dropped —, every date (DA, and the date part of DT) at any depth in its
+common written forms, the attributes the HIPAA Safe Harbor table lists for addresses, telecom,
+IDs, accounts, institutions, and every UID the shared policy does not keep
+(:func:`anonlib.dicomvalues.is_kept_uid`, the engine's own rule), when it is a valid UID of 10
+characters or more with 3 components or more. Values too short to be told from ordinary text
+are left out (:func:`anonlib.audit.matching.is_searchable_value`), and so is 1900-01-01, the
+engine's dummy date. The values are PHI: they live in memory for the comparison and are never
+written anywhere.
 """
 
 from __future__ import annotations
@@ -18,10 +24,11 @@ from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 
 from anonlib.audit.elements import walk_elements
+from anonlib.audit.matching import NAME_CATEGORY, is_searchable_uid, is_searchable_value
 from anonlib.audit.safe_harbor.table import categories
-from anonlib.dicomvalues import is_registry_uid, strings_of, text_of
+from anonlib.dicomvalues import is_kept_uid, strings_of, text_of
 
-__all__ = ["OriginalValues", "original_values", "date_forms", "patient_key_of"]
+__all__ = ["OriginalValues", "original_values", "date_forms", "name_parts", "patient_key_of"]
 
 #: Extra attributes named by the audit issue (institutions, order and request numbers).
 _EXTRA = {
@@ -32,30 +39,37 @@ _EXTRA = {
                       "PerformedProcedureStepID", "ClinicalTrialSubjectID"],
     "H record numbers": ["PatientID", "OtherPatientIDs", "IssuerOfPatientID", "MedicalRecordLocator"],
 }
-_SPLIT = re.compile(r"[\s^=,;\\/]+")
+_PARTS = re.compile(r"[\s^=,;\\/'\u2019`\-\x00-\x1f\x7f-\x9f]+")
+_CONTROLS = re.compile(r"[\x01-\x08\x0e-\x1f\x7f-\x9f]")
+_DUMMY_DATE = dt.date(1900, 1, 1)
 
 
 @dataclass
 class OriginalValues:
-    """category → set of identifying strings, plus the original's non-registry UIDs."""
+    """category → set of identifying strings, the original's UIDs to search for, and the UIDs
+    the shared policy keeps (never searched, even where another original holds them elsewhere)."""
 
     values: dict[str, set[str]] = field(default_factory=dict)
     uids: set[str] = field(default_factory=set)
+    kept: set[str] = field(default_factory=set)
 
     def add(self, category: str, value: str) -> None:
-        """Keep ``value`` unless it is too short to be told from ordinary text: under 2
-        characters, or a number of fewer than 6 digits (an ID such as 123 cannot be told apart
-        from an instance number)."""
+        """Keep ``value`` unless it cannot be told from ordinary text (see
+        :func:`~anonlib.audit.matching.is_searchable_value`)."""
         value = value.strip(" \x00")
-        digits = value.replace(".", "").replace("-", "")
-        if len(value) < 2 or (digits.isdigit() and len(digits) < 6):
-            return
-        self.values.setdefault(category, set()).add(value)
+        if is_searchable_value(value):
+            self.values.setdefault(category, set()).add(value)
 
     def merge(self, other: OriginalValues) -> None:
+        """Add ``other``'s values to these."""
         for category, values in other.values.items():
             self.values.setdefault(category, set()).update(values)
         self.uids |= other.uids
+        self.kept |= other.kept
+
+    def searched_uids(self) -> set[str]:
+        """The UIDs to search for: never one that the policy keeps anywhere."""
+        return self.uids - self.kept
 
 
 @cache
@@ -82,11 +96,26 @@ def _category_tags() -> dict[int, str]:
 
 
 def date_forms(day: dt.date) -> list[str]:
-    """The common written forms of a date."""
+    """The common written forms of a date (at least those the engine's scrubber knows)."""
     y, m, d = day.year, day.month, day.day
     return [f"{y:04d}{m:02d}{d:02d}", f"{y:04d}-{m:02d}-{d:02d}", f"{y:04d}/{m:02d}/{d:02d}",
             f"{y:04d}.{m:02d}.{d:02d}", f"{m:02d}/{d:02d}/{y:04d}", f"{d:02d}/{m:02d}/{y:04d}",
-            f"{d:02d}.{m:02d}.{y:04d}", f"{d:02d}-{m:02d}-{y:04d}"]
+            f"{d:02d}.{m:02d}.{y:04d}", f"{d:02d}-{m:02d}-{y:04d}", f"{m}/{d}/{y:04d}",
+            f"{d}.{m}.{y:04d}"]
+
+
+def name_parts(value: str) -> set[str]:
+    """The whole name (each ``=`` group, family to middle name: not prefixes and suffixes) and
+    each of its parts, split on ``^``, spaces, hyphens, apostrophes and commas; a control
+    character is taken both as a separator and as nothing."""
+    found: set[str] = set()
+    for text in {value, _CONTROLS.sub("", value)}:
+        for group in text.split("="):
+            components = group.split("^")[:3]
+            found.add("^".join(components).strip("^ "))
+            for component in components:
+                found.update(part for part in _PARTS.split(component) if part)
+    return found
 
 
 def _as_date(text: str) -> dt.date | None:
@@ -112,21 +141,21 @@ def original_values(ds: Dataset) -> OriginalValues:
             continue
         if element.VR == "PN":
             for value in values:
-                for group in value.split("="):
-                    components = group.split("^")[:3]  # family, given, middle: not titles
-                    found.add("A names", "^".join(components).strip("^"))
-                    for component in components:
-                        for part in _SPLIT.split(component):
-                            found.add("A names", part)
+                for part in name_parts(value):
+                    found.add(NAME_CATEGORY, part)
         elif element.VR in ("DA", "DT"):
             for value in values:
                 day = _as_date(value)
-                if day is not None:
+                if day is not None and day != _DUMMY_DATE:
                     for form in date_forms(day):
                         found.add("C dates", form)
         elif element.VR == "UI":
-            found.uids.update(v.strip(" \x00") for v in values
-                              if v.strip(" \x00") and not is_registry_uid(v.strip(" \x00")))
+            for value in values:
+                uid = value.strip(" \x00")
+                if is_kept_uid(int(element.tag), uid):
+                    found.kept.add(uid)
+                elif is_searchable_uid(uid):
+                    found.uids.add(uid)
         category = tags.get(int(element.tag))
         if category is not None and element.VR != "UI":
             for value in values:
@@ -142,5 +171,16 @@ def original_values(ds: Dataset) -> OriginalValues:
 
 
 def patient_key_of(ds: Dataset) -> tuple[str, str]:
-    """(PatientID, IssuerOfPatientID) of an original, as the consistency check groups by."""
-    return text_of(ds, "PatientID"), text_of(ds, "IssuerOfPatientID")
+    """(PatientID, IssuerOfPatientID) of an original, as the consistency check groups by. As the
+    engine does, an instance without a PatientID is its study's own patient (``~study:<uid>``,
+    or lacking that ``~series:`` / ``~instance:``): such instances are never pooled."""
+    issuer = text_of(ds, "IssuerOfPatientID")
+    patient_id = text_of(ds, "PatientID")
+    if patient_id:
+        return patient_id, issuer
+    for prefix, keyword in (("study", "StudyInstanceUID"), ("series", "SeriesInstanceUID"),
+                            ("instance", "SOPInstanceUID")):
+        uid = text_of(ds, keyword)
+        if uid:
+            return f"~{prefix}:{uid}", issuer
+    return "", issuer

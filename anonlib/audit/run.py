@@ -1,12 +1,17 @@
 """Run every audit check over a set of de-identified instances (and their originals).
 
-Two passes: the originals first, each read once (their identifying values and UIDs, so that
-every output can be searched for every original UID, and their headers for the consistency
-checks), then, per instance, the Safe Harbor scan, the leak check against its original, and
-conformance (the scan also checks the markers); then the set-wide consistency checks and the
-search of file names, manifests and reports. Findings identify studies and instances by a
-digest of their UIDs, because the audit cannot assume an output's UIDs were remapped — for a
-naive tool's output they are the originals.
+Two passes, each file read once. First the originals, up to their pixel data: their identifying
+values and UIDs (so that every output can be searched for every original UID) and what the
+consistency checks need. Then each instance: the Safe Harbor scan, one walk of the output's
+places where text can be (:mod:`anonlib.audit.haystack`), searched for its original's values
+and for every original UID of the set (set lookups, :mod:`anonlib.audit.matching`), and
+dciodvfy, which runs in parallel (one process per core) while the next instances are read.
+Then the set-wide consistency checks and the search of file names, manifests and reports.
+Needles are built once per original and once for the set, never per file, so the time per
+instance does not grow with the size of the set.
+
+Findings identify studies and instances by a digest of their UIDs, because the audit cannot
+assume an output's UIDs were remapped — for a naive tool's output they are the originals.
 """
 
 from __future__ import annotations
@@ -17,19 +22,23 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 import pydicom
-from pydicom.dataset import Dataset, FileDataset
+from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from anonlib.audit.conformance import check_conformance
-from anonlib.audit.consistency import Pair, check_consistency, check_original_uids, original_uid_pattern
-from anonlib.audit.leaks import Needles, find_leaks, find_leaks_in_names
+from anonlib.audit.conformance import ConformanceRunner
+from anonlib.audit.consistency import Pair, Side, check_consistency, check_original_uids, side_of
+from anonlib.audit.haystack import places
+from anonlib.audit.leaks import find_leaks, find_leaks_in_names
+from anonlib.audit.matching import Matcher
 from anonlib.audit.model import AuditInput, AuditResult, Finding
 from anonlib.audit.originals import OriginalValues, original_values, patient_key_of
 
-__all__ = ["AuditOptions", "audit", "digest"]
+__all__ = ["AuditOptions", "Progress", "audit", "digest"]
+
+#: ``progress(done, total)``: called as instances are finished (every check of theirs done).
+Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -45,94 +54,108 @@ def digest(uid: str) -> str:
     return "uid:" + hashlib.sha256(uid.encode()).hexdigest()[:12] if uid else ""
 
 
-def _read(data: bytes | Path) -> bytes:
-    return data.read_bytes() if isinstance(data, Path) else data
-
-
-def _parse(data: bytes, header_only: bool = False) -> Dataset | None:
+def _parse(data: bytes | Path, header_only: bool = False) -> Dataset | None:
+    source = data if isinstance(data, Path) else io.BytesIO(data)
     try:
-        return pydicom.dcmread(io.BytesIO(data), force=True, stop_before_pixels=header_only)
+        return pydicom.dcmread(source, force=True, stop_before_pixels=header_only)
     except (InvalidDicomError, EOFError, ValueError, TypeError, KeyError, OSError):
         return None
 
 
-_D = TypeVar("_D", bound=Dataset | None)
-
-
-def _detached(ds: _D) -> _D:
-    """``ds`` without its reference to the bytes it was read from (it is kept until the end of
-    the audit; no element is deferred, so nothing is read from them again)."""
-    if isinstance(ds, FileDataset):
-        ds.buffer = None
-    return ds
-
-
 @dataclass
 class _Original:
-    """What the audit needs of one original, read once."""
+    """What the audit needs of one original, read once (up to its pixel data)."""
 
-    header: Dataset | None  # read up to the pixel data; None when unreadable
-    values: OriginalValues | None  # its identifying values, when it could be read whole
+    side: Side
+    key: tuple[str, str]
+    values: OriginalValues
 
 
-def _read_original(data: bytes | Path) -> _Original:
-    raw = _read(data)
-    full = _parse(raw)
-    return _Original(_detached(_parse(raw, header_only=True)), original_values(full) if full is not None else None)
+def _read_original(data: bytes | Path) -> _Original | None:
+    ds = _parse(data, header_only=True)
+    if ds is None:
+        return None
+    return _Original(side_of(ds), patient_key_of(ds), original_values(ds))
+
+
+class _Progress:
+    """Reports instances finished: read and checked, and validated when dciodvfy runs."""
+
+    def __init__(self, callback: Progress | None, total: int, runner: ConformanceRunner | None) -> None:
+        self.callback, self.total, self.runner = callback, total, runner
+        self.checked = self.reported = 0
+
+    def checked_one(self) -> None:
+        self.checked += 1
+        self.finished(self.runner.done() if self.runner is not None else self.checked)
+
+    def finished(self, count: int) -> None:
+        done = min(count, self.checked)
+        if self.callback is not None and done > self.reported:
+            self.reported = done
+            self.callback(done, self.total)
 
 
 def audit(inputs: Sequence[AuditInput], *, map_uid: Callable[[str], str] | None = None,
-          names: Mapping[str, str] | None = None, options: AuditOptions = AuditOptions()) -> AuditResult:
+          names: Mapping[str, str] | None = None, options: AuditOptions = AuditOptions(),
+          progress: Progress | None = None) -> AuditResult:
     """Audit ``inputs``; ``map_uid`` (the project's UID mapping, when the lookup store is known)
     lets the reference check verify where each reference points; ``names`` are file/folder names
-    and text files of an output tree, keyed by a PHI-free description of each place."""
+    and text files of an output tree, keyed by a PHI-free description of each place;
+    ``progress(done, total)`` is told as instances are finished."""
     from anonlib.audit.safe_harbor import detect_date_mode, regulatory_status, scan_safe_harbor
 
     enabled = {"safe_harbor": options.safe_harbor, "leak": options.leaks,
                "consistency": options.consistency, "conformance": options.conformance}
     result = AuditResult(instances=len(inputs), checks_run=[name for name, on in enabled.items() if on])
+    originals = [_read_original(item.original) if item.original is not None else None for item in inputs]
     every = OriginalValues()
-    originals: list[_Original | None] = []
-    for item in inputs:  # pass 1: what the originals hold
-        known = _read_original(item.original) if item.original is not None else None
-        if known is not None and known.values is not None:
+    for known in originals:
+        if known is not None:
             every.merge(known.values)
-        originals.append(known)
-    uid_pattern = original_uid_pattern(every.uids) if options.consistency else None
+    set_uids = frozenset(every.searched_uids()) if options.consistency else frozenset()
+    runner = ConformanceRunner() if options.conformance else None
+    tracker = _Progress(progress, len(inputs), runner)
     pairs: list[Pair] = []
     modes: Counter[str] = Counter()
-    for item, known in zip(inputs, originals):  # pass 2: each instance
-        raw = _read(item.output)
-        output = _parse(raw)
-        if output is None or "SOPInstanceUID" not in output:
-            result.findings.append(Finding("conformance", "readable", "fail", "", digest(item.label), "",
-                                           "the output is not a readable DICOM instance"))
-            continue
-        study, instance = digest(str(output.get("StudyInstanceUID", ""))), digest(str(output.SOPInstanceUID))
-        modes[detect_date_mode(output)] += 1
-        original = known.header if known is not None else None
-        result.with_originals += original is not None
-        if options.safe_harbor:
-            result.findings += scan_safe_harbor(output, study=study, instance=instance)
-        if options.leaks and known is not None and original is not None:
-            values = known.values if known.values is not None else original_values(original)
-            result.findings += find_leaks(Needles(values), output, raw, study=study, instance=instance)
-        if options.conformance:
-            original_raw = _read(item.original) if item.original is not None else None
-            result.findings += check_conformance(raw, original_raw, study=study, instance=instance)
-        found_uid = uid_pattern is not None and uid_pattern.search(raw) is not None
-        pairs.append(Pair(_detached(_parse(raw, header_only=True) or output), original,
-                          patient_key_of(original) if original is not None else None, study, instance,
-                          original_uid=found_uid))
+    try:
+        for item, known in zip(inputs, originals):
+            output = _parse(item.output)
+            if output is None or "SOPInstanceUID" not in output:
+                result.findings.append(Finding("conformance", "readable", "fail", "", digest(item.label), "",
+                                               "the output is not a readable DICOM instance"))
+                tracker.checked_one()
+                continue
+            study, instance = digest(str(output.get("StudyInstanceUID", ""))), digest(str(output.SOPInstanceUID))
+            modes[detect_date_mode(output)] += 1
+            result.with_originals += known is not None
+            if options.safe_harbor:
+                result.findings += scan_safe_harbor(output, study=study, instance=instance)
+            searched = list(places(output)) if set_uids or (options.leaks and known is not None) else []
+            if options.leaks and known is not None:
+                matcher = Matcher.of(known.values.values, known.values.uids - every.kept)
+                result.findings += find_leaks(matcher, searched, study=study, instance=instance)
+            found_uid = any(not set_uids.isdisjoint(place.dotted) for place in searched)
+            pairs.append(Pair(side_of(output), known.side if known else None, known.key if known else None,
+                              study, instance, original_uid=found_uid))
+            if runner is not None:
+                runner.submit(item.output, item.original, study=study, instance=instance)
+            tracker.checked_one()
+        if runner is not None:
+            for findings in runner.results(tracker.finished):
+                result.findings += findings
+    finally:
+        if runner is not None:
+            runner.close()
     result.date_mode = modes.most_common(1)[0][0] if modes else "unknown"
     result.regulatory_status = regulatory_status(result.date_mode)
     if options.consistency:
         result.findings += check_consistency(pairs, mode=result.date_mode, map_uid=map_uid)
-        result.findings += check_original_uids(pairs, every.uids)
+        result.findings += check_original_uids(pairs, len(set_uids))
     if options.leaks and names:
-        result.findings += find_leaks_in_names(Needles(every), names)
+        result.findings += find_leaks_in_names(Matcher.of(every.values, set_uids or every.searched_uids()), names)
     if options.leaks and result.with_originals and not any(f.check == "leak" for f in result.findings):
-        searched = "element values, raw bytes" + (", file names and text files" if names else "")
+        searched_in = "element values, private and binary data" + (", file names and text files" if names else "")
         result.findings.append(Finding("leak", "all categories", "pass", detail=(
-            f"no identifying value of {result.with_originals} originals found ({searched})")))
+            f"no identifying value of {result.with_originals} originals found ({searched_in})")))
     return result

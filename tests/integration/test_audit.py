@@ -4,6 +4,7 @@ shifts and dciodvfy regressions are each caught; no value of the originals is ev
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -97,7 +98,8 @@ def test_an_inconsistent_date_shift_is_caught(outputs: dict[str, Path], corpus: 
     target = _copy(outputs, "dates")
     path = _files(target, "CT")[0]
     ds = pydicom.dcmread(path)
-    ds.StudyDate = str(int(ds.StudyDate) + 1)  # one instance moved by one more day
+    day = dt.datetime.strptime(ds.StudyDate, "%Y%m%d") + dt.timedelta(days=1)
+    ds.StudyDate = day.strftime("%Y%m%d")  # one instance moved by one more day (a valid date)
     ds.save_as(path)
     assert "consistency/date shift" in _audit(outputs, corpus, target).failing_categories()
 

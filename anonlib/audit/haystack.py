@@ -1,0 +1,137 @@
+"""Where an identifying value could hide in an output, read in one walk of its elements.
+
+Every element at every depth (File Meta Information, sequences and private blocks included)
+becomes one :class:`~anonlib.audit.matching.Scanned` place, named by its tag path:
+
+* **text** — values pydicom decodes per SpecificCharacterSet (AE, DA, DT, LO, LT, PN, SH, ST,
+  UC, UR, UT): words and dotted numbers are searched; the engine's placeholders (``[NAME]``,
+  ``[ID]``, ``[REMOVED]``, ``[DATE]``, ``[EMAIL]``) and dummies (``ANONYMIZED``,
+  ``ANONYMOUS``) are taken out first, so a value never matches inside them;
+* **UIDs** (UI) — only dotted numbers are searched;
+* **coded values** — CS values (ValueType, ImageType, Modality, ...), CodeValue,
+  CodingSchemeDesignator and its version, long and URN code values, and the CodeMeaning of a
+  code from a standard scheme (any designator but a private ``99...`` or a local ``L``): never
+  searched; nor numbers (DS, IS, TM, AS) or binary numbers;
+* **blobs** — the bytes of private OB/OW/UN elements, any UN element, encapsulated documents,
+  overlay data (60xx,3000), trailing padding, private File Meta information, any element that
+  cannot be decoded, and the preamble: decoded as the output decodes its text (its
+  SpecificCharacterSet, with ISO 2022 escape sequences) and searched like text, for values of 4
+  characters or more. A value in a script that character set cannot encode can therefore never
+  match there — it is never shortened to fit.
+
+Image frames (Pixel Data, Float and Double Float Pixel Data) are not read: text does not hide in
+them (burned-in text is the Safe Harbor scan's concern).
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Iterator
+
+from pydicom.charset import decode_bytes
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+
+from anonlib.audit.matching import Scanned, scan
+from anonlib.dicomvalues import format_path
+
+__all__ = ["places"]
+
+_TEXT_VRS = frozenset({"AE", "DA", "DT", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT"})
+_BINARY_VRS = frozenset({"OB", "OW", "OD", "OF", "OL", "OV", "UN", "OB or OW", "US or OW"})
+_CODED = frozenset({
+    0x00080100,  # CodeValue
+    0x00080102,  # CodingSchemeDesignator
+    0x00080103,  # CodingSchemeVersion
+    0x00080105,  # MappingResource
+    0x00080106,  # ContextGroupVersion
+    0x00080107,  # ContextGroupLocalVersion
+    0x00080119,  # LongCodeValue
+    0x00080120,  # URNCodeValue
+})
+_CODE_MEANING = 0x00080104
+_DESIGNATOR = 0x00080102
+_IMAGE_FRAMES = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
+_HIDING = frozenset({0x00420011, 0xFFFCFFFC, 0x00020102})  # document, padding, private meta
+_MASK = re.compile(r"\[(?:NAME|ID|REMOVED|DATE|EMAIL)\]|(?<![^\W_])(?i:ANONYMIZED|ANONYMOUS)(?![^\W_])")
+
+Trail = tuple[tuple[int, int], ...]
+
+
+def places(ds: Dataset) -> Iterator[Scanned]:
+    """Every place of ``ds`` (read in full) to search, each tokenised once (see the module
+    docstring)."""
+    encodings = list(getattr(ds, "_character_set", None) or ["iso8859"])
+    preamble = getattr(ds, "preamble", None)
+    if preamble:
+        yield scan("preamble", _decode(preamble, encodings), blob=True)
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None:
+        yield from _walk(meta, (), encodings)
+    yield from _walk(ds, (), encodings)
+
+
+def _standard_code(ds: Dataset) -> bool:
+    designator = ds.get(_DESIGNATOR)
+    scheme = str(designator.value or "").strip() if designator is not None else ""
+    return bool(scheme) and not scheme.startswith("99") and scheme not in ("L", "LOCAL")
+
+
+def _walk(ds: Dataset, trail: Trail, encodings: list[str]) -> Iterator[Scanned]:
+    for key in sorted(ds.keys()):
+        tag = int(key)
+        if tag in _IMAGE_FRAMES or tag & 0xFFFF == 0:
+            continue
+        path = format_path(trail, tag)
+        try:
+            element = ds[key]
+        except Exception:  # noqa: BLE001 - an undecodable element: its bytes are searched
+            raw = getattr(ds.get_item(key), "value", None)
+            if isinstance(raw, bytes):
+                yield scan(path, _decode(raw, encodings), blob=True)
+            continue
+        if element.VR == "SQ":
+            for index, item in enumerate(element.value or []):
+                if isinstance(item, Dataset):
+                    yield from _walk(item, trail + ((tag, index),), encodings)
+            continue
+        found = _place(element, tag, path, ds, encodings)
+        if found is not None:
+            yield found
+
+
+def _place(element: DataElement, tag: int, path: str, ds: Dataset, encodings: list[str]) -> Scanned | None:
+    value = element.value
+    if value is None or value == "" or value == b"":
+        return None
+    if isinstance(value, bytes):
+        private = (tag >> 16) % 2 == 1
+        overlay = (tag >> 16) & 0xFF01 == 0x6000 and tag & 0xFFFF == 0x3000
+        hiding = private or element.VR == "UN" or overlay or tag in _HIDING or element.VR not in _BINARY_VRS
+        return scan(path, _decode(value, encodings), blob=True) if hiding else None
+    vr = element.VR
+    if vr == "UI":
+        return scan(path, _text(value), words=False)
+    if vr not in _TEXT_VRS or tag in _CODED or (tag == _CODE_MEANING and _standard_code(ds)):
+        return None
+    return scan(path, _MASK.sub(" ", _text(value)))
+
+
+def _text(value: object) -> str:
+    if isinstance(value, (list, tuple, MultiValue)):
+        return "\\".join(str(v) for v in value)
+    return str(value)
+
+
+def _decode(blob: bytes, encodings: list[str]) -> str:
+    """Bytes decoded as the output decodes its text; undecodable bytes become separators."""
+    try:
+        if b"\x1b" not in blob:
+            return blob.decode(encodings[0], errors="replace")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return decode_bytes(blob, encodings, set())
+    except (LookupError, UnicodeError, ValueError):
+        return blob.decode("latin-1")
