@@ -176,13 +176,18 @@ class Matcher:
     uids: frozenset[str] = frozenset()
 
     @classmethod
-    def of(cls, values: Mapping[str, Iterable[str]], uids: Iterable[str] = ()) -> Matcher:
-        """The matcher of ``values`` (category → strings) and ``uids`` (category R UIDs)."""
+    def of(cls, values: Mapping[str, Iterable[str]], uids: Iterable[str] = (), *,
+           cache: dict[tuple[str, str], _Needle | None] | None = None) -> Matcher:
+        """The matcher of ``values`` (category → strings) and ``uids`` (category R UIDs).
+        ``cache``: needles already built in this audit (the instances of a series share most
+        values), kept by the caller for as long as the audit lasts."""
         matcher = cls(uids=frozenset(u for u in uids if is_searchable_uid(u)))
         seen: set[tuple[tuple[str, ...], tuple[bool, ...], str]] = set()
+        built = cache if cache is not None else {}
         for category, strings in values.items():
             for value in sorted(strings):
-                needle = _needle(value, category)
+                key = (value, category)
+                needle = built[key] if key in built else built.setdefault(key, _needle(value, category))
                 if needle is None or (needle.words, needle.glued, category) in seen:
                     continue
                 seen.add((needle.words, needle.glued, category))

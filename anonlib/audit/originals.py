@@ -42,6 +42,8 @@ _EXTRA = {
 _PARTS = re.compile(r"[\s^=,;\\/'\u2019`\-\x00-\x1f\x7f-\x9f]+")
 _CONTROLS = re.compile(r"[\x01-\x08\x0e-\x1f\x7f-\x9f]")
 _DUMMY_DATE = dt.date(1900, 1, 1)
+#: The VRs values are read from (numbers, codes and binary data are never decoded: faster).
+_READ = frozenset({"AE", "DA", "DT", "LO", "LT", "PN", "SH", "ST", "UC", "UI", "UR", "UT", "UN"})
 
 
 @dataclass
@@ -132,8 +134,8 @@ def original_values(ds: Dataset) -> OriginalValues:
     """Every identifying value of one original instance (see the module docstring)."""
     found = OriginalValues()
     tags = _category_tags()
-    for _, element in walk_elements(ds):
-        if element.VR in ("SQ", "OB", "OW", "OD", "OF", "OL", "OV", "UN"):
+    for _, element in walk_elements(ds, vrs=_READ):
+        if element.VR not in _READ or element.VR == "UN":
             continue
         try:
             values = strings_of(element.value)

@@ -62,6 +62,7 @@ _NOT_REFERENCES = {
     0x04000510,  # EncryptedContentTransferSyntaxUID
 }
 _WELL_KNOWN = "1.2.840.10008."
+_WALKED = frozenset({"SQ", "UI", "UN"})  # only these are decoded: references are UIDs
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ def identities(ds: Dataset) -> dict[str, str]:
 def _walk(ds: Dataset, trail: Trail) -> Iterator[Reference]:
     sibling_class = ds.get(0x00081150)  # ReferencedSOPClassUID beside a ReferencedSOPInstanceUID
     sibling = str(sibling_class.value) if sibling_class is not None else ""
-    for elem in elements(ds):
+    for elem in elements(ds, _WALKED):
         if elem.VR == "SQ":
             for index, item in enumerate(elem.value or []):
                 yield from _walk(item, trail + ((int(elem.tag), index),))

@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pydicom
 from pydicom.dataset import Dataset
@@ -118,6 +119,7 @@ def audit(inputs: Sequence[AuditInput], *, map_uid: Callable[[str], str] | None 
     tracker = _Progress(progress, len(inputs), runner)
     pairs: list[Pair] = []
     modes: Counter[str] = Counter()
+    needles: dict[tuple[str, str], Any] = {}  # built once per value in this audit (PHI: local only)
     try:
         for item, known in zip(inputs, originals):
             output = _parse(item.output)
@@ -133,7 +135,7 @@ def audit(inputs: Sequence[AuditInput], *, map_uid: Callable[[str], str] | None 
                 result.findings += scan_safe_harbor(output, study=study, instance=instance)
             searched = list(places(output)) if set_uids or (options.leaks and known is not None) else []
             if options.leaks and known is not None:
-                matcher = Matcher.of(known.values.values, known.values.uids - every.kept)
+                matcher = Matcher.of(known.values.values, known.values.uids - every.kept, cache=needles)
                 result.findings += find_leaks(matcher, searched, study=study, instance=instance)
             found_uid = any(not set_uids.isdisjoint(place.dotted) for place in searched)
             pairs.append(Pair(side_of(output), known.side if known else None, known.key if known else None,
