@@ -17,7 +17,9 @@ becomes one :class:`~anonlib.audit.matching.Scanned` place, named by its tag pat
   cannot be decoded, and the preamble: decoded as the output decodes its text (its
   SpecificCharacterSet, with ISO 2022 escape sequences) and searched like text, for values of 4
   characters or more. A value in a script that character set cannot encode can therefore never
-  match there — it is never shortened to fit.
+  match there — it is never shortened to fit. Stretches of 4 KB that read as random (more than
+  7 bits of entropy per byte: compressed or encrypted data, where text cannot be read) are left
+  out, so that random bytes never happen to spell a name.
 
 Image frames (Pixel Data, Float and Double Float Pixel Data) are not read: text does not hide in
 them (burned-in text is the Safe Harbor scan's concern).
@@ -29,6 +31,7 @@ import re
 import warnings
 from collections.abc import Iterator
 
+import numpy as np
 from pydicom.charset import decode_bytes
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
@@ -55,6 +58,8 @@ _CODE_MEANING = 0x00080104
 _DESIGNATOR = 0x00080102
 _IMAGE_FRAMES = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
 _HIDING = frozenset({0x00420011, 0xFFFCFFFC, 0x00020102})  # document, padding, private meta
+_CHUNK = 4096
+_RANDOM_BITS = 7.0  # entropy per byte above which a stretch is taken for compressed or random data
 _MASK = re.compile(r"\[(?:NAME|ID|REMOVED|DATE|EMAIL)\]|(?<![^\W_])(?i:ANONYMIZED|ANONYMOUS)(?![^\W_])")
 
 Trail = tuple[tuple[int, int], ...]
@@ -66,7 +71,7 @@ def places(ds: Dataset) -> Iterator[Scanned]:
     encodings = list(getattr(ds, "_character_set", None) or ["iso8859"])
     preamble = getattr(ds, "preamble", None)
     if preamble:
-        yield scan("preamble", _decode(preamble, encodings), blob=True)
+        yield _blob("preamble", preamble, encodings)
     meta = getattr(ds, "file_meta", None)
     if meta is not None:
         yield from _walk(meta, (), encodings)
@@ -90,7 +95,7 @@ def _walk(ds: Dataset, trail: Trail, encodings: list[str]) -> Iterator[Scanned]:
         except Exception:  # noqa: BLE001 - an undecodable element: its bytes are searched
             raw = getattr(ds.get_item(key), "value", None)
             if isinstance(raw, bytes):
-                yield scan(path, _decode(raw, encodings), blob=True)
+                yield _blob(path, raw, encodings)
             continue
         if element.VR == "SQ":
             for index, item in enumerate(element.value or []):
@@ -110,7 +115,7 @@ def _place(element: DataElement, tag: int, path: str, ds: Dataset, encodings: li
         private = (tag >> 16) % 2 == 1
         overlay = (tag >> 16) & 0xFF01 == 0x6000 and tag & 0xFFFF == 0x3000
         hiding = private or element.VR == "UN" or overlay or tag in _HIDING or element.VR not in _BINARY_VRS
-        return scan(path, _decode(value, encodings), blob=True) if hiding else None
+        return _blob(path, value, encodings) if hiding else None
     vr = element.VR
     if vr == "UI":
         return scan(path, _text(value), words=False)
@@ -123,6 +128,36 @@ def _text(value: object) -> str:
     if isinstance(value, (list, tuple, MultiValue)):
         return "\\".join(str(v) for v in value)
     return str(value)
+
+
+def _blob(path: str, blob: bytes, encodings: list[str]) -> Scanned:
+    """A blob's readable stretches, decoded and tokenised (see the module docstring)."""
+    return scan(path, "\x00".join(_decode(part, encodings) for part in _readable(blob)), blob=True)
+
+
+def _readable(blob: bytes) -> list[bytes]:
+    """``blob`` without its 4 KB stretches of random-looking bytes (consecutive readable
+    stretches stay together)."""
+    if len(blob) <= _CHUNK:
+        return [blob]
+    count = len(blob) // _CHUNK
+    rows = np.frombuffer(blob, dtype=np.uint8, count=count * _CHUNK).reshape(count, _CHUNK)
+    histogram = np.bincount((rows.astype(np.int64) + 256 * np.arange(count)[:, None]).ravel(),
+                            minlength=256 * count).reshape(count, 256) / _CHUNK
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bits = -np.nansum(histogram * np.log2(histogram), axis=1)
+    keep = [bool(b <= _RANDOM_BITS) for b in bits] + [True]  # the tail (under 4 KB) is kept
+    parts: list[bytes] = []
+    start: int | None = None
+    for index, readable in enumerate(keep):
+        if readable and start is None:
+            start = index
+        elif not readable and start is not None:
+            parts.append(blob[start * _CHUNK:index * _CHUNK])
+            start = None
+    if start is not None:
+        parts.append(blob[start * _CHUNK:])
+    return parts
 
 
 def _decode(blob: bytes, encodings: list[str]) -> str:

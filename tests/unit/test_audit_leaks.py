@@ -6,6 +6,7 @@ parallel."""
 from __future__ import annotations
 
 import io
+import random
 import threading
 import time
 from pathlib import Path
@@ -306,6 +307,18 @@ def test_image_frames_are_not_searched_but_private_blobs_overlays_and_documents_
     result = _audit((hidden, original))
     assert _leak_paths(result) == {"(6000,3000)", "(0042,0011)", "(0029,1010)"}
     assert _leak_paths(result, "H record numbers") == {"(6000,3000)", "(0042,0011)", "(0029,1010)"}
+
+
+def test_random_bytes_never_spell_a_leak_but_readable_text_in_a_blob_does() -> None:
+    original = _instance(18, PatientName="Zorbalina^Quentavius")
+    noise = random.Random(9).randbytes(64 * 1024)
+    compressed = noise[:30000] + b" Zorbalina " + noise[30000:]  # as random bytes might spell it
+    readable = noise[:30000] + b"Report for Zorbalina, Quentavius. " * 150 + noise[30000:]
+    for blob, found in ((compressed, set()), (readable, {"(0009,1001)"})):
+        output = _output(original)
+        output.add_new(0x00090010, "LO", "ACME 1.0")
+        output.add_new(0x00091001, "OB", blob + b"\x00" * (len(blob) % 2))
+        assert _leak_paths(_audit((output, original))) == found
 
 
 def test_findings_carry_no_value() -> None:
