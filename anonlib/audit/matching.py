@@ -5,9 +5,10 @@ a value) and cut into tokens: runs of letters, runs of digits, and single ideogr
 hangul jamo (scripts written without spaces between words). A value of an original becomes a
 *needle*: the sequence of its tokens, with, between two of them, whether they were glued
 (``MRN123``) or separated (``MRN-123``, ``Smith^John``). A needle matches a run of the text's
-tokens with the same gluing (any separator stands for any other), as whole words: a needle that
-starts or ends with letters is not found glued to digits (``Smith2``), a number is not found
-inside a longer dotted number (``1.2.3`` in ``1.2.3.4``). Names also match with a plural or
+tokens with the same gluing (any separator stands for any other), as whole words: a value with
+a letter is not found glued to other letters or digits (``Smith2``, ``CT1a``); a number may
+touch letters (``MRN123456``) but is not found inside a longer dotted number (``1.2.3`` in
+``1.2.3.4``). Names also match with a plural or
 possessive ending (``Zorbalinas``, ``Zorbalina's``). Control characters inside a word are
 ignored (the text is tokenised with them dropped, and again with them as separators).
 
@@ -154,6 +155,7 @@ class _Needle:
     category: str
     name: bool  # plural and possessive endings match too
     blob: bool  # long enough (4+ characters) to be searched in binary data
+    letters: bool  # holds a letter (a word, matched whole), else a number
 
 
 def _needle(value: str, category: str) -> _Needle | None:
@@ -164,7 +166,8 @@ def _needle(value: str, category: str) -> _Needle | None:
         return None
     glued = tuple(tokens.glued(i) for i in range(1, len(tokens.words)))
     return _Needle(tuple(tokens.words), tuple(tokens.kinds), glued, category,
-                   category == NAME_CATEGORY, len(value.strip(" \x00")) >= 4)
+                   category == NAME_CATEGORY, len(value.strip(" \x00")) >= 4,
+                   any(kind != _DIGITS for kind in tokens.kinds))
 
 
 @dataclass
@@ -238,12 +241,16 @@ def _at(tokens: Tokens, i: int, needle: _Needle) -> bool:
 
 
 def _edges(tokens: Tokens, i: int, last: int, needle: _Needle) -> bool:
-    """Whole words: letters are not glued to digits; numbers not inside a dotted number."""
+    """Whole words: a value with a letter is not found glued to a letter or digit (``Smith2``,
+    ``CT1a``); a number (no letter) may touch letters (``MRN123456``) but is not found inside a
+    dotted number. Ideographs, kana and hangul have no word boundaries."""
     kinds = tokens.kinds
-    if i > 0 and tokens.glued(i) and kinds[i] == _LETTERS and kinds[i - 1] == _DIGITS:
-        return False
-    if last + 1 < len(kinds) and tokens.glued(last + 1) and kinds[last] == _LETTERS and kinds[last + 1] == _DIGITS:
-        return False
+    if needle.letters:
+        if needle.kinds[0] != _CJK_CHAR and i > 0 and tokens.glued(i) and kinds[i - 1] != _CJK_CHAR:
+            return False
+        if (needle.kinds[-1] != _CJK_CHAR and last + 1 < len(kinds) and tokens.glued(last + 1)
+                and kinds[last + 1] != _CJK_CHAR):
+            return False
     if needle.kinds[0] == _DIGITS and tokens.dotted_before(i):
         return False
     return not (needle.kinds[-1] == _DIGITS and tokens.dotted_after(last))

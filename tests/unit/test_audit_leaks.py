@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import random
+import re
 import threading
 import time
 from pathlib import Path
@@ -150,6 +151,15 @@ def test_short_values_and_values_without_a_letter_or_digit_are_never_searched() 
     assert "leak/A names" in _failing(_audit((leaked, original)))
 
 
+def test_every_placeholder_the_engine_writes_is_masked_by_the_audit() -> None:
+    from anonlib.audit.haystack import _MASK
+
+    engine = Path(__file__).resolve().parents[2] / "anonlib" / "engine"
+    placeholders = {m for path in engine.rglob("*.py") for m in re.findall(r'"(\[[A-Z]+\])"', path.read_text())}
+    assert {"[NAME]", "[ID]", "[REMOVED]", "[DATE]", "[EMAIL]"} <= placeholders
+    assert all(_MASK.sub("", placeholder) == "" for placeholder in placeholders)
+
+
 def test_dummies_are_not_leaks_of_an_original_that_held_the_same_placeholder() -> None:
     original = _instance(6, PatientName="Anonymized", StudyDate="19000101", AccessionNumber="ANONYMOUS")
     output = _output(original, StudyDate="19000101", StudyDescription="ANONYMIZED",
@@ -288,9 +298,11 @@ def test_name_parts_are_split_and_controls_ignored(name: str) -> None:
 
 
 def test_a_name_part_is_not_found_inside_a_longer_word() -> None:
-    original = _instance(14, PatientName="Head^Tom")
-    output = _output(original, StudyDescription="CT HEADNECK Tomography forehead")
+    original = _instance(14, PatientName="Head^Tom^Ct1", OtherPatientIDs="123456")
+    output = _output(original, StudyDescription="CT HEADNECK Tomography forehead Head2 CT1a")
     assert "leak/A names" not in _failing(_audit((output, original)))
+    output = _output(original, StudyDescription="CT1-2 MRN123456")  # a number may touch letters
+    assert {"leak/A names", "leak/H record numbers"} <= _failing(_audit((output, original)))
 
 
 # -- where text can hide: private blobs, overlays, documents; not image frames ------------------
