@@ -266,7 +266,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="audit only this Orthanc patient of TARGET (repeatable)")
     aud.add_argument("--html", metavar="FILE", help="write the HTML report here")
     aud.add_argument("--json", metavar="FILE", help="write the JSON summary here")
-    aud.add_argument("--no-conformance", action="store_true", help="skip dciodvfy (faster)")
+    aud.add_argument("--no-conformance", action="store_true",
+                     help="skip dciodvfy (faster; reported as skipped, never as passed)")
+    aud.add_argument("--progress", action="store_true",
+                     help="show a progress bar on stderr even when it is not a terminal")
     aud.set_defaults(func=_audit)
 
     nb = commands.add_parser("notebook", help="run a notebook headless (papermill) or write its offline HTML report")

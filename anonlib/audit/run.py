@@ -23,10 +23,11 @@ import pydicom
 from pydicom.dataset import Dataset, FileDataset
 from pydicom.errors import InvalidDicomError
 
+from anonlib.audit import coverage
 from anonlib.audit.conformance import check_conformance
 from anonlib.audit.consistency import Pair, check_consistency, check_original_uids, original_uid_pattern
 from anonlib.audit.leaks import Needles, find_leaks, find_leaks_in_names
-from anonlib.audit.model import AuditInput, AuditResult, Finding
+from anonlib.audit.model import AuditInput, AuditResult, Check, Finding
 from anonlib.audit.originals import OriginalValues, original_values, patient_key_of
 
 __all__ = ["AuditOptions", "audit", "digest"]
@@ -82,15 +83,23 @@ def _read_original(data: bytes | Path) -> _Original:
 
 
 def audit(inputs: Sequence[AuditInput], *, map_uid: Callable[[str], str] | None = None,
-          names: Mapping[str, str] | None = None, options: AuditOptions = AuditOptions()) -> AuditResult:
+          names: Mapping[str, str] | None = None, options: AuditOptions = AuditOptions(),
+          expect_originals: bool = False, progress: Callable[[int, int], None] | None = None) -> AuditResult:
     """Audit ``inputs``; ``map_uid`` (the project's UID mapping, when the lookup store is known)
     lets the reference check verify where each reference points; ``names`` are file/folder names
-    and text files of an output tree, keyed by a PHI-free description of each place."""
+    and text files of an output tree, keyed by a PHI-free description of each place.
+    ``expect_originals``: originals were given, so an instance without one (or with one that
+    cannot be read) makes the audit INCOMPLETE. ``progress(done, total)`` after each instance."""
     from anonlib.audit.safe_harbor import detect_date_mode, regulatory_status, scan_safe_harbor
 
-    enabled = {"safe_harbor": options.safe_harbor, "leak": options.leaks,
-               "consistency": options.consistency, "conformance": options.conformance}
+    enabled: dict[Check, bool] = {"safe_harbor": options.safe_harbor, "leak": options.leaks,
+                                  "consistency": options.consistency, "conformance": options.conformance}
     result = AuditResult(instances=len(inputs), checks_run=[name for name, on in enabled.items() if on])
+    result.findings += coverage.skipped_checks(enabled, originals_given=any(i.original is not None for i in inputs),
+                                               expect_originals=expect_originals)
+    conformance = options.conformance and coverage.dciodvfy_available()
+    if options.conformance and not conformance:
+        result.findings.append(coverage.conformance_unavailable(len(inputs)))
     every = OriginalValues()
     originals: list[_Original | None] = []
     for item in inputs:  # pass 1: what the originals hold
@@ -101,7 +110,9 @@ def audit(inputs: Sequence[AuditInput], *, map_uid: Callable[[str], str] | None 
     uid_pattern = original_uid_pattern(every.uids) if options.consistency else None
     pairs: list[Pair] = []
     modes: Counter[str] = Counter()
-    for item, known in zip(inputs, originals):  # pass 2: each instance
+    for number, (item, known) in enumerate(zip(inputs, originals)):  # pass 2: each instance
+        if progress is not None and number:
+            progress(number, len(inputs))
         raw = _read(item.output)
         output = _parse(raw)
         if output is None or "SOPInstanceUID" not in output:
@@ -112,18 +123,22 @@ def audit(inputs: Sequence[AuditInput], *, map_uid: Callable[[str], str] | None 
         modes[detect_date_mode(output)] += 1
         original = known.header if known is not None else None
         result.with_originals += original is not None
+        if expect_originals and options.leaks and original is None:
+            result.findings.append(coverage.missing_original(study, instance, unreadable=item.original is not None))
         if options.safe_harbor:
             result.findings += scan_safe_harbor(output, study=study, instance=instance)
         if options.leaks and known is not None and original is not None:
             values = known.values if known.values is not None else original_values(original)
             result.findings += find_leaks(Needles(values), output, raw, study=study, instance=instance)
-        if options.conformance:
+        if conformance:
             original_raw = _read(item.original) if item.original is not None else None
             result.findings += check_conformance(raw, original_raw, study=study, instance=instance)
         found_uid = uid_pattern is not None and uid_pattern.search(raw) is not None
         pairs.append(Pair(_detached(_parse(raw, header_only=True) or output), original,
                           patient_key_of(original) if original is not None else None, study, instance,
                           original_uid=found_uid))
+    if progress is not None and inputs:
+        progress(len(inputs), len(inputs))
     result.date_mode = modes.most_common(1)[0][0] if modes else "unknown"
     result.regulatory_status = regulatory_status(result.date_mode)
     if options.consistency:
@@ -131,7 +146,8 @@ def audit(inputs: Sequence[AuditInput], *, map_uid: Callable[[str], str] | None 
         result.findings += check_original_uids(pairs, every.uids)
     if options.leaks and names:
         result.findings += find_leaks_in_names(Needles(every), names)
-    if options.leaks and result.with_originals and not any(f.check == "leak" for f in result.findings):
+    if options.leaks and result.with_originals and not any(
+            f.check == "leak" and f.verdict not in ("incomplete", "skipped") for f in result.findings):
         searched = "element values, raw bytes" + (", file names and text files" if names else "")
         result.findings.append(Finding("leak", "all categories", "pass", detail=(
             f"no identifying value of {result.with_originals} originals found ({searched})")))
