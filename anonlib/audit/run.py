@@ -122,6 +122,8 @@ def audit(inputs: Sequence[AuditInput], *, map_uid: Callable[[str], str] | None 
         study, instance = digest(str(output.get("StudyInstanceUID", ""))), digest(str(output.SOPInstanceUID))
         modes[detect_date_mode(output)] += 1
         original = known.header if known is not None else None
+        if original is not None and "SOPInstanceUID" not in original:
+            original = None  # what was given as its original is not a DICOM instance
         result.with_originals += original is not None
         if expect_originals and options.leaks and original is None:
             result.findings.append(coverage.missing_original(study, instance, unreadable=item.original is not None))
