@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from anonlib.errors import ConfigError
-from anonlib.jobs.commands import Session
+
+if TYPE_CHECKING:
+    from anonlib.jobs.commands import Session
 
 __all__ = ["run_jobs_command"]
 
@@ -35,6 +38,9 @@ def run_jobs_command(args: argparse.Namespace) -> int:
                 print(describe_job(job))
             counts = current.db.counts()
             print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no jobs")
+            held_now = len(current.db.held())
+            if held_now:
+                print(held_hint(held_now))
             return 0
         if args.action == "retry":
             return _retry(args, current)

@@ -103,6 +103,11 @@ def test_an_instance_without_its_original_makes_the_audit_incomplete(made: dict[
     assert 'class="headline incomplete"' in html.read_text()
 
 
+def test_nothing_to_audit_is_incomplete_not_a_pass(made: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["audit", str(made["empty"]), "--no-conformance"]) == 4
+    assert "INCOMPLETE — nothing to audit" in capsys.readouterr().err
+
+
 def test_a_switched_off_check_is_shown_as_skipped(made: dict[str, Path], tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     report = tmp_path / "audit.json"

@@ -137,6 +137,8 @@ def test_jobs_list_held_shows_the_reason_without_values(cli_session: None, capsy
     assert len(lines) == 2 and lines[0].startswith("held  intake") and HELD in lines[0]
     assert "job 12" in lines[0] and REASON in lines[0] and DONE not in lines[0]
     assert lines[1] == held_hint(1)
+    assert main(["jobs", "list"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == held_hint(1)  # the plain listing says so too
 
 
 def test_jobs_retry_held_forces_the_study_job(cli_session: None, connector: InMemoryConnector, queue: StudyQueue,
