@@ -64,11 +64,8 @@ def _locate(args: argparse.Namespace) -> Located:
 
 
 def headline(result: AuditResult) -> str:
-    """One PHI-free line: outcome, what was audited, with and without originals, date mode."""
-    where = f" of {result.dataset}" if result.dataset else ""
-    return (f"audit{where}: {result.status} — {result.instances} instances ({result.with_originals} with "
-            f"originals, {result.without_originals} without), profile {result.profile or 'unknown'}, "
-            f"date mode {result.date_mode or 'unknown'}")
+    """One PHI-free line: what was audited and :meth:`~AuditResult.describe`."""
+    return f"audit{f' of {result.dataset}' if result.dataset else ''}: {result.describe()}"
 
 
 def print_summary(result: AuditResult) -> None:

@@ -87,6 +87,13 @@ class AuditResult:
         """Instances audited without their original (the leak check did not run for them)."""
         return self.instances - self.with_originals
 
+    def describe(self) -> str:
+        """One PHI-free line: outcome, instances with and without their original, profile and
+        date mode."""
+        return (f"{self.status} — {self.instances} instances ({self.with_originals} with originals, "
+                f"{self.without_originals} without), profile {self.profile or 'unknown'}, "
+                f"date mode {self.date_mode or 'unknown'}")
+
     def counts(self, verdict: Verdict = "fail") -> list[tuple[str, int]]:
         """``(check/category, findings)`` with ``verdict``, most frequent first (PHI-free: for
         messages such as a held study's reason)."""

@@ -211,11 +211,10 @@ _STATUS_COLOURS = {"PASS": "#1e8449", "FAIL": "#c0392b", "INCOMPLETE": "#7d3c98"
 def show_audit(result: Any, html: Any) -> None:
     """Headline (PASS, FAIL or INCOMPLETE), what was audited with and without originals, the
     summary table with every verdict's count, what could not be checked, and the report's path."""
-    from anonlib.audit.cli import headline
-
     status = str(result.status)
+    where = f"{result.dataset}: " if result.dataset else ""
     show_html(f"<h3 class='anonlib-audit-status' style='color:{_STATUS_COLOURS.get(status, '#000')}'>"
-              f"Audit: {escape(status)}</h3><p>{escape(headline(result))}</p>")
+              f"Audit: {escape(status)}</h3><p>{escape(where + result.describe())}</p>")
     show_html(table_html(result.summary(), css_class="anonlib-audit-summary"))
     incomplete = result.counts("incomplete")
     if incomplete:

@@ -169,3 +169,17 @@ def test_the_gate_sees_an_unreadable_original_as_incomplete(made: dict[str, Path
     result = audit(inputs, expect_originals=True)
     assert result.status == "INCOMPLETE" and result.without_originals == 4
     assert hold_reason(result) == "audit incomplete: 4 of 4 instances without their original (leak/originals)"
+
+
+def test_an_unknown_originals_node_is_a_configuration_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from anonlib.constellation import ConstellationInfo, ConstellationSettings
+
+    monkeypatch.setenv("ANONLIB_HOME", str(tmp_path))
+    info = ConstellationInfo.from_env({
+        "ANONLIB_DB_URL": "postgresql://a:b@127.0.0.1:1/none", "ANONLIB_INTAKE_URL": "http://127.0.0.1:1",
+        "ANONLIB_RESEARCH_URL": "http://127.0.0.1:2", "ANONLIB_ORTHANC_USER": "u", "ANONLIB_ORTHANC_PASSWORD": "p",
+        "ANONLIB_EXPORT_DIR": str(tmp_path)})
+    info.save(ConstellationSettings.from_env().info_path)
+    assert main(["audit", "intake", "--originals", "intkae", "--no-conformance"]) == 2
+    _one_line_error(capsys, "configuration error", "no node 'intkae'")
