@@ -373,6 +373,7 @@ def test_anonymize_a_node_queues_its_studies(node_env: tuple[ConstellationSettin
     executed = run_notebook(REAL["anonymize"], tmp_path / "anonymize.ipynb",
                             {"source": "intake", "db_url": info.db_url}, timeout=CELL_TIMEOUT)
     assert_headless(executed)
+    assert "No study is held by the audit gate." in html_outputs(executed)  # held studies are shown
     db = JobsDb(info.db_url)
     try:
         queued = {job.study_id for job in db.jobs(limit=None)}
