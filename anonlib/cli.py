@@ -242,7 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
     waiting.add_argument("--poll", type=float, default=1.0, metavar="S", help=argparse.SUPPRESS)
     jobs.set_defaults(func=_jobs)
 
-    aud = commands.add_parser("audit", help="audit de-identified data: Safe Harbor, leaks, consistency, dciodvfy")
+    aud = commands.add_parser("audit", help="audit de-identified data: Safe Harbor, leaks, consistency, dciodvfy",
+                              epilog="exit status: 0 PASS, 1 FAIL, 4 INCOMPLETE (an instance without its original, "
+                                     "a check that could not run, nothing audited), 2 configuration error (bad "
+                                     "--originals or --db), 3 lookup store or system error")
     aud.add_argument("target", metavar="TARGET", help="a folder, or a constellation node name (e.g. research)")
     aud.add_argument("--originals", metavar="SRC", help="the originals: a folder or a node name (e.g. intake)")
     aud.add_argument("--db", metavar="URL", help="lookup store URL (to find each output's original)")
