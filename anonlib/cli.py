@@ -1,7 +1,9 @@
 """The ``anonlib`` command line. Thin: it builds settings, calls the library, picks exit codes.
 
-Exit codes: 0 success; 1 the work ran but something failed a check (``--strict``); 2 bad usage
-or configuration; 3 the lookup store or another system part failed.
+Exit codes: 0 success; 1 the work ran but something failed a check (``--strict``, an audit that
+FAILs, failed jobs); 2 bad usage or configuration; 3 the lookup store or another system part
+failed; 4 the audit is INCOMPLETE (a check could not run, an instance had no original); 5
+``jobs wait``: everything settled, but studies are held by the audit gate.
 """
 
 from __future__ import annotations
@@ -67,10 +69,23 @@ def _constellation(args: argparse.Namespace) -> int:
             print(f"{state_of.name:<10} {state:<24} {state_of.url}")
         for pid, alive in workers:
             print(f"worker     {'running' if alive else 'stopped':<24} pid {pid}")
+        _print_held(info.db_url)
         return 0 if healthy else 1
     stopped = manage.down(settings)
     print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
     return 0
+
+
+def _print_held(db_url: str) -> None:
+    """The count of studies the audit gate holds (``unknown`` when the database cannot be read)."""
+    from anonlib.jobs.held import count_held, held_hint
+
+    try:
+        held = count_held(db_url)
+    except StoreError as exc:
+        print(f"held       unknown (the database cannot be read: {exc})")
+        return
+    print(f"held       {held_hint(held) if held else 'no study held by the audit gate'}")
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -112,46 +127,9 @@ def _enqueue(args: argparse.Namespace) -> int:
 
 
 def _jobs(args: argparse.Namespace) -> int:
-    from anonlib.jobs import status as queue_status
-    from anonlib.jobs.commands import describe_job, session
-    from anonlib.jobs.runtime import load_info
+    from anonlib.jobs.cli import run_jobs_command
 
-    with session(load_info()) as current:
-        if args.action == "list":
-            for job in current.db.jobs(status=args.status, limit=args.limit):
-                print(describe_job(job))
-            counts = current.db.counts()
-            print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no jobs")
-            return 0
-        if args.action == "retry":
-            if args.failed:
-                ids = [j.id for j in current.db.jobs(outstanding_failures=True, limit=None)]
-            elif args.job_id is not None:
-                ids = [args.job_id]
-            else:
-                raise ConfigError("jobs retry needs a job id or --failed")
-            retried = 0
-            for job_id in ids:
-                again = queue_status.retry_job(current.db, current.queue, current.sources, job_id)
-                if again is None:
-                    print(f"job {job_id}: not a failed study job, or its study is gone", file=sys.stderr)
-                else:
-                    retried += 1
-                    print(f"job {job_id}: {'retried as' if again.created else 'already queued in'} job {again.job_id}")
-            return 0 if retried == len(ids) else 1
-        ok, state = queue_status.wait(current.db, current.sources, timeout=args.timeout, poll=args.poll)
-    if ok:
-        print(f"done: {sum(state.counts.values())} jobs, nothing pending")
-        return 0
-    for job in state.failures:
-        print("failed: " + describe_job(job), file=sys.stderr)
-    if not state.settled:
-        print(f"timeout after {args.timeout:g} s: {state.active} jobs queued or running, "
-              f"{len(state.unstable)} studies not yet stable, {len(state.undelivered)} stable studies "
-              "not delivered", file=sys.stderr)
-        for study_id in state.undelivered[:20]:
-            print(f"not delivered: {study_id}", file=sys.stderr)
-    return 1
+    return run_jobs_command(args)
 
 
 def _audit(args: argparse.Namespace) -> int:
@@ -177,6 +155,7 @@ def _parameter_value(text: str) -> object:
 
 def _notebook(args: argparse.Namespace) -> int:
     from anonlib.notebooks import (
+        IDENTIFIED_STAMP,
         NotebookError,
         absolute_paths,
         notebook_report,
@@ -193,8 +172,11 @@ def _notebook(args: argparse.Namespace) -> int:
                                timeout=args.timeout, kernel=args.kernel)
             print(f"executed notebook written to {out} (it may show identifying values: keep it in the identified zone)")
             return 0
-        html = notebook_report(Path(args.executed), Path(args.report))
-        print(f"report written to {html}")
+        html = notebook_report(Path(args.executed), Path(args.report), allow_identified=args.allow_identified)
+        if args.allow_identified and f"<title>{IDENTIFIED_STAMP}" in html.read_text(encoding="utf-8"):
+            print(f"report written to {html} — it CONTAINS IDENTIFIED DATA: keep it in the identified zone")
+        else:
+            print(f"report written to {html}")
         return 0
     except NotebookError as exc:
         print(f"anonlib: notebook failed: {exc}", file=sys.stderr)
@@ -245,18 +227,25 @@ def build_parser() -> argparse.ArgumentParser:
     jobs = commands.add_parser("jobs", help="list, retry or wait for study jobs")
     jobs_actions = jobs.add_subparsers(dest="action", required=True)
     listing = jobs_actions.add_parser("list", help="study jobs, newest first")
-    listing.add_argument("--status", choices=["todo", "doing", "succeeded", "failed", "cancelled", "aborted"])
+    listing.add_argument("--status", choices=["todo", "doing", "succeeded", "failed", "cancelled", "aborted", "held"],
+                         help="a job status, or held: the studies the audit gate holds, with the reason")
     listing.add_argument("--limit", type=int, default=200, metavar="N")
-    retry = jobs_actions.add_parser("retry", help="queue a failed job's study again")
+    retry = jobs_actions.add_parser("retry", help="queue a failed job's study again, or every held study")
     retry_what = retry.add_mutually_exclusive_group(required=True)
     retry_what.add_argument("job_id", nargs="?", type=int, metavar="ID")
     retry_what.add_argument("--failed", action="store_true", help="every failed job not yet superseded")
-    waiting = jobs_actions.add_parser("wait", help="wait until every intake study is delivered")
+    retry_what.add_argument("--held", action="store_true",
+                            help="every study the audit gate holds, processed again (forced) after a fix")
+    waiting = jobs_actions.add_parser("wait", help="wait until every intake study is delivered "
+                                                   "(exit 5 when studies are held by the audit gate)")
     waiting.add_argument("--timeout", type=float, required=True, metavar="S")
     waiting.add_argument("--poll", type=float, default=1.0, metavar="S", help=argparse.SUPPRESS)
     jobs.set_defaults(func=_jobs)
 
-    aud = commands.add_parser("audit", help="audit de-identified data: Safe Harbor, leaks, consistency, dciodvfy")
+    aud = commands.add_parser("audit", help="audit de-identified data: Safe Harbor, leaks, consistency, dciodvfy",
+                              epilog="exit status: 0 PASS, 1 FAIL, 4 INCOMPLETE (an instance without its original, "
+                                     "a check that could not run, nothing audited), 2 configuration error (bad "
+                                     "--originals or --db), 3 lookup store or system error")
     aud.add_argument("target", metavar="TARGET", help="a folder, or a constellation node name (e.g. research)")
     aud.add_argument("--originals", metavar="SRC", help="the originals: a folder or a node name (e.g. intake)")
     aud.add_argument("--db", metavar="URL", help="lookup store URL (to find each output's original)")
@@ -266,7 +255,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="audit only this Orthanc patient of TARGET (repeatable)")
     aud.add_argument("--html", metavar="FILE", help="write the HTML report here")
     aud.add_argument("--json", metavar="FILE", help="write the JSON summary here")
-    aud.add_argument("--no-conformance", action="store_true", help="skip dciodvfy (faster)")
+    aud.add_argument("--no-conformance", action="store_true",
+                     help="skip dciodvfy (faster; reported as skipped, never as passed)")
+    aud.add_argument("--progress", action="store_true",
+                     help="show a progress bar on stderr even when it is not a terminal")
     aud.set_defaults(func=_audit)
 
     nb = commands.add_parser("notebook", help="run a notebook headless (papermill) or write its offline HTML report")
@@ -287,6 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     nb_report = nb_actions.add_parser("report", help="an executed notebook as standalone HTML, no code, offline")
     nb_report.add_argument("executed", metavar="EXECUTED.ipynb")
     nb_report.add_argument("report", metavar="REPORT.html")
+    nb_report.add_argument("--allow-identified", action="store_true",
+                           help="report a notebook that shows identified data (browse, preview, anonymize); "
+                                "every page is stamped CONTAINS IDENTIFIED DATA")
     nb.set_defaults(func=_notebook)
 
     example = commands.add_parser("example-data", help="write synthetic example studies (with planted PHI)")

@@ -5,7 +5,11 @@ timeout or an error raises :class:`NotebookError`, ``interactive=False`` is inje
 runs build no widget), and while it runs the kernel's channels are polled in short slices — the
 cure for the lost-wake-up stall of upstream nbclient issue #312 (see
 ``shared/reference/jupyter-notes.md``). :func:`notebook_report` writes a standalone HTML page
-without code, widget state, widget JavaScript or anything loaded from the network.
+without code, widget state, widget JavaScript or anything loaded from the network — and only of
+a notebook that declares, in its metadata, that it shows no identified data
+(``anonlib.shows_identified_data: false``, see :func:`identified_data`); browse, preview and
+anonymize declare ``true`` and are refused unless the caller allows it, which stamps every page
+"CONTAINS IDENTIFIED DATA".
 
 Executed notebooks and reports carry whatever the cells displayed, so errors raised here name the
 notebook and the cell index only, never a cell's source or output.
@@ -24,8 +28,8 @@ from typing import Any
 
 from anonlib.errors import AnonlibError, ConfigError
 
-__all__ = ["NOTEBOOKS", "NotebookError", "absolute_paths", "notebook_report", "notebooks_dir",
-           "resolve_notebook", "run_notebook", "sliced_channel_polling"]
+__all__ = ["IDENTIFIED_STAMP", "NOTEBOOKS", "NotebookError", "absolute_paths", "identified_data",
+           "notebook_report", "notebooks_dir", "resolve_notebook", "run_notebook", "sliced_channel_polling"]
 
 #: Short names of the bundled notebooks (``anonlib notebook run browse ...``).
 NOTEBOOKS = {
@@ -34,6 +38,11 @@ NOTEBOOKS = {
     "anonymize": "03_anonymize.ipynb",
     "audit": "04_audit.ipynb",
 }
+
+#: The bundled notebooks that show original (identified) values.
+IDENTIFIED_NOTEBOOKS = frozenset({"browse", "preview", "anonymize"})
+#: What a report of a notebook showing identified data says at its top, its bottom and in its title.
+IDENTIFIED_STAMP = "CONTAINS IDENTIFIED DATA"
 
 #: Longest single wait on a kernel channel while a notebook runs (seconds).
 POLL_SLICE = 0.5
@@ -209,7 +218,7 @@ def run_notebook(notebook: Path, output: Path, parameters: Mapping[str, Any], *,
                 on_cell_start=tracker.on_cell_start)
         except PapermillExecutionError as exc:
             raise NotebookError(notebook, tracker.source_index(exc.cell_index),
-                                f"raised {exc.ename}") from None
+                                f"raised {exc.ename}{_own_message(exc.ename, exc.evalue)}") from None
         except CellTimeoutError:
             raise NotebookError(notebook, tracker.source_index(tracker.current),
                                 f"did not finish within {timeout:g} s") from None
@@ -225,7 +234,45 @@ def run_notebook(notebook: Path, output: Path, parameters: Mapping[str, Any], *,
     return output
 
 
+def _own_message(name: str, message: str) -> str:
+    """``": message"`` for anonlib's own errors, whose messages are PHI-free by contract (an
+    operator needs "originals x: no such folder"); "" for any other error, which may quote data."""
+    def names(cls: type[BaseException]) -> set[str]:
+        return {cls.__name__}.union(*(names(sub) for sub in cls.__subclasses__()))
+
+    first = str(message).strip().splitlines()[:1]
+    return f": {first[0][:300]}" if name in names(AnonlibError) and first else ""
+
+
 # -- reports -------------------------------------------------------------------------------------
+
+def identified_data(nb: Any) -> str:
+    """Why the executed notebook ``nb`` may show identified data ("" when it declares it does
+    not): its metadata ``anonlib.shows_identified_data`` is true or missing, or papermill ran
+    it from a bundled notebook that shows original values (browse, preview, anonymize)."""
+    declared = nb.metadata.get("anonlib", {}).get("shows_identified_data")
+    source = Path(str(nb.metadata.get("papermill", {}).get("input_path") or "")).name
+    bundled = {file: name for name, file in NOTEBOOKS.items()}.get(source, "")
+    if declared is True or bundled in IDENTIFIED_NOTEBOOKS:
+        return f"it shows identified data (the {bundled or 'notebook'}'s original values)"
+    if declared is not False:
+        return ("it does not declare that it shows no identified data (notebook metadata "
+                "anonlib.shows_identified_data: false)")
+    return ""
+
+
+def _stamp(body: str) -> str:
+    """``body`` with :data:`IDENTIFIED_STAMP` in its title and at the top and bottom of the page."""
+    banner = (f'<div class="anonlib-identified" style="background:#b91c1c;color:#fff;font-weight:700;'
+              f'padding:0.6em 1em;text-align:center">{IDENTIFIED_STAMP}</div>')
+    body = re.sub(r"<title>(.*?)</title>", lambda m: f"<title>{IDENTIFIED_STAMP} — {m.group(1)}</title>",
+                  body, count=1, flags=re.DOTALL)
+    if "<title>" not in body:
+        body = body.replace("<head>", f"<head><title>{IDENTIFIED_STAMP}</title>", 1)
+    body = re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + banner, body, count=1)
+    head, _, tail = body.rpartition("</body>")
+    return f"{head}{banner}</body>{tail}"
+
 
 def _failed_cell(nb: Any) -> int | None:
     for index, cell in enumerate(nb.cells):
@@ -250,13 +297,17 @@ def _reportable_output(output: Any) -> bool:
     return False
 
 
-def notebook_report(executed: Path, html: Path) -> Path:
+def notebook_report(executed: Path, html: Path, *, allow_identified: bool = False) -> Path:
     """Write ``executed`` (a notebook run to the end) as a standalone HTML page without code.
 
     Kept: Markdown, tables, figures and printed text. Dropped: code, prompts, stderr, widget
     state and widget outputs, JavaScript outputs. The page loads nothing from the network (no
     require.js, MathJax or widget manager); a notebook output that would is refused. A notebook
     whose run failed is refused too (its traceback may quote values).
+
+    A notebook that may show identified data (see :func:`identified_data`) is refused with a
+    :class:`~anonlib.errors.ConfigError`, unless ``allow_identified``: then the page's title,
+    top and bottom say :data:`IDENTIFIED_STAMP`.
     """
     import nbformat
     from jinja2 import DictLoader
@@ -265,6 +316,10 @@ def notebook_report(executed: Path, html: Path) -> Path:
     if not executed.is_file():
         raise ConfigError(f"{executed}: no such notebook")
     nb = nbformat.read(executed, as_version=4)  # type: ignore[no-untyped-call]
+    identified = identified_data(nb)
+    if identified and not allow_identified:
+        raise ConfigError(f"{executed}: no report: {identified}; --allow-identified writes one stamped "
+                          f"{IDENTIFIED_STAMP!r}")
     failed = _failed_cell(nb)
     if failed is not None:
         raise NotebookError(executed, failed, "failed when the notebook ran: no report from a failed run")
@@ -281,6 +336,8 @@ def notebook_report(executed: Path, html: Path) -> Path:
     if remote is not None:
         raise NotebookError(executed, None, "has an output that loads content from the network: "
                             "no offline report")
+    if identified:
+        body = _stamp(body)
     html.parent.mkdir(parents=True, exist_ok=True)
     html.write_text(body, encoding="utf-8")
     return html

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pyorthanc
 
+from anonlib.audit.model import AuditResult
 from anonlib.constellation.info import ConstellationInfo
 from anonlib.engine import Outcome
 from anonlib.errors import DeidentificationError, InputError, StoreError
@@ -38,7 +39,7 @@ from anonlib.profile import SiteProfile, build_plan, load_site_profile
 from anonlib.sinks.folder import FolderSink, ManifestRow, update_manifest
 from anonlib.store import DeliveryRecord, PatientIdentity, open_store
 
-__all__ = ["TransientError", "StudyJobError", "StudyResult", "JobContext", "process_study"]
+__all__ = ["TransientError", "StudyJobError", "StudyResult", "JobContext", "process_study", "hold_reason"]
 
 log = logging.getLogger("anonlib.studyjob")
 
@@ -201,7 +202,9 @@ def process_study(info: ConstellationInfo, study_id: str, *, node: str = "intake
 
 def _audit_gate(ctx: JobContext, ready: list[tuple[str, Outcome, bytes, PatientIdentity, bytes]]) -> str:
     """Audit the de-identified study against its originals before anything leaves; the reason
-    to hold it ("" when it passes). Quarantined instances are not released, so not audited."""
+    to hold it ("" when it passes). It fails closed: a study whose audit is INCOMPLETE (an
+    original that cannot be read, dciodvfy missing while the gate includes it) is held too.
+    Quarantined instances are not released, so not audited."""
     if not ctx.audit or not ready:
         return ""
     from anonlib.audit.model import AuditInput
@@ -212,12 +215,30 @@ def _audit_gate(ctx: JobContext, ready: list[tuple[str, Outcome, bytes, PatientI
     if not inputs:
         return ""
     verdict = audit(inputs, map_uid=ctx.processor.uid_mapper(),
-                    options=AuditOptions(conformance=ctx.audit_conformance))
-    if verdict.passed:
+                    options=AuditOptions(conformance=ctx.audit_conformance), expect_originals=True)
+    return "" if verdict.passed else hold_reason(verdict)
+
+
+def _listed(counts: list[tuple[str, int]], limit: int = 8) -> str:
+    shown = ", ".join(f"{name} ({n})" for name, n in counts[:limit])
+    return shown + (f" and {len(counts) - limit} more" if len(counts) > limit else "")
+
+
+def hold_reason(result: AuditResult) -> str:
+    """Why a study is held, PHI-free: the failing categories with their counts of findings
+    (``audit failed: leak/A names (3), ...``), or what could not be checked (``audit
+    incomplete: 2 of 5 instances without their original (leak/originals); conformance/dciodvfy
+    (1)``); "" when the audit passed."""
+    if result.passed:
         return ""
-    failing = verdict.failing_categories()
-    more = f" and {len(failing) - 8} more" if len(failing) > 8 else ""
-    return "audit failed: " + ", ".join(failing[:8]) + more
+    incomplete = result.counts("incomplete")
+    missing = dict(incomplete).get("leak/originals", 0)
+    parts = ([f"{missing} of {result.instances} instances without their original (leak/originals)"]
+             if missing else []) + ([_listed([c for c in incomplete if c[0] != "leak/originals"])]
+                                    if len(incomplete) > bool(missing) else [])
+    if result.status == "FAIL":
+        return "audit failed: " + _listed(result.counts("fail")) + ("; incomplete: " + "; ".join(parts) if parts else "")
+    return "audit incomplete: " + ("; ".join(parts) or "nothing audited")
 
 
 def _upload_and_verify(client: pyorthanc.Orthanc, node: str, released: dict[str, bytes],

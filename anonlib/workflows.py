@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from anonlib.preview import StudyPreview
     from anonlib.sources.base import Source
 
-__all__ = ["Browse", "browse", "preview", "anonymize", "job_states", "audit_target", "load_profile", "source"]
+__all__ = ["Browse", "browse", "preview", "anonymize", "job_states", "held_studies", "audit_target", "load_profile",
+           "source"]
 
 Progress = Callable[[int, int], None]
 
@@ -126,10 +127,36 @@ def job_states(limit: int = 200) -> pd.DataFrame:
         db.close()
 
 
+def held_studies() -> pd.DataFrame:
+    """The constellation's studies held by the audit gate (never delivered), with the reason:
+    the failing or incomplete categories and their counts (PHI-free). ``anonlib jobs retry
+    --held`` processes them again after a fix."""
+    import pandas as pd
+
+    from anonlib.constellation.info import load_info
+    from anonlib.jobs.db import JobsDb
+    from anonlib.jobs.held import held_studies as held
+
+    info = load_info(env_fallback=False)
+    db = JobsDb(info.db_url)
+    try:
+        rows = [{"node": h.node, "study": h.study_id, "job": h.job_id, "instances": h.instances, "runs": h.runs,
+                 "reason": h.reason} for h in held(db)]
+    finally:
+        db.close()
+    return pd.DataFrame(rows, columns=["node", "study", "job", "instances", "runs", "reason"])
+
+
 def audit_target(target: str, *, originals: str = "", db_url: str = "", output: str = "",
-                 conformance: bool = True) -> tuple[AuditResult, Path | None]:
+                 conformance: bool = True, progress: Progress | None = None) -> tuple[AuditResult, Path | None]:
     """Audit a folder (or a constellation node) against its originals; writes the HTML and JSON
-    reports into ``output`` when given. Returns the result and the HTML report's path."""
+    reports into ``output`` when given. Returns the result and the HTML report's path.
+
+    Fails closed like ``anonlib audit``: ``originals`` that do not exist, hold no DICOM file or
+    name an unknown node, and a ``db_url`` that cannot be opened, raise
+    :class:`~anonlib.errors.ConfigError`; an instance whose original is not found makes the
+    result INCOMPLETE (``result.status``). ``""`` means no originals (the leak check is then
+    shown as skipped). ``progress(done, total)`` follows the audit."""
     from anonlib.audit.report import write_html, write_json
     from anonlib.audit.sources import Located, audit_located
 
@@ -144,7 +171,7 @@ def audit_target(target: str, *, originals: str = "", db_url: str = "", output: 
     from anonlib.engine.uids import UidMapper
 
     result = audit_located(*located, db_url=db_url or None, use_store=bool(db_url or originals),
-                           conformance=conformance, uid_mapping=UidMapper)
+                           conformance=conformance, uid_mapping=UidMapper, progress=progress)
     html = None
     if output:
         folder = Path(output)

@@ -64,6 +64,8 @@ class AuditResult:
     date_mode: str = ""  # shift | keep | remove | unknown, read from the outputs' markers
     regulatory_status: str = ""
     checks_run: list[str] = field(default_factory=list)
+    dataset: str = ""  # what was audited, as the operator named it (a folder's or a node's name)
+    profile: str = ""  # the de-identification profile named by the outputs' markers
 
     @property
     def status(self) -> Status:
@@ -79,6 +81,24 @@ class AuditResult:
     @property
     def passed(self) -> bool:
         return self.status == "PASS"
+
+    @property
+    def without_originals(self) -> int:
+        """Instances audited without their original (the leak check did not run for them)."""
+        return self.instances - self.with_originals
+
+    def describe(self) -> str:
+        """One PHI-free line: outcome, instances with and without their original, profile and
+        date mode."""
+        return (f"{self.status} — {self.instances} instances ({self.with_originals} with originals, "
+                f"{self.without_originals} without), profile {self.profile or 'unknown'}, "
+                f"date mode {self.date_mode or 'unknown'}")
+
+    def counts(self, verdict: Verdict = "fail") -> list[tuple[str, int]]:
+        """``(check/category, findings)`` with ``verdict``, most frequent first (PHI-free: for
+        messages such as a held study's reason)."""
+        found = Counter(f"{f.check}/{f.category}" for f in self.findings if f.verdict == verdict)
+        return found.most_common()
 
     def failing_categories(self) -> list[str]:
         """``check/category`` of every failing finding, most frequent first."""

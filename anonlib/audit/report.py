@@ -2,7 +2,10 @@
 
 Both are built from :class:`~anonlib.audit.model.AuditResult` alone — findings that hold tag
 paths, categories, counts and de-identified study/instance labels, never a value read from a
-DICOM file — so a report cannot leak what the audit looked at.
+DICOM file — so a report cannot leak what the audit looked at. It names what was audited as the
+operator named it (the folder's or node's name), the profile the outputs' markers name and the
+date mode, and says PASS, FAIL or INCOMPLETE with the counts of instances with and without their
+original; a check that could not run is shown as incomplete and one switched off as skipped.
 """
 
 from __future__ import annotations
@@ -13,8 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from anonlib import __version__
-from anonlib.audit.model import AuditResult
-from anonlib.audit.report_charts import VERDICTS, stacked_bars
+from anonlib.audit.model import VERDICTS, AuditResult
+from anonlib.audit.report_charts import stacked_bars
 from anonlib.audit.report_html import badge, esc, page, section, table
 from anonlib.audit.safe_harbor.dates import regulatory_status
 
@@ -28,6 +31,8 @@ MAX_DETAIL_ROWS = 300
 #: Studies in the per-study chart (those with the most failures).
 MAX_CHART_STUDIES = 40
 SET_WIDE = "(set-wide)"
+#: The verdicts a person must act on, in the order shown.
+_ACT_ON = ("fail", "incomplete", "warn")
 _MEANING = {
     "fail": "blocks the release: an identifier remains, or a required marker is missing.",
     "warn": "needs review by a person: free text kept after cleaning, private elements, pixels "
@@ -35,6 +40,10 @@ _MEANING = {
     "expected": "present by design of the chosen method: the patient's pseudonym, remapped UIDs, "
                 "shifted dates. Reported so that the regulatory status below can be judged.",
     "pass": "checked and clean: dummy values, markers present.",
+    "incomplete": "could not be checked: a check that could not run (e.g. dciodvfy not installed) or "
+                  "an instance whose original was not found. The audit is INCOMPLETE, never a pass.",
+    "skipped": "switched off on purpose (e.g. --no-conformance) or impossible by design (the leak "
+               "check without originals): not checked, and not counted as passed.",
 }
 
 
@@ -63,7 +72,8 @@ def _study_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
     instances = frame[frame["instance"] != ""].groupby("study")["instance"].nunique()
     return [{"study": str(study), "instances": int(instances.get(study, 0)),
              **{v: int(counts.loc[study, v]) for v in VERDICTS},
-             "result": "FAIL" if counts.loc[study, "fail"] else "PASS"}
+             "result": "FAIL" if counts.loc[study, "fail"] else
+             "INCOMPLETE" if counts.loc[study, "incomplete"] else "PASS"}
             for study in counts.index]
 
 
@@ -79,15 +89,21 @@ def _to_dict(result: AuditResult, frame: pd.DataFrame, generated_at: dt.datetime
         by_check.setdefault(str(check), dict.fromkeys(VERDICTS, 0))[str(verdict)] = int(count)
     when = generated_at or dt.datetime.now(dt.UTC)
     return {
+        "status": result.status,
         "passed": result.passed,
         "generated_at": when.isoformat(timespec="seconds"),
         "anonlib_version": __version__,
+        "dataset": result.dataset or "unknown",
+        "profile": result.profile or "unknown",
         "instances": result.instances,
         "with_originals": result.with_originals,
+        "without_originals": result.without_originals,
         "checks_run": list(result.checks_run),
+        "checks_skipped": sorted({f"{f.check}/{f.category}" for f in result.findings if f.verdict == "skipped"}),
         "date_mode": result.date_mode or "unknown",
         "regulatory_status": _status(result),
         "failing_categories": result.failing_categories(),
+        "incomplete_categories": [name for name, _ in result.counts("incomplete")],
         "counts": {
             "findings": len(frame),
             "by_verdict": {v: int((frame["verdict"] == v).sum()) for v in VERDICTS},
@@ -116,16 +132,28 @@ def write_html(result: AuditResult, path: Path, *, title: str = "De-identificati
 def _headline(result: AuditResult, data: dict[str, Any]) -> str:
     if not result.instances:
         why = "No instance was audited."
-    elif result.passed:
-        why = "No check failed."
+    elif result.status == "PASS":
+        why = "No check failed. Every check ran on every instance."
         if data["date_mode"] != "remove":
             why += " The dates are not Safe Harbor as written: see the regulatory status."
-    else:
+    elif result.status == "FAIL":
         why = "Failing: " + ", ".join(data["failing_categories"]) + "."
+    else:
+        why = ("Nothing failed, but not everything could be checked: "
+               + ", ".join(f"{name} ({n})" for name, n in result.counts("incomplete")) + ".")
+    if data["checks_skipped"]:
+        why += " Skipped: " + ", ".join(data["checks_skipped"]) + "."
     meta = (f"Generated {data['generated_at']} by anonlib {data['anonlib_version']} · "
-            f"{data['instances']} instance(s) audited, {data['with_originals']} with their original · "
-            f"date mode: {data['date_mode']} · checks: {', '.join(data['checks_run']) or 'none'}")
-    return f'{badge(result.passed)}<p>{esc(why)}</p><p class="meta">{esc(meta)}</p>'
+            f"{data['instances']} instance(s) audited, {data['with_originals']} with their original, "
+            f"{data['without_originals']} without · checks: {', '.join(data['checks_run']) or 'none'}")
+    return f'{badge(result.status)}<p>{esc(why)}</p><p class="meta">{esc(meta)}</p>'
+
+
+def _what(data: dict[str, Any]) -> str:
+    """What was audited: the dataset as the operator named it, the profile, the date mode."""
+    rows = [("Dataset", data["dataset"]), ("Profile", data["profile"]), ("Date mode", data["date_mode"])]
+    items = "".join(f"<dt>{esc(name)}</dt><dd>{esc(value)}</dd>" for name, value in rows)
+    return f'<dl class="what">{items}</dl>'
 
 
 _LIMITS = (
@@ -147,28 +175,28 @@ def _legend(result: AuditResult) -> str:
 
 
 def _charts(rows: list[dict[str, Any]], studies: list[dict[str, Any]]) -> str:
-    attention = [(f"{r['check']} / {r['category']}", r) for r in rows if r["fail"] or r["warn"]]
+    attention = [(f"{r['check']} / {r['category']}", r) for r in rows if r["fail"] or r["incomplete"] or r["warn"]]
     everything = [(f"{r['check']} / {r['category']}", r) for r in rows if sum(r[v] for v in VERDICTS)]
-    per_study = {str(s["study"]): {"fail": s["fail"], "warn": s["warn"]}
-                 for s in studies if s["fail"] or s["warn"]}  # the studies with findings to act on
-    worst = sorted(per_study.items(), key=lambda kv: (-kv[1]["fail"], -kv[1]["warn"], kv[0]))
+    per_study = {str(s["study"]): {v: s[v] for v in _ACT_ON}
+                 for s in studies if any(s[v] for v in _ACT_ON)}  # the studies with findings to act on
+    worst = sorted(per_study.items(), key=lambda kv: (-kv[1]["fail"], -kv[1]["incomplete"], -kv[1]["warn"], kv[0]))
     shown = f" ({MAX_CHART_STUDIES} of {len(worst)} studies, most failures first)" \
         if len(worst) > MAX_CHART_STUDIES else ""
-    charts = [stacked_bars(attention, title="Findings to act on (fail, warn) by check and category",
-                           verdicts=("fail", "warn")),
+    charts = [stacked_bars(attention, title="Findings to act on (fail, incomplete, warn) by check and category",
+                           verdicts=_ACT_ON),
               stacked_bars(everything, title="All findings by check and category"),
               stacked_bars(worst[:MAX_CHART_STUDIES], title="Findings to act on by study" + shown,
-                           verdicts=("fail", "warn"))]
+                           verdicts=_ACT_ON)]
     return "".join(f'<div class="chart">{svg}</div>' for svg in charts)
 
 
 def _details(frame: pd.DataFrame, study: str) -> str:
-    rows = frame[(frame["study"] == study) & frame["verdict"].isin(["fail", "warn"])]
+    rows = frame[(frame["study"] == study) & frame["verdict"].isin(_ACT_ON)]
     if rows.empty:
-        return '<p class="note">No failing or warning finding.</p>'
+        return '<p class="note">No failing, incomplete or warning finding.</p>'
     grouped = (rows.groupby(["verdict", "check", "category", "path", "detail"])["instance"]
                .nunique().rename("instances").reset_index())
-    grouped["order"] = grouped["verdict"].map({"fail": 0, "warn": 1})
+    grouped["order"] = grouped["verdict"].map({v: n for n, v in enumerate(_ACT_ON)})
     grouped = grouped.sort_values(["order", "check", "category", "path"])
     shown = grouped.head(MAX_DETAIL_ROWS)
     columns = ["verdict", "check", "category", "path", "detail", "instances"]
@@ -189,8 +217,9 @@ def _studies(frame: pd.DataFrame, data: dict[str, Any]) -> str:
     frame = frame.assign(study=frame["study"].replace("", SET_WIDE))
     parts = []
     for study in studies:
-        state = " open" if study["result"] == "FAIL" else ""
-        label = (f"{study['study']} — {study['result']}: {study['fail']} fail, {study['warn']} warn, "
+        state = " open" if study["result"] != "PASS" else ""
+        label = (f"{study['study']} — {study['result']}: {study['fail']} fail, {study['incomplete']} incomplete, "
+                 f"{study['warn']} warn, "
                  f"{study['expected']} expected, {study['instances']} instance(s)")
         parts.append(f"<details{state}><summary>{esc(label)}</summary>"
                      f"{_details(frame, study['study'])}</details>")
@@ -206,6 +235,7 @@ def render_html(result: AuditResult, *, title: str = "De-identification audit",
     summary = table(["check", "category", *VERDICTS, "result"],
                     ([r["check"], r["category"], *(r[v] for v in VERDICTS), r["result"]] for r in rows))
     body = "".join([
+        _what(data),
         _headline(result, data),
         section("Regulatory status", f'<p class="status">{esc(data["regulatory_status"])}</p>'),
         section("What the verdicts mean", _legend(result)),

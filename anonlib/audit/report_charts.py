@@ -12,11 +12,12 @@ from typing import Any
 import matplotlib
 from matplotlib.figure import Figure
 
+from anonlib.audit.model import VERDICTS
+
 __all__ = ["stacked_bars", "COLOURS", "VERDICTS"]
 
-VERDICTS = ("fail", "warn", "expected", "pass")
-COLOURS: Mapping[str, str] = {"fail": "#c0392b", "warn": "#e67e22", "expected": "#2e86c1",
-                              "pass": "#27ae60"}
+COLOURS: Mapping[str, str] = {"fail": "#c0392b", "incomplete": "#7d3c98", "warn": "#e67e22",
+                              "expected": "#2e86c1", "pass": "#27ae60", "skipped": "#aab7b8"}
 _STYLE: dict[Any, Any] = {"svg.fonttype": "none", "svg.hashsalt": "anonlib-audit", "font.size": 9.0,
                           "text.parse_math": False}
 _PROLOG = re.compile(r"^.*?(?=<svg)", re.DOTALL)

@@ -20,6 +20,9 @@ h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #d5d8dc; padding-bott
 .headline { font-size: 1.6em; font-weight: 700; padding: 0.4em 0.8em; display: inline-block;
        border-radius: 0.3em; color: #fff; }
 .headline.pass { background: #27ae60; } .headline.fail { background: #c0392b; }
+.headline.incomplete { background: #7d3c98; }
+dl.what { display: grid; grid-template-columns: max-content auto; gap: 0.1em 1em; margin: 0.4em 0 1em; }
+dl.what dt { font-weight: 600; } dl.what dd { margin: 0; }
 .meta { color: #566573; font-size: 0.92em; }
 table { border-collapse: collapse; margin: 0.6em 0 1.2em; font-size: 0.88em; }
 th, td { border: 1px solid #d5d8dc; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
@@ -27,6 +30,7 @@ th { background: #f2f3f4; } td.num { text-align: right; font-variant-numeric: ta
 td.path { font-family: Menlo, Consolas, monospace; font-size: 0.95em; word-break: break-all; }
 .v-fail, .r-FAIL { color: #c0392b; font-weight: 700; } .v-warn { color: #b9770e; font-weight: 600; }
 .v-expected { color: #2e86c1; } .v-pass, .r-PASS { color: #1e8449; font-weight: 600; }
+.v-incomplete, .r-INCOMPLETE { color: #7d3c98; font-weight: 700; } .v-skipped, .r-SKIPPED { color: #566573; }
 .status { background: #fdfefe; border-left: 4px solid #2e86c1; padding: 0.6em 1em; }
 details { margin: 0.5em 0 1em; } summary { cursor: pointer; font-weight: 600; }
 .chart svg { max-width: 100%; height: auto; } .note { color: #566573; font-size: 0.88em; }
@@ -61,8 +65,9 @@ def table(columns: Sequence[str], rows: Iterable[Sequence[object]], *,
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def badge(passed: bool) -> str:
-    word = "PASS" if passed else "FAIL"
+def badge(status: str) -> str:
+    """The audit's outcome (PASS, FAIL or INCOMPLETE) as a coloured headline."""
+    word = esc(status)
     return f'<p class="headline {word.lower()}">{word}</p>'
 
 

@@ -28,12 +28,13 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
+from anonlib.audit import coverage
 from anonlib.audit.conformance import ConformanceRunner
 from anonlib.audit.consistency import Pair, Side, check_consistency, check_original_uids, side_of
 from anonlib.audit.haystack import places
 from anonlib.audit.leaks import find_leaks, find_leaks_in_names
 from anonlib.audit.matching import Matcher
-from anonlib.audit.model import AuditInput, AuditResult, Finding
+from anonlib.audit.model import AuditInput, AuditResult, Check, Finding
 from anonlib.audit.originals import OriginalValues, original_values, patient_key_of
 
 __all__ = ["AuditOptions", "Progress", "audit", "digest"]
@@ -74,8 +75,8 @@ class _Original:
 
 def _read_original(data: bytes | Path) -> _Original | None:
     ds = _parse(data, header_only=True)
-    if ds is None:
-        return None
+    if ds is None or "SOPInstanceUID" not in ds:
+        return None  # what was given as its original is not a DICOM instance
     return _Original(side_of(ds), patient_key_of(ds), original_values(ds))
 
 
@@ -99,23 +100,30 @@ class _Progress:
 
 def audit(inputs: Sequence[AuditInput], *, map_uid: Callable[[str], str] | None = None,
           names: Mapping[str, str] | None = None, options: AuditOptions = AuditOptions(),
-          progress: Progress | None = None) -> AuditResult:
+          expect_originals: bool = False, progress: Progress | None = None) -> AuditResult:
     """Audit ``inputs``; ``map_uid`` (the project's UID mapping, when the lookup store is known)
     lets the reference check verify where each reference points; ``names`` are file/folder names
-    and text files of an output tree, keyed by a PHI-free description of each place;
-    ``progress(done, total)`` is told as instances are finished."""
+    and text files of an output tree, keyed by a PHI-free description of each place.
+    ``expect_originals``: originals were given, so an instance without one (or with one that
+    cannot be read) makes the audit INCOMPLETE. ``progress(done, total)`` is told as instances
+    are finished."""
     from anonlib.audit.safe_harbor import detect_date_mode, regulatory_status, scan_safe_harbor
 
-    enabled = {"safe_harbor": options.safe_harbor, "leak": options.leaks,
-               "consistency": options.consistency, "conformance": options.conformance}
+    enabled: dict[Check, bool] = {"safe_harbor": options.safe_harbor, "leak": options.leaks,
+                                  "consistency": options.consistency, "conformance": options.conformance}
     result = AuditResult(instances=len(inputs), checks_run=[name for name, on in enabled.items() if on])
+    result.findings += coverage.skipped_checks(enabled, originals_given=any(i.original is not None for i in inputs),
+                                               expect_originals=expect_originals)
+    conformance = options.conformance and coverage.dciodvfy_available()
+    if options.conformance and not conformance:
+        result.findings.append(coverage.conformance_unavailable(len(inputs)))
     originals = [_read_original(item.original) if item.original is not None else None for item in inputs]
     every = OriginalValues()
     for known in originals:
         if known is not None:
             every.merge(known.values)
     set_uids = frozenset(every.searched_uids()) if options.consistency else frozenset()
-    runner = ConformanceRunner() if options.conformance else None
+    runner = ConformanceRunner() if conformance else None
     tracker = _Progress(progress, len(inputs), runner)
     pairs: list[Pair] = []
     modes: Counter[str] = Counter()
@@ -131,6 +139,9 @@ def audit(inputs: Sequence[AuditInput], *, map_uid: Callable[[str], str] | None 
             study, instance = digest(str(output.get("StudyInstanceUID", ""))), digest(str(output.SOPInstanceUID))
             modes[detect_date_mode(output)] += 1
             result.with_originals += known is not None
+            if expect_originals and options.leaks and known is None:
+                result.findings.append(coverage.missing_original(study, instance,
+                                                                 unreadable=item.original is not None))
             if options.safe_harbor:
                 result.findings += scan_safe_harbor(output, study=study, instance=instance)
             searched = list(places(output)) if set_uids or (options.leaks and known is not None) else []
@@ -156,7 +167,8 @@ def audit(inputs: Sequence[AuditInput], *, map_uid: Callable[[str], str] | None 
         result.findings += check_original_uids(pairs, len(set_uids))
     if options.leaks and names:
         result.findings += find_leaks_in_names(Matcher.of(every.values, set_uids or every.searched_uids()), names)
-    if options.leaks and result.with_originals and not any(f.check == "leak" for f in result.findings):
+    if options.leaks and result.with_originals and not any(
+            f.check == "leak" and f.verdict not in ("incomplete", "skipped") for f in result.findings):
         searched_in = "element values, private and binary data" + (", file names and text files" if names else "")
         result.findings.append(Finding("leak", "all categories", "pass", detail=(
             f"no identifying value of {result.with_originals} originals found ({searched_in})")))

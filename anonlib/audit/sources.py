@@ -4,12 +4,19 @@ originals (a folder or an Orthanc node) through the lookup store.
 The counterpart of an output is found through the store's instance records (new SOP Instance
 UID → original SOP Instance UID); an output whose SOP Instance UID is itself one of the
 originals' (a tool that kept UIDs) is matched to that original directly.
+
+Fail closed: originals that are missing, unreadable or empty (a typo, an unknown or empty node)
+and a lookup store that cannot be opened are configuration errors, never an audit that quietly
+ran without them; with originals given, an instance whose original is not found makes the
+audit INCOMPLETE (see :func:`~anonlib.audit.run.audit`, ``expect_originals``).
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterator
+import re
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -19,11 +26,13 @@ from pydicom.errors import InvalidDicomError
 from anonlib.audit.model import AuditInput, AuditResult
 from anonlib.audit.run import AuditOptions, audit
 from anonlib.constellation.info import NodeInfo
+from anonlib.dicomvalues import strings_of
+from anonlib.errors import ConfigError, StoreError
 from anonlib.orthanc.client import call, connect
-from anonlib.store import LookupStore, open_store
+from anonlib.store import LookupStore, default_store_url, open_store
 
 __all__ = ["folder_inputs", "orthanc_inputs", "tree_names", "sop_uid_of", "audit_located", "Located",
-           "UidMapping"]
+           "UidMapping", "Progress", "open_lookup", "profile_of", "dataset_name"]
 
 #: The project's UID mapping built from the lookup store's secret (the caller passes the
 #: engine's ``UidMapper``: the audit itself imports nothing of the engine).
@@ -32,6 +41,9 @@ UidMapping = Callable[[bytes], Callable[[str], str]]
 #: What to audit, as a caller finds it: the output folder or constellation node, the originals'
 #: folder or node (None: none), and the node's Orthanc study IDs to audit (None: every study).
 Located = tuple[Path | NodeInfo, Path | NodeInfo | None, list[str] | None]
+
+#: ``progress(done, total)``, called as instances are audited.
+Progress = Callable[[int, int], None]
 
 _TEXT_SUFFIXES = {".csv", ".json", ".html", ".htm", ".txt", ".md", ".tsv", ".xml", ".log"}
 
@@ -53,11 +65,22 @@ def _files(root: Path) -> Iterator[Path]:
 
 
 def _original_index(originals: Path) -> dict[str, Path]:
+    """SOP Instance UID → file, for every DICOM file under ``originals``; a folder that does not
+    exist, cannot be read or holds no DICOM file is a :class:`ConfigError`."""
+    if not originals.exists():
+        raise ConfigError(f"originals {originals}: no such folder")
+    if not originals.is_dir():
+        raise ConfigError(f"originals {originals}: not a folder")
     index: dict[str, Path] = {}
-    for path in _files(originals):
-        uid = sop_uid_of(path)
-        if uid:
-            index.setdefault(uid, path)
+    try:
+        for path in _files(originals):
+            uid = sop_uid_of(path)
+            if uid:
+                index.setdefault(uid, path)
+    except OSError as exc:
+        raise ConfigError(f"originals {originals}: cannot be read ({type(exc).__name__})") from None
+    if not index:
+        raise ConfigError(f"originals {originals}: no readable DICOM file in it")
     return index
 
 
@@ -100,6 +123,8 @@ def orthanc_inputs(node: NodeInfo, originals: NodeInfo | None, store: LookupStor
     fetched from ``originals`` when found there."""
     mapping = _mapping(store)
     inputs = []
+    if originals is not None:
+        _check_originals_node(originals)
     with connect(node) as client:
         ids = studies if studies else cast(list[str], call(node.name, "list studies", client.get_studies))
         instances: list[str] = []
@@ -118,6 +143,14 @@ def orthanc_inputs(node: NodeInfo, originals: NodeInfo | None, store: LookupStor
     return inputs
 
 
+def _check_originals_node(node: NodeInfo) -> None:
+    """An originals node that holds no instance is a configuration error."""
+    with connect(node) as client:
+        found = cast(dict[str, Any], call(node.name, "read statistics", client.get_statistics))
+    if not int(found.get("CountInstances", 0)):
+        raise ConfigError(f"originals node {node.name!r} holds no instance")
+
+
 def _fetch_original(client: Any, node: NodeInfo | None, mapping: dict[str, str], uid: str) -> bytes | None:
     assert node is not None
     for candidate in (mapping.get(uid), uid):
@@ -131,17 +164,85 @@ def _fetch_original(client: Any, node: NodeInfo | None, mapping: dict[str, str],
     return None
 
 
+def open_lookup(db_url: str | None, *, use_default: bool) -> LookupStore | None:
+    """The lookup store at ``db_url``, opened read-only (the audit writes nothing). A
+    ``db_url`` that cannot be opened, names an SQLite file that does not exist or holds no
+    anonlib lookup store is a :class:`ConfigError` (the URL is not repeated: it may hold a
+    password). Without ``db_url``: the default store when ``use_default`` and it exists, else
+    None."""
+    if db_url is None:
+        if not use_default:
+            return None
+        db_url = default_store_url(create=False)
+        if not Path(db_url[len("sqlite:///"):]).is_file():
+            return None
+    elif db_url.startswith("sqlite:///") and not Path(db_url[len("sqlite:///"):]).is_file():
+        raise ConfigError(f"lookup store {db_url[len('sqlite:///'):]}: no such file")
+    try:
+        store = open_store(db_url, readonly=True)
+    except StoreError as exc:
+        raise ConfigError(f"the lookup store cannot be opened: {exc}") from None
+    try:
+        found = store.find_secret()
+    except StoreError as exc:
+        store.close()
+        raise ConfigError(f"the lookup store cannot be read: {exc}") from None
+    if found is None:
+        store.close()
+        raise ConfigError("the lookup store holds no anonlib lookup data (no project secret)")
+    return store
+
+
+_PROFILE = re.compile(r"^profile (?P<name>[\w .+-]{1,48}?)(?: [0-9a-f]{4,16})?$", re.ASCII)
+
+
+def _profile_marker(data: bytes | Path) -> str:
+    """The profile name anonlib wrote into DeidentificationMethod ("" when there is none)."""
+    try:
+        source: Any = data if isinstance(data, Path) else io.BytesIO(data)
+        ds = pydicom.dcmread(source, stop_before_pixels=True, force=True,
+                             specific_tags=["DeidentificationMethod"])
+        items = strings_of(ds.get("DeidentificationMethod"))
+    except (InvalidDicomError, EOFError, ValueError, TypeError, KeyError, OSError):
+        return ""
+    for item in items:
+        match = _PROFILE.match(item.strip())
+        if match:
+            return match["name"].strip()
+    return ""
+
+
+def profile_of(inputs: Sequence[AuditInput]) -> str:
+    """The de-identification profile the outputs name in their markers (anonlib's
+    ``profile NAME FINGERPRINT``): one name, ``a, b (mixed)`` for several, ``unknown`` for
+    none. Only a short name of plain characters is taken, nothing else from the data."""
+    names = Counter(_profile_marker(item.output) for item in inputs)
+    known = [name for name, _ in names.most_common() if name]
+    if not known:
+        return "unknown"
+    return known[0] if len(known) == 1 and not names[""] else ", ".join(known[:5]) + " (mixed)"
+
+
+def dataset_name(target: Path | NodeInfo) -> str:
+    """What the operator called the audited set: the folder's or the node's name."""
+    if isinstance(target, NodeInfo):
+        return f"node {target.name}"
+    return f"folder {target.resolve().name or target}"
+
+
 def audit_located(target: Path | NodeInfo, originals: Path | NodeInfo | None = None,
                   studies: list[str] | None = None, *, db_url: str | None, use_store: bool,
                   conformance: bool = True, audit_empty: bool = True,
-                  uid_mapping: UidMapping | None = None) -> AuditResult:
+                  uid_mapping: UidMapping | None = None, progress: Progress | None = None) -> AuditResult:
     """Audit a folder ``target`` against a folder of ``originals``, or a constellation node's
     ``studies`` (None: every study) against an originals node. The lookup store at ``db_url``
-    (opened when ``use_store``) matches outputs to their originals and holds the secret of the
-    UID mapping (``uid_mapping(secret)``, which lets the reference check verify targets).
-    Without ``audit_empty``, nothing to audit gives an empty result at once (the store's secret
-    not read)."""
-    store = open_store(db_url) if use_store else None
+    (or, when ``use_store``, the default store if it exists; see :func:`open_lookup`) matches
+    outputs to their originals and holds the secret of the UID mapping (``uid_mapping(secret)``,
+    which lets the reference check verify targets). Originals that are missing or empty and a
+    store that cannot be opened raise :class:`ConfigError`; with originals, an instance without
+    its original makes the result INCOMPLETE. Without ``audit_empty``, nothing to audit gives an
+    empty result at once. ``progress(done, total)`` follows the audit of the instances."""
+    store = open_lookup(db_url, use_default=use_store)
     try:
         if isinstance(target, NodeInfo):
             inputs = orthanc_inputs(target, cast(NodeInfo | None, originals), store, studies=studies)
@@ -149,9 +250,12 @@ def audit_located(target: Path | NodeInfo, originals: Path | NodeInfo | None = N
         else:
             inputs, names = folder_inputs(target, cast(Path | None, originals), store), tree_names(target)
         if not inputs and not audit_empty:
-            return AuditResult()
+            return AuditResult(dataset=dataset_name(target))
         mapper = uid_mapping(store.secret()) if store is not None and uid_mapping is not None else None
-        return audit(inputs, map_uid=mapper, names=names, options=AuditOptions(conformance=conformance))
+        result = audit(inputs, map_uid=mapper, names=names, options=AuditOptions(conformance=conformance),
+                       expect_originals=originals is not None, progress=progress)
     finally:
         if store is not None:
             store.close()
+    result.dataset, result.profile = dataset_name(target), profile_of(inputs)
+    return result

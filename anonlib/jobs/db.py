@@ -20,6 +20,7 @@ from anonlib.jobs.locks import parse_queueing_lock, study_queueing_lock
 from anonlib.jobs.tables import change_cursor, job_outcome
 from anonlib.store.base import DeliveryRecord
 from anonlib.store.db import delivery_query, delivery_records, make_engine, store_error
+from anonlib.store.tables import delivery
 
 __all__ = ["JobRow", "JobsDb", "StudyJobs", "advisory_key"]
 
@@ -152,12 +153,22 @@ class JobsDb:
         with self._begin("could not read delivery records") as conn:
             return delivery_records(conn.execute(delivery_query(node, study_ids)))
 
+    def held(self) -> list[DeliveryRecord]:
+        """The delivery records of every study the audit gate holds, of every node, by node and
+        study."""
+        query = (select(*(delivery.c[f.name] for f in fields(DeliveryRecord))).where(delivery.c.status == "held")
+                 .order_by(delivery.c.node, delivery.c.orthanc_study_id))
+        with self._begin("could not read the held studies") as conn:
+            return list(delivery_records(conn.execute(query)).values())
+
     # -- procrastinate's jobs, read-only ------------------------------------------------------
 
     def jobs(self, *, status: str | None = None, limit: int | None = 200,
-             outstanding_failures: bool = False, job_id: int | None = None) -> list[JobRow]:
+             outstanding_failures: bool = False, job_id: int | None = None,
+             latest_of: Sequence[tuple[str, str]] | None = None) -> list[JobRow]:
         """Study jobs, newest first; ``outstanding_failures``: failed (or aborted) jobs that no
-        later job of the same study superseded."""
+        later job of the same study superseded; ``latest_of``: the latest job of each of these
+        ``(node, study)``."""
         sql = f"SELECT * FROM ({_JOBS_SQL}) s WHERE true"
         params: dict[str, Any] = {"task": TASK_NAME}
         if status is not None:
@@ -168,6 +179,9 @@ class JobsDb:
         if job_id is not None:
             sql += " AND s.id = :job_id"
             params["job_id"] = int(job_id)
+        if latest_of is not None:
+            sql += " AND s.queueing_lock = ANY(:locks) AND NOT s.superseded"
+            params["locks"] = [study_queueing_lock(node, study) for node, study in latest_of]
         sql += " ORDER BY s.id DESC"
         if limit is not None:
             sql += " LIMIT :limit"

@@ -3,7 +3,9 @@
 :func:`check` answers "done" only when three things hold at once: no study of a source node is
 still waiting to become stable, no study job is queued or running, and every stable study has a
 delivery record matching its current LastUpdate. The third matters: a study that just became
-stable but whose event is not processed yet has no job, yet is not done.
+stable but whose event is not processed yet has no job, yet is not done. "Done" is not
+"delivered": a study the audit gate held has a record too, and is listed in
+:attr:`QueueStatus.held` (see :mod:`anonlib.jobs.held`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class QueueStatus:
     unstable: list[str] = field(default_factory=list)
     undelivered: list[str] = field(default_factory=list)
     failures: list[JobRow] = field(default_factory=list)
+    held: list[str] = field(default_factory=list)  # stable studies the audit gate holds as they are
 
     @property
     def active(self) -> int:
@@ -54,8 +57,11 @@ def check(db: JobsDb, sources: Mapping[str, HttpSource]) -> QueueStatus:
             if not state.stable:
                 status.unstable.append(state.study_id)
                 continue
-            if not is_delivered(state, records.get(state.study_id)):  # studies() has no instance counts
+            record = records.get(state.study_id)
+            if not is_delivered(state, record):  # studies() has no instance counts
                 status.undelivered.append(state.study_id)
+            elif record is not None and record.status == "held":
+                status.held.append(state.study_id)
     status.failures = db.jobs(outstanding_failures=True, limit=None)
     return status
 

@@ -8,9 +8,10 @@ from anonlib.ui.panels import (
            PreviewPanel,
            show_audit,
            show_findings,
+           show_held,
            show_preview,
 )
 from anonlib.ui.render import diff_html, table_html
 
 __all__ = ["AnonymizePanel", "AuditPanel", "BrowsePanel", "PreviewPanel", "diff_html", "show_audit",
-           "show_findings", "show_preview", "table_html"]
+           "show_findings", "show_held", "show_preview", "table_html"]

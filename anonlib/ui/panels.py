@@ -16,8 +16,8 @@ if TYPE_CHECKING:
 
     from anonlib.sources.base import Source
 
-__all__ = ["BrowsePanel", "PreviewPanel", "AnonymizePanel", "AuditPanel", "show_audit", "show_findings", "show_preview",
-           "study_options"]
+__all__ = ["BrowsePanel", "PreviewPanel", "AnonymizePanel", "AuditPanel", "show_audit", "show_findings", "show_held",
+           "show_preview", "study_options"]
 
 
 def study_options(src: Source) -> list[tuple[str, str]]:
@@ -29,7 +29,7 @@ def study_options(src: Source) -> list[tuple[str, str]]:
 
 def _error(out: w.Output, exc: Exception) -> None:
     with out:
-        show_html(f"<p style='color:#b91c1c'>{type(exc).__name__}: {exc}</p>")
+        show_html(f"<p style='color:#b91c1c' class='anonlib-error'>{escape(type(exc).__name__)}: {escape(str(exc))}</p>")
 
 
 class BrowsePanel(w.VBox):  # type: ignore[misc]
@@ -156,7 +156,19 @@ class AnonymizePanel(w.VBox):  # type: ignore[misc]
     def show_jobs(self) -> None:
         self.out.clear_output()
         with self.out:
+            show_held(workflows.held_studies())
             show_html(table_html(workflows.job_states(), css_class="anonlib-jobs"))
+
+
+def show_held(held: pd.DataFrame) -> None:
+    """The studies the audit gate holds (never delivered), with the reason, or that none is."""
+    if held.empty:
+        show_html("<p class='anonlib-held-none'>No study is held by the audit gate.</p>")
+        return
+    show_html(f"<h4 style='color:#b91c1c'>{len(held)} {'study' if len(held) == 1 else 'studies'} held by the audit "
+              "gate — not delivered</h4><p>Fix the cause (the reason names the failing or incomplete checks), "
+              "then <code>anonlib jobs retry --held</code>.</p>"
+              + table_html(held, css_class="anonlib-held"))
 
 
 class AuditPanel(w.VBox):  # type: ignore[misc]
@@ -166,18 +178,25 @@ class AuditPanel(w.VBox):  # type: ignore[misc]
         self.target, self.originals, self.db_url, self.output = target, originals, db_url, output
         self.conformance = w.Checkbox(value=True, description="dciodvfy")
         self.button = w.Button(description="Run the audit", button_style="primary")
+        self.bar = w.IntProgress(min=0, max=1, description="Instances")
         self.out = w.Output()
         self.button.on_click(lambda _b: self.run())
-        super().__init__([w.HBox([self.button, self.conformance]), self.out])
+        super().__init__([w.HBox([self.button, self.conformance, self.bar]), self.out])
         self.add_class("anonlib-audit")
         self.button.add_class("anonlib-audit-button")
+        self.bar.add_class("anonlib-audit-progress")
+
+    def _progress(self, done: int, total: int) -> None:
+        self.bar.max, self.bar.value = max(total, 1), done
 
     def run(self) -> None:
         self.out.clear_output()
+        self.bar.value = 0
         with self.out:
             try:
                 result, html = workflows.audit_target(self.target, originals=self.originals, db_url=self.db_url,
-                                                      output=self.output, conformance=self.conformance.value)
+                                                      output=self.output, conformance=self.conformance.value,
+                                                      progress=self._progress)
             except Exception as exc:  # noqa: BLE001 - shown to the user
                 _error(self.out, exc)
                 return
@@ -185,12 +204,22 @@ class AuditPanel(w.VBox):  # type: ignore[misc]
             show_findings(result)
 
 
+#: Headline colours of the audit's outcome.
+_STATUS_COLOURS = {"PASS": "#1e8449", "FAIL": "#c0392b", "INCOMPLETE": "#7d3c98"}
+
+
 def show_audit(result: Any, html: Any) -> None:
-    """Headline, summary table, findings to act on, and the report's path."""
-    verdict = "PASS" if result.passed else "FAIL"
-    show_html(f"<h3>Audit: {verdict}</h3><p>{result.instances} instances, "
-              f"{result.with_originals} with originals, date mode {result.date_mode}</p>")
+    """Headline (PASS, FAIL or INCOMPLETE), what was audited with and without originals, the
+    summary table with every verdict's count, what could not be checked, and the report's path."""
+    status = str(result.status)
+    where = f"{result.dataset}: " if result.dataset else ""
+    show_html(f"<h3 class='anonlib-audit-status' style='color:{_STATUS_COLOURS.get(status, '#000')}'>"
+              f"Audit: {escape(status)}</h3><p>{escape(where + result.describe())}</p>")
     show_html(table_html(result.summary(), css_class="anonlib-audit-summary"))
+    incomplete = result.counts("incomplete")
+    if incomplete:
+        show_html("<p><strong>Not checked (INCOMPLETE, never a pass):</strong> "
+                  + escape(", ".join(f"{name} ({n})" for name, n in incomplete)) + "</p>")
     if html is not None:
         show_html(f"<p>HTML report: {html}</p>")
 

@@ -63,9 +63,10 @@ def diff_html(diff: pd.DataFrame, *, max_rows: int = 1000) -> str:
 
 def findings_svg(result: object) -> str:
     """An inline SVG chart of an audit's findings by check and category (offline, no script)."""
+    from anonlib.audit.model import VERDICTS
     from anonlib.audit.report_charts import stacked_bars
 
     summary = result.summary()  # type: ignore[attr-defined]
-    rows = [(f"{r['check']} / {r['category']}", {v: int(r[v]) for v in ("fail", "warn", "expected", "pass")})
-            for r in summary.to_dict("records")]
+    rows: list[tuple[str, dict[str, int]]] = [
+        (f"{r['check']} / {r['category']}", {str(v): int(r[v]) for v in VERDICTS}) for r in summary.to_dict("records")]
     return stacked_bars(rows, title="Findings by check and category")

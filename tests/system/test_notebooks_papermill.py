@@ -302,6 +302,20 @@ def test_audit_a_folder_writes_its_report_and_an_offline_html_without_phi(
 
 
 @needs_real
+def test_the_audit_notebook_fails_closed_on_misspelt_originals(deidentified: tuple[Path, str], home: Path,
+                                                               tmp_path: Path) -> None:
+    out, url = deidentified
+    typo = tmp_path / "inptu"
+    with pytest.raises(NotebookError) as failed:
+        run_notebook(REAL["audit"], tmp_path / "audit.ipynb",
+                     {"source": str(out), "originals": str(typo), "db_url": url, "output": str(tmp_path / "audit"),
+                      "conformance": False}, timeout=CELL_TIMEOUT)
+    message = str(failed.value)
+    assert f"raised ConfigError: originals {typo}: no such folder" in message and "\n" not in message
+    assert not (tmp_path / "audit" / "audit-summary.json").exists()  # no PASS written anywhere
+
+
+@needs_real
 def test_a_failing_cell_of_a_real_notebook_fails_the_run(home: Path, tmp_path: Path) -> None:
     with pytest.raises(NotebookError) as failed:
         run_notebook(REAL["browse"], tmp_path / "browse.ipynb", {"source": str(tmp_path / "nonesuch")},
@@ -359,6 +373,7 @@ def test_anonymize_a_node_queues_its_studies(node_env: tuple[ConstellationSettin
     executed = run_notebook(REAL["anonymize"], tmp_path / "anonymize.ipynb",
                             {"source": "intake", "db_url": info.db_url}, timeout=CELL_TIMEOUT)
     assert_headless(executed)
+    assert "No study is held by the audit gate." in html_outputs(executed)  # held studies are shown
     db = JobsDb(info.db_url)
     try:
         queued = {job.study_id for job in db.jobs(limit=None)}

@@ -100,8 +100,10 @@ def test_summary_counts_and_verdict() -> None:
     assert data["failing_categories"] == ["safe_harbor/A names", "leak/names"]
     counts = data["counts"]
     assert counts["findings"] == 6
-    assert counts["by_verdict"] == {"fail": 3, "warn": 1, "expected": 1, "pass": 1}
-    assert counts["by_check"]["safe_harbor"] == {"fail": 2, "warn": 1, "expected": 1, "pass": 0}
+    assert counts["by_verdict"] == {"fail": 3, "incomplete": 0, "warn": 1, "expected": 1, "pass": 1, "skipped": 0}
+    assert counts["by_check"]["safe_harbor"] == {"fail": 2, "incomplete": 0, "warn": 1, "expected": 1, "pass": 0,
+                                                 "skipped": 0}
+    assert data["status"] == "FAIL"
     rows = {(r["check"], r["category"]): r for r in counts["by_category"]}
     assert rows[("safe_harbor", "A names")]["result"] == "FAIL"
     assert rows[("consistency", "pseudonym")]["result"] == "PASS"
@@ -124,9 +126,10 @@ def test_json_round_trips(tmp_path: Path) -> None:
 def test_a_result_without_instances_does_not_pass() -> None:
     data = to_dict(AuditResult(checks_run=["safe_harbor"]), generated_at=WHEN)
     assert data["passed"] is False and data["studies"] == [] and data["date_mode"] == "unknown"
+    assert data["status"] == "INCOMPLETE"
     assert data["regulatory_status"] == regulatory_status("unknown")
     html = render_html(AuditResult(), title="Empty")
-    assert "No instance was audited." in html and 'class="headline fail"' in html
+    assert "No instance was audited." in html and 'class="headline incomplete"' in html
     assert_self_contained(html)
 
 
@@ -208,3 +211,46 @@ def test_reports_of_a_naive_copy_fail_and_hold_no_planted_value(naive_result: Au
     assert any(c.startswith("safe_harbor/A ") for c in data["failing_categories"])
     assert_self_contained(html)
     assert not [value for value in corpus.phi_values() if value in html or value in text]
+
+
+# -- incomplete, skipped, what was audited ------------------------------------------------------
+def _incomplete() -> AuditResult:
+    result = _result([
+        Finding("safe_harbor", "R UIDs", "expected", "study-1", "i-1", "(0008,0018)", "remapped"),
+        Finding("leak", "originals", "incomplete", "study-1", "i-2", "", "no original matched: the leak check did not run"),
+        Finding("leak", "all categories", "pass", "", "", "", "no identifying value of 2 originals found"),
+        Finding("conformance", "dciodvfy", "skipped", "", "", "", "switched off (--no-conformance)"),
+    ])
+    result.with_originals = 2
+    result.checks_run = ["safe_harbor", "leak", "consistency"]
+    result.dataset, result.profile = "folder study-output", "radiology-research"
+    return result
+
+
+def test_an_incomplete_audit_says_so_with_counts_in_json_and_html() -> None:
+    result = _incomplete()
+    data = to_dict(result, generated_at=WHEN)
+    assert (data["status"], data["passed"]) == ("INCOMPLETE", False)
+    assert (data["instances"], data["with_originals"], data["without_originals"]) == (3, 2, 1)
+    assert data["incomplete_categories"] == ["leak/originals"]
+    assert data["checks_skipped"] == ["conformance/dciodvfy"]
+    assert data["counts"]["by_verdict"]["incomplete"] == 1 and data["counts"]["by_verdict"]["skipped"] == 1
+    rows = {(r["check"], r["category"]): r["result"] for r in data["counts"]["by_category"]}
+    assert rows[("leak", "originals")] == "INCOMPLETE" and rows[("conformance", "dciodvfy")] == "SKIPPED"
+    assert ("conformance", "(no findings)") not in rows  # a skipped check is never shown as passed
+    assert {s["study"]: s["result"] for s in data["studies"]}["study-1"] == "INCOMPLETE"
+    html = render_html(result, title="Audit")
+    page = parse(html)
+    assert 'class="headline incomplete"' in html and "INCOMPLETE" in page.text
+    assert any("2 with their original, 1 without" in text for text in page.text)
+    assert any("Skipped: conformance/dciodvfy" in text for text in page.text)
+    assert_self_contained(html)
+
+
+def test_the_report_names_dataset_profile_and_date_mode_and_carries_no_banner() -> None:
+    data = to_dict(_incomplete(), generated_at=WHEN)
+    assert (data["dataset"], data["profile"], data["date_mode"]) == ("folder study-output", "radiology-research", "shift")
+    page = parse(render_html(_incomplete(), title="Audit"))
+    for label, value in (("Dataset", "folder study-output"), ("Profile", "radiology-research"), ("Date mode", "shift")):
+        assert page.text[page.text.index(label) + 1] == value
+    assert not [text for text in page.text if "identified data" in text.lower()]

@@ -95,3 +95,17 @@ def test_test_notebooks_have_a_parameters_cell(path: str) -> None:
     tagged = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 1
     assert _annotations(tagged[0].source).get("interactive") == "bool"
+
+
+#: Which bundled notebooks show original (identified) values; ``anonlib notebook report`` reads
+#: the marker from the notebook's metadata (kept by nbstripout and by papermill).
+SHOWS_IDENTIFIED = {"notebooks/01_browse.ipynb": True, "notebooks/02_preview.ipynb": True,
+                    "notebooks/03_anonymize.ipynb": True, "notebooks/04_audit.ipynb": False}
+
+
+@pytest.mark.parametrize("path", BUNDLED + TEST_NOTEBOOKS)
+def test_notebook_declares_whether_it_shows_identified_data(path: str) -> None:
+    declared = _notebook(path).metadata.get("anonlib", {}).get("shows_identified_data")
+    assert declared is SHOWS_IDENTIFIED.get(path, False), declared
+    banner = [c.source for c in _notebook(path).cells if c.cell_type == "markdown" and "Identified data" in c.source]
+    assert bool(banner) is bool(declared), "the 'Identified data' banner belongs to the notebooks that show it"

@@ -1,0 +1,110 @@
+"""Held studies against a real constellation: the workers run a site profile that keeps the
+patient's name, so the audit gate holds every study; ``anonlib jobs wait`` exits 5 and says how
+many and how to see them, ``jobs list --status held`` lists them with the reason (categories and
+counts, no value), ``constellation status`` counts them; after the fix (the workers restarted
+with the default profile) ``jobs retry --held`` re-runs them and they are delivered. And the
+gate fails closed: without dciodvfy on PATH a study's audit is INCOMPLETE and the study held."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from anonlib.constellation import ConstellationSettings
+from anonlib.synthetic.batch import write_batch
+from tests.fixtures.orthanc import Factory
+from tests.orthanc_helpers import count_instances, storescu, wait_stable
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+SEED = 23
+
+
+def _env(settings: ConstellationSettings, **extra: str) -> dict[str, str]:
+    return {**os.environ, "ANONLIB_HOME": str(settings.home), "TCP_NODELAY": "1",
+            "ANONLIB_RETRY_BASE_SECONDS": "1", **extra}
+
+
+def _cli(settings: ConstellationSettings, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "anonlib.cli", *args], capture_output=True, text=True,
+                          env=_env(settings), timeout=timeout)
+
+
+def _start_worker(settings: ConstellationSettings, log: Path, **extra: str) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "anonlib.cli", "worker", "--interval", "1",
+                                 "--reconcile-interval", "5"], stdout=out, stderr=subprocess.STDOUT,
+                                env=_env(settings, **extra))
+
+
+def _stop_worker(worker: subprocess.Popen[bytes]) -> int:
+    worker.send_signal(signal.SIGTERM)
+    return worker.wait(timeout=60)
+
+
+def test_held_studies_are_reported_listed_counted_and_retried(constellation_factory: Factory,
+                                                              tmp_path: Path) -> None:
+    settings, info = constellation_factory()
+    keeps_names = tmp_path / "keeps-names.yaml"
+    keeps_names.write_text("name: keeps-names\nactions:\n  PatientName: K\n")
+    batch = write_batch(tmp_path / "batch", studies=2, patients=2, instances=2, seed=SEED)
+    storescu(info, [s.folder for s in batch])
+    log = tmp_path / "worker.log"
+    worker = _start_worker(settings, log, ANONLIB_PROFILE=str(keeps_names))
+    try:
+        waited = _cli(settings, "jobs", "wait", "--timeout", "240")
+    finally:
+        assert _stop_worker(worker) == 0
+    assert waited.returncode == 5, waited.stdout + waited.stderr + log.read_text(errors="replace")
+    assert "2 studies held by the audit gate" in waited.stderr
+    assert "anonlib jobs list --status held" in waited.stderr and "nothing pending, but 2 held" in waited.stdout
+    assert count_instances(info.research) == 0  # nothing left intake
+
+    listing = _cli(settings, "jobs", "list", "--status", "held")
+    assert listing.returncode == 0, listing.stderr
+    lines = [line for line in listing.stdout.splitlines() if line.startswith("held ")]
+    assert len(lines) == 2 and all("audit failed: " in line and "leak/A names (" in line for line in lines)
+    status = _cli(settings, "constellation", "status")
+    assert "2 studies held by the audit gate" in status.stdout, status.stdout + status.stderr
+
+    # the fix: the workers run the default profile again; the held studies are re-run, forced
+    worker = _start_worker(settings, log)
+    try:
+        retried = _cli(settings, "jobs", "retry", "--held")
+        assert retried.returncode == 0 and "2 of 2 held studies queued again" in retried.stdout, retried.stderr
+        waited_again = _cli(settings, "jobs", "wait", "--timeout", "240")
+    finally:
+        assert _stop_worker(worker) == 0
+    assert waited_again.returncode == 0, waited_again.stdout + waited_again.stderr + log.read_text(errors="replace")
+    assert count_instances(info.research) == 4
+    assert "no study held" in _cli(settings, "jobs", "list", "--status", "held").stdout
+
+    everything = waited.stdout + waited.stderr + listing.stdout + status.stdout + log.read_text(errors="replace")
+    for study in batch:
+        assert study.patient_id not in everything and study.study_uid not in everything
+    assert "BATCH^" not in everything and "PATIENT0000" not in everything
+
+
+def test_the_gate_holds_a_study_whose_audit_is_incomplete(constellation_factory: Factory, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from anonlib.store import open_store
+    from anonlib.studyjob import JobContext, process_study
+
+    _, info = constellation_factory()
+    [study] = write_batch(tmp_path / "batch", studies=1, patients=1, instances=2, seed=SEED + 1)
+    storescu(info, [study.folder])
+    [study_id] = wait_stable(info.intake)
+    context = JobContext.create(info)
+    monkeypatch.setenv("PATH", str(tmp_path))  # dciodvfy is not on it: the gate cannot check conformance
+    held = process_study(info, study_id, context=context)
+    assert held.status == "held" and held.released == 0
+    assert held.reason == "audit incomplete: conformance/dciodvfy (1)"
+    assert count_instances(info.research) == 0
+    with open_store(info.db_url) as store:
+        record = store.deliveries("intake")[study_id]
+    assert record.status == "held" and record.reason == held.reason

@@ -1,0 +1,195 @@
+"""Held studies are never silent (fakes at the seams, no database): ``jobs wait`` exits 5 and
+says how many and how to see them; ``jobs list --status held`` lists them with the gate's
+reason; ``jobs retry --held`` queues each again, forced, and the study job runs forced;
+``constellation status`` counts them; the gate's reason names categories and counts only."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from procrastinate.testing import InMemoryConnector
+
+from anonlib.audit.model import AuditResult, Finding
+from anonlib.cli import main
+from anonlib.jobs import runtime as runtime_module
+from anonlib.jobs.app import TASK_NAME, make_app
+from anonlib.jobs.db import JobRow
+from anonlib.jobs.enqueue import StudyQueue
+from anonlib.jobs.held import HELD_EXIT, held_hint
+from anonlib.jobs.intake import StudyState
+from anonlib.jobs.retry import StudyRetry
+from anonlib.jobs.status import check
+from anonlib.store.base import DeliveryRecord
+from anonlib.studyjob import StudyResult, hold_reason
+
+PATIENT = "fa558bce-587a86d3-ad0da9b3-9d043d9d-4f5c5718"
+DONE, HELD, GONE = "11111111-aaaaaaaa", "22222222-bbbbbbbb", "33333333-cccccccc"
+LAST_UPDATE = "20240101T120000"
+REASON = "audit failed: leak/A names (2), safe_harbor/A names (2)"
+
+
+@dataclass
+class FakeSource:
+    """A source node in memory: ``studies()`` for the status check, ``study()`` for enqueueing."""
+
+    states: dict[str, StudyState] = field(default_factory=dict)
+    name: str = "intake"
+
+    def studies(self) -> Iterator[StudyState]:
+        return iter(self.states.values())
+
+    def study(self, study_id: str, *, count: bool = False) -> StudyState | None:
+        return self.states.get(study_id)
+
+    def close(self) -> None:
+        pass
+
+
+def _record(study_id: str, status: str, reason: str = "") -> DeliveryRecord:
+    return DeliveryRecord("intake", study_id, LAST_UPDATE, 3, 0 if status == "held" else 3, 0, "2.25.9",
+                          status, reason, runs=1)
+
+
+@dataclass
+class FakeDb:
+    """The JobsDb calls the status check and the held listing make."""
+
+    records: dict[str, DeliveryRecord] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        return {"succeeded": 2}
+
+    def deliveries(self, node: str, study_ids: Any = None) -> dict[str, DeliveryRecord]:
+        return dict(self.records)
+
+    def held(self) -> list[DeliveryRecord]:
+        return [r for r in self.records.values() if r.status == "held"]
+
+    def jobs(self, *, outstanding_failures: bool = False, latest_of: Any = None, **_: Any) -> list[JobRow]:
+        if outstanding_failures:
+            return []
+        return [JobRow(12, TASK_NAME, node, study, "succeeded", 1, "held", "AuditHeld", REASON, "", False)
+                for node, study in (latest_of or [])]
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def source() -> FakeSource:
+    return FakeSource({s: StudyState(s, PATIENT, True, LAST_UPDATE, None) for s in (DONE, HELD)})
+
+
+@pytest.fixture
+def db() -> FakeDb:
+    return FakeDb({DONE: _record(DONE, "done"), HELD: _record(HELD, "held", REASON)})
+
+
+@pytest.fixture
+def connector() -> InMemoryConnector:
+    return InMemoryConnector()
+
+
+@pytest.fixture
+def queue(connector: InMemoryConnector) -> StudyQueue:
+    return StudyQueue(make_app(connector=connector, retry=StudyRetry(max_attempts=1)), b"s" * 32)
+
+
+@pytest.fixture
+def cli_session(monkeypatch: pytest.MonkeyPatch, db: FakeDb, source: FakeSource, queue: StudyQueue) -> None:
+    """``anonlib jobs ...`` runs on the fakes."""
+    from anonlib.jobs import commands
+
+    @contextmanager
+    def fake_session(info: Any) -> Iterator[Any]:
+        yield commands.Session(info, db, {"intake": source}, queue)  # type: ignore[arg-type, dict-item]
+
+    monkeypatch.setattr(commands, "session", fake_session)
+    monkeypatch.setattr(runtime_module, "load_info", lambda: None)
+
+
+def test_the_status_check_lists_held_studies_apart(db: FakeDb, source: FakeSource) -> None:
+    status = check(db, {"intake": source})  # type: ignore[arg-type, dict-item]
+    assert status.done and status.held == [HELD] and status.undelivered == []
+    source.states[HELD] = StudyState(HELD, PATIENT, True, "20250101T000000", None)  # changed since it was held
+    status = check(db, {"intake": source})  # type: ignore[arg-type, dict-item]
+    assert status.held == [] and status.undelivered == [HELD]  # it will be processed again
+
+
+def test_jobs_wait_exits_5_and_says_how_to_see_held_studies(cli_session: None, db: FakeDb,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["jobs", "wait", "--timeout", "1"]) == HELD_EXIT == 5
+    captured = capsys.readouterr()
+    assert "1 held" in captured.out and "nothing pending" in captured.out
+    assert "1 study held by the audit gate" in captured.err and "anonlib jobs list --status held" in captured.err
+    db.records[HELD] = _record(HELD, "done")  # retried after a fix, delivered
+    assert main(["jobs", "wait", "--timeout", "1"]) == 0
+    assert "held" not in capsys.readouterr().out
+
+
+def test_jobs_list_held_shows_the_reason_without_values(cli_session: None, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["jobs", "list", "--status", "held"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("held  intake") and HELD in lines[0]
+    assert "job 12" in lines[0] and REASON in lines[0] and DONE not in lines[0]
+    assert lines[1] == held_hint(1)
+    assert main(["jobs", "list"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == held_hint(1)  # the plain listing says so too
+
+
+def test_jobs_retry_held_forces_the_study_job(cli_session: None, connector: InMemoryConnector, queue: StudyQueue,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["jobs", "retry", "--held"]) == 0
+    assert "1 of 1 held studies queued again" in capsys.readouterr().out
+    [job] = connector.jobs.values()
+    assert job["args"] == {"node": "intake", "study_id": HELD, "force": True}
+    calls: list[tuple[str, bool]] = []
+
+    def process(info: Any, study_id: str, *, node: str, force: bool = False) -> StudyResult:
+        calls.append((study_id, force))
+        return StudyResult(node, study_id, "done", instances=3, released=3)
+
+    fake = runtime_module.Runtime(info=None, process=process, outcomes=_NoOutcomes(),
+                                  source=lambda node: FakeSource({HELD: StudyState(HELD, PATIENT, True, LAST_UPDATE, 3)}))
+    previous = runtime_module.install(fake)
+    try:
+        queue.app.run_worker(wait=False, install_signal_handlers=False, listen_notify=False)
+    finally:
+        runtime_module.install(previous)
+    assert calls == [(HELD, True)]
+
+
+class _NoOutcomes:
+    def record_outcome(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+def test_constellation_status_counts_held_studies(monkeypatch: pytest.MonkeyPatch, db: FakeDb,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from anonlib.constellation import manage
+    from anonlib.jobs import held
+
+    info = type("Info", (), {"db_url": "postgresql://x/y"})()
+    monkeypatch.setattr(manage, "status", lambda settings: (info, [], []))
+    monkeypatch.setattr(held, "JobsDb", lambda url: db)
+    assert main(["constellation", "status"]) == 0
+    assert "1 study held by the audit gate" in capsys.readouterr().out
+
+
+def test_the_gate_reason_names_categories_and_counts_only() -> None:
+    failed = AuditResult(instances=3, with_originals=3, findings=[
+        Finding("leak", "A names", "fail", "s", "i1", "(0008,1030)", "an original name part"),
+        Finding("leak", "A names", "fail", "s", "i2", "(0008,1030)", "an original name part"),
+        Finding("safe_harbor", "A names", "fail", "s", "i1", "(0010,0010)", "a value remains"),
+        Finding("conformance", "dciodvfy", "incomplete", detail="dciodvfy not found"),
+    ])
+    assert hold_reason(failed) == ("audit failed: leak/A names (2), safe_harbor/A names (1); "
+                                   "incomplete: conformance/dciodvfy (1)")
+    incomplete = AuditResult(instances=5, with_originals=3, findings=[
+        Finding("leak", "originals", "incomplete", "s", f"i{n}", "", "no original matched") for n in range(2)])
+    assert hold_reason(incomplete) == "audit incomplete: 2 of 5 instances without their original (leak/originals)"
+    assert hold_reason(AuditResult(instances=1)) == ""

@@ -1,0 +1,73 @@
+"""The audit and anonymize panels without a kernel (the workflow functions replaced): a bad
+``originals`` is shown as one clear error, never as PASS; an INCOMPLETE audit is shown as such
+with what was not checked; the audit moves a progress bar; the job states show held studies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from anonlib.audit.model import AuditResult, Finding
+from anonlib.errors import ConfigError
+from anonlib.ui import panels
+
+
+@pytest.fixture
+def shown(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    html: list[str] = []
+    monkeypatch.setattr(panels, "show_html", html.append)
+    monkeypatch.setattr(panels, "findings_svg", lambda result: "<svg></svg>")
+    return html
+
+
+def test_a_bad_originals_folder_is_one_clear_error(monkeypatch: pytest.MonkeyPatch, shown: list[str]) -> None:
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise ConfigError("originals /data/inptu: no such folder")
+
+    monkeypatch.setattr(panels.workflows, "audit_target", refuse)
+    panels.AuditPanel("out", originals="/data/inptu", db_url="", output="").run()
+    assert len(shown) == 1 and "ConfigError: originals /data/inptu: no such folder" in shown[0]
+    assert "PASS" not in shown[0]
+
+
+def test_an_incomplete_audit_is_shown_as_such_and_moves_the_bar(monkeypatch: pytest.MonkeyPatch,
+                                                               shown: list[str]) -> None:
+    result = AuditResult(instances=2, with_originals=1, date_mode="shift", dataset="folder out", profile="default",
+                         findings=[Finding("leak", "originals", "incomplete", "s", "i2", "", "no original matched")])
+
+    def audit_target(*args: Any, progress: Any = None, **kwargs: Any) -> tuple[AuditResult, None]:
+        progress(1, 2)
+        progress(2, 2)
+        return result, None
+
+    monkeypatch.setattr(panels.workflows, "audit_target", audit_target)
+    panel = panels.AuditPanel("out", originals="in", db_url="", output="")
+    panel.run()
+    assert (panel.bar.value, panel.bar.max) == (2, 2)
+    text = "".join(shown)
+    assert "Audit: INCOMPLETE" in text and "1 with originals, 1 without" in text
+    assert "Not checked (INCOMPLETE, never a pass):</strong> leak/originals (1)" in text
+
+
+class _Node:
+    kind, name = "orthanc", "intake"
+
+    def studies(self) -> pd.DataFrame:
+        return pd.DataFrame(columns=["study", "study_date", "modalities", "description", "patient_name"])
+
+
+def test_the_job_states_show_held_studies(monkeypatch: pytest.MonkeyPatch, shown: list[str]) -> None:
+    held = pd.DataFrame([{"node": "intake", "study": "s1", "job": 3, "instances": 2, "runs": 1,
+                          "reason": "audit failed: leak/A names (2)"}])
+    monkeypatch.setattr(panels.workflows, "held_studies", lambda: held)
+    monkeypatch.setattr(panels.workflows, "job_states", lambda: pd.DataFrame([{"id": 3, "status": "succeeded"}]))
+    panels.AnonymizePanel(_Node(), db_url="", output="").show_jobs()  # type: ignore[arg-type]
+    text = "".join(shown)
+    assert "1 study held by the audit gate" in text and "audit failed: leak/A names (2)" in text
+    assert "anonlib jobs retry --held" in text
+    shown.clear()
+    monkeypatch.setattr(panels.workflows, "held_studies", lambda: held.iloc[0:0])
+    panels.AnonymizePanel(_Node(), db_url="", output="").show_jobs()  # type: ignore[arg-type]
+    assert "No study is held by the audit gate." in "".join(shown)
