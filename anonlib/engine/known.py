@@ -1,0 +1,167 @@
+"""Finding known identifying values in text: which written forms match, and where.
+
+Values and text are folded first (:mod:`anonlib.engine.fold`: accents, compatibility forms and
+control characters away) and letters match in any case, so ``José`` finds ``JOSE`` and
+``Zorba\\x01lina`` finds ``Zorbalina``. Every value matches as a **whole word** — not preceded
+or followed by a letter or digit (``_`` separates words, as in ``DOE_J``) and never inside a
+dotted number such as a UID or a decimal — and never inside the engine's own placeholders
+(``[NAME]``, ``[ID]``...). Where values overlap, the longest wins. By kind:
+
+* **names** (the parts of person names, see :mod:`anonlib.engine.identifiers`): also with a
+  plural ending, ``-s`` or ``-es`` (``Zorbalinas``); a possessive needs nothing more, the
+  apostrophe already ends the word (``Zorbalina's`` → ``[NAME]'s``). A two-letter part matches
+  only as exactly that word (``Li`` never touches ``Lis`` or ``Lidocaine``). A part written in
+  a script that does not separate words with spaces (Han, kana, Hangul, Thai) matches anywhere.
+* **tokens** (IDs, station names, serial numbers, phone numbers, e-mail, address parts): also in
+  a *longer form* — followed directly by a suffix where letters turn into digits or digits into
+  letters (``CTSCAN01B``, ``CT2`` for ``CT``), and by pieces joined with ``-``, ``_`` or ``.``
+  (``CTSCAN01-B``, ``1234567_2``); a token ending in a letter also with a plural ending. A token
+  followed by another letter (``Major`` in ``Majority``) does not match.
+* **stems** (the leading part of an ID, see :mod:`anonlib.engine.identifiers`: ``CTSCAN`` of
+  ``CTSCAN01``): a *shorter form*, matched in free text only (descriptions, comments, SR text),
+  as a whole word (with the token suffixes) and in the letter case the ID is written in — so the
+  stem ``SCANNER`` of a station ``SCANNER3`` is removed from ``SCANNER ROOM`` but not from ``the
+  scanner``.
+* **phrases** (institutions, whole addresses) and **dates** (in their common written forms):
+  exactly.
+
+Compiled matchers are cached per set of values: the instances of one study share one.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+
+from anonlib.engine.dates import parse_da
+from anonlib.engine.fold import fold, fold_indexed
+
+__all__ = ["Matcher", "matcher", "unspaced"]
+
+#: Scripts written without spaces between words (or with particles glued to names).
+_UNSPACED = re.compile("[\u0e00-\u0e7f\u1100-\u11ff\u3040-\u30ff\u3130-\u318f\u3400-\u4dbf"
+                       "\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0002fa1f]")
+_START = r"(?<![^\W_])(?<!\d\.)(?!(?<=\[)(?:NAME|ID|REMOVED|EMAIL|DATE)\])"
+_END = r"(?![^\W_])(?!\.\d)"
+_JOINED = r"(?:[-_.][^\W_]+)*"
+_PLURAL = r"(?:e?s)?"
+
+
+def unspaced(value: str) -> bool:
+    """True when ``value`` is written in a script without spaces between words."""
+    return _UNSPACED.search(value) is not None
+
+
+def _token_tail(value: str) -> str:
+    last = value[-1]
+    if last.isdigit():
+        return r"(?:[^\W\d_][^\W_]*)?" + _JOINED
+    if last.isalpha():
+        return r"(?:e?s(?![^\W_])|\d[^\W_]*)?" + _JOINED
+    return _JOINED
+
+
+@dataclass(frozen=True)
+class Matcher:
+    """A compiled set of known values; :meth:`sub` replaces them in text."""
+
+    pattern: re.Pattern[str] | None
+    kinds: dict[str, str]  # folded, lower-case value → its replacement kind
+
+    def kind(self, found: str) -> str:
+        """The kind of a match: of the longest known value it starts with (a match may carry a
+        suffix)."""
+        lower = found.lower()
+        for end in range(len(lower), 0, -1):
+            kind = self.kinds.get(lower[:end])
+            if kind is not None:
+                return kind
+        return "[REMOVED]"
+
+    def sub(self, text: str, replace: Callable[[str], str]) -> str:
+        """``text`` with every match replaced by ``replace(kind)``."""
+        if self.pattern is None or not text:
+            return text
+        folded, index = fold_indexed(text)
+        if index is None:
+            return self.pattern.sub(lambda m: replace(self.kind(m.group(0))), text)
+        pieces: list[str] = []
+        last = 0
+        for match in self.pattern.finditer(folded):
+            start, end = index[match.start()], index[match.end() - 1] + 1
+            while end < len(text) and unicodedata.category(text[end]).startswith("M"):
+                end += 1  # a combining accent belongs to the letter before it
+            if start < last:
+                continue
+            pieces += [text[last:start], replace(self.kind(match.group(0)))]
+            last = end
+        if not pieces:
+            return text
+        pieces.append(text[last:])
+        return "".join(pieces)
+
+
+Key = tuple[frozenset[str], ...]
+
+
+@lru_cache(maxsize=256)
+def matcher(key: Key, *, stems: bool) -> Matcher:
+    """The matcher of ``key`` = (names, tokens, phrases, dates, stems), each a set of values as
+    collected; ``stems`` includes the shorter forms (free text only). A date's kind is
+    ``date:<ISO date>``."""
+    names, tokens, phrases, dates, stem_values = key
+    kinds: dict[str, str] = {}
+    bounded: dict[str, str] = {}  # folded value → regex fragment
+    anywhere: dict[str, str] = {}
+    if stems:
+        for value in stem_values:
+            folded = fold(value)
+            kinds.setdefault(folded.lower(), "[ID]")
+            bounded.setdefault(folded.lower(), f"(?-i:{re.escape(folded)})" + _token_tail(folded))
+    for value in phrases:
+        folded = fold(value).lower()
+        kinds[folded], bounded[folded] = "[REMOVED]", re.escape(folded)
+    for value in tokens:
+        folded = fold(value).lower()
+        kinds[folded], bounded[folded] = "[ID]", re.escape(folded) + _token_tail(folded)
+    for value in names:
+        folded = fold(value).lower()
+        if len(folded) < 2:
+            continue
+        kinds[folded] = "[NAME]"
+        if unspaced(folded):
+            anywhere[folded] = re.escape(folded)
+        elif len(folded) >= 3 and folded[-1].isalpha():
+            bounded[folded] = re.escape(folded) + _PLURAL
+        else:
+            bounded[folded] = re.escape(folded)
+    for value in dates:
+        day = parse_da(value)
+        if day is not None:
+            for form in _date_forms(day):
+                kinds[form], bounded[form] = "date:" + day.isoformat(), re.escape(form)
+    if not bounded and not anywhere:
+        return Matcher(None, kinds)
+    parts = []
+    if bounded:
+        parts.append(f"{_START}(?:{_alternation(bounded)}){_END}")
+    if anywhere:
+        parts.append(f"(?:{_alternation(anywhere)})")
+    return Matcher(re.compile("|".join(parts), re.IGNORECASE), kinds)
+
+
+def _date_forms(day: _dt.date) -> list[str]:
+    y, m, d = day.year, day.month, day.day
+    return [f"{y:04d}{m:02d}{d:02d}", f"{y:04d}-{m:02d}-{d:02d}", f"{y:04d}/{m:02d}/{d:02d}",
+            f"{y:04d}.{m:02d}.{d:02d}", f"{m:02d}/{d:02d}/{y:04d}", f"{d:02d}/{m:02d}/{y:04d}",
+            f"{d:02d}.{m:02d}.{y:04d}", f"{d:02d}-{m:02d}-{y:04d}", f"{m}/{d}/{y:04d}",
+            f"{d}.{m}.{y:04d}"]
+
+
+def _alternation(fragments: dict[str, str]) -> str:
+    """Longest value first, so that the longest of overlapping values wins."""
+    return "|".join(fragments[v] for v in sorted(fragments, key=lambda v: (-len(v), v)))
