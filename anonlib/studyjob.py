@@ -5,7 +5,8 @@ them (a name or station carried by one instance is scrubbed from the text of eve
 de-identify them with the core engine and the shared lookup store; upload them to the research
 node; verify that the research node holds every released instance; write the organized tree
 on disk; forward the study to the configured destinations with Orthanc's asynchronous jobs,
-following each to its end; and only then record the delivery as done. Nothing is deleted from the source unless asked, and only after all that.
+following each to its end; and only then record the delivery as done. Nothing is deleted from
+the source unless asked, and only after all that.
 
 Errors say what the queue should do: :class:`TransientError` — try again later (a node or the
 database is unreachable, a transfer failed); :class:`StudyJobError` — do not retry, keep the
