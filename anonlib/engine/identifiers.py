@@ -82,8 +82,8 @@ def id_stems(value: str) -> set[str]:
     """The leading parts of an ID scrubbed from free text as its shorter forms (module
     docstring)."""
     stems: set[str] = set()
-    if any(c.isspace() for c in value):
-        return stems  # an ID written in words ("CT ROOM 2") has no stem: only itself matches
+    if len(value) < 5 or value.isalpha() or value.isdigit() or any(c.isspace() for c in value):
+        return stems  # too short, no cut point, or written in words ("CT ROOM 2"): no stem
     for cut in _STEM_CUT.finditer(value):
         head, rest = value[:cut.start()].rstrip("-_."), value[cut.start():]
         if (len(head) >= 4 and any(c.isalpha() for c in head)

@@ -36,6 +36,7 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from anonlib.engine.dates import parse_da
 from anonlib.engine.fold import fold, fold_indexed
@@ -115,43 +116,79 @@ def matcher(key: Key, *, stems: bool) -> Matcher:
     ``date:<ISO date>``."""
     names, tokens, phrases, dates, stem_values = key
     kinds: dict[str, str] = {}
-    bounded: dict[str, str] = {}  # folded value → regex fragment
+    bounded: dict[str, str] = {}  # folded lower-case value → its suffix pattern
+    cased: dict[str, str] = {}  # stems, matched in their own letter case
     anywhere: dict[str, str] = {}
     if stems:
         for value in stem_values:
             folded = fold(value)
             kinds.setdefault(folded.lower(), "[ID]")
-            bounded.setdefault(folded.lower(), f"(?-i:{re.escape(folded)})" + _token_tail(folded))
+            _add(cased, folded, f"(?i:{_token_tail(folded)})")
     for value in phrases:
         folded = fold(value).lower()
-        kinds[folded], bounded[folded] = "[REMOVED]", re.escape(folded)
+        kinds[folded] = "[REMOVED]"
+        _add(bounded, folded, "")
     for value in tokens:
         folded = fold(value).lower()
-        kinds[folded], bounded[folded] = "[ID]", re.escape(folded) + _token_tail(folded)
+        kinds[folded] = "[ID]"
+        _add(bounded, folded, _token_tail(folded))
     for value in names:
         folded = fold(value).lower()
         if len(folded) < 2:
             continue
         kinds[folded] = "[NAME]"
         if unspaced(folded):
-            anywhere[folded] = re.escape(folded)
-        elif len(folded) >= 3 and folded[-1].isalpha():
-            bounded[folded] = re.escape(folded) + _PLURAL
+            _add(anywhere, folded, "")
         else:
-            bounded[folded] = re.escape(folded)
+            _add(bounded, folded, _PLURAL if len(folded) >= 3 and folded[-1].isalpha() else "")
     for value in dates:
         day = parse_da(value)
         if day is not None:
             for form in _date_forms(day):
-                kinds[form], bounded[form] = "date:" + day.isoformat(), re.escape(form)
-    if not bounded and not anywhere:
-        return Matcher(None, kinds)
-    parts = []
-    if bounded:
-        parts.append(f"{_START}(?:{_alternation(bounded)}){_END}")
+                kinds[form] = "date:" + day.isoformat()
+                _add(bounded, form, "")
+    words = [f"(?:{_trie(bounded)})" if bounded else "", f"(?-i:{_trie(cased)})" if cased else ""]
+    parts = [f"{_START}(?:{'|'.join(w for w in words if w)}){_END}"] if bounded or cased else []
     if anywhere:
-        parts.append(f"(?:{_alternation(anywhere)})")
+        parts.append(f"(?:{_trie(anywhere)})")
+    if not parts:
+        return Matcher(None, kinds)
     return Matcher(re.compile("|".join(parts), re.IGNORECASE), kinds)
+
+
+def _add(entries: dict[str, str], value: str, tail: str) -> None:
+    """Register ``value`` with its suffix pattern (both patterns when it has two kinds)."""
+    known = entries.get(value)
+    entries[value] = tail if known is None or known == tail else f"(?:{known}|{tail})"
+
+
+def _trie(entries: dict[str, str]) -> str:
+    """One pattern for all of ``entries`` (value → suffix pattern), built as a trie so that a
+    text is scanned once whatever the number of values (an alternation of thousands of values
+    would be tried one by one at every position); at every branch the longer values are tried
+    before a value that ends there, so the longest match wins."""
+    root: dict[str, Any] = {}
+    for value, tail in entries.items():
+        node = root
+        for ch in value:
+            node = node.setdefault(ch, {})
+        node[""] = tail  # "" marks the end of a value ("" is never a character key)
+    return _node(root)
+
+
+def _node(node: dict[str, Any]) -> str:
+    options = []
+    for ch in sorted(k for k in node if k):
+        path, child = [ch], node[ch]
+        while len(child) == 1 and "" not in child:  # a chain without branches: one literal
+            (ch, child), = child.items()
+            path.append(ch)
+        options.append(re.escape("".join(path)) + _node(child))
+    if "" in node:
+        options.append(node[""])  # the value ends here: tried after every longer one
+    if len(options) == 1:
+        return options[0]
+    return "(?:" + "|".join(options) + ")"
 
 
 def _date_forms(day: _dt.date) -> list[str]:
@@ -160,8 +197,3 @@ def _date_forms(day: _dt.date) -> list[str]:
             f"{y:04d}.{m:02d}.{d:02d}", f"{m:02d}/{d:02d}/{y:04d}", f"{d:02d}/{m:02d}/{y:04d}",
             f"{d:02d}.{m:02d}.{y:04d}", f"{d:02d}-{m:02d}-{y:04d}", f"{m}/{d}/{y:04d}",
             f"{d}.{m}.{y:04d}"]
-
-
-def _alternation(fragments: dict[str, str]) -> str:
-    """Longest value first, so that the longest of overlapping values wins."""
-    return "|".join(fragments[v] for v in sorted(fragments, key=lambda v: (-len(v), v)))

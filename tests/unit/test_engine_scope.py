@@ -112,3 +112,22 @@ def test_merged_keeps_both_sets_apart_from_the_originals() -> None:
     one, two = Identifiers(names={"Ada"}), Identifiers(tokens={"X123"})
     both = one.merged(two)
     assert both.names == {"Ada"} and both.tokens == {"X123"} and not one.tokens and not two.names
+
+
+def test_the_preview_shows_what_the_study_job_does(tmp_path: Path) -> None:
+    """The preview collects the study's identifiers first too: its diff of B shows the comment
+    scrubbed of A's operator and station."""
+    from anonlib.preview import preview_study
+    from anonlib.sources import FolderSource
+
+    folder = tmp_path / "study"
+    folder.mkdir()
+    a, b = _pair()
+    for name, ds in (("a.dcm", a), ("b.dcm", b)):
+        (folder / name).write_bytes(_encoded(ds))
+    source = FolderSource(folder)
+    shown = next(key for key in source.instances(b.StudyInstanceUID) if key.endswith("b.dcm"))
+    preview = preview_study(source, b.StudyInstanceUID, db_url=f"sqlite:///{tmp_path}/lookup.sqlite3",
+                            instance=shown)
+    row = preview.diff[preview.diff["keyword"] == "ImageComments"].to_dict("records")[0]
+    assert row["original"] == COMMENT and not _leaks(str(row["deidentified"]))
