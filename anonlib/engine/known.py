@@ -14,9 +14,11 @@ dotted number such as a UID or a decimal — and never inside the engine's own p
   a script that does not separate words with spaces (Han, kana, Hangul, Thai) matches anywhere.
 * **tokens** (IDs, station names, serial numbers, phone numbers, e-mail, address parts): also in
   a *longer form* — followed directly by a suffix where letters turn into digits or digits into
-  letters (``CTSCAN01B``, ``CT2`` for ``CT``), and by pieces joined with ``-``, ``_`` or ``.``
-  (``CTSCAN01-B``, ``1234567_2``); a token ending in a letter also with a plural ending. A token
-  followed by another letter (``Major`` in ``Majority``) does not match.
+  letters (``CTSCAN01B``, ``CTS2`` for ``CTS``), and by pieces joined with ``-``, ``_`` or ``.``
+  and a letter (``CTSCAN01-B``, ``1234567_2``, ``CTSCAN01.b``, but not the decimal
+  ``1234567.5``); a token ending in a letter also with a plural ending. A token followed by
+  another letter (``Major`` in ``Majority``) does not match, and a short number (fewer than 6
+  digits and no letter, such as a study ID ``123``) matches only exactly.
 * **stems** (the leading part of an ID, see :mod:`anonlib.engine.identifiers`: ``CTSCAN`` of
   ``CTSCAN01``): a *shorter form*, matched in free text only (descriptions, comments, SR text),
   as a whole word (with the token suffixes) and in the letter case the ID is written in — so the
@@ -41,15 +43,18 @@ from typing import Any
 from anonlib.engine.dates import parse_da
 from anonlib.engine.fold import fold, fold_indexed
 
-__all__ = ["Matcher", "matcher", "unspaced"]
+__all__ = ["Matcher", "matcher", "stem_matcher", "unspaced"]
 
 #: Scripts written without spaces between words (or with particles glued to names).
 _UNSPACED = re.compile("[\u0e00-\u0e7f\u1100-\u11ff\u3040-\u30ff\u3130-\u318f\u3400-\u4dbf"
                        "\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0002fa1f]")
 _START = r"(?<![^\W_])(?<!\d\.)(?!(?<=\[)(?:NAME|ID|REMOVED|EMAIL|DATE)\])"
 _END = r"(?![^\W_])(?!\.\d)"
-_JOINED = r"(?:[-_.][^\W_]+)*"
+#: Pieces joined to an ID: ``-`` or ``_`` and letters/digits, or ``.`` and a word that starts
+#: with a letter (``.5`` after a number is a decimal, not a suffix).
+_JOINED = r"(?:[-_][^\W_]+|\.[^\W\d_][^\W_]*)*"
 _PLURAL = r"(?:e?s)?"
+_LISTED = 64  # up to this many values, an alternation; more, a trie
 
 
 def unspaced(value: str) -> bool:
@@ -58,6 +63,10 @@ def unspaced(value: str) -> bool:
 
 
 def _token_tail(value: str) -> str:
+    """The longer forms of a token; none for a short number (under 6 digits, such as a study
+    ID ``123``: ``123-125`` or ``123B`` are not forms of it)."""
+    if not any(c.isalpha() for c in value) and sum(c.isdigit() for c in value) < 6:
+        return ""
     last = value[-1]
     if last.isdigit():
         return r"(?:[^\W\d_][^\W_]*)?" + _JOINED
@@ -110,20 +119,13 @@ Key = tuple[frozenset[str], ...]
 
 
 @lru_cache(maxsize=256)
-def matcher(key: Key, *, stems: bool) -> Matcher:
+def matcher(key: Key) -> Matcher:
     """The matcher of ``key`` = (names, tokens, phrases, dates, stems), each a set of values as
-    collected; ``stems`` includes the shorter forms (free text only). A date's kind is
-    ``date:<ISO date>``."""
-    names, tokens, phrases, dates, stem_values = key
+    collected; stems are left to :func:`stem_matcher`. A date's kind is ``date:<ISO date>``."""
+    names, tokens, phrases, dates, _ = key
     kinds: dict[str, str] = {}
     bounded: dict[str, str] = {}  # folded lower-case value → its suffix pattern
-    cased: dict[str, str] = {}  # stems, matched in their own letter case
     anywhere: dict[str, str] = {}
-    if stems:
-        for value in stem_values:
-            folded = fold(value)
-            kinds.setdefault(folded.lower(), "[ID]")
-            _add(cased, folded, f"(?i:{_token_tail(folded)})")
     for value in phrases:
         folded = fold(value).lower()
         kinds[folded] = "[REMOVED]"
@@ -147,13 +149,26 @@ def matcher(key: Key, *, stems: bool) -> Matcher:
             for form in _date_forms(day):
                 kinds[form] = "date:" + day.isoformat()
                 _add(bounded, form, "")
-    words = [f"(?:{_trie(bounded)})" if bounded else "", f"(?-i:{_trie(cased)})" if cased else ""]
-    parts = [f"{_START}(?:{'|'.join(w for w in words if w)}){_END}"] if bounded or cased else []
+    parts = [f"{_START}(?:{_trie(bounded)}){_END}"] if bounded else []
     if anywhere:
         parts.append(f"(?:{_trie(anywhere)})")
     if not parts:
         return Matcher(None, kinds)
     return Matcher(re.compile("|".join(parts), re.IGNORECASE), kinds)
+
+
+@lru_cache(maxsize=256)
+def stem_matcher(stems: frozenset[str]) -> Matcher:
+    """The shorter forms of IDs (free text only), in the letter case they are written in — a
+    pattern of its own, small and shared by every instance that has the same IDs, applied after
+    :func:`matcher`'s (it never matches inside the placeholders that one wrote)."""
+    cased: dict[str, str] = {}
+    for value in stems:
+        folded = fold(value)
+        _add(cased, folded, _token_tail(folded))
+    if not cased:
+        return Matcher(None, {})
+    return Matcher(re.compile(f"{_START}(?:{_trie(cased)}){_END}"), {v.lower(): "[ID]" for v in cased})
 
 
 def _add(entries: dict[str, str], value: str, tail: str) -> None:
@@ -166,7 +181,11 @@ def _trie(entries: dict[str, str]) -> str:
     """One pattern for all of ``entries`` (value → suffix pattern), built as a trie so that a
     text is scanned once whatever the number of values (an alternation of thousands of values
     would be tried one by one at every position); at every branch the longer values are tried
-    before a value that ends there, so the longest match wins."""
+    before a value that ends there, so the longest match wins. A few values are simply listed,
+    longest first (quicker to build, as quick to scan)."""
+    if len(entries) <= _LISTED:
+        ordered = sorted(entries, key=lambda v: (-len(v), v))
+        return "|".join(re.escape(v) + entries[v] for v in ordered)
     root: dict[str, Any] = {}
     for value, tail in entries.items():
         node = root

@@ -24,7 +24,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from anonlib.engine.known import Key, matcher
+from anonlib.engine.known import Key, matcher, stem_matcher
 
 __all__ = ["Identifiers", "Scrubber"]
 
@@ -100,8 +100,8 @@ class Scrubber:
         map_uid: Callable[[str], str],
     ) -> None:
         key = identifiers.key()
-        self._known = matcher(key, stems=False)
-        self._free = matcher(key, stems=True) if identifiers.stems else self._known
+        self._known = matcher(key)
+        self._stems = stem_matcher(key[4])
         self._shift_date = shift_date
         self._map_uid = map_uid
 
@@ -114,7 +114,8 @@ class Scrubber:
         forms, replaced (free-text cleaning)."""
         if not text:
             return text
-        return self._free.sub(_PATTERNS.sub(self._replace_pattern, text), self._replace_known)
+        text = self._known.sub(_PATTERNS.sub(self._replace_pattern, text), self._replace_known)
+        return self._stems.sub(text, self._replace_known)
 
     def _replace_known(self, kind: str) -> str:
         if kind.startswith("date:"):

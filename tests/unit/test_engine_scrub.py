@@ -169,6 +169,8 @@ def test_a_shorter_form_of_an_id_is_scrubbed_from_free_text(value: str, text: st
     ("CT ROOM 2", "CT ROOM"),  # an ID written in words has no stem
     ("Major", "Majority"),  # a token followed by letters is another word
         ("ABC123", "ABC1234"),  # digits running on make another number
+    ("123", "123B, 1234 and 123.5"),  # a short number has no longer forms
+    ("1234567", "1234567.5 mm"),  # a decimal is not a longer form
 ])
 def test_ordinary_words_are_not_forms_of_an_id(value: str, text: str) -> None:
     scrub = _scrubber(tokens={value}, stems=id_stems(value))
