@@ -8,7 +8,8 @@ is not collected: what the site chose to keep is not scrubbed from text either.
   spaces, apostrophes, commas, periods and the PN separators ``^`` and ``=`` — after folding
   (:mod:`anonlib.engine.fold`); a part of fewer than two characters is dropped. The name's
   family, given and middle components (not its prefix and suffix) count; ``O'Brien`` also
-  gives ``OBrien``. Folding drops control characters (``Zorba\x01lina`` is ``Zorbalina``);
+  gives ``OBrien``, and a name in a script written without spaces (Han, kana, Hangul) also its
+  components run together (``김철수``, so that a one-syllable family name goes with it). Folding drops control characters (``Zorba\x01lina`` is ``Zorbalina``);
   a line break or tab inside a name is read both as a separator and as nothing.
 * **IDs** (3 characters or more) also give their **stems**, the shorter forms scrubbed from
   free text: each leading part that ends where letters turn into digits or before a ``-``,
@@ -28,6 +29,7 @@ from pydicom.dataset import Dataset
 
 from anonlib.data import read_yaml
 from anonlib.engine.fold import fold
+from anonlib.engine.known import unspaced
 from anonlib.engine.text import Identifiers
 from anonlib.engine.values import strings_of
 from anonlib.engine.vr import element_vr, raw_elements
@@ -75,6 +77,8 @@ def name_parts(value: str) -> set[str]:
         whole = fold(" ".join(c for c in components if c)).strip()
         if len(whole) >= 2:
             parts.add(whole)
+        if unspaced(whole):  # written without a space too: 山田太郎, 김철수
+            parts.add(whole.replace(" ", ""))
     return parts
 
 

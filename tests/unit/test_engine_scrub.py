@@ -75,11 +75,17 @@ def test_two_letter_part_matches_as_a_whole_word() -> None:
     assert _description("Li^Wei", "CT Dr Li, reviewed") == "CT Dr [NAME], reviewed"
 
 
-def test_unspaced_scripts_match_inside_runs_of_text() -> None:
-    ds = minimal(CT, SpecificCharacterSet="ISO_IR 192", PatientName="Yamada^Taro=山田^太郎",
-                 StudyDescription="山田太郎様 CT")
+@pytest.mark.parametrize(("name", "text", "kept"), [
+    ("Yamada^Taro=山田^太郎", "山田太郎様 CT", "様 CT"),
+    ("김^철수", "CT 김철수님 검사", "님 검사"),  # a one-syllable family name goes with the rest
+    ("王^小明", "CT 王小明 检查", " 检查"),
+    ("Παπαδόπουλος^Γιώργος", "CT ΠΑΠΑΔΟΠΟΥΛΟΣ, Γιωργος", "CT "),
+])
+def test_names_in_other_scripts(name: str, text: str, kept: str) -> None:
+    ds = minimal(CT, SpecificCharacterSet="ISO_IR 192", PatientName=name, StudyDescription=text)
     out = str(run(ds).dataset.StudyDescription)
-    assert "山田" not in out and "太郎" not in out and out.endswith("様 CT")
+    assert kept in out and not any(part in out for part in name_parts(name))
+    assert not any(part in out for part in ("山田", "太郎", "김", "王", "ΠΑΠ", "Γιω"))
 
 
 def test_every_person_name_counts_not_only_the_listed_ones() -> None:
