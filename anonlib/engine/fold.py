@@ -4,7 +4,9 @@ A value written as ``José``, ``Jose``, ``JOSE``, ``Ｊｏｓｅ`` or ``Jo\\x01s
 for the scrubber. :func:`fold` maps a text to its matching form, one character at a time:
 
 * compatibility decomposition (NFKD) with the combining marks dropped — accents go, ligatures
-  and full-width forms become their plain letters (``é`` → ``e``, ``ﬁ`` → ``fi``);
+  and full-width forms become their plain letters (``é`` → ``e``, ``ﬁ`` → ``fi``); the Latin
+  letters without a decomposition are spelled out (``ß`` → ``ss``, ``ø`` → ``o``, ``æ`` →
+  ``ae``, ``ł`` → ``l``);
 * control and format characters (``\\x00``, ``\\x01``, soft hyphen, zero-width space) are
   dropped, except the white-space ones (tab, CR, LF...), which still separate words;
 * Hangul syllables are kept whole (decomposed into jamo a one-syllable family name would look
@@ -27,10 +29,18 @@ __all__ = ["fold", "fold_indexed", "is_plain"]
 _NOT_PLAIN = re.compile(r"[^\t\n\v\f\r\x1c-\x7e]")
 
 
+#: Latin letters that have no decomposition, written as people type them without the key.
+_LETTERS = {"ß": "ss", "ẞ": "SS", "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE", "ø": "o", "Ø": "O",
+            "đ": "d", "Đ": "D", "ð": "d", "Ð": "D", "ł": "l", "Ł": "L", "þ": "th", "Þ": "TH",
+            "ı": "i"}
+
+
 @lru_cache(maxsize=4096)
 def _fold_char(ch: str) -> str:
     if "\uac00" <= ch <= "\ud7a3":  # Hangul syllables stay whole
         return ch
+    if ch in _LETTERS:
+        return _LETTERS[ch]
     category = unicodedata.category(ch)
     if category in ("Cc", "Cf"):
         return ch if ch.isspace() else ""

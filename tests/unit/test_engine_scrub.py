@@ -49,7 +49,8 @@ def test_a_name_with_control_characters_or_commas_is_still_found(name: str) -> N
 @pytest.mark.parametrize(("name", "text"), [
     ("José^Quentavius", "CT HEAD Jose"), ("Jose^Quentavius", "CT HEAD José"),
     ("JOSÉ^Q", "CT HEAD jose\u0301"), ("Jose^Q", "CT HEAD \uff2a\uff4f\uff53\uff45"),
-    ("Zoë^Q", "CT HEAD ZOE"),
+    ("Zoë^Q", "CT HEAD ZOE"), ("Strauß^Q", "CT HEAD STRAUSS"), ("Søren^Q", "CT HEAD Soren"),
+    ("Łukasz^Q", "CT HEAD LUKASZ"),
 ])
 def test_accents_and_compatibility_forms_do_not_hide_a_name(name: str, text: str) -> None:
     assert _description(name, text) == "CT HEAD [NAME]"  # no accent left dangling
@@ -193,3 +194,12 @@ def test_stems_of_ids() -> None:
 def test_placeholders_are_not_matched_again() -> None:
     scrub = _scrubber(names={"Name", "Email"}, tokens={"ID1"})
     assert scrub.clean("Name x@example.org ID1") == "[NAME] [EMAIL] [ID]"
+
+
+def test_folding_keeps_the_way_back_to_the_original() -> None:
+    from anonlib.engine.fold import fold, fold_indexed
+
+    assert fold("Jos\u00e9 \ufb01 Stra\u00dfe\x01\r\n") == "Jose fi Strasse\r\n"
+    folded, index = fold_indexed("a\u00dfb\x00c")
+    assert folded == "assbc" and index == [0, 1, 1, 2, 4]
+    assert fold_indexed("plain ASCII\ttext\r\n") == ("plain ASCII\ttext\r\n", None)
