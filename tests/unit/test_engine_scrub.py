@@ -203,3 +203,23 @@ def test_folding_keeps_the_way_back_to_the_original() -> None:
     folded, index = fold_indexed("a\u00dfb\x00c")
     assert folded == "assbc" and index == [0, 1, 1, 2, 4]
     assert fold_indexed("plain ASCII\ttext\r\n") == ("plain ASCII\ttext\r\n", None)
+
+
+def test_many_values_match_as_a_few_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Beyond a few dozen values the matcher is a trie: same matches, longest first."""
+    import anonlib.engine.known as known
+
+    values = Identifiers(
+        names={f"Nom{chr(97 + i % 26)}{chr(97 + i // 26)}" for i in range(80)} | {"Saint", "Li"},
+        tokens={f"ST{i:03d}A" for i in range(40)} | {"CTSCAN01", "1234567"},
+        phrases={"Saint Elsewhere Hospital"}, dates={f"2023{m:02d}15" for m in range(1, 13)})
+    text = ("Saint Elsewhere Hospital: Nomab, Nomcas and Li saw ST007A-2 on CTSCAN01B, 15.03.2023, "
+            "2023-12-15 (ref 1234567.5; Nomzz; Lis; ST999A; Saint Jude)")
+    many = _scrubber(**vars(values)).clean(text)
+    monkeypatch.setattr(known, "_LISTED", 10**6)
+    known.matcher.cache_clear()
+    few = _scrubber(**vars(values)).clean(text)
+    known.matcher.cache_clear()
+    assert many == few
+    assert many.startswith("[REMOVED]: [NAME], [NAME] and [NAME] saw [ID] on [ID], 20230305, 20231205")
+    assert "1234567.5; Nomzz; Lis; ST999A; [NAME] Jude" in many
