@@ -46,9 +46,8 @@ __all__ = ["Walker"]
 _DATE_VRS = frozenset({"DA", "DT", "TM"})
 #: VRs whose kept values still need work (remapping, shifting, capping, scrubbing, recursion).
 _ACTIVE_VRS = TEXT_VRS | _DATE_VRS | {"UI", "SQ", "AS"}
-#: Coded values (Code Sequence Macro, PS3.3 Table 8.8-1) are concepts, not free text: never
-#: scrubbed ("Mass", "Liver" must stay even when a name part is spelled the same). They are
-#: still removed or dummied where the plan says so (and inside a dummied sequence).
+#: Coded values (PS3.3 Table 8.8-1) are concepts, never scrubbed ("Liver" stays when a name part
+#: is spelled the same); still removed or dummied where the plan or a dummied sequence says so.
 _CODED = frozenset({0x00080100, 0x00080102, 0x00080103, 0x00080104, 0x00080119, 0x00080120})
 _BIRTH_DATE = 0x00100030
 _PATIENT_AGE = 0x00101010
@@ -123,10 +122,8 @@ class Walker:
         if action == "X" and strength(type_) < 3:
             action = "Z" if strength(type_) == 2 else ("U" if vr == "UI" else "D")
             note = f"kept: Type {type_} in {self.types.iod}"
-        if dummy and action in ("K", "C") and (vr in TEXT_VRS or (
-                vr in _DATE_VRS and self.plan.date_mode is DateMode.REMOVE)):
-            # Text inside a dummied sequence is dummied; its dates follow the date option
-            # (shifted, kept, or dummied when dates are removed), like every other date.
+        if dummy and action in ("K", "C") and (  # dates follow the date option, as everywhere
+                vr in TEXT_VRS or (vr in _DATE_VRS and self.plan.date_mode is DateMode.REMOVE)):
             action, note = "D", "inside a dummied sequence"
         self._apply(action, ds, tag, vr, code, source, type_, seq_path, trail, dummy, note)
 
