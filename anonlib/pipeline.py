@@ -29,7 +29,7 @@ from anonlib.dicomio import (
     quiet_pydicom,
     read_instance,
 )
-from anonlib.engine import Lookup, Outcome, UidMapper, deidentify, needs_pixel_data, patient_key
+from anonlib.engine import Identifiers, Lookup, Outcome, UidMapper, deidentify, needs_pixel_data, patient_key
 from anonlib.errors import AnonlibError, ConfigError, DeidentificationError, InputError, StoreError
 from anonlib.profile import Plan, SiteProfile, build_plan
 from anonlib.sinks.folder import (
@@ -144,26 +144,33 @@ class InstanceProcessor:
             found = self._identities[key] = self.store.patient(key)
         return found
 
-    def deidentify_file(self, path: Path, label: str) -> tuple[Outcome, bytes, PatientIdentity]:
-        """Read and de-identify one file (no writing); InputError/DeidentificationError if bad."""
-        return self._deidentify_read(lambda pixels: read_instance(path, with_pixels=pixels, label=label))
+    def deidentify_file(self, path: Path, label: str, known: Identifiers | None = None,
+                        ) -> tuple[Outcome, bytes, PatientIdentity]:
+        """Read and de-identify one file (no writing); InputError/DeidentificationError if bad.
+        ``known``: identifiers of its study and patient beyond the file (see the engine)."""
+        return self._deidentify_read(lambda pixels: read_instance(path, with_pixels=pixels, label=label),
+                                     known)
 
-    def deidentify_bytes(self, data: bytes, label: str) -> tuple[Outcome, bytes, PatientIdentity]:
+    def deidentify_bytes(self, data: bytes, label: str, known: Identifiers | None = None,
+                         ) -> tuple[Outcome, bytes, PatientIdentity]:
         """De-identify one instance held in memory (for example fetched from Orthanc)."""
-        return self._deidentify_read(lambda pixels: parse_instance(data, label=label, with_pixels=pixels))
+        return self._deidentify_read(lambda pixels: parse_instance(data, label=label, with_pixels=pixels),
+                                     known)
 
-    def _deidentify_read(self, read: Callable[[bool], ParsedInstance]) -> tuple[Outcome, bytes, PatientIdentity]:
+    def _deidentify_read(self, read: Callable[[bool], ParsedInstance], known: Identifiers | None = None,
+                         ) -> tuple[Outcome, bytes, PatientIdentity]:
         """``read(with_pixels)`` once without pixel data, again with it only when a pixel-mask
         rule needs the pixels, then de-identify."""
         parsed = read(False)
         if parsed.pixel_bytes is not None and needs_pixel_data(parsed.dataset, self.plan):
             parsed = read(True)
-        return self.deidentify_parsed(parsed)
+        return self.deidentify_parsed(parsed, known)
 
-    def deidentify_parsed(self, parsed: ParsedInstance) -> tuple[Outcome, bytes, PatientIdentity]:
+    def deidentify_parsed(self, parsed: ParsedInstance, known: Identifiers | None = None,
+                          ) -> tuple[Outcome, bytes, PatientIdentity]:
         identity = self.identity(patient_key(parsed.dataset))
         lookup = Lookup(self._secret, identity.pseudonym, identity.date_shift_days)
-        outcome = deidentify(parsed.dataset, self.plan, lookup, copy=False)
+        outcome = deidentify(parsed.dataset, self.plan, lookup, copy=False, known=known)
         if outcome.pixels_cleaned:
             return outcome, encode_instance(outcome.dataset, None), identity
         return outcome, encode_instance(outcome.dataset, parsed.pixel_bytes, parsed.source), identity

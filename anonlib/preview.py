@@ -5,7 +5,8 @@ with the plan and the identity the real run would use, and reports: the patient'
 (from the lookup store, opened read-only; a provisional one, clearly labelled, for a patient
 the store does not know yet), the diff of one instance at every depth, counts for the whole
 study, the instances that would be quarantined or rejected, and the image before and after.
-It writes to no store, node or file.
+It writes to no store, node or file. Like the real run, it first collects the identifying
+values of every instance of the study (so every instance is read twice).
 
 The diff holds original values: it is PHI, for the identified zone only. Actions are the
 engine's single letters (X Z D K C U P); ``A`` marks what anonlib adds (the de-identification
@@ -26,7 +27,16 @@ from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
 from anonlib.dicomio import encode_instance, parse_instance, quiet_pydicom
-from anonlib.engine import Change, Lookup, Outcome, deidentify, format_path, patient_key
+from anonlib.engine import (
+    Change,
+    IdentifierIndex,
+    Lookup,
+    Outcome,
+    deidentify,
+    format_path,
+    patient_key,
+    scope_key,
+)
 from anonlib.errors import AnonlibError, ConfigError, InputError, StoreError
 from anonlib.pipeline import pseudonym_policy
 from anonlib.profile import Plan, SiteProfile, build_plan
@@ -224,13 +234,15 @@ class _Identities:
         return self._cache[key]
 
 
-def _run(data: bytes, plan: Plan, identities: _Identities) -> tuple[Dataset, Outcome, Dataset, PreviewIdentity]:
+def _run(data: bytes, plan: Plan, identities: _Identities, index: IdentifierIndex,
+         ) -> tuple[Dataset, Outcome, Dataset, PreviewIdentity]:
     """The original, the engine's outcome, and the de-identified dataset as it would be written
     (encoded and read back, so that the diff shows the file's own File Meta Information)."""
     original = parse_instance(data, label="instance", with_pixels=True).dataset
     identity = identities.of(patient_key(original))
     lookup = Lookup(identities.secret, identity.pseudonym, identity.date_shift_days)
-    outcome = deidentify(original, plan, lookup, record_values=True, record_kept=True)
+    outcome = deidentify(original, plan, lookup, record_values=True, record_kept=True,
+                         known=index.known(scope_key(original)))
     written = parse_instance(encode_instance(outcome.dataset, None), label="output", with_pixels=True)
     return original, outcome, written.dataset, identity
 
@@ -267,10 +279,11 @@ def preview_study(source: Source, study: str, *, db_url: str | None, profile: Si
     store = open_store(db_url, policy, readonly=True)
     try:
         identities = _Identities(store, policy)
+        index = _study_index(source, keys, plan)
         for key in keys:
             data = source.read(key)
             try:
-                original, outcome, written, identity = _run(data, plan, identities)
+                original, outcome, written, identity = _run(data, plan, identities, index)
             except StoreError:
                 raise
             except AnonlibError as exc:  # the real run rejects such an instance
@@ -302,3 +315,15 @@ def preview_study(source: Source, study: str, *, db_url: str | None, profile: Si
         original_image=before.image, deidentified_image=after.image,
         image_notes=(before.reason, after.reason),
         quarantined=next((p["reason"] for p in problems if p["instance"] == chosen), None))
+
+
+def _study_index(source: Source, keys: list[str], plan: Plan) -> IdentifierIndex:
+    """The identifying values of every instance of the study, as the real run collects them
+    before de-identifying any (a value in one header is scrubbed from every instance's text)."""
+    index = IdentifierIndex(plan)
+    for key in keys:
+        try:
+            index.add(parse_instance(source.read(key), label="instance").dataset)
+        except AnonlibError:
+            continue  # rejected below, with its reason
+    return index

@@ -1,10 +1,12 @@
 """The study job: one Orthanc study from intake to every destination, verified.
 
-Fetch the instances from the source node over HTTP; de-identify them with the core engine and
-the shared lookup store; upload them to the research node; verify that the research node holds
-every released instance; write the organized tree on disk; forward the study to the configured
-destinations with Orthanc's asynchronous jobs, following each to its end; and only then record
-the delivery as done. Nothing is deleted from the source unless asked, and only after all that.
+Fetch the instances from the source node over HTTP; collect the identifying values of all of
+them (a name or station carried by one instance is scrubbed from the text of every other);
+de-identify them with the core engine and the shared lookup store; upload them to the research
+node; verify that the research node holds every released instance; write the organized tree
+on disk; forward the study to the configured destinations with Orthanc's asynchronous jobs,
+following each to its end; and only then record the delivery as done. Nothing is deleted from
+the source unless asked, and only after all that.
 
 Errors say what the queue should do: :class:`TransientError` — try again later (a node or the
 database is unreachable, a transfer failed); :class:`StudyJobError` — do not retry, keep the
@@ -22,7 +24,8 @@ import pyorthanc
 
 from anonlib.audit.model import AuditResult
 from anonlib.constellation.info import ConstellationInfo
-from anonlib.engine import Outcome
+from anonlib.dicomio import parse_instance
+from anonlib.engine import Identifiers, Outcome, collect_identifiers
 from anonlib.errors import DeidentificationError, InputError, StoreError
 from anonlib.orthanc.client import StudyJobError, TransientError, connect
 from anonlib.orthanc.transfer import (
@@ -35,11 +38,12 @@ from anonlib.orthanc.transfer import (
     upload,
 )
 from anonlib.pipeline import MANIFEST, QUARANTINE_MANIFEST, InstanceProcessor, pseudonym_policy
-from anonlib.profile import SiteProfile, build_plan, load_site_profile
+from anonlib.profile import Plan, SiteProfile, build_plan, load_site_profile
 from anonlib.sinks.folder import FolderSink, ManifestRow, update_manifest
 from anonlib.store import DeliveryRecord, PatientIdentity, open_store
 
-__all__ = ["TransientError", "StudyJobError", "StudyResult", "JobContext", "process_study", "hold_reason"]
+__all__ = ["TransientError", "StudyJobError", "StudyResult", "JobContext", "process_study",
+           "hold_reason", "study_identifiers"]
 
 log = logging.getLogger("anonlib.studyjob")
 
@@ -135,12 +139,15 @@ def process_study(info: ConstellationInfo, study_id: str, *, node: str = "intake
         result = StudyResult(node, study_id, "done", instances=len(snap.instance_ids))
         ready: list[tuple[str, Outcome, bytes, PatientIdentity, bytes]] = []
         try:
-            for instance_id, data in fetch_instances(source, node, snap.instance_ids):
+            fetched = list(fetch_instances(source, node, snap.instance_ids))
+            known = study_identifiers(ctx.processor.plan, [data for _, data in fetched if data])
+            for instance_id, data in fetched:
                 if data is None:
                     result.instances -= 1  # deleted while we worked; the next run sees the rest
                     continue
                 try:
-                    outcome, encoded, identity = ctx.processor.deidentify_bytes(data, f"{node}/{instance_id}")
+                    outcome, encoded, identity = ctx.processor.deidentify_bytes(
+                        data, f"{node}/{instance_id}", known)
                 except (InputError, DeidentificationError) as exc:
                     result.rejected += 1
                     log.warning("instance %s of study %s rejected: %s", instance_id, study_id,
@@ -262,3 +269,18 @@ def _delete_if_unchanged(client: pyorthanc.Orthanc, node: str, study_id: str, la
     now = snapshot(client, node, study_id)
     if now is not None and now.last_update == last_update:
         delete_study(client, node, study_id)
+
+
+def study_identifiers(plan: Plan, instances: list[bytes]) -> Identifiers:
+    """The identifying values of every instance of one study, from their headers, so that a
+    value carried by one instance is scrubbed from the text of all (the job sees one study, so
+    the values of the patient's other studies are not among them). An unreadable instance is
+    skipped here; de-identifying it rejects it with its reason."""
+    known = Identifiers()
+    for data in instances:
+        try:
+            header = parse_instance(data, label="instance").dataset
+        except InputError:
+            continue
+        known.merge(collect_identifiers(header, plan))
+    return known

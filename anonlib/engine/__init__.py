@@ -19,6 +19,7 @@ from anonlib.engine.identifiers import collect_identifiers
 from anonlib.engine.markers import add_markers, rebuild_file_meta
 from anonlib.engine.pixels import PixelVerdict, assess_pixels, blank_regions
 from anonlib.engine.privates import PrivatePolicy, declared_safe
+from anonlib.engine.scope import IdentifierIndex, ScopeKey, scope_key, study_key
 from anonlib.engine.subject import patient_key
 from anonlib.engine.text import Identifiers, Scrubber
 from anonlib.engine.uids import UidMapper
@@ -31,7 +32,7 @@ from anonlib.profile.plan import Plan
 __all__ = [
     "Lookup", "Outcome", "InstanceKeys", "Change", "PixelVerdict", "deidentify", "patient_key",
     "assess_pixels", "needs_pixel_data", "format_path", "UidMapper", "Identifiers",
-    "collect_identifiers",
+    "collect_identifiers", "IdentifierIndex", "ScopeKey", "scope_key", "study_key",
 ]
 
 _DICOMDIR = "1.2.840.10008.1.3.10"
@@ -111,7 +112,7 @@ def deidentify(ds: Dataset, plan: Plan, lookup: Lookup, *, copy: bool = True,
     keeps original and new values in the change record (for previews only: they are PHI).
     ``record_kept`` also records the elements that were kept unchanged. ``known``: identifying
     values collected beyond this instance (from the other instances of its study and its
-    patient's in the run, see :func:`collect_identifiers`), scrubbed from text as its own are.
+    patient's in the run, see :class:`IdentifierIndex`), scrubbed from text as its own are.
     """
     if copy:
         ds = _copy.deepcopy(ds)

@@ -2,9 +2,13 @@
 
 Two passes over a value:
 
-* **known values** — every identifying value read from the instance's own header (names and
-  their parts, IDs, accession, phone numbers, e-mail, address parts, institutions, dates in
-  their common written forms) is replaced wherever it occurs, in any surviving text element;
+* **known values** — every identifying value read from the instance's own header and, when the
+  caller collected them, from the other instances of its study and its patient's (names and
+  their parts, IDs, accession, station names, phone numbers, e-mail, address parts,
+  institutions, dates in their common written forms) is replaced wherever it occurs, in any
+  surviving text element — as whole words, case-, accent- and control-character-insensitively,
+  with plural endings of names and longer forms of IDs; in free text also shorter forms of IDs
+  (the rules are in :mod:`anonlib.engine.known`);
 * **patterns** — in free text that is cleaned (descriptors, comments, SR text, annotations):
   e-mail addresses, phone numbers, dates, long digit runs and UIDs, whether known or not.
 
@@ -19,9 +23,8 @@ import datetime as _dt
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
 
-from anonlib.engine.dates import parse_da
+from anonlib.engine.known import Key, matcher, stem_matcher
 
 __all__ = ["Identifiers", "Scrubber"]
 
@@ -46,15 +49,19 @@ _PATTERNS = re.compile(
 
 @dataclass
 class Identifiers:
-    """Identifying values collected from one instance, by kind."""
+    """Identifying values collected from one instance (or a study, a patient), by kind; how
+    each kind is matched in text is in :mod:`anonlib.engine.known`."""
 
-    names: set[str] = field(default_factory=set)
+    names: set[str] = field(default_factory=set)  # parts of person names
     tokens: set[str] = field(default_factory=set)  # IDs, phone numbers, e-mail, address parts
     phrases: set[str] = field(default_factory=set)  # institutions, whole addresses
     dates: set[str] = field(default_factory=set)  # DA values
+    stems: set[str] = field(default_factory=set)  # leading parts of IDs (shorter forms)
 
-    def key(self) -> tuple[tuple[str, ...], ...]:
-        return tuple(tuple(sorted(s)) for s in (self.names, self.tokens, self.phrases, self.dates))
+    def key(self) -> Key:
+        """A hashable snapshot of the values (the compiled matchers are cached by it)."""
+        return (frozenset(self.names), frozenset(self.tokens), frozenset(self.phrases),
+                frozenset(self.dates), frozenset(self.stems))
 
     def merge(self, other: Identifiers) -> None:
         """Add ``other``'s values to these (for example every instance's of one study)."""
@@ -62,45 +69,25 @@ class Identifiers:
         self.tokens |= other.tokens
         self.phrases |= other.phrases
         self.dates |= other.dates
+        self.stems |= other.stems
+
+    def covers(self, other: Identifiers) -> bool:
+        """True when every value of ``other`` is one of these."""
+        return (other.names <= self.names and other.tokens <= self.tokens
+                and other.phrases <= self.phrases and other.dates <= self.dates
+                and other.stems <= self.stems)
 
     def merged(self, other: Identifiers | None) -> Identifiers:
-        """A new set holding these values and ``other``'s."""
-        both = Identifiers(set(self.names), set(self.tokens), set(self.phrases), set(self.dates))
-        if other is not None:
-            both.merge(other)
+        """These values and ``other``'s: ``other`` itself when it already holds all of these
+        (so that every instance of a study shares the study's set), else a new set."""
+        if other is None:
+            return self
+        if other.covers(self):
+            return other
+        both = Identifiers(set(self.names), set(self.tokens), set(self.phrases), set(self.dates),
+                           set(self.stems))
+        both.merge(other)
         return both
-
-
-def _date_forms(day: _dt.date) -> list[str]:
-    y, m, d = day.year, day.month, day.day
-    return [f"{y:04d}{m:02d}{d:02d}", f"{y:04d}-{m:02d}-{d:02d}", f"{y:04d}/{m:02d}/{d:02d}",
-            f"{y:04d}.{m:02d}.{d:02d}", f"{m:02d}/{d:02d}/{y:04d}", f"{d:02d}/{m:02d}/{y:04d}",
-            f"{d:02d}.{m:02d}.{y:04d}", f"{d:02d}-{m:02d}-{y:04d}", f"{m}/{d}/{y:04d}",
-            f"{d}.{m}.{y:04d}"]
-
-
-@lru_cache(maxsize=256)
-def _known_regex(key: tuple[tuple[str, ...], ...]) -> tuple[re.Pattern[str] | None, dict[str, str]]:
-    names, tokens, phrases, dates = key
-    kinds: dict[str, str] = {}
-    for value in phrases:
-        kinds[value.lower()] = "[REMOVED]"
-    for value in tokens:
-        kinds[value.lower()] = "[ID]"
-    for value in names:
-        kinds[value.lower()] = "[NAME]"
-    for value in dates:
-        day = parse_da(value)
-        for form in _date_forms(day) if day else []:
-            kinds[form.lower()] = "date:" + day.isoformat()  # type: ignore[union-attr]
-    if not kinds:
-        return None, kinds
-    alternatives = "|".join(re.escape(v) for v in sorted(kinds, key=len, reverse=True))
-    # Word boundaries that treat "_" as a separator, and never cut a dotted number (a UID or a
-    # decimal) in the middle.
-    return re.compile(
-        rf"(?<![^\W_])(?<!\d\.)(?:{alternatives})(?![^\W_])(?!\.\d)", re.IGNORECASE
-    ), kinds
 
 
 class Scrubber:
@@ -112,24 +99,25 @@ class Scrubber:
         shift_date: Callable[[_dt.date], str],
         map_uid: Callable[[str], str],
     ) -> None:
-        self._known, self._kinds = _known_regex(identifiers.key())
+        key = identifiers.key()
+        self._known = matcher(key)
+        self._stems = stem_matcher(key[4])
         self._shift_date = shift_date
         self._map_uid = map_uid
 
     def known(self, text: str) -> str:
         """``text`` with every known identifying value replaced."""
-        if self._known is None or not text:
-            return text
-        return self._known.sub(self._replace_known, text)
+        return self._known.sub(text, self._replace_known)
 
     def clean(self, text: str) -> str:
-        """``text`` with known values and identifying patterns replaced (free-text cleaning)."""
+        """``text`` with identifying patterns and known values, in their longer and shorter
+        forms, replaced (free-text cleaning)."""
         if not text:
             return text
-        return self.known(_PATTERNS.sub(self._replace_pattern, text))
+        text = self._known.sub(_PATTERNS.sub(self._replace_pattern, text), self._replace_known)
+        return self._stems.sub(text, self._replace_known)
 
-    def _replace_known(self, match: re.Match[str]) -> str:
-        kind = self._kinds.get(match.group(0).lower(), "[REMOVED]")
+    def _replace_known(self, kind: str) -> str:
         if kind.startswith("date:"):
             return self._shift_date(_dt.date.fromisoformat(kind[5:]))
         return kind

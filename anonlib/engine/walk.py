@@ -46,6 +46,9 @@ __all__ = ["Walker"]
 _DATE_VRS = frozenset({"DA", "DT", "TM"})
 #: VRs whose kept values still need work (remapping, shifting, capping, scrubbing, recursion).
 _ACTIVE_VRS = TEXT_VRS | _DATE_VRS | {"UI", "SQ", "AS"}
+#: Coded values (PS3.3 Table 8.8-1) are concepts, never scrubbed ("Liver" stays when a name part
+#: is spelled the same); still removed or dummied where the plan or a dummied sequence says so.
+_CODED = frozenset({0x00080100, 0x00080102, 0x00080103, 0x00080104, 0x00080119, 0x00080120})
 _BIRTH_DATE = 0x00100030
 _PATIENT_AGE = 0x00101010
 _BY_VR_SOURCE = "anonlib: by VR (PS3.15 E.1-1 Note 4)"
@@ -119,7 +122,8 @@ class Walker:
         if action == "X" and strength(type_) < 3:
             action = "Z" if strength(type_) == 2 else ("U" if vr == "UI" else "D")
             note = f"kept: Type {type_} in {self.types.iod}"
-        if dummy and action in ("K", "C") and vr in (TEXT_VRS | _DATE_VRS):
+        if dummy and action in ("K", "C") and (  # dates follow the date option, as everywhere
+                vr in TEXT_VRS or (vr in _DATE_VRS and self.plan.date_mode is DateMode.REMOVE)):
             action, note = "D", "inside a dummied sequence"
         self._apply(action, ds, tag, vr, code, source, type_, seq_path, trail, dummy, note)
 
@@ -203,6 +207,8 @@ class Walker:
             before = self._before(s)
             s.ds[s.tag].value = dummy_value("AE")
             self._record(s, "C", "dummy", before, dummy_value("AE"))
+        elif s.tag in _CODED:
+            self._record_kept(s, letter)
         elif vr in TEXT_VRS:
             scrub = self.scrubber.clean if (clean or vr in ("LT", "ST", "UT")) else self.scrubber.known
             self._map_values(s, lambda v: fit(scrub(v), vr), letter, "cleaned")

@@ -6,7 +6,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from anonlib.engine.markers import IMPLEMENTATION_CLASS_UID
-from tests.helpers import CT, PSEUDONYM, RTSTRUCT, SEG, minimal, run, sample
+from tests.helpers import COMPREHENSIVE_SR, CT, PSEUDONYM, RTSTRUCT, SEG, minimal, plan_of, run, sample
 
 
 def _change(outcome, keyword):  # type: ignore[no-untyped-def]
@@ -103,8 +103,6 @@ def test_ages_over_89_are_capped_and_birth_date_emptied() -> None:
     plan_keep_age = {"options": ["retain_patient_characteristics", "retain_longitudinal_modified_dates",
                                  "clean_descriptors"],
                      "actions": {"PatientBirthDate": "C"}}
-    from tests.helpers import plan_of
-
     out = run(minimal(CT, PatientAge="093Y", PatientBirthDate="19300101", StudyDate="20230101"),
               plan_of(**plan_keep_age)).dataset
     assert out.PatientAge == "090Y"
@@ -193,3 +191,33 @@ def test_issuer_and_identification_sequences_outside_the_table_are_removed() -> 
     out = run(minimal(CT, IssuerOfAccessionNumberSequence=Sequence([issuer]),
                       StorageMediaFileSetID="DOE_JOHN_CD")).dataset
     assert "IssuerOfAccessionNumberSequence" not in out and "StorageMediaFileSetID" not in out
+
+
+def _verified_sr() -> Dataset:
+    observer = Dataset()
+    observer.VerifyingObserverName = "Kowalczyk^Bartholomew"
+    observer.VerifyingOrganization = "Saint Elsewhere"
+    observer.VerificationDateTime = "20230415101500"
+    observer.InstanceCreationDate = "20230416"  # nested where it does not belong, as found
+    observer.InstanceCreationTime = "101500"
+    return minimal(COMPREHENSIVE_SR, Modality="SR", VerifyingObserverSequence=Sequence([observer]))
+
+
+def test_dates_in_a_dummied_sequence_are_shifted_and_its_text_dummied() -> None:
+    """D on Verifying Observer Sequence: its text is dummied, its dates are shifted under
+    Modified Dates like every other date (not replaced by 19000101)."""
+    out = run(_verified_sr())
+    item = out.dataset.VerifyingObserverSequence[0]
+    assert item.VerificationDateTime == "20220311101500"  # -400 days, time kept
+    assert item.InstanceCreationDate == "20220312" and item.InstanceCreationTime == "101500"
+    assert item.VerifyingObserverName == "ANONYMIZED" and item.VerifyingOrganization == "ANONYMIZED"
+    assert _change(out, "VerificationDateTime").outcome == "shifted"
+
+
+def test_dates_in_a_dummied_sequence_follow_the_full_and_remove_date_options() -> None:
+    kept = run(_verified_sr(), plan_of(dates="keep")).dataset.VerifyingObserverSequence[0]
+    assert kept.VerificationDateTime == "20230415101500" and kept.InstanceCreationDate == "20230416"
+    assert kept.VerifyingObserverName == "ANONYMIZED"
+    removed = run(_verified_sr(), plan_of(dates="remove")).dataset.VerifyingObserverSequence[0]
+    assert removed.VerificationDateTime not in ("", "20230415101500")  # Type 1: dummied, not emptied
+    assert removed.get("InstanceCreationDate") in (None, "", "19000101")
