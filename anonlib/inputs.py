@@ -1,0 +1,170 @@
+"""The pre-pass of a folder run: every input's header read once, indexed, duplicates resolved.
+
+Real archives hold one instance more than once: a re-sent copy, a re-encoded or a corrected
+version. De-identified, all of them get the same new SOP Instance UID — the same output file, or
+one UID on two output instances when the copies name different studies — so processing them all
+would silently overwrite one with another. Before any instance is de-identified,
+:func:`index_inputs` reads a few header elements of every selected file (never the pixel data)
+into an :class:`InputIndex`, and :meth:`InputIndex.selection` decides, for every SOP Instance UID
+that more than one file carries, which file is processed — the first in sorted path order,
+whatever the number of workers — and what each other one is:
+
+* ``duplicate``: the same bytes (SHA-256 of the file); skipping it loses nothing;
+* ``conflict``: different bytes — a re-encoded copy too; the operator must decide.
+
+A file whose header cannot be read is selected as it is: the main pass rejects it with its
+reason. So is a file of a group that the main pass would reject (a truncated copy of another,
+say): only readable files compete, so a broken first copy neither hides the good one behind it
+nor turns into a "conflict" that hides why it is broken. The index holds identifying values (UIDs, patient IDs) in memory only and never logs
+them; a :class:`Skipped` names files by the operator's own relative paths only. The index is
+also where later per-study work of the pre-pass belongs (:meth:`InputIndex.by_study`, and the
+``visit`` hook of :func:`index_inputs`, which sees each header as it is read).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pydicom
+from pydicom.dataset import Dataset
+
+from anonlib.dicomio import read_instance
+from anonlib.dicomvalues import text_of
+from anonlib.errors import InputError
+
+__all__ = ["HEADER_TAGS", "InputFile", "InputIndex", "Skipped", "index_inputs", "read_header"]
+
+#: SOP Instance UID, Study Instance UID, Patient ID, Issuer of Patient ID.
+HEADER_TAGS: tuple[int, ...] = (0x00080018, 0x0020000D, 0x00100020, 0x00100021)
+_UID_CHARS = frozenset("0123456789.")
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One selected input: its path, its label (the path relative to the source folder, the
+    operator's own name) and the header values the run is planned with — "" when absent, and
+    every value "" when the header could not be read. The values stay out of ``repr``."""
+
+    path: Path
+    label: str
+    sop_uid: str = field(default="", repr=False)
+    study_uid: str = field(default="", repr=False)
+    patient_id: str = field(default="", repr=False)
+    issuer: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """An input that is not processed because an earlier file carries its SOP Instance UID."""
+
+    label: str
+    kept: str  # the label of the file processed in its place
+    status: str  # duplicate | conflict
+    reason: str
+
+
+@dataclass(frozen=True)
+class InputIndex:
+    """The headers of a run's inputs, in sorted path order."""
+
+    files: tuple[InputFile, ...]
+
+    def by_sop(self) -> dict[str, list[InputFile]]:
+        """SOP Instance UID → the files that carry it (in order); unreadable files left out."""
+        groups: dict[str, list[InputFile]] = {}
+        for item in self.files:
+            if item.sop_uid:
+                groups.setdefault(item.sop_uid, []).append(item)
+        return groups
+
+    def by_study(self) -> dict[str, list[InputFile]]:
+        """Study Instance UID → its files (in order); files without one are left out."""
+        groups: dict[str, list[InputFile]] = {}
+        for item in self.files:
+            if item.study_uid:
+                groups.setdefault(item.study_uid, []).append(item)
+        return groups
+
+    def selection(self) -> tuple[list[InputFile], list[Skipped]]:
+        """The files to process (in order) and the ones skipped as duplicates or conflicts of
+        an earlier file with the same SOP Instance UID. Only the files that share a UID are read
+        whole, to check that they are readable and to compare their bytes."""
+        groups = {uid: [f for f in files if _readable(f)]
+                  for uid, files in self.by_sop().items() if len(files) > 1}
+        digests: dict[Path, str | None] = {}
+
+        def digest(path: Path) -> str | None:
+            if path not in digests:
+                digests[path] = _sha256(path)
+            return digests[path]
+
+        chosen: list[InputFile] = []
+        skipped: list[Skipped] = []
+        for item in self.files:
+            group = groups.get(item.sop_uid, [])
+            if item not in group or group[0] is item:
+                chosen.append(item)
+                continue
+            first = group[0]
+            if digest(first.path) is not None and digest(first.path) == digest(item.path):
+                skipped.append(Skipped(item.label, first.label, "duplicate",
+                                       f"identical copy of {first.label}"))
+            else:
+                skipped.append(Skipped(item.label, first.label, "conflict",
+                                       f"same SOP Instance UID as {first.label}, different content"))
+        return chosen, skipped
+
+
+def _readable(item: InputFile) -> bool:
+    """Whether the main pass can read the file (else it is processed alone, to be rejected)."""
+    try:
+        read_instance(item.path, label=item.label)
+    except InputError:
+        return False
+    return True
+
+
+def _sha256(path: Path) -> str | None:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return None  # never equal to anything: reported as a conflict, not silently skipped
+    return digest.hexdigest()
+
+
+def _uid(ds: Dataset, keyword: str) -> str:
+    text = text_of(ds, keyword)
+    return text if 0 < len(text) <= 64 and set(text) <= _UID_CHARS else ""
+
+
+def read_header(path: Path, label: str, *, tags: Sequence[int] | None = HEADER_TAGS,
+                visit: Callable[[InputFile, Dataset], None] | None = None) -> InputFile:
+    """The :class:`InputFile` of one file: ``tags`` of its header (every header element with
+    ``tags=None``), never the pixel data. Never raises for a bad file: its values stay ""."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path, stop_before_pixels=True, force=True,
+                                 specific_tags=list(tags) if tags is not None else None)
+            item = InputFile(path, label, _uid(ds, "SOPInstanceUID"), _uid(ds, "StudyInstanceUID"),
+                             text_of(ds, "PatientID"), text_of(ds, "IssuerOfPatientID"))
+    except Exception:  # noqa: BLE001 - not readable here: the main pass says why
+        return InputFile(path, label)
+    if visit is not None and item.sop_uid:
+        visit(item, ds)
+    return item
+
+
+def index_inputs(paths: Iterable[Path], root: Path, *, tags: Sequence[int] | None = HEADER_TAGS,
+                 visit: Callable[[InputFile, Dataset], None] | None = None) -> InputIndex:
+    """Read the header of every file in ``paths`` (files under ``root``, each once) in sorted
+    order; ``visit(file, header)`` is called for each readable one."""
+    return InputIndex(tuple(read_header(path, str(path.relative_to(root)), tags=tags, visit=visit)
+                            for path in sorted(set(paths))))
