@@ -29,8 +29,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pydicom
 from pydicom.dataset import Dataset
+from pydicom.filereader import read_partial
+from pydicom.tag import BaseTag
 
 from anonlib.dicomio import read_instance
 from anonlib.dicomvalues import text_of
@@ -41,6 +42,7 @@ __all__ = ["HEADER_TAGS", "InputFile", "InputIndex", "Skipped", "index_inputs", 
 #: SOP Instance UID, Study Instance UID, Patient ID, Issuer of Patient ID.
 HEADER_TAGS: tuple[int, ...] = (0x00080018, 0x0020000D, 0x00100020, 0x00100021)
 _UID_CHARS = frozenset("0123456789.")
+_PIXELS = 0x7FE00008  # the first pixel data tag (Float Pixel Data)
 
 
 @dataclass(frozen=True)
@@ -147,12 +149,18 @@ def _uid(ds: Dataset, keyword: str) -> str:
 def read_header(path: Path, label: str, *, tags: Sequence[int] | None = HEADER_TAGS,
                 visit: Callable[[InputFile, Dataset], None] | None = None) -> InputFile:
     """The :class:`InputFile` of one file: ``tags`` of its header (every header element with
-    ``tags=None``), never the pixel data. Never raises for a bad file: its values stay ""."""
+    ``tags=None``), never the pixel data — the file is read only up to the last tag wanted.
+    Never raises for a bad file: its values stay ""."""
+    last = max(tags) if tags else _PIXELS - 1
+
+    def stop(tag: BaseTag, _vr: str | None, _length: int) -> bool:
+        return int(tag) > last
+
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), open(path, "rb") as handle:
             warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(path, stop_before_pixels=True, force=True,
-                                 specific_tags=list(tags) if tags is not None else None)
+            ds = read_partial(handle, stop_when=stop, force=True,
+                              specific_tags=list(tags) if tags else None)
             item = InputFile(path, label, _uid(ds, "SOPInstanceUID"), _uid(ds, "StudyInstanceUID"),
                              text_of(ds, "PatientID"), text_of(ds, "IssuerOfPatientID"))
     except Exception:  # noqa: BLE001 - not readable here: the main pass says why

@@ -79,3 +79,12 @@ def test_a_broken_copy_does_not_compete_it_is_left_for_the_main_pass_to_reject(t
     chosen, skipped = index_inputs(root.iterdir(), root).selection()
     assert [f.label for f in chosen] == ["a-cut.dcm", "b.dcm"]  # the truncated one: rejected later
     assert [(s.label, s.kept, s.status) for s in skipped] == [("c.dcm", "b.dcm", "conflict")]
+
+
+def test_the_whole_header_can_be_read_for_later_per_study_work() -> None:
+    headers: list[Dataset] = []
+    read_header(CT, "ct.dcm", tags=None, visit=lambda _item, header: headers.append(header))
+    (header,) = headers
+    assert "PatientName" in header and "Rows" in header and "PixelData" not in header
+    read_header(CT, "ct.dcm", visit=lambda _item, header: headers.append(header))
+    assert "PatientName" not in headers[1] and "SOPInstanceUID" in headers[1]
