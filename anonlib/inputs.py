@@ -17,8 +17,9 @@ reason. So is a file of a group that the main pass would reject (a truncated cop
 say): only readable files compete, so a broken first copy neither hides the good one behind it
 nor turns into a "conflict" that hides why it is broken. The index holds identifying values (UIDs, patient IDs) in memory only and never logs
 them; a :class:`Skipped` names files by the operator's own relative paths only. The index is
-also where later per-study work of the pre-pass belongs (:meth:`InputIndex.by_study`, and the
-``visit`` hook of :func:`index_inputs`, which sees each header as it is read).
+also where later per-study work of the pre-pass belongs: :meth:`InputIndex.by_study`, and the
+``collect`` function of :func:`index_inputs`, whose result for each header (read whole with
+``tags=None``) is kept with its file. With a process pool the headers are read in parallel.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from __future__ import annotations
 import hashlib
 import warnings
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from pydicom.dataset import Dataset
@@ -37,12 +40,17 @@ from anonlib.dicomio import read_instance
 from anonlib.dicomvalues import text_of
 from anonlib.errors import InputError
 
-__all__ = ["HEADER_TAGS", "InputFile", "InputIndex", "Skipped", "index_inputs", "read_header"]
+__all__ = ["HEADER_TAGS", "Collect", "InputFile", "InputIndex", "Skipped", "index_inputs", "read_header",
+           "read_headers"]
 
 #: SOP Instance UID, Study Instance UID, Patient ID, Issuer of Patient ID.
 HEADER_TAGS: tuple[int, ...] = (0x00080018, 0x0020000D, 0x00100020, 0x00100021)
 _UID_CHARS = frozenset("0123456789.")
 _PIXELS = 0x7FE00008  # the first pixel data tag (Float Pixel Data)
+
+#: What the pre-pass may gather from each readable header besides its UIDs (kept in
+#: :attr:`InputFile.collected`), e.g. the identifying values a study's instances carry.
+Collect = Callable[[Dataset], object]
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,7 @@ class InputFile:
     study_uid: str = field(default="", repr=False)
     patient_id: str = field(default="", repr=False)
     issuer: str = field(default="", repr=False)
+    collected: object = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -147,10 +156,10 @@ def _uid(ds: Dataset, keyword: str) -> str:
 
 
 def read_header(path: Path, label: str, *, tags: Sequence[int] | None = HEADER_TAGS,
-                visit: Callable[[InputFile, Dataset], None] | None = None) -> InputFile:
+                collect: Collect | None = None) -> InputFile:
     """The :class:`InputFile` of one file: ``tags`` of its header (every header element with
-    ``tags=None``), never the pixel data — the file is read only up to the last tag wanted.
-    Never raises for a bad file: its values stay ""."""
+    ``tags=None``), never the pixel data — the file is read only up to the last tag wanted —
+    and what ``collect(header)`` returns. Never raises for a bad file: its values stay ""."""
     last = max(tags) if tags else _PIXELS - 1
 
     def stop(tag: BaseTag, _vr: str | None, _length: int) -> bool:
@@ -161,18 +170,29 @@ def read_header(path: Path, label: str, *, tags: Sequence[int] | None = HEADER_T
             warnings.simplefilter("ignore")
             ds = read_partial(handle, stop_when=stop, force=True,
                               specific_tags=list(tags) if tags else None)
-            item = InputFile(path, label, _uid(ds, "SOPInstanceUID"), _uid(ds, "StudyInstanceUID"),
-                             text_of(ds, "PatientID"), text_of(ds, "IssuerOfPatientID"))
+            sop_uid = _uid(ds, "SOPInstanceUID")
+            return InputFile(path, label, sop_uid, _uid(ds, "StudyInstanceUID"),
+                             text_of(ds, "PatientID"), text_of(ds, "IssuerOfPatientID"),
+                             collect(ds) if collect is not None and sop_uid else None)
     except Exception:  # noqa: BLE001 - not readable here: the main pass says why
         return InputFile(path, label)
-    if visit is not None and item.sop_uid:
-        visit(item, ds)
-    return item
+
+
+def read_headers(batch: Sequence[tuple[Path, str]], tags: Sequence[int] | None = HEADER_TAGS,
+                 collect: Collect | None = None) -> list[InputFile]:
+    """:func:`read_header` of each (path, label) of ``batch`` (one task of a process pool)."""
+    return [read_header(path, label, tags=tags, collect=collect) for path, label in batch]
 
 
 def index_inputs(paths: Iterable[Path], root: Path, *, tags: Sequence[int] | None = HEADER_TAGS,
-                 visit: Callable[[InputFile, Dataset], None] | None = None) -> InputIndex:
+                 collect: Collect | None = None, pool: Executor | None = None) -> InputIndex:
     """Read the header of every file in ``paths`` (files under ``root``, each once) in sorted
-    order; ``visit(file, header)`` is called for each readable one."""
-    return InputIndex(tuple(read_header(path, str(path.relative_to(root)), tags=tags, visit=visit)
-                            for path in sorted(set(paths))))
+    order, in this process or, given a ``pool``, in its processes (``collect`` must then be a
+    module-level function, and what it returns picklable)."""
+    items = [(path, str(path.relative_to(root))) for path in sorted(set(paths))]
+    if pool is None:
+        return InputIndex(tuple(read_headers(items, tags, collect)))
+    size = max(16, min(512, len(items) // 32))
+    batches = [items[start:start + size] for start in range(0, len(items), size)]
+    return InputIndex(tuple(item for done in pool.map(partial(read_headers, tags=tags, collect=collect),
+                                                      batches) for item in done))

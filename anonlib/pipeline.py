@@ -14,6 +14,7 @@ import logging
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from anonlib.dicomio import (
 )
 from anonlib.engine import Lookup, Outcome, UidMapper, deidentify, needs_pixel_data, patient_key
 from anonlib.errors import AnonlibError, ConfigError, DeidentificationError, InputError, StoreError
-from anonlib.inputs import index_inputs
+from anonlib.inputs import InputIndex, index_inputs
 from anonlib.profile import Plan, SiteProfile, build_plan
 from anonlib.sinks.folder import (
     FolderSink,
@@ -71,15 +72,11 @@ class RunSettings:
 
 @dataclass(frozen=True)
 class FileResult:
-    """What happened to one input file. ``source`` is the operator's own path (relative to the
-    source folder); everything else is PHI-free.
-
-    ``status`` is the input's fate: ``written``, ``unchanged`` or ``replaced`` (released to the
-    output), ``quarantined``, ``rejected`` (unreadable or not de-identifiable), ``conflict``
-    (an earlier input carries its SOP Instance UID with different content) or ``duplicate`` (an
-    identical copy of an earlier input). ``change`` says what the sink did with a delivered
-    instance, released or quarantined: ``written``, ``unchanged`` or ``replaced``. ``kept``
-    names the input processed in place of a conflict or a duplicate."""
+    """What happened to one input file. ``source`` (and ``kept``, the input processed in place
+    of a conflict or duplicate) are the operator's own paths, relative to the source folder;
+    everything else is PHI-free. ``status``: written | unchanged | replaced (released) |
+    quarantined | rejected | conflict | duplicate (see :mod:`anonlib.inputs`); ``change``: what
+    the sink did with a delivered instance, released or quarantined (written | unchanged | replaced)."""
 
     source: str
     status: str
@@ -100,7 +97,7 @@ class RunSummary:
         return sum(1 for r in self.results if r.status in statuses)
 
     def changes(self, *changes: str) -> int:
-        """How many delivered instances (released or quarantined) the sinks ``changes``d."""
+        """How many delivered instances (released or quarantined) had one of these changes."""
         return sum(1 for r in self.results if r.change in changes)
 
     @property
@@ -286,13 +283,22 @@ def _work(batch: list[tuple[str, str]]) -> list[FileResult]:
     return results
 
 
-def _batches(items: list[tuple[str, str]], size: int) -> Iterator[list[tuple[str, str]]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
-
-
-def _results(settings: RunSettings, db_url: str, items: list[tuple[str, str]]) -> Iterable[FileResult]:
+@contextmanager
+def _pool(settings: RunSettings, db_url: str) -> Iterator[ProcessPoolExecutor | None]:
+    """The run's worker processes (None with one worker): they read the headers, then work."""
     if settings.workers <= 1:
+        yield None
+        return
+    # Create the store (schema, secret) once before the workers race to open it.
+    open_store(db_url, pseudonym_policy(settings.profile)).close()
+    with ProcessPoolExecutor(settings.workers, initializer=_init_worker,
+                             initargs=(settings, db_url)) as pool:
+        yield pool
+
+
+def _results(settings: RunSettings, db_url: str, items: list[tuple[str, str]],
+             pool: ProcessPoolExecutor | None) -> Iterable[FileResult]:
+    if pool is None:
         processor = _make_processor(settings, db_url)
         try:
             for path, label in items:
@@ -301,13 +307,9 @@ def _results(settings: RunSettings, db_url: str, items: list[tuple[str, str]]) -
             processor.flush()
             processor.store.close()
         return
-    # Create the store (schema, secret) once before the workers race to open it.
-    open_store(db_url, pseudonym_policy(settings.profile)).close()
     size = max(1, min(64, len(items) // (settings.workers * 4) or 1))
-    with ProcessPoolExecutor(settings.workers, initializer=_init_worker,
-                             initargs=(settings, db_url)) as pool:
-        for batch in pool.map(_work, _batches(items, size)):
-            yield from batch
+    for batch in pool.map(_work, [items[start:start + size] for start in range(0, len(items), size)]):
+        yield from batch
 
 
 def run_folder(settings: RunSettings, *, paths: Sequence[Path] | None = None,
@@ -316,20 +318,24 @@ def run_folder(settings: RunSettings, *, paths: Sequence[Path] | None = None,
     ``settings.output``; ``on_result(result, done, total)`` is called after each file (progress
     bars in notebooks).
 
-    A pre-pass (:mod:`anonlib.inputs`) reads every header first: of several files with one SOP
-    Instance UID only the first in sorted path order is processed; the others are reported as
-    ``duplicate`` or ``conflict`` and listed in the quarantine folder's ``conflicts.csv``. So no
-    two files of a run are written to one output, whatever the number of workers, and the
-    manifest describes the bytes on disk. The results come in sorted path order."""
+    A pre-pass (:mod:`anonlib.inputs`) reads every header first; of the files that share a SOP
+    Instance UID only the first in sorted path order is processed, the others are listed in
+    ``conflicts.csv``. So no two files of a run are written to one output, whatever the number of
+    workers, and the manifest describes the bytes on disk. Results come in sorted path order."""
     from anonlib.store import default_store_url
 
     db_url = settings.db_url or default_store_url()
     _check_locations(settings, db_url)
     build_plan(settings.profile)  # fail on a bad profile before any work
-    index = index_inputs(discover_files(settings.source) if paths is None else [Path(p) for p in paths],
-                         settings.source)
+    with _pool(settings, db_url) as pool:
+        index = index_inputs(discover_files(settings.source) if paths is None else map(Path, paths),
+                             settings.source, pool=pool)
+        return _run(settings, db_url, index, pool, on_result)
+
+
+def _run(settings: RunSettings, db_url: str, index: InputIndex, pool: ProcessPoolExecutor | None,
+         on_result: Callable[[FileResult, int, int], None] | None) -> RunSummary:
     selected, skipped = index.selection()
-    items = [(str(f.path), f.label) for f in selected]
     total = len(index.files)
     summary = RunSummary()
     manifest: dict[str, ManifestRow] = {}
@@ -346,7 +352,7 @@ def run_folder(settings: RunSettings, *, paths: Sequence[Path] | None = None,
     try:
         for skip in skipped:
             done(FileResult(skip.label, skip.status, reason=skip.reason, kept=skip.kept))
-        for result in _results(settings, db_url, items):
+        for result in _results(settings, db_url, [(str(f.path), f.label) for f in selected], pool):
             if result.row is not None:
                 (quarantined if result.status == "quarantined" else manifest)[result.row.path] = result.row
             done(result)

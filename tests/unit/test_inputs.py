@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 import shutil
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pydicom
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 
-from anonlib.inputs import InputFile, index_inputs, read_header
+from anonlib.inputs import index_inputs, read_header
 
 RTDOSE = Path(str(get_testdata_file("rtdose.dcm")))
 RTDOSE_1FRAME = Path(str(get_testdata_file("rtdose_1frame.dcm")))
@@ -59,18 +60,30 @@ def test_the_first_in_path_order_is_kept_copies_are_duplicates_others_conflicts(
     assert all("1.9.999" not in s.reason and s.kept in s.reason for s in skipped)  # names, no values
 
 
-def test_files_are_indexed_by_study_and_a_visitor_sees_each_header(tmp_path: Path) -> None:
+def _sop_and_name(header: Dataset) -> tuple[str, str]:
+    return str(header.SOPInstanceUID), str(header.get("PatientName", ""))
+
+
+def test_files_are_indexed_by_study_and_collect_sees_each_header(tmp_path: Path) -> None:
     root = _folder(tmp_path, {"ct.dcm": CT, "dose.dcm": RTDOSE, "dose1.dcm": RTDOSE_1FRAME, "x.txt": b"x"})
-    seen: list[tuple[str, str]] = []
-
-    def visit(item: InputFile, header: Dataset) -> None:
-        seen.append((item.label, str(header.SOPInstanceUID)))
-
-    index = index_inputs(root.iterdir(), root, visit=visit)
-    assert [label for label, _ in seen] == ["ct.dcm", "dose.dcm", "dose1.dcm"]  # not the text file
+    index = index_inputs(root.iterdir(), root, collect=_sop_and_name)
+    assert [f.collected is not None for f in index.files] == [True, True, True, False]  # not the text file
+    assert index.files[0].collected == (index.files[0].sop_uid, "")  # only the tags asked for
     studies = index.by_study()
     assert sorted(len(files) for files in studies.values()) == [1, 2]
     assert [f.label for f in index.by_sop()[str(pydicom.dcmread(RTDOSE).SOPInstanceUID)]] == ["dose.dcm", "dose1.dcm"]
+
+
+def test_a_process_pool_reads_the_same_index(tmp_path: Path) -> None:
+    root = _folder(tmp_path, {f"d{n:02d}/{name}": path for n in range(20)
+                              for name, path in (("a.dcm", RTDOSE), ("b.dcm", CT), ("c.txt", b"text"))})
+    files = [p for p in root.rglob("*") if p.is_file()]
+    alone = index_inputs(files, root, tags=None, collect=_sop_and_name)
+    with ProcessPoolExecutor(2) as pool:
+        pooled = index_inputs(files, root, tags=None, collect=_sop_and_name, pool=pool)
+    assert pooled == alone and len(alone.files) == 60
+    assert [f.collected for f in pooled.files] == [f.collected for f in alone.files]
+    assert alone.files[1].collected == (alone.files[1].sop_uid, str(pydicom.dcmread(CT).PatientName))
 
 
 def test_a_broken_copy_does_not_compete_it_is_left_for_the_main_pass_to_reject(tmp_path: Path) -> None:
@@ -82,9 +95,8 @@ def test_a_broken_copy_does_not_compete_it_is_left_for_the_main_pass_to_reject(t
 
 
 def test_the_whole_header_can_be_read_for_later_per_study_work() -> None:
-    headers: list[Dataset] = []
-    read_header(CT, "ct.dcm", tags=None, visit=lambda _item, header: headers.append(header))
-    (header,) = headers
-    assert "PatientName" in header and "Rows" in header and "PixelData" not in header
-    read_header(CT, "ct.dcm", visit=lambda _item, header: headers.append(header))
-    assert "PatientName" not in headers[1] and "SOPInstanceUID" in headers[1]
+    whole = read_header(CT, "ct.dcm", tags=None, collect=lambda header: sorted(header.dir()))
+    assert isinstance(whole.collected, list)
+    assert {"PatientName", "Rows"} <= set(whole.collected) and "PixelData" not in whole.collected
+    few = read_header(CT, "ct.dcm", collect=lambda header: sorted(header.dir()))
+    assert few.collected == ["PatientID", "SOPInstanceUID", "SpecificCharacterSet", "StudyInstanceUID"]
