@@ -1,9 +1,10 @@
 """The ``anonlib`` command line. Thin: it builds settings, calls the library, picks exit codes.
 
-Exit codes: 0 success; 1 the work ran but something failed a check (``--strict``, an audit that
-FAILs, failed jobs); 2 bad usage or configuration; 3 the lookup store or another system part
-failed; 4 the audit is INCOMPLETE (a check could not run, an instance had no original); 5
-``jobs wait``: everything settled, but studies are held by the audit gate.
+Exit codes: 0 success; 1 the work ran but something failed a check (``--strict``: an input
+rejected, quarantined or in conflict with another; an audit that FAILs; failed jobs); 2 bad usage
+or configuration; 3 the lookup store or another system part failed; 4 the audit is INCOMPLETE (a
+check could not run, an instance had no original); 5 ``jobs wait``: everything settled, but
+studies are held by the audit gate.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ __all__ = ["main"]
 
 
 def _deidentify(args: argparse.Namespace) -> int:
-    from anonlib.pipeline import QUARANTINE_MANIFEST, RunSettings, run_folder
+    from anonlib.pipeline import CONFLICT_LIST, QUARANTINE_MANIFEST, RunSettings, run_folder
     from anonlib.profile import SiteProfile, load_site_profile
 
     profile = load_site_profile(Path(args.profile)) if args.profile else SiteProfile()
@@ -30,12 +31,15 @@ def _deidentify(args: argparse.Namespace) -> int:
         progress=not args.no_progress and sys.stderr.isatty(),
     )
     summary = run_folder(settings)
-    for result in summary.rejected:
-        print(f"rejected: {result.source}: {result.reason}", file=sys.stderr)
+    for result in summary.rejected + summary.conflicts:
+        print(f"{result.status}: {result.source}: {result.reason}", file=sys.stderr)
     print(summary.describe())
     if summary.quarantined:
         print(f"quarantined instances are in {settings.quarantine_dir} (see {settings.quarantine_dir}/{QUARANTINE_MANIFEST})")
-    if args.strict and (summary.rejected or summary.quarantined):
+    if summary.conflicts or summary.duplicates:
+        print(f"inputs not processed because another carries their SOP Instance UID are listed in "
+              f"{settings.quarantine_dir}/{CONFLICT_LIST}")
+    if args.strict and (summary.rejected or summary.quarantined or summary.conflicts):
         return 1
     return 0
 
@@ -196,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     deid.add_argument("--profile", metavar="FILE", help="site profile YAML")
     deid.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes")
     deid.add_argument("--quarantine", metavar="DIR", help="quarantine folder (default: DST-quarantine)")
-    deid.add_argument("--strict", action="store_true", help="exit 1 if anything was rejected or quarantined")
+    deid.add_argument("--strict", action="store_true", help="exit 1 if anything was rejected, quarantined or in conflict")
     deid.add_argument("--no-progress", action="store_true", help="no progress bar")
     deid.set_defaults(func=_deidentify)
 

@@ -9,13 +9,12 @@ on. Only a failure of the lookup store stops it.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import logging
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,23 +30,27 @@ from anonlib.dicomio import (
 )
 from anonlib.engine import Identifiers, Lookup, Outcome, UidMapper, deidentify, needs_pixel_data, patient_key
 from anonlib.errors import AnonlibError, ConfigError, DeidentificationError, InputError, StoreError
+from anonlib.inputs import InputIndex, index_inputs
 from anonlib.profile import Plan, SiteProfile, build_plan
 from anonlib.sinks.folder import (
     FolderSink,
     ManifestRow,
     relative_path,
     update_manifest,
+    write_list,
 )
 from anonlib.store import LookupStore, PatientIdentity, PatientKey, PseudonymPolicy, open_store
 from anonlib.store.base import InstanceRecord, StudyRecord
 
 __all__ = ["RunSettings", "FileResult", "RunSummary", "InstanceProcessor", "run_folder",
-           "pseudonym_policy", "discover_files", "MANIFEST", "QUARANTINE_MANIFEST", "REJECTED_LIST"]
+           "pseudonym_policy", "discover_files", "MANIFEST", "QUARANTINE_MANIFEST", "REJECTED_LIST",
+           "CONFLICT_LIST"]
 
 log = logging.getLogger("anonlib.pipeline")
 MANIFEST = "manifest.csv"
 QUARANTINE_MANIFEST = "quarantine.csv"
 REJECTED_LIST = "rejected.csv"
+CONFLICT_LIST = "conflicts.csv"
 
 
 @dataclass(frozen=True)
@@ -69,14 +72,19 @@ class RunSettings:
 
 @dataclass(frozen=True)
 class FileResult:
-    """What happened to one input file. ``source`` is the operator's own path (relative to the
-    source folder); everything else is PHI-free."""
+    """What happened to one input file. ``source`` (and ``kept``, the input processed in place
+    of a conflict or duplicate) are the operator's own paths, relative to the source folder;
+    everything else is PHI-free. ``status``: written | unchanged | replaced (released) |
+    quarantined | rejected | conflict | duplicate (see :mod:`anonlib.inputs`); ``change``: what
+    the sink did with a delivered instance, released or quarantined (written | unchanged | replaced)."""
 
     source: str
-    status: str  # written | unchanged | replaced | quarantined | rejected
+    status: str
     output: str = ""
     reason: str = ""
     row: ManifestRow | None = None
+    change: str = ""
+    kept: str = ""
 
 
 @dataclass
@@ -87,6 +95,10 @@ class RunSummary:
 
     def count(self, *statuses: str) -> int:
         return sum(1 for r in self.results if r.status in statuses)
+
+    def changes(self, *changes: str) -> int:
+        """How many delivered instances (released or quarantined) had one of these changes."""
+        return sum(1 for r in self.results if r.change in changes)
 
     @property
     def processed(self) -> int:
@@ -100,10 +112,21 @@ class RunSummary:
     def rejected(self) -> list[FileResult]:
         return [r for r in self.results if r.status == "rejected"]
 
+    @property
+    def conflicts(self) -> list[FileResult]:
+        return [r for r in self.results if r.status == "conflict"]
+
+    @property
+    def duplicates(self) -> list[FileResult]:
+        return [r for r in self.results if r.status == "duplicate"]
+
     def describe(self) -> str:
-        return (f"{len(self.results)} files: {self.processed} de-identified "
-                f"({self.count('written', 'replaced')} written, {self.count('unchanged')} unchanged), "
-                f"{self.quarantined} quarantined, {len(self.rejected)} rejected")
+        """One line that accounts for every input (de-identified + quarantined + rejected +
+        conflicts + duplicates = files), then what the sinks did on disk."""
+        return (f"{len(self.results)} files: {self.processed} de-identified, {self.quarantined} "
+                f"quarantined, {len(self.rejected)} rejected, {len(self.conflicts)} conflicts, "
+                f"{len(self.duplicates)} duplicates; {self.changes('written')} written, "
+                f"{self.changes('unchanged')} unchanged, {self.changes('replaced')} replaced")
 
 
 def pseudonym_policy(profile: SiteProfile) -> PseudonymPolicy:
@@ -181,16 +204,15 @@ class InstanceProcessor:
         relative = relative_path(identity.pseudonym, keys.study_date, keys.new_study_uid,
                                  keys.series_number, keys.modality, keys.new_sop_uid)
         sink = self.quarantine if outcome.quarantine else self.output
-        status = sink.write(relative, data)
-        if outcome.quarantine:
-            status = "quarantined"
+        change = sink.write(relative, data)
         digest = hashlib.sha256(data).hexdigest()
         self._record(outcome, identity, relative, digest)
         row = ManifestRow(relative, identity.pseudonym, keys.new_study_uid, keys.new_series_uid,
                           keys.new_sop_uid, keys.sop_class_uid, keys.modality, keys.study_date,
                           keys.series_number, digest,
                           "quarantined" if outcome.quarantine else "written", outcome.quarantine or "")
-        return FileResult(label, status, relative, outcome.quarantine or "", row)
+        return FileResult(label, "quarantined" if outcome.quarantine else change, relative,
+                          outcome.quarantine or "", row, change)
 
     def process(self, path: Path, label: str) -> FileResult:
         """De-identify ``path`` and deliver it; never raises for a bad file."""
@@ -268,13 +290,22 @@ def _work(batch: list[tuple[str, str]]) -> list[FileResult]:
     return results
 
 
-def _batches(items: list[tuple[str, str]], size: int) -> Iterator[list[tuple[str, str]]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
-
-
-def _results(settings: RunSettings, db_url: str, items: list[tuple[str, str]]) -> Iterable[FileResult]:
+@contextmanager
+def _pool(settings: RunSettings, db_url: str) -> Iterator[ProcessPoolExecutor | None]:
+    """The run's worker processes (None with one worker): they read the headers, then work."""
     if settings.workers <= 1:
+        yield None
+        return
+    # Create the store (schema, secret) once before the workers race to open it.
+    open_store(db_url, pseudonym_policy(settings.profile)).close()
+    with ProcessPoolExecutor(settings.workers, initializer=_init_worker,
+                             initargs=(settings, db_url)) as pool:
+        yield pool
+
+
+def _results(settings: RunSettings, db_url: str, items: list[tuple[str, str]],
+             pool: ProcessPoolExecutor | None) -> Iterable[FileResult]:
+    if pool is None:
         processor = _make_processor(settings, db_url)
         try:
             for path, label in items:
@@ -283,57 +314,65 @@ def _results(settings: RunSettings, db_url: str, items: list[tuple[str, str]]) -
             processor.flush()
             processor.store.close()
         return
-    # Create the store (schema, secret) once before the workers race to open it.
-    open_store(db_url, pseudonym_policy(settings.profile)).close()
     size = max(1, min(64, len(items) // (settings.workers * 4) or 1))
-    with ProcessPoolExecutor(settings.workers, initializer=_init_worker,
-                             initargs=(settings, db_url)) as pool:
-        for batch in pool.map(_work, _batches(items, size)):
-            yield from batch
+    for batch in pool.map(_work, [items[start:start + size] for start in range(0, len(items), size)]):
+        yield from batch
 
 
 def run_folder(settings: RunSettings, *, paths: Sequence[Path] | None = None,
                on_result: Callable[[FileResult, int, int], None] | None = None) -> RunSummary:
     """De-identify every file under ``settings.source`` (or only ``paths``, files under it) into
     ``settings.output``; ``on_result(result, done, total)`` is called after each file (progress
-    bars in notebooks)."""
+    bars in notebooks).
+
+    A pre-pass (:mod:`anonlib.inputs`) reads every header first; of the files that share a SOP
+    Instance UID only the first in sorted path order is processed, the others are listed in
+    ``conflicts.csv``. So no two files of a run are written to one output, whatever the number of
+    workers, and the manifest describes the bytes on disk. Results come in sorted path order."""
     from anonlib.store import default_store_url
 
     db_url = settings.db_url or default_store_url()
     _check_locations(settings, db_url)
     build_plan(settings.profile)  # fail on a bad profile before any work
-    chosen = discover_files(settings.source) if paths is None else sorted(Path(p) for p in paths)
-    items = [(str(p), str(p.relative_to(settings.source))) for p in chosen]
+    with _pool(settings, db_url) as pool:
+        index = index_inputs(discover_files(settings.source) if paths is None else map(Path, paths),
+                             settings.source, pool=pool)
+        return _run(settings, db_url, index, pool, on_result)
+
+
+def _run(settings: RunSettings, db_url: str, index: InputIndex, pool: ProcessPoolExecutor | None,
+         on_result: Callable[[FileResult, int, int], None] | None) -> RunSummary:
+    selected, skipped = index.selection()
+    total = len(index.files)
     summary = RunSummary()
     manifest: dict[str, ManifestRow] = {}
     quarantined: dict[str, ManifestRow] = {}
-    bar = tqdm(total=len(items), unit="file", disable=not settings.progress, file=sys.stderr,
+    bar = tqdm(total=total, unit="file", disable=not settings.progress, file=sys.stderr,
                desc="de-identifying")
+
+    def done(result: FileResult) -> None:
+        summary.results.append(result)
+        bar.update(1)
+        if on_result is not None:
+            on_result(result, len(summary.results), total)
+
     try:
-        for result in _results(settings, db_url, items):
-            summary.results.append(result)
+        for skip in skipped:
+            done(FileResult(skip.label, skip.status, reason=skip.reason, kept=skip.kept))
+        for result in _results(settings, db_url, [(str(f.path), f.label) for f in selected], pool):
             if result.row is not None:
                 (quarantined if result.status == "quarantined" else manifest)[result.row.path] = result.row
-            bar.update(1)
-            if on_result is not None:
-                on_result(result, len(summary.results), len(items))
+            done(result)
     finally:
         bar.close()
+        order = {f.label: n for n, f in enumerate(index.files)}
+        summary.results.sort(key=lambda r: order.get(r.source, total))
         settings.output.mkdir(parents=True, exist_ok=True)
         update_manifest(settings.output / MANIFEST, manifest)
         if quarantined:
             update_manifest(settings.quarantine_dir / QUARANTINE_MANIFEST, quarantined)
-        _write_rejected(settings.quarantine_dir / REJECTED_LIST, summary.rejected)
+        write_list(settings.quarantine_dir / REJECTED_LIST, ["source", "reason"],
+                   [[r.source, r.reason] for r in summary.rejected])
+        write_list(settings.quarantine_dir / CONFLICT_LIST, ["source", "kept", "status", "reason"],
+                   [[r.source, r.kept, r.status, r.reason] for r in summary.results if r.kept])
     return summary
-
-
-def _write_rejected(path: Path, rejected: list[FileResult]) -> None:
-    """The list of rejected inputs, next to the quarantine (outside the output folder)."""
-    if not rejected and not path.exists():
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["source", "reason"])
-    writer.writerows([r.source, r.reason] for r in rejected)
-    FolderSink(path.parent).write(path.name, out.getvalue().encode("utf-8"))

@@ -21,7 +21,8 @@ from pathlib import Path
 
 from anonlib.errors import SinkError
 
-__all__ = ["FolderSink", "ManifestRow", "write_manifest", "read_manifest", "relative_path", "update_manifest"]
+__all__ = ["FolderSink", "ManifestRow", "write_manifest", "read_manifest", "relative_path", "update_manifest",
+           "write_list"]
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -125,3 +126,16 @@ def update_manifest(path: Path, rows: dict[str, ManifestRow]) -> None:
             write_manifest(path, merged)
         finally:
             fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+
+def write_list(path: Path, header: list[str], rows: list[list[str]]) -> None:
+    """A CSV list of one run's inputs (rejected, in conflict), replaced whole by every run;
+    nothing is created when there is nothing to list and no earlier list to empty."""
+    if not rows and not path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    FolderSink(path.parent).write(path.name, out.getvalue().encode("utf-8"))
