@@ -21,7 +21,8 @@ __all__ = ["main"]
 
 
 def _deidentify(args: argparse.Namespace) -> int:
-    from anonlib.pipeline import CONFLICT_LIST, QUARANTINE_MANIFEST, RunSettings, run_folder
+    from anonlib.folder_run import RunSettings, run_folder
+    from anonlib.pipeline import CONFLICT_LIST, QUARANTINE_MANIFEST
     from anonlib.profile import SiteProfile, load_site_profile
 
     profile = load_site_profile(Path(args.profile)) if args.profile else SiteProfile()

@@ -1,73 +1,51 @@
-"""One instance end to end — read, look up, de-identify, write, record — and a folder run.
+"""One instance end to end — read, look up, de-identify, write, record.
 
-:class:`InstanceProcessor` is what every caller shares (the folder CLI here; the constellation's
-study job and the notebooks later): it owns the lookup store's identities and the sinks.
-:func:`run_folder` walks a source folder, in one process or several, and returns a PHI-free
-:class:`RunSummary`. A bad file is reported (its path and the reason) and skipped; the run goes
-on. Only a failure of the lookup store stops it.
+:class:`InstanceProcessor` is what every caller shares (folder runs, :mod:`anonlib.folder_run`;
+the constellation's study job; the notebooks): it owns the lookup store's identities and the
+sinks. A bad file is reported (its path and the reason), never raised.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-
-from sqlalchemy.engine import make_url
-from tqdm import tqdm
 
 from anonlib.dicomio import (
     ParsedInstance,
     encode_instance,
     parse_instance,
-    quiet_pydicom,
     read_instance,
 )
-from anonlib.engine import Identifiers, Lookup, Outcome, UidMapper, deidentify, needs_pixel_data, patient_key
-from anonlib.errors import AnonlibError, ConfigError, DeidentificationError, InputError, StoreError
-from anonlib.inputs import InputIndex, index_inputs
-from anonlib.profile import Plan, SiteProfile, build_plan
+from anonlib.engine import (
+    Identifiers,
+    Lookup,
+    Outcome,
+    UidMapper,
+    deidentify,
+    needs_pixel_data,
+    patient_key,
+)
+from anonlib.errors import AnonlibError, DeidentificationError, InputError, StoreError
+from anonlib.profile import Plan, SiteProfile
 from anonlib.sinks.folder import (
     FolderSink,
     ManifestRow,
     relative_path,
-    update_manifest,
-    write_list,
 )
-from anonlib.store import LookupStore, PatientIdentity, PatientKey, PseudonymPolicy, open_store
+from anonlib.store import LookupStore, PatientIdentity, PatientKey, PseudonymPolicy
 from anonlib.store.base import InstanceRecord, StudyRecord
 
-__all__ = ["RunSettings", "FileResult", "RunSummary", "InstanceProcessor", "run_folder",
-           "pseudonym_policy", "discover_files", "MANIFEST", "QUARANTINE_MANIFEST", "REJECTED_LIST",
-           "CONFLICT_LIST"]
+__all__ = ["FileResult", "InstanceProcessor", "pseudonym_policy", "MANIFEST", "QUARANTINE_MANIFEST",
+           "REJECTED_LIST", "CONFLICT_LIST"]
 
 log = logging.getLogger("anonlib.pipeline")
 MANIFEST = "manifest.csv"
 QUARANTINE_MANIFEST = "quarantine.csv"
 REJECTED_LIST = "rejected.csv"
 CONFLICT_LIST = "conflicts.csv"
-
-
-@dataclass(frozen=True)
-class RunSettings:
-    """Everything a folder run needs, built once at the entry point."""
-
-    source: Path
-    output: Path
-    db_url: str | None = None
-    profile: SiteProfile = field(default_factory=SiteProfile)
-    workers: int = 1
-    quarantine: Path | None = None
-    progress: bool = False
-
-    @property
-    def quarantine_dir(self) -> Path:
-        return self.quarantine or self.output.with_name(self.output.name + "-quarantine")
 
 
 @dataclass(frozen=True)
@@ -85,48 +63,6 @@ class FileResult:
     row: ManifestRow | None = None
     change: str = ""
     kept: str = ""
-
-
-@dataclass
-class RunSummary:
-    """Counts and per-file results of a run."""
-
-    results: list[FileResult] = field(default_factory=list)
-
-    def count(self, *statuses: str) -> int:
-        return sum(1 for r in self.results if r.status in statuses)
-
-    def changes(self, *changes: str) -> int:
-        """How many delivered instances (released or quarantined) had one of these changes."""
-        return sum(1 for r in self.results if r.change in changes)
-
-    @property
-    def processed(self) -> int:
-        return self.count("written", "unchanged", "replaced")
-
-    @property
-    def quarantined(self) -> int:
-        return self.count("quarantined")
-
-    @property
-    def rejected(self) -> list[FileResult]:
-        return [r for r in self.results if r.status == "rejected"]
-
-    @property
-    def conflicts(self) -> list[FileResult]:
-        return [r for r in self.results if r.status == "conflict"]
-
-    @property
-    def duplicates(self) -> list[FileResult]:
-        return [r for r in self.results if r.status == "duplicate"]
-
-    def describe(self) -> str:
-        """One line that accounts for every input (de-identified + quarantined + rejected +
-        conflicts + duplicates = files), then what the sinks did on disk."""
-        return (f"{len(self.results)} files: {self.processed} de-identified, {self.quarantined} "
-                f"quarantined, {len(self.rejected)} rejected, {len(self.conflicts)} conflicts, "
-                f"{len(self.duplicates)} duplicates; {self.changes('written')} written, "
-                f"{self.changes('unchanged')} unchanged, {self.changes('replaced')} replaced")
 
 
 def pseudonym_policy(profile: SiteProfile) -> PseudonymPolicy:
@@ -214,10 +150,11 @@ class InstanceProcessor:
         return FileResult(label, "quarantined" if outcome.quarantine else change, relative,
                           outcome.quarantine or "", row, change)
 
-    def process(self, path: Path, label: str) -> FileResult:
-        """De-identify ``path`` and deliver it; never raises for a bad file."""
+    def process(self, path: Path, label: str, known: Identifiers | None = None) -> FileResult:
+        """De-identify ``path`` and deliver it; never raises for a bad file. ``known``: the
+        identifying values of its study and patient collected by the run's pre-pass."""
         try:
-            outcome, data, identity = self.deidentify_file(path, label)
+            outcome, data, identity = self.deidentify_file(path, label, known)
             return self.deliver(outcome, data, identity, label)
         except (InputError, DeidentificationError) as exc:
             return FileResult(label, "rejected", reason=getattr(exc, "reason", str(exc)))
@@ -241,138 +178,3 @@ class InstanceProcessor:
             outcome.quarantine or "", digest))
         if len(self._pending) >= self.BATCH:
             self.flush()
-
-
-# -- folder runs ------------------------------------------------------------------------------
-
-def _check_locations(settings: RunSettings, db_url: str) -> None:
-    source, output = settings.source.resolve(), settings.output.resolve()
-    quarantine = settings.quarantine_dir.resolve()
-    if not source.is_dir():
-        raise ConfigError(f"{settings.source}: source folder does not exist")
-    for inner, outer, what in ((output, source, "output"), (source, output, "source"),
-                               (quarantine, output, "quarantine folder")):
-        if inner == outer or outer in inner.parents:
-            raise ConfigError(f"the {what} must not be inside (or equal to) the "
-                              f"{'output' if outer == output else 'source'} folder")
-    url = make_url(db_url)
-    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-        database = Path(url.database).resolve()
-        if output == database.parent or output in database.parents:
-            raise ConfigError("the lookup store is the re-identification key: it must not live "
-                              "inside the output folder")
-
-
-def discover_files(root: Path) -> list[Path]:
-    """Every file under ``root``, sorted, leaving out a sink's unfinished ``.tmp-*`` files."""
-    return sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".tmp-"))
-
-
-_WORKER: InstanceProcessor | None = None
-
-
-def _make_processor(settings: RunSettings, db_url: str) -> InstanceProcessor:
-    quiet_pydicom()
-    store = open_store(db_url, pseudonym_policy(settings.profile))
-    return InstanceProcessor(build_plan(settings.profile), store, FolderSink(settings.output),
-                             FolderSink(settings.quarantine_dir))
-
-
-def _init_worker(settings: RunSettings, db_url: str) -> None:
-    global _WORKER
-    _WORKER = _make_processor(settings, db_url)
-
-
-def _work(batch: list[tuple[str, str]]) -> list[FileResult]:
-    assert _WORKER is not None
-    results = [_WORKER.process(Path(path), label) for path, label in batch]
-    _WORKER.flush()
-    return results
-
-
-@contextmanager
-def _pool(settings: RunSettings, db_url: str) -> Iterator[ProcessPoolExecutor | None]:
-    """The run's worker processes (None with one worker): they read the headers, then work."""
-    if settings.workers <= 1:
-        yield None
-        return
-    # Create the store (schema, secret) once before the workers race to open it.
-    open_store(db_url, pseudonym_policy(settings.profile)).close()
-    with ProcessPoolExecutor(settings.workers, initializer=_init_worker,
-                             initargs=(settings, db_url)) as pool:
-        yield pool
-
-
-def _results(settings: RunSettings, db_url: str, items: list[tuple[str, str]],
-             pool: ProcessPoolExecutor | None) -> Iterable[FileResult]:
-    if pool is None:
-        processor = _make_processor(settings, db_url)
-        try:
-            for path, label in items:
-                yield processor.process(Path(path), label)
-        finally:
-            processor.flush()
-            processor.store.close()
-        return
-    size = max(1, min(64, len(items) // (settings.workers * 4) or 1))
-    for batch in pool.map(_work, [items[start:start + size] for start in range(0, len(items), size)]):
-        yield from batch
-
-
-def run_folder(settings: RunSettings, *, paths: Sequence[Path] | None = None,
-               on_result: Callable[[FileResult, int, int], None] | None = None) -> RunSummary:
-    """De-identify every file under ``settings.source`` (or only ``paths``, files under it) into
-    ``settings.output``; ``on_result(result, done, total)`` is called after each file (progress
-    bars in notebooks).
-
-    A pre-pass (:mod:`anonlib.inputs`) reads every header first; of the files that share a SOP
-    Instance UID only the first in sorted path order is processed, the others are listed in
-    ``conflicts.csv``. So no two files of a run are written to one output, whatever the number of
-    workers, and the manifest describes the bytes on disk. Results come in sorted path order."""
-    from anonlib.store import default_store_url
-
-    db_url = settings.db_url or default_store_url()
-    _check_locations(settings, db_url)
-    build_plan(settings.profile)  # fail on a bad profile before any work
-    with _pool(settings, db_url) as pool:
-        index = index_inputs(discover_files(settings.source) if paths is None else map(Path, paths),
-                             settings.source, pool=pool)
-        return _run(settings, db_url, index, pool, on_result)
-
-
-def _run(settings: RunSettings, db_url: str, index: InputIndex, pool: ProcessPoolExecutor | None,
-         on_result: Callable[[FileResult, int, int], None] | None) -> RunSummary:
-    selected, skipped = index.selection()
-    total = len(index.files)
-    summary = RunSummary()
-    manifest: dict[str, ManifestRow] = {}
-    quarantined: dict[str, ManifestRow] = {}
-    bar = tqdm(total=total, unit="file", disable=not settings.progress, file=sys.stderr,
-               desc="de-identifying")
-
-    def done(result: FileResult) -> None:
-        summary.results.append(result)
-        bar.update(1)
-        if on_result is not None:
-            on_result(result, len(summary.results), total)
-
-    try:
-        for skip in skipped:
-            done(FileResult(skip.label, skip.status, reason=skip.reason, kept=skip.kept))
-        for result in _results(settings, db_url, [(str(f.path), f.label) for f in selected], pool):
-            if result.row is not None:
-                (quarantined if result.status == "quarantined" else manifest)[result.row.path] = result.row
-            done(result)
-    finally:
-        bar.close()
-        order = {f.label: n for n, f in enumerate(index.files)}
-        summary.results.sort(key=lambda r: order.get(r.source, total))
-        settings.output.mkdir(parents=True, exist_ok=True)
-        update_manifest(settings.output / MANIFEST, manifest)
-        if quarantined:
-            update_manifest(settings.quarantine_dir / QUARANTINE_MANIFEST, quarantined)
-        write_list(settings.quarantine_dir / REJECTED_LIST, ["source", "reason"],
-                   [[r.source, r.reason] for r in summary.rejected])
-        write_list(settings.quarantine_dir / CONFLICT_LIST, ["source", "kept", "status", "reason"],
-                   [[r.source, r.kept, r.status, r.reason] for r in summary.results if r.kept])
-    return summary

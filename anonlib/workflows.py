@@ -83,7 +83,7 @@ def anonymize(src: Source, studies: Sequence[str], *, output: str, db_url: str, 
         raise ConfigError("choose at least one study to anonymize")
     if src.kind == "orthanc":
         return _enqueue(src, studies)
-    from anonlib.pipeline import RunSettings, run_folder
+    from anonlib.folder_run import RunSettings, run_folder
     from anonlib.sources.folder import FolderSource
 
     if not isinstance(src, FolderSource):

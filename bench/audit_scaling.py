@@ -33,7 +33,7 @@ import pydicom
 from anonlib.audit.run import AuditOptions, audit
 from anonlib.audit.sources import folder_inputs, tree_names
 from anonlib.engine.uids import UidMapper
-from anonlib.pipeline import RunSettings, run_folder
+from anonlib.folder_run import RunSettings, run_folder
 from anonlib.store import open_store
 from anonlib.synthetic.batch import write_batch
 

@@ -20,7 +20,7 @@ from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
 from anonlib.dicomio import quiet_pydicom
-from anonlib.pipeline import RunSettings, run_folder
+from anonlib.folder_run import RunSettings, run_folder
 
 
 def make_files(folder: Path, count: int) -> None:

@@ -26,7 +26,7 @@ from anonlib.dicomio import quiet_pydicom, read_instance
 from anonlib.engine.subject import patient_key
 from anonlib.engine.values import text_of
 from anonlib.errors import ConfigError
-from anonlib.pipeline import discover_files
+from anonlib.folder_run import discover_files
 from anonlib.sources.base import UnknownKey
 from anonlib.sources.tables import (
     filter_studies,

@@ -19,7 +19,7 @@ from anonlib.audit.model import AuditResult
 from anonlib.audit.run import AuditOptions, audit
 from anonlib.audit.sources import folder_inputs, tree_names
 from anonlib.engine.uids import UidMapper
-from anonlib.pipeline import RunSettings, run_folder
+from anonlib.folder_run import RunSettings, run_folder
 from anonlib.store import open_store
 from anonlib.synthetic import Corpus
 from tests.naive import naive_deidentify

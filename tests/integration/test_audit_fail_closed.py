@@ -16,7 +16,7 @@ from anonlib.audit.model import AuditInput
 from anonlib.audit.run import audit
 from anonlib.cli import main
 from anonlib.errors import ConfigError
-from anonlib.pipeline import RunSettings, run_folder
+from anonlib.folder_run import RunSettings, run_folder
 from anonlib.synthetic.batch import write_batch
 
 pytestmark = pytest.mark.integration

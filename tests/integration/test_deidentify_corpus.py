@@ -22,7 +22,8 @@ from sqlalchemy import text
 from anonlib.audit.dciodvfy import introduced_errors, run_dciodvfy
 from anonlib.audit.references import identities, references
 from anonlib.engine.uids import UidMapper, is_registry_uid
-from anonlib.pipeline import MANIFEST, RunSettings, RunSummary, run_folder
+from anonlib.folder_run import RunSettings, RunSummary, run_folder
+from anonlib.pipeline import MANIFEST
 from anonlib.store import LookupStore, open_store
 from anonlib.synthetic import Corpus
 from tests.fixtures.pg import DATABASE_PREFIX, _admin_engine

@@ -12,7 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from anonlib.errors import StoreError
-from anonlib.pipeline import RunSettings, run_folder
+from anonlib.folder_run import RunSettings, run_folder
 from anonlib.preview import preview_study
 from anonlib.sources import FolderSource
 from anonlib.store import PatientKey, SqlStore

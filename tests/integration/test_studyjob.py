@@ -14,7 +14,7 @@ import pytest
 
 from anonlib.constellation import ConstellationInfo, manage
 from anonlib.constellation.processes import stop_pidfile
-from anonlib.pipeline import RunSettings, run_folder
+from anonlib.folder_run import RunSettings, run_folder
 from anonlib.store import open_store
 from anonlib.studyjob import JobContext, StudyJobError, TransientError, process_study
 from anonlib.synthetic import Corpus

@@ -35,8 +35,8 @@ import httpx
 import nbformat
 import pytest
 
+from anonlib.folder_run import RunSettings, run_folder
 from anonlib.notebooks import notebooks_dir
-from anonlib.pipeline import RunSettings, run_folder
 from anonlib.synthetic import build_corpus
 
 if TYPE_CHECKING:

@@ -27,6 +27,7 @@ import pytest
 from sqlalchemy import create_engine, inspect, text
 
 from anonlib.constellation import ConstellationInfo, ConstellationSettings
+from anonlib.folder_run import RunSettings, run_folder
 from anonlib.notebooks import (
     NOTEBOOKS,
     POLL_SLICE,
@@ -37,7 +38,6 @@ from anonlib.notebooks import (
     run_notebook,
     sliced_channel_polling,
 )
-from anonlib.pipeline import RunSettings, run_folder
 from anonlib.synthetic import Corpus
 
 pytestmark = pytest.mark.slow

@@ -21,7 +21,7 @@ from anonlib.audit.safe_harbor.table import (
     unresolved_keywords,
 )
 from anonlib.audit.safe_harbor.values import is_dummy
-from anonlib.pipeline import RunSettings, run_folder
+from anonlib.folder_run import RunSettings, run_folder
 from anonlib.profile.options import DEFAULT_OPTIONS, Option
 from anonlib.profile.site import SiteProfile
 from anonlib.synthetic import Corpus

@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import pydicom
+import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 
@@ -131,3 +133,30 @@ def test_the_preview_shows_what_the_study_job_does(tmp_path: Path) -> None:
                             instance=shown)
     row = preview.diff[preview.diff["keyword"] == "ImageComments"].to_dict("records")[0]
     assert row["original"] == COMMENT and not _leaks(str(row["deidentified"]))
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_folder_run_scrubs_values_of_the_study_and_of_the_patients_other_studies(
+        tmp_path: Path, workers: int) -> None:
+    """The folder pipeline's pre-pass collects every header's identifiers by study and patient:
+    B's comment loses A's operator and station (same study) and the operator of the patient's
+    other study C; a stranger's operator, D, is not a value of this patient and stays."""
+    from anonlib.folder_run import RunSettings, run_folder
+
+    a, b = _pair()
+    b.ImageComments = COMMENT + "; reviewed by Quillfeather, Thistlewood"
+    c = minimal(CT, OperatorsName="Quillfeather^Ottoline")  # the same patient, another study
+    c.StudyInstanceUID, c.SOPInstanceUID = a.StudyInstanceUID + ".9", a.SOPInstanceUID + ".9"
+    d = minimal(CT, PatientID="999888777", OperatorsName="Thistlewood^Ambrose")  # another patient
+    d.StudyInstanceUID, d.SOPInstanceUID = a.StudyInstanceUID + ".8", a.SOPInstanceUID + ".8"
+    source = tmp_path / "in"
+    source.mkdir()
+    for name, ds in (("a.dcm", a), ("b.dcm", b), ("c.dcm", c), ("d.dcm", d)):
+        (source / name).write_bytes(_encoded(ds))
+    summary = run_folder(RunSettings(source, tmp_path / "out", db_url=f"sqlite:///{tmp_path}/lookup.sqlite3",
+                                     workers=workers))
+    assert summary.processed == 4, summary.describe()
+    outputs = [pydicom.dcmread(p) for p in (tmp_path / "out").rglob("*.dcm")]
+    comment = next(str(ds.ImageComments) for ds in outputs if "ImageComments" in ds)
+    assert not _leaks(comment) and "Quillfeather" not in comment
+    assert "Thistlewood" in comment  # not this patient's: nothing says it identifies them

@@ -15,7 +15,7 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from anonlib.errors import ConfigError
-from anonlib.pipeline import RunSettings, RunSummary, run_folder
+from anonlib.folder_run import RunSettings, RunSummary, run_folder
 from anonlib.sinks.folder import read_manifest, relative_path
 from anonlib.synthetic import Corpus
 from anonlib.synthetic.batch import write_batch

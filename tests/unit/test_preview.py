@@ -13,7 +13,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from anonlib.errors import ConfigError, StoreError
-from anonlib.pipeline import RunSettings, run_folder
+from anonlib.folder_run import RunSettings, run_folder
 from anonlib.preview import DIFF_COLUMNS, QUARANTINE_COLUMNS, SUMMARY_COLUMNS, StudyPreview, preview_study
 from anonlib.profile import parse_site_profile
 from anonlib.sources import FolderSource

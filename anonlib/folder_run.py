@@ -1,0 +1,268 @@
+"""A folder run: every file under a source folder de-identified into an organized tree.
+
+:func:`run_folder` walks a source folder, in one process or several, and returns a PHI-free
+:class:`RunSummary` that accounts for every input. A pre-pass (:mod:`anonlib.inputs`) reads each
+header once: it resolves files that share a SOP Instance UID (conflicts, duplicates) and
+collects the identifying values of every study and patient, so that a value carried by one
+instance is scrubbed from the free text of all of them. A bad file is reported (its path and
+the reason) and skipped; the run goes on. Only a failure of the lookup store stops it.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydicom.dataset import Dataset
+from sqlalchemy.engine import make_url
+from tqdm import tqdm
+
+from anonlib.dicomio import quiet_pydicom
+from anonlib.engine import IdentifierIndex, Identifiers, ScopeKey, collect_identifiers, scope_key
+from anonlib.errors import ConfigError
+from anonlib.inputs import InputIndex, index_inputs
+from anonlib.pipeline import (
+    CONFLICT_LIST,
+    MANIFEST,
+    QUARANTINE_MANIFEST,
+    REJECTED_LIST,
+    FileResult,
+    InstanceProcessor,
+    pseudonym_policy,
+)
+from anonlib.profile import Plan, SiteProfile, build_plan
+from anonlib.sinks.folder import FolderSink, ManifestRow, update_manifest, write_list
+from anonlib.store import open_store
+
+__all__ = ["RunSettings", "RunSummary", "run_folder", "discover_files"]
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything a folder run needs, built once at the entry point."""
+
+    source: Path
+    output: Path
+    db_url: str | None = None
+    profile: SiteProfile = field(default_factory=SiteProfile)
+    workers: int = 1
+    quarantine: Path | None = None
+    progress: bool = False
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.quarantine or self.output.with_name(self.output.name + "-quarantine")
+
+
+
+@dataclass
+class RunSummary:
+    """Counts and per-file results of a run."""
+
+    results: list[FileResult] = field(default_factory=list)
+
+    def count(self, *statuses: str) -> int:
+        return sum(1 for r in self.results if r.status in statuses)
+
+    def changes(self, *changes: str) -> int:
+        """How many delivered instances (released or quarantined) had one of these changes."""
+        return sum(1 for r in self.results if r.change in changes)
+
+    @property
+    def processed(self) -> int:
+        return self.count("written", "unchanged", "replaced")
+
+    @property
+    def quarantined(self) -> int:
+        return self.count("quarantined")
+
+    @property
+    def rejected(self) -> list[FileResult]:
+        return [r for r in self.results if r.status == "rejected"]
+
+    @property
+    def conflicts(self) -> list[FileResult]:
+        return [r for r in self.results if r.status == "conflict"]
+
+    @property
+    def duplicates(self) -> list[FileResult]:
+        return [r for r in self.results if r.status == "duplicate"]
+
+    def describe(self) -> str:
+        """One line that accounts for every input (de-identified + quarantined + rejected +
+        conflicts + duplicates = files), then what the sinks did on disk."""
+        return (f"{len(self.results)} files: {self.processed} de-identified, {self.quarantined} "
+                f"quarantined, {len(self.rejected)} rejected, {len(self.conflicts)} conflicts, "
+                f"{len(self.duplicates)} duplicates; {self.changes('written')} written, "
+                f"{self.changes('unchanged')} unchanged, {self.changes('replaced')} replaced")
+
+
+
+def _check_locations(settings: RunSettings, db_url: str) -> None:
+    source, output = settings.source.resolve(), settings.output.resolve()
+    quarantine = settings.quarantine_dir.resolve()
+    if not source.is_dir():
+        raise ConfigError(f"{settings.source}: source folder does not exist")
+    for inner, outer, what in ((output, source, "output"), (source, output, "source"),
+                               (quarantine, output, "quarantine folder")):
+        if inner == outer or outer in inner.parents:
+            raise ConfigError(f"the {what} must not be inside (or equal to) the "
+                              f"{'output' if outer == output else 'source'} folder")
+    url = make_url(db_url)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        database = Path(url.database).resolve()
+        if output == database.parent or output in database.parents:
+            raise ConfigError("the lookup store is the re-identification key: it must not live "
+                              "inside the output folder")
+
+
+def discover_files(root: Path) -> list[Path]:
+    """Every file under ``root``, sorted, leaving out a sink's unfinished ``.tmp-*`` files."""
+    return sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".tmp-"))
+
+
+_WORKER: InstanceProcessor | None = None
+
+
+def _make_processor(settings: RunSettings, db_url: str) -> InstanceProcessor:
+    quiet_pydicom()
+    store = open_store(db_url, pseudonym_policy(settings.profile))
+    return InstanceProcessor(build_plan(settings.profile), store, FolderSink(settings.output),
+                             FolderSink(settings.quarantine_dir))
+
+
+def _init_worker(settings: RunSettings, db_url: str) -> None:
+    global _WORKER
+    _WORKER = _make_processor(settings, db_url)
+
+
+#: One file to process: its path, its label and the identifiers of its study and patient.
+_Item = tuple[str, str, Identifiers | None]
+
+
+def _work(batch: list[_Item]) -> list[FileResult]:
+    assert _WORKER is not None
+    results = [_WORKER.process(Path(path), label, known) for path, label, known in batch]
+    _WORKER.flush()
+    return results
+
+
+def _collect_known(ds: Dataset) -> tuple[ScopeKey, Identifiers]:
+    """What the pre-pass keeps of each header besides its UIDs: the instance's study and
+    patient and its identifying values (collected under the run's plan: the worker's, or the
+    one :func:`run_folder` set in this process)."""
+    plan = _WORKER.plan if _WORKER is not None else _PLAN
+    assert plan is not None
+    return scope_key(ds), collect_identifiers(ds, plan)
+
+
+_PLAN: Plan | None = None
+
+
+def _known_by_file(index: InputIndex, plan: Plan) -> dict[str, Identifiers]:
+    """label → the identifiers of the file's study and patient, from every readable header."""
+    identifiers = IdentifierIndex(plan)
+    scopes: dict[str, ScopeKey] = {}
+    for item in index.files:
+        if isinstance(item.collected, tuple):
+            scope, found = item.collected
+            identifiers.add_identifiers(scope, found)
+            scopes[item.label] = scope
+    return {label: identifiers.known(scope) for label, scope in scopes.items()}
+
+
+@contextmanager
+def _pool(settings: RunSettings, db_url: str) -> Iterator[ProcessPoolExecutor | None]:
+    """The run's worker processes (None with one worker): they read the headers, then work."""
+    if settings.workers <= 1:
+        yield None
+        return
+    # Create the store (schema, secret) once before the workers race to open it.
+    open_store(db_url, pseudonym_policy(settings.profile)).close()
+    with ProcessPoolExecutor(settings.workers, initializer=_init_worker,
+                             initargs=(settings, db_url)) as pool:
+        yield pool
+
+
+def _results(settings: RunSettings, db_url: str, items: list[_Item],
+             pool: ProcessPoolExecutor | None) -> Iterable[FileResult]:
+    if pool is None:
+        processor = _make_processor(settings, db_url)
+        try:
+            for path, label, known in items:
+                yield processor.process(Path(path), label, known)
+        finally:
+            processor.flush()
+            processor.store.close()
+        return
+    size = max(1, min(64, len(items) // (settings.workers * 4) or 1))
+    for batch in pool.map(_work, [items[start:start + size] for start in range(0, len(items), size)]):
+        yield from batch
+
+
+def run_folder(settings: RunSettings, *, paths: Sequence[Path] | None = None,
+               on_result: Callable[[FileResult, int, int], None] | None = None) -> RunSummary:
+    """De-identify every file under ``settings.source`` (or only ``paths``, files under it) into
+    ``settings.output``; ``on_result(result, done, total)`` is called after each file (progress
+    bars in notebooks).
+
+    A pre-pass (:mod:`anonlib.inputs`) reads every header first; of the files that share a SOP
+    Instance UID only the first in sorted path order is processed, the others are listed in
+    ``conflicts.csv``. So no two files of a run are written to one output, whatever the number of
+    workers, and the manifest describes the bytes on disk. Results come in sorted path order.
+    The pre-pass also collects the identifying values of every study and patient, so that a
+    value carried by one instance's header is scrubbed from the free text of all of them."""
+    from anonlib.store import default_store_url
+
+    global _PLAN
+    db_url = settings.db_url or default_store_url()
+    _check_locations(settings, db_url)
+    plan = _PLAN = build_plan(settings.profile)  # fail on a bad profile before any work
+    with _pool(settings, db_url) as pool:
+        index = index_inputs(discover_files(settings.source) if paths is None else map(Path, paths),
+                             settings.source, tags=None, collect=_collect_known, pool=pool)
+        return _run(settings, db_url, index, _known_by_file(index, plan), pool, on_result)
+
+
+def _run(settings: RunSettings, db_url: str, index: InputIndex, known: dict[str, Identifiers],
+         pool: ProcessPoolExecutor | None,
+         on_result: Callable[[FileResult, int, int], None] | None) -> RunSummary:
+    selected, skipped = index.selection()
+    total = len(index.files)
+    summary = RunSummary()
+    manifest: dict[str, ManifestRow] = {}
+    quarantined: dict[str, ManifestRow] = {}
+    bar = tqdm(total=total, unit="file", disable=not settings.progress, file=sys.stderr,
+               desc="de-identifying")
+
+    def done(result: FileResult) -> None:
+        summary.results.append(result)
+        bar.update(1)
+        if on_result is not None:
+            on_result(result, len(summary.results), total)
+
+    try:
+        for skip in skipped:
+            done(FileResult(skip.label, skip.status, reason=skip.reason, kept=skip.kept))
+        items = [(str(f.path), f.label, known.get(f.label)) for f in selected]
+        for result in _results(settings, db_url, items, pool):
+            if result.row is not None:
+                (quarantined if result.status == "quarantined" else manifest)[result.row.path] = result.row
+            done(result)
+    finally:
+        bar.close()
+        order = {f.label: n for n, f in enumerate(index.files)}
+        summary.results.sort(key=lambda r: order.get(r.source, total))
+        settings.output.mkdir(parents=True, exist_ok=True)
+        update_manifest(settings.output / MANIFEST, manifest)
+        if quarantined:
+            update_manifest(settings.quarantine_dir / QUARANTINE_MANIFEST, quarantined)
+        write_list(settings.quarantine_dir / REJECTED_LIST, ["source", "reason"],
+                   [[r.source, r.reason] for r in summary.rejected])
+        write_list(settings.quarantine_dir / CONFLICT_LIST, ["source", "kept", "status", "reason"],
+                   [[r.source, r.kept, r.status, r.reason] for r in summary.results if r.kept])
+    return summary
