@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -316,6 +317,9 @@ def main(argv: list[str] | None = None) -> int:
     except AnonlibError as exc:
         print(f"anonlib: {exc}", file=sys.stderr)
         return 3
+    except BrokenPipeError:  # the reader went away (``anonlib audit … | head``): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":
