@@ -26,6 +26,7 @@ from anonlib.data import read_verified
 __all__ = [
     "text_of", "strings_of", "format_path", "parse_da", "age_in_years", "years_between",
     "AGE_CAP", "dummy_value", "is_registry_uid", "structural_uid_tags", "is_kept_uid",
+    "is_standard_code",
 ]
 
 AGE_CAP = "090Y"
@@ -100,6 +101,26 @@ def age_in_years(value: str) -> float | None:
 def years_between(born: _dt.date, seen: _dt.date) -> int:
     """Whole years from ``born`` to ``seen`` (the age on ``seen`` of someone born on ``born``)."""
     return seen.year - born.year - ((seen.month, seen.day) < (born.month, born.day))
+
+
+# -- coded values -----------------------------------------------------------------------------
+
+_CODING_SCHEME_DESIGNATOR = 0x00080102
+
+
+def is_standard_code(item: Any) -> bool:
+    """Whether the code item ``item`` (a dataset holding CodeValue, CodingSchemeDesignator and
+    CodeMeaning) is from a standard or registered scheme: any designator but a private one
+    (``99…``) or a local one (``L``, ``LOCAL``). The CodeMeaning of such a code is the scheme's
+    own text and is never scrubbed or searched; a private or local code's meaning is written by
+    a site and may name anyone, so the engine scrubs known values from it and the audit
+    searches it."""
+    try:
+        element = item.get(_CODING_SCHEME_DESIGNATOR)
+        scheme = str(element.value or "").strip() if element is not None else ""
+    except Exception:  # noqa: BLE001 - an undecodable designator is not a standard one
+        return False
+    return bool(scheme) and not scheme.startswith("99") and scheme.upper() not in ("L", "LOCAL")
 
 
 # -- the kept-UID policy -----------------------------------------------------------------------

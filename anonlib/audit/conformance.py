@@ -3,10 +3,13 @@ normalized message, so values never appear), and warnings listed. (The de-identi
 markers are checked by the Safe Harbor scan and reported under this check.)
 
 dciodvfy is a subprocess of its own per file, so :class:`ConformanceRunner` runs the instances
-in a thread pool of one thread per core and hands the findings back in input order."""
+in a thread pool of one thread per core and hands the findings back in input order. dciodvfy
+cannot read the Deflated transfer syntax: such files are validated inflated (re-encoded as
+Explicit VR Little Endian), the original and the output alike."""
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from collections import Counter
@@ -14,8 +17,12 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from anonlib.audit.dciodvfy import DciodvfyReport, introduced_errors, run_dciodvfy
+import pydicom
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
+
+from anonlib.audit.dciodvfy import DciodvfyNotFoundError, DciodvfyReport, introduced_errors, run_dciodvfy
 from anonlib.audit.model import Finding, Verdict
+from anonlib.errors import AnonlibError
 
 __all__ = ["check_conformance", "ConformanceRunner", "workers"]
 
@@ -25,9 +32,34 @@ def workers() -> int:
     return os.cpu_count() or 1
 
 
+_DEFLATED = b"1.2.840.10008.1.2.1.99"
+
+
+def _inflated(data: bytes) -> bytes:
+    """A Deflated Explicit VR Little Endian file re-encoded as Explicit VR Little Endian, which
+    dciodvfy can read (it reads the deflated bytes as garbage); other files as they are."""
+    if _DEFLATED not in data[:1024]:
+        return data
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data), force=True)
+        if str(ds.file_meta.get("TransferSyntaxUID", "")) != DeflatedExplicitVRLittleEndian:
+            return data
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        out = io.BytesIO()
+        ds.save_as(out, enforce_file_format=True)
+        return out.getvalue()
+    except Exception:  # noqa: BLE001 - unreadable here: dciodvfy says what it can
+        return data
+
+
 def _report(data: bytes | Path, folder: Path, name: str) -> DciodvfyReport:
     if isinstance(data, Path):
-        return run_dciodvfy(data)
+        with open(data, "rb") as handle:
+            deflated = _DEFLATED in handle.read(1024)
+        if not deflated:
+            return run_dciodvfy(data)
+        data = data.read_bytes()
+    data = _inflated(data)
     path = folder / name
     path.write_bytes(data)
     try:
@@ -40,9 +72,16 @@ def check_conformance(output: bytes | Path, original: bytes | Path | None, *, st
                       instance: str) -> list[Finding]:
     """dciodvfy findings for one instance (see the module docstring); files are validated
     where they are, bytes through a temporary file."""
-    with tempfile.TemporaryDirectory(prefix="anonlib-audit-") as tmp:
-        after = _report(output, Path(tmp), "output.dcm")
-        before = _report(original, Path(tmp), "original.dcm") if original is not None else None
+    try:
+        with tempfile.TemporaryDirectory(prefix="anonlib-audit-") as tmp:
+            after = _report(output, Path(tmp), "output.dcm")
+            before = _report(original, Path(tmp), "original.dcm") if original is not None else None
+    except DciodvfyNotFoundError:
+        raise
+    except AnonlibError as exc:  # dciodvfy did not finish on this instance: not checked
+        return [Finding("conformance", "dciodvfy", "incomplete", study, instance, "",
+                        f"the conformance of this instance could not be checked ({exc.__class__.__name__}: "
+                        "dciodvfy did not finish)")]
     findings: list[Finding] = []
     if before is None:
         for error in after.errors:

@@ -70,6 +70,7 @@ _TOKEN = re.compile(
     | (?P<valued>=\ <.*?>(?=\ -\ |\s*$))                    # "= <value> - ...": removed
     | (?P<term><.*?>(?=\ for\ value\ ))                     # "<value> for value N": removed
     | (?P<angle><[^<>]*>)                                   # any other <...> is a value
+    | (?P<open><[^>]*$)                                     # a value cut by a line break in it
     | (?P<dquote>"[^"]*")                                   # a quoted value: removed
     | (?P<squote>'.?'\ \((?:0x)?[0-9a-fA-F]+\))              # a character and its code
     | (?P<instead>\bis\ \S+\ instead\b)                     # "is <value> instead": removed
@@ -87,7 +88,7 @@ def _replace(match: re.Match[str]) -> str:
         return text
     if kind == "valued":
         return "= <*>"
-    if kind in ("term", "angle"):
+    if kind in ("term", "angle", "open"):
         return "<*>"
     if kind == "dquote":
         return '"*"'
@@ -106,7 +107,7 @@ def normalize(text: str) -> str:
 def parse_output(output: str) -> DciodvfyReport:
     """Parse dciodvfy's combined output into a normalized report."""
     report = DciodvfyReport()
-    for raw in output.splitlines():
+    for raw in output.split("\n"):  # only dciodvfy's own line ends: a CR may sit in a value
         line = raw.strip()
         match = _LINE.match(line)
         if match is None:

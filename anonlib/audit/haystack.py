@@ -11,7 +11,9 @@ becomes one :class:`~anonlib.audit.matching.Scanned` place, named by its tag pat
 * **coded values** — CS values (ValueType, ImageType, Modality, ...), CodeValue,
   CodingSchemeDesignator and its version, long and URN code values, and the CodeMeaning of a
   code from a standard scheme (any designator but a private ``99...`` or a local ``L``): never
-  searched; nor numbers (DS, IS, TM, AS) or binary numbers;
+  searched; nor numbers (DS, IS, TM, AS) or binary numbers; nor DeidentificationMethod, the
+  de-identifier's own words about its method and profile (an original department called
+  "Default" is not leaked by "profile default");
 * **blobs** — the bytes of private OB/OW/UN elements, any UN element, encapsulated documents,
   overlay data (60xx,3000), trailing padding, private File Meta information, any element that
   cannot be decoded, and the preamble: decoded as the output decodes its text (its
@@ -38,7 +40,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
 from anonlib.audit.matching import Scanned, scan
-from anonlib.dicomvalues import format_path
+from anonlib.dicomvalues import format_path, is_standard_code
 
 __all__ = ["places"]
 
@@ -53,9 +55,9 @@ _CODED = frozenset({
     0x00080107,  # ContextGroupLocalVersion
     0x00080119,  # LongCodeValue
     0x00080120,  # URNCodeValue
+    0x00120063,  # DeidentificationMethod: the de-identifier's own account of what it did
 })
 _CODE_MEANING = 0x00080104
-_DESIGNATOR = 0x00080102
 _IMAGE_FRAMES = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
 _HIDING = frozenset({0x00420011, 0xFFFCFFFC, 0x00020102})  # document, padding, private meta
 _CHUNK = 4096
@@ -76,12 +78,6 @@ def places(ds: Dataset) -> Iterator[Scanned]:
     if meta is not None:
         yield from _walk(meta, (), encodings)
     yield from _walk(ds, (), encodings)
-
-
-def _standard_code(ds: Dataset) -> bool:
-    designator = ds.get(_DESIGNATOR)
-    scheme = str(designator.value or "").strip() if designator is not None else ""
-    return bool(scheme) and not scheme.startswith("99") and scheme not in ("L", "LOCAL")
 
 
 def _walk(ds: Dataset, trail: Trail, encodings: list[str]) -> Iterator[Scanned]:
@@ -119,7 +115,7 @@ def _place(element: DataElement, tag: int, path: str, ds: Dataset, encodings: li
     vr = element.VR
     if vr == "UI":
         return scan(path, _text(value), words=False)
-    if vr not in _TEXT_VRS or tag in _CODED or (tag == _CODE_MEANING and _standard_code(ds)):
+    if vr not in _TEXT_VRS or tag in _CODED or (tag == _CODE_MEANING and is_standard_code(ds)):
         return None
     return scan(path, _MASK.sub(" ", _text(value)))
 

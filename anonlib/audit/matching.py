@@ -29,10 +29,11 @@ from dataclasses import dataclass, field
 from functools import cache
 
 __all__ = ["Matcher", "Scanned", "Tokens", "fold", "scan", "tokenize", "is_searchable_uid",
-           "is_searchable_value", "UID_CATEGORY", "NAME_CATEGORY"]
+           "is_searchable_value", "UID_CATEGORY", "NAME_CATEGORY", "DATE_CATEGORY"]
 
 UID_CATEGORY = "R UIDs"
 NAME_CATEGORY = "A names"
+DATE_CATEGORY = "C dates"
 #: Ideographs, kana, hangul (syllables and the jamo NFKD makes of them): one token per character.
 _CJK = ("\u1100-\u11ff\u2e80-\u2fdf\u3040-\u30ff\u3130-\u318f\u31f0-\u31ff\u3400-\u4dbf"
         "\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0003ffff")
@@ -154,7 +155,7 @@ class _Needle:
     glued: tuple[bool, ...]  # per gap between two tokens
     category: str
     name: bool  # plural and possessive endings match too
-    blob: bool  # long enough (4+ characters) to be searched in binary data
+    blob: bool  # long enough to be searched in binary data (see _long_enough_for_blobs)
     letters: bool  # holds a letter (a word, matched whole), else a number
 
 
@@ -166,8 +167,15 @@ def _needle(value: str, category: str) -> _Needle | None:
         return None
     glued = tuple(tokens.glued(i) for i in range(1, len(tokens.words)))
     return _Needle(tuple(tokens.words), tuple(tokens.kinds), glued, category,
-                   category == NAME_CATEGORY, len(value.strip(" \x00")) >= 4,
+                   category == NAME_CATEGORY, _long_enough_for_blobs(value.strip(" \x00")),
                    any(kind != _DIGITS for kind in tokens.kinds))
+
+
+def _long_enough_for_blobs(value: str) -> bool:
+    """Binary data spells short words by chance: a value is searched there when it has 4 or more
+    characters, or 3 outside ASCII (a three-character CJK name — 長谷川, 하늘빛 — is as telling
+    as a long Latin one)."""
+    return len(value) >= 4 or (len(value) == 3 and len(value.encode("utf-8")) >= 6)
 
 
 @dataclass

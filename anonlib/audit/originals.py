@@ -24,7 +24,7 @@ from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 
 from anonlib.audit.elements import walk_elements
-from anonlib.audit.matching import NAME_CATEGORY, is_searchable_uid, is_searchable_value
+from anonlib.audit.matching import DATE_CATEGORY, NAME_CATEGORY, is_searchable_uid, is_searchable_value
 from anonlib.audit.safe_harbor.table import categories
 from anonlib.dicomvalues import is_kept_uid, strings_of, text_of
 
@@ -150,7 +150,7 @@ def original_values(ds: Dataset) -> OriginalValues:
                 day = _as_date(value)
                 if day is not None and day != _DUMMY_DATE:
                     for form in date_forms(day):
-                        found.add("C dates", form)
+                        found.add(DATE_CATEGORY, form)
         elif element.VR == "UI":
             for value in values:
                 uid = value.strip(" \x00")

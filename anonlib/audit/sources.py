@@ -45,6 +45,7 @@ Located = tuple[Path | NodeInfo, Path | NodeInfo | None, list[str] | None]
 #: ``progress(done, total)``, called as instances are audited.
 Progress = Callable[[int, int], None]
 
+_TABLE_SUFFIXES = {".csv", ".tsv"}
 _TEXT_SUFFIXES = {".csv", ".json", ".html", ".htm", ".txt", ".md", ".tsv", ".xml", ".log"}
 
 
@@ -107,13 +108,16 @@ def folder_inputs(target: Path, originals: Path | None, store: LookupStore | Non
 
 def tree_names(target: Path) -> dict[str, str]:
     """Every file and folder name under ``target`` and the text of its text files, keyed by a
-    PHI-free description of the place."""
+    PHI-free description of the place. Of a CSV or TSV file the header row is left out: it
+    names the writing tool's columns (a patient named "Modality^Lut" is not in ``modality``)."""
     names: dict[str, str] = {}
     for number, path in enumerate(sorted(target.rglob("*"))):
         names[f"file or folder name, entry {number + 1} of the output tree"] = str(path.relative_to(target))
         if path.is_file() and path.suffix.lower() in _TEXT_SUFFIXES and path.stat().st_size < 50_000_000:
-            names[f"content of {path.suffix.lstrip('.')} file, entry {number + 1} of the output tree"] = \
-                path.read_text("utf-8", errors="replace")
+            text = path.read_text("utf-8", errors="replace")
+            if path.suffix.lower() in _TABLE_SUFFIXES:  # the header row names the writer's columns
+                text = text.partition("\n")[2]
+            names[f"content of {path.suffix.lstrip('.')} file, entry {number + 1} of the output tree"] = text
     return names
 
 

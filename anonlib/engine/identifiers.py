@@ -145,9 +145,10 @@ def collect_identifiers(ds: Dataset, plan: Plan) -> Identifiers:
 
 def _collect(ds: Dataset, wanted: dict[int, str], kept: frozenset[int], found: Identifiers) -> None:
     for tag in list(raw_elements(ds)):
-        if (tag >> 16) % 2:
-            continue  # identifier attributes are public; private values are removed or scrubbed
-        kind = wanted.get(tag)
+        # Identifier attributes are public; of private elements only person names (their VR
+        # known from the file or the private dictionary) count, at any depth: a private
+        # element is removed, but the name it held may be typed into kept free text too.
+        kind = None if (tag >> 16) % 2 else wanted.get(tag)
         vr = element_vr(ds, tag) if kind is None else ""
         if kind is None and vr == "PN" and tag not in kept:
             kind = "names"

@@ -20,6 +20,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
+from anonlib.dicomvalues import is_standard_code
 from anonlib.engine.changes import Change
 from anonlib.engine.dates import (
     AGE_CAP,
@@ -48,6 +49,7 @@ _DATE_VRS = frozenset({"DA", "DT", "TM"})
 _ACTIVE_VRS = TEXT_VRS | _DATE_VRS | {"UI", "SQ", "AS"}
 #: Coded values (PS3.3 Table 8.8-1) are concepts, never scrubbed ("Liver" stays when a name part
 #: is spelled the same); still removed or dummied where the plan or a dummied sequence says so.
+_CODE_MEANING = 0x00080104
 _CODED = frozenset({0x00080100, 0x00080102, 0x00080103, 0x00080104, 0x00080119, 0x00080120})
 _BIRTH_DATE = 0x00100030
 _PATIENT_AGE = 0x00101010
@@ -207,6 +209,9 @@ class Walker:
             before = self._before(s)
             s.ds[s.tag].value = dummy_value("AE")
             self._record(s, "C", "dummy", before, dummy_value("AE"))
+        elif s.tag == _CODE_MEANING and not is_standard_code(s.ds):
+            # a private or local code's meaning is a site's own text: known values only
+            self._map_values(s, lambda v: fit(self.scrubber.known(v), vr), letter, "cleaned")
         elif s.tag in _CODED:
             self._record_kept(s, letter)
         elif vr in TEXT_VRS:

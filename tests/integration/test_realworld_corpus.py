@@ -29,7 +29,7 @@ from anonlib.audit.run import digest
 from anonlib.audit.sources import audit_located
 from anonlib.dicomvalues import is_kept_uid
 from anonlib.engine import UidMapper
-from anonlib.pipeline import RunSettings, RunSummary, run_folder
+from anonlib.folder_run import RunSettings, RunSummary, run_folder
 from tests.fixtures.realworld import RealCorpus
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -148,7 +148,10 @@ def test_every_file_is_deidentified_or_rejected_with_a_clear_reason(run: Run) ->
                if r.status not in DELIVERED | ACCOUNTED | {"rejected"} or UNCLEAR.search(r.reason)
                or (r.status == "rejected" and not r.reason)]
     assert not unclear, "\n".join(unclear)
-    assert run.summary.processed + run.summary.quarantined >= 200  # most real files are usable
+    # Many of pydicom's files are re-encodings of one instance (one SOP Instance UID): the first
+    # is de-identified, the others are conflicts; still, most files reach an output.
+    delivered = run.summary.processed + run.summary.quarantined
+    assert delivered >= len(results) // 2 and run.summary.conflicts, run.summary.describe()
 
 
 def test_no_two_inputs_silently_share_one_output(run: Run) -> None:

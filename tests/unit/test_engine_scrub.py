@@ -111,7 +111,10 @@ def _code(value: str, scheme: str, meaning: str) -> Dataset:
     return item
 
 
-def test_coded_values_are_never_scrubbed() -> None:
+def test_coded_values_are_never_scrubbed_but_a_private_codes_meaning_is() -> None:
+    """Codes and the meanings of standard codes are kept; the meaning of a private (99…),
+    local or scheme-less code is a site's own text: known values are scrubbed from it (the
+    audit searches it too, anonlib.dicomvalues.is_standard_code)."""
     region = _code("10200004", "SCT", "Liver")
     region.CodingSchemeVersion = "Mass"
     long_code = Dataset()
@@ -126,9 +129,9 @@ def test_coded_values_are_never_scrubbed() -> None:
     assert out.AnatomicRegionSequence[0].CodeMeaning == "Liver"
     assert out.AnatomicRegionSequence[0].CodingSchemeVersion == "Mass"
     assert out.ProcedureCodeSequence[0].LongCodeValue == "Liver Mass 77"
-    assert out.ProcedureCodeSequence[0].CodeMeaning == "Mass of Liver"
+    assert out.ProcedureCodeSequence[0].CodeMeaning == "[NAME] of [NAME]"
     assert out.ProcedureCodeSequence[1].URNCodeValue == "urn:x:Liver"
-    assert out.ProcedureCodeSequence[1].CodeMeaning == "Liver"
+    assert out.ProcedureCodeSequence[1].CodeMeaning == "[NAME]"
     assert out.BodyPartExamined == "LIVER" and list(out.ImageType) == ["ORIGINAL", "MASS"]
     assert out.StudyDescription == "[NAME]"  # free text still is scrubbed (the whole name here)
 

@@ -4,7 +4,7 @@ without IR 13), Korean (ISO 2022 IR 149), Chinese (GB18030) and UTF-8.
 Each original is pydicom's CT_small with a patient name in that script (the encodings follow
 pydicom's chr*.dcm character-set test files) and free text that repeats the name. The engine's
 output must pass the audit (no false alarm, no finding without a category); the same output
-with one name part written back — into a description, an SR text value, or only into raw bytes
+with one name part written back — into a description, an SR text value, or only into the bytes of a private blob
 (a private OB value, encoded as the output encodes text) — must fail it under "A names".
 Running text in Chinese, Japanese and Korean puts no space between family and given name: the
 engine must scrub, and the audit must catch, a name written that way too.
@@ -115,13 +115,13 @@ def _leak(output: bytes, script: Script, place: str, value: str) -> bytes:
         item.ConceptNameCodeSequence = [concept]
         item.TextValue = f"{script.head}: {value}"
         ds.ContentSequence = [item]
-    else:  # only in raw bytes: a private OB value holding the text as the output encodes it
+    else:  # a private blob: an OB value holding the text as the output encodes it
         encoded = encode_string(f" {value} ", convert_encodings(ds.SpecificCharacterSet))
         ds.private_block(0x0009, "ANONLIB LEAK TEST", create=True).add_new(0x01, "OB", encoded)
     return _bytes(ds)
 
 
-PLACES = {"StudyDescription": "(0008,1030)", "SR TextValue": "(0040,A730)[0]>(0040,A160)", "raw bytes": "raw bytes"}
+PLACES = {"StudyDescription": "(0008,1030)", "SR TextValue": "(0040,A730)[0]>(0040,A160)", "private blob": "(0009,1001)"}
 
 
 @pytest.mark.parametrize("place", list(PLACES))
