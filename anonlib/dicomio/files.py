@@ -82,6 +82,9 @@ def parse_instance(data: bytes, *, label: str, with_pixels: bool = False) -> Par
     return _parse(data, len(data), label, with_pixels)
 
 
+_DICOMDIR = "1.2.840.10008.1.3.10"
+
+
 def _parse(buf: Buffer, size: int, name: str, with_pixels: bool) -> ParsedInstance:
     has_preamble = bytes(buf[128:132]) == b"DICM" if size >= 132 else False
     with warnings.catch_warnings():
@@ -93,6 +96,11 @@ def _parse(buf: Buffer, size: int, name: str, with_pixels: bool) -> ParsedInstan
                 struct.error) as exc:
             raise InputError(name, f"not a readable DICOM file ({type(exc).__name__})") from exc
     if not (_looks_like_uid(ds.get("SOPClassUID")) and _looks_like_uid(ds.get("SOPInstanceUID"))):
+        meta = getattr(ds, "file_meta", None)
+        if (meta is not None and str(meta.get("MediaStorageSOPClassUID", "")) == _DICOMDIR) \
+                or 0x00041220 in ds:  # DirectoryRecordSequence
+            raise InputError(name, "a DICOMDIR (a media directory, not an instance): not de-identified; "
+                                   "rebuild it from the output")
         raise InputError(name, "not a DICOM instance (no valid SOP Class and SOP Instance UID)")
     syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
     implicit, little = ds.original_encoding

@@ -100,3 +100,9 @@ def test_pydicoms_truncated_samples_are_rejected(tmp_path: Path) -> None:
     for name in ("MR_truncated.dcm", "rtplan_truncated.dcm"):
         with pytest.raises(InputError, match="truncated"):
             read_instance(_copy(tmp_path, name))
+
+
+def test_a_dicomdir_is_rejected_as_such() -> None:
+    """pydicom's DICOMDIR files were rejected as 'not a DICOM instance': true, but unhelpful."""
+    with pytest.raises(InputError, match="a DICOMDIR"):
+        read_instance(Path(get_testdata_file("DICOMDIR")), label="DICOMDIR")
