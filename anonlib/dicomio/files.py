@@ -10,6 +10,7 @@ encodings, elements after the pixel data) are read whole instead.
 from __future__ import annotations
 
 import io
+import logging
 import mmap
 import os
 import struct
@@ -41,6 +42,10 @@ def quiet_pydicom() -> None:
     be identifying, and would reach logs. Conformance is checked by dciodvfy instead."""
     pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
     pydicom.config.settings.writing_validation_mode = pydicom.config.IGNORE
+    # Its other warnings (a VR guessed, a delimiter missing) name tags or files, not values,
+    # but say nothing the operator can act on: a bad file is rejected with its reason instead.
+    logging.getLogger("pydicom").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module=r"pydicom(\.|$)")
 
 
 @dataclass
