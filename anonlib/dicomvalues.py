@@ -26,7 +26,7 @@ from anonlib.data import read_verified
 __all__ = [
     "text_of", "strings_of", "format_path", "parse_da", "age_in_years", "years_between",
     "AGE_CAP", "dummy_value", "is_registry_uid", "structural_uid_tags", "is_kept_uid",
-    "is_standard_code",
+    "is_standard_code", "date_forms",
 ]
 
 AGE_CAP = "090Y"
@@ -87,6 +87,17 @@ def parse_da(value: str) -> _dt.date | None:
         return _dt.date(int(match.group(1)), int(match.group(2)), int(match.group(3)))
     except ValueError:
         return None
+
+
+def date_forms(day: _dt.date) -> list[str]:
+    """The common written forms of a date: DICOM, ISO, with slashes or dots, US and European
+    orders, with and without leading zeros. The engine scrubs every one of them from text and
+    the audit searches for every one."""
+    y, m, d = day.year, day.month, day.day
+    return [f"{y:04d}{m:02d}{d:02d}", f"{y:04d}-{m:02d}-{d:02d}", f"{y:04d}/{m:02d}/{d:02d}",
+            f"{y:04d}.{m:02d}.{d:02d}", f"{m:02d}/{d:02d}/{y:04d}", f"{d:02d}/{m:02d}/{y:04d}",
+            f"{d:02d}.{m:02d}.{y:04d}", f"{d:02d}-{m:02d}-{y:04d}", f"{m}/{d}/{y:04d}",
+            f"{d}.{m}.{y:04d}"]
 
 
 def age_in_years(value: str) -> float | None:

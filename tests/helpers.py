@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import copy
+import io
 from functools import cache
 
 import pydicom
 from pydicom.data import get_testdata_file
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian
 
 from anonlib.engine import Lookup, Outcome, deidentify
 from anonlib.profile import Plan, SiteProfile, build_plan, parse_site_profile
@@ -55,3 +57,12 @@ def plan_of(**profile: object) -> Plan:
 
 def run(ds: Dataset, plan: Plan | None = None, **kwargs: object) -> Outcome:
     return deidentify(ds, plan or plan_of(), LOOKUP, record_values=True, **kwargs)  # type: ignore[arg-type]
+
+
+def encoded(ds: Dataset) -> bytes:
+    """``ds`` as the bytes of a DICOM file (Explicit VR Little Endian, fresh file meta)."""
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()

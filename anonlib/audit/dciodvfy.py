@@ -70,7 +70,7 @@ _TOKEN = re.compile(
     | (?P<valued>=\ <.*?>(?=\ -\ |\s*$))                    # "= <value> - ...": removed
     | (?P<term><.*?>(?=\ for\ value\ ))                     # "<value> for value N": removed
     | (?P<angle><[^<>]*>)                                   # any other <...> is a value
-    | (?P<open><[^>]*$)                                     # a value cut by a line break in it
+    | (?P<open>(?<== )<[^>]*$)                              # a value cut by a line break in it
     | (?P<dquote>"[^"]*")                                   # a quoted value: removed
     | (?P<squote>'.?'\ \((?:0x)?[0-9a-fA-F]+\))              # a character and its code
     | (?P<instead>\bis\ \S+\ instead\b)                     # "is <value> instead": removed

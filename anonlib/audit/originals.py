@@ -26,9 +26,9 @@ from pydicom.dataset import Dataset
 from anonlib.audit.elements import walk_elements
 from anonlib.audit.matching import DATE_CATEGORY, NAME_CATEGORY, is_searchable_uid, is_searchable_value
 from anonlib.audit.safe_harbor.table import categories
-from anonlib.dicomvalues import is_kept_uid, strings_of, text_of
+from anonlib.dicomvalues import date_forms, is_kept_uid, strings_of, text_of
 
-__all__ = ["OriginalValues", "original_values", "date_forms", "name_parts", "patient_key_of"]
+__all__ = ["OriginalValues", "original_values", "name_parts", "patient_key_of"]
 
 #: Extra attributes named by the audit issue (institutions, order and request numbers).
 _EXTRA = {
@@ -96,14 +96,6 @@ def _category_tags() -> dict[int, str]:
                 tags[int(tag)] = category
     return tags
 
-
-def date_forms(day: dt.date) -> list[str]:
-    """The common written forms of a date (at least those the engine's scrubber knows)."""
-    y, m, d = day.year, day.month, day.day
-    return [f"{y:04d}{m:02d}{d:02d}", f"{y:04d}-{m:02d}-{d:02d}", f"{y:04d}/{m:02d}/{d:02d}",
-            f"{y:04d}.{m:02d}.{d:02d}", f"{m:02d}/{d:02d}/{y:04d}", f"{d:02d}/{m:02d}/{y:04d}",
-            f"{d:02d}.{m:02d}.{y:04d}", f"{d:02d}-{m:02d}-{y:04d}", f"{m}/{d}/{y:04d}",
-            f"{d}.{m}.{y:04d}"]
 
 
 def name_parts(value: str) -> set[str]:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from functools import cache
 
-from pydicom.datadict import tag_for_keyword
+from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataset import Dataset
 
 from anonlib.data import read_yaml
@@ -35,7 +35,7 @@ from anonlib.engine.values import strings_of
 from anonlib.engine.vr import element_vr, raw_elements
 from anonlib.profile.plan import Plan
 
-__all__ = ["collect_identifiers", "identifier_tags", "name_parts", "id_stems"]
+__all__ = ["collect_identifiers", "retained_identifiers", "identifier_tags", "name_parts", "id_stems"]
 
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _NAME_SPLIT = re.compile(r"[\W_]+")
@@ -132,6 +132,21 @@ def _wanted(plan: Plan) -> tuple[dict[int, str], frozenset[int]]:
         found = _WANTED[plan.fingerprint] = (
             {tag: kind for tag, kind in identifier_tags().items() if tag not in kept}, kept)
     return found
+
+
+def retained_identifiers(plan: Plan) -> frozenset[int]:
+    """Identifying attributes (identifier attributes, person names) that the plan keeps on
+    purpose (an option or the site profile says K): kept as they are, never scrubbed — a site
+    that keeps PatientName keeps it, even where its parts are also written elsewhere."""
+    _, kept = _wanted(plan)
+    return frozenset(tag for tag in kept if tag in identifier_tags() or _dictionary_vr(tag) == "PN")
+
+
+def _dictionary_vr(tag: int) -> str:
+    try:
+        return str(dictionary_VR(tag))
+    except KeyError:
+        return ""
 
 
 def collect_identifiers(ds: Dataset, plan: Plan) -> Identifiers:

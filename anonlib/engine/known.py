@@ -32,7 +32,6 @@ Compiled matchers are cached per set of values: the instances of one study share
 
 from __future__ import annotations
 
-import datetime as _dt
 import re
 import unicodedata
 from collections.abc import Callable
@@ -40,6 +39,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from anonlib.dicomvalues import date_forms
 from anonlib.engine.dates import parse_da
 from anonlib.engine.fold import fold, fold_indexed
 
@@ -146,7 +146,7 @@ def matcher(key: Key) -> Matcher:
     for value in dates:
         day = parse_da(value)
         if day is not None:
-            for form in _date_forms(day):
+            for form in date_forms(day):
                 kinds[form] = "date:" + day.isoformat()
                 _add(bounded, form, "")
     parts = [f"{_START}(?:{_trie(bounded)}){_END}"] if bounded else []
@@ -209,10 +209,3 @@ def _node(node: dict[str, Any]) -> str:
         return options[0]
     return "(?:" + "|".join(options) + ")"
 
-
-def _date_forms(day: _dt.date) -> list[str]:
-    y, m, d = day.year, day.month, day.day
-    return [f"{y:04d}{m:02d}{d:02d}", f"{y:04d}-{m:02d}-{d:02d}", f"{y:04d}/{m:02d}/{d:02d}",
-            f"{y:04d}.{m:02d}.{d:02d}", f"{m:02d}/{d:02d}/{y:04d}", f"{d:02d}/{m:02d}/{y:04d}",
-            f"{d:02d}.{m:02d}.{y:04d}", f"{d:02d}-{m:02d}-{y:04d}", f"{m}/{d}/{y:04d}",
-            f"{d}.{m}.{y:04d}"]

@@ -31,6 +31,7 @@ from anonlib.engine.dates import (
     shift_day,
     shift_dt,
 )
+from anonlib.engine.identifiers import retained_identifiers
 from anonlib.engine.privates import PrivatePolicy
 from anonlib.engine.text import Scrubber
 from anonlib.engine.uids import UidMapper, structural_uid_tags
@@ -79,6 +80,7 @@ class Walker:
         self._retain_uids = Option.RETAIN_UIDS in self.plan.options
         self._codec: str | None = "ascii"
         self._structural = structural_uid_tags()
+        self._retained = retained_identifiers(self.plan)
         self._handlers: dict[str, Callable[..., None]] = {
             "X": self._remove, "Z": self._empty, "D": self._dummy, "K": self._keep,
             "C": self._clean, "U": self._uid, "P": self._pseudonym,
@@ -212,8 +214,8 @@ class Walker:
         elif s.tag == _CODE_MEANING and not is_standard_code(s.ds):
             # a private or local code's meaning is a site's own text: known values only
             self._map_values(s, lambda v: fit(self.scrubber.known(v), vr), letter, "cleaned")
-        elif s.tag in _CODED:
-            self._record_kept(s, letter)
+        elif s.tag in _CODED or (not clean and s.tag in self._retained):
+            self._record_kept(s, letter)  # codes; identifying attributes kept on purpose
         elif vr in TEXT_VRS:
             scrub = self.scrubber.clean if (clean or vr in ("LT", "ST", "UT")) else self.scrubber.known
             self._map_values(s, lambda v: fit(scrub(v), vr), letter, "cleaned")

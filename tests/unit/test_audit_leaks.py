@@ -5,7 +5,6 @@ parallel."""
 
 from __future__ import annotations
 
-import io
 import random
 import re
 import threading
@@ -15,14 +14,13 @@ from pathlib import Path
 import pydicom
 import pytest
 from pydicom.charset import convert_encodings, encode_string
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian
 
 from anonlib.audit.model import AuditInput, AuditResult
 from anonlib.audit.run import AuditOptions, audit
 from anonlib.dicomvalues import is_kept_uid
-from tests.helpers import run
+from tests.helpers import encoded, run
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
 COMPREHENSIVE_SR = "1.2.840.10008.5.1.4.1.1.88.33"
@@ -60,17 +58,9 @@ def _output(original: Dataset, **values: object) -> Dataset:
     return ds
 
 
-def _bytes(ds: Dataset) -> bytes:
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
-
-
 def _audit(*pairs: tuple[Dataset, Dataset | None], options: AuditOptions = LEAKS_ONLY,
            **kwargs: object) -> AuditResult:
-    inputs = [AuditInput(f"#{n}", _bytes(out), _bytes(orig) if orig is not None else None)
+    inputs = [AuditInput(f"#{n}", encoded(out), encoded(orig) if orig is not None else None)
               for n, (out, orig) in enumerate(pairs)]
     return audit(inputs, options=options, **kwargs)  # type: ignore[arg-type]
 

@@ -226,3 +226,14 @@ def test_many_values_match_as_a_few_do(monkeypatch: pytest.MonkeyPatch) -> None:
     assert many == few
     assert many.startswith("[REMOVED]: [NAME], [NAME] and [NAME] saw [ID] on [ID], 20230305, 20231205")
     assert "1234567.5; Nomzz; Lis; ST999A; [NAME] Jude" in many
+
+
+def test_an_identifying_attribute_kept_on_purpose_is_kept_verbatim_but_text_is_still_scrubbed() -> None:
+    """A site that keeps PatientName keeps it, even though its parts are also in another person
+    name of the instance (collected, they used to be scrubbed out of the kept name itself); a
+    description the site keeps is still scrubbed of known values."""
+    ds = minimal(CT, PatientName="Galbraith^Beatrix", OtherPatientNames="Galbraith^Beatrix",
+                 StudyDescription="CT head Galbraith")
+    out = run(ds, plan_of(actions={"PatientName": "K", "StudyDescription": "K"})).dataset
+    assert str(out.PatientName) == "Galbraith^Beatrix"
+    assert "Galbraith" not in str(out.StudyDescription)

@@ -3,16 +3,14 @@ each reduced to the smallest case: engine and audit run together where they must
 
 from __future__ import annotations
 
-import io
 import subprocess
 from pathlib import Path
 
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian
 
 from anonlib.audit import conformance
 from anonlib.audit.dciodvfy import parse_output
@@ -20,26 +18,18 @@ from anonlib.audit.model import AuditInput, AuditResult
 from anonlib.audit.run import AuditOptions, audit
 from anonlib.audit.sources import tree_names
 from anonlib.dicomvalues import is_standard_code
-from tests.helpers import CT, minimal, run
+from tests.helpers import CT, encoded, minimal, run
 
 LEAKS_ONLY = AuditOptions(safe_harbor=False, conformance=False)
 
 
-def _bytes(ds: Dataset) -> bytes:
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
-
-
 def _engine_then_audit(original: Dataset, plant: dict[str, object] | None = None,
                        names: dict[str, str] | None = None) -> tuple[Dataset, AuditResult]:
-    before = _bytes(original.copy())
+    before = encoded(original.copy())
     output = run(original.copy()).dataset
     for keyword, value in (plant or {}).items():
         setattr(output, keyword, value)
-    result = audit([AuditInput("#1", _bytes(output), before)], options=LEAKS_ONLY, names=names)
+    result = audit([AuditInput("#1", encoded(output), before)], options=LEAKS_ONLY, names=names)
     return output, result
 
 
@@ -117,7 +107,7 @@ def test_shifted_dates_in_names_are_not_matched_against_every_original_date() ->
     second.SOPInstanceUID, second.StudyInstanceUID = first.SOPInstanceUID + ".2", first.StudyInstanceUID + ".2"
     inputs = []
     for ds in (first, second):
-        inputs.append(AuditInput(ds.PatientID, _bytes(run(ds.copy()).dataset), _bytes(ds.copy())))
+        inputs.append(AuditInput(ds.PatientID, encoded(run(ds.copy()).dataset), encoded(ds.copy())))
     names = {"file or folder name, entry 1 of the output tree": "ANON1/20040826_abc/1_CT"}
     # (the test lookup gives both patients one pseudonym: the consistency check is not the point)
     result = audit(inputs, options=AuditOptions(safe_harbor=False, conformance=False, consistency=False),
@@ -149,6 +139,6 @@ def test_a_dciodvfy_that_does_not_finish_makes_the_instance_incomplete(monkeypat
 
     monkeypatch.setattr("anonlib.audit.dciodvfy.subprocess.run", too_slow)
     ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
-    data = _bytes(run(ds).dataset)
+    data = encoded(run(ds).dataset)
     findings = conformance.check_conformance(data, None, study="s", instance="i")
     assert [(f.verdict, f.category) for f in findings] == [("incomplete", "dciodvfy")]
