@@ -102,7 +102,9 @@ class ConstellationSettings:
             if name:
                 if not name.isidentifier() or name in ("intake", "research"):
                     raise ConfigError(f"ANONLIB_DESTINATIONS: bad node name {name!r}")
-                nodes.append(NodeSpec(name, "destination", 8044 + index, 4244 + index, name.upper()[:16]))
+                key = f"ANONLIB_{name.upper()}"  # e.g. ANONLIB_DEST_HTTP_PORT for node "dest"
+                nodes.append(NodeSpec(name, "destination", _int(env, f"{key}_HTTP_PORT", 8044 + index),
+                                      _int(env, f"{key}_DICOM_PORT", 4244 + index), name.upper()[:16]))
         export = env.get("ANONLIB_EXPORT_DIR", "")
         return cls(
             # as before: the default home is created here, an explicit ANONLIB_HOME is not

@@ -263,3 +263,14 @@ def test_constellation_info_from_env() -> None:
 def test_constellation_info_from_env_refuses_incomplete(change: dict[str, str]) -> None:
     with pytest.raises(ConfigError):
         ConstellationInfo.from_env({**ENV, **change})
+
+
+def test_destination_ports_are_settings_like_the_other_nodes(tmp_path: Path) -> None:
+    from anonlib.constellation import ConstellationSettings
+
+    env = {"ANONLIB_HOME": str(tmp_path), "ANONLIB_DESTINATIONS": "dest,archive", "ANONLIB_DEST_HTTP_PORT": "0",
+           "ANONLIB_DEST_DICOM_PORT": "11112"}
+    ports = {n.name: (n.http_port, n.dicom_port) for n in ConstellationSettings.from_env(env).nodes}
+    assert ports["dest"] == (0, 11112) and ports["archive"] == (8045, 4245)
+    with pytest.raises(ConfigError, match="ANONLIB_DEST_HTTP_PORT"):
+        ConstellationSettings.from_env({**env, "ANONLIB_DEST_HTTP_PORT": "http"})
