@@ -15,6 +15,7 @@ __all__ = [
     "DeidentificationError",
     "StoreError",
     "SinkError",
+    "PixelError",
 ]
 
 
@@ -53,3 +54,8 @@ class StoreError(AnonlibError):
 
 class SinkError(AnonlibError):
     """Writing or delivering de-identified output failed."""
+
+
+class PixelError(AnonlibError):
+    """Pixels could not be decoded, rendered, read by OCR or re-encoded. The message says why in
+    words (the transfer syntax, the engine) and never holds a value from the data."""
