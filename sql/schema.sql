@@ -104,4 +104,29 @@ CREATE TABLE IF NOT EXISTS anonlib_delivery (
 COMMENT ON TABLE anonlib_delivery IS
     'One row per study taken from an Orthanc node: the state it was in (LastUpdate, instance count) when its delivery was verified (done) or held, with a PHI-free reason; runs counts the times it was processed.';
 
+CREATE TABLE IF NOT EXISTS anonlib_pixel_finding (
+    original_sop_uid  text        NOT NULL,
+    new_sop_uid       text        NOT NULL,
+    outcome           text        NOT NULL,
+    reason            text        NOT NULL DEFAULT '',
+    boxes             jsonb       NOT NULL,
+    found_at          timestamptz NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    CONSTRAINT anonlib_pixel_finding_pkey PRIMARY KEY (original_sop_uid),
+    CONSTRAINT anonlib_pixel_finding_outcome_check CHECK (outcome IN ('masked', 'quarantined'))
+);
+COMMENT ON TABLE anonlib_pixel_finding IS
+    'One row per instance in which the pixel stage found text (masked) or could not look (quarantined, PHI-free reason): boxes as [{frame, x, y, width, height, score}], never the text.';
+
+CREATE TABLE IF NOT EXISTS anonlib_review (
+    original_sop_uid  text        NOT NULL,
+    decision          text        NOT NULL,
+    regions           jsonb       NOT NULL,
+    reviewer          text        NOT NULL DEFAULT '',
+    decided_at        timestamptz NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    CONSTRAINT anonlib_review_pkey PRIMARY KEY (original_sop_uid),
+    CONSTRAINT anonlib_review_decision_check CHECK (decision IN ('release', 'mask', 'reject'))
+);
+COMMENT ON TABLE anonlib_review IS
+    'One row per instance a reviewer decided about (release, mask the extra regions [{frame, x, y, width, height}], reject); applied whenever the instance is processed again.';
+
 INSERT INTO anonlib_schema_version (version) VALUES (1) ON CONFLICT DO NOTHING;

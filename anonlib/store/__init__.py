@@ -14,7 +14,11 @@ from anonlib.store.base import (
     LookupStore,
     PatientIdentity,
     PatientKey,
+    PixelBox,
+    PixelFindings,
     PseudonymPolicy,
+    Region,
+    ReviewDecision,
     StudyRecord,
 )
 from anonlib.store.memory import MemoryData, MemoryStore
@@ -29,7 +33,11 @@ __all__ = [
     "MemoryStore",
     "PatientIdentity",
     "PatientKey",
+    "PixelBox",
+    "PixelFindings",
     "PseudonymPolicy",
+    "Region",
+    "ReviewDecision",
     "SqlStore",
     "StudyRecord",
     "default_store_url",

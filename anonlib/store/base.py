@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from types import TracebackType
 from typing import Protocol, Self
 
@@ -23,8 +24,20 @@ __all__ = [
     "StudyRecord",
     "InstanceRecord",
     "DeliveryRecord",
+    "PixelBox",
+    "Region",
+    "PixelFindings",
+    "ReviewDecision",
+    "FINDING_OUTCOMES",
+    "REVIEW_DECISIONS",
     "LookupStore",
 ]
+
+FINDING_OUTCOMES = ("masked", "quarantined")
+"""What the pixel stage did with an instance in which it found (or could not look for) text."""
+
+REVIEW_DECISIONS = ("release", "mask", "reject")
+"""What a reviewer may decide about an instance the pixel stage masked or quarantined."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +115,60 @@ class DeliveryRecord:
     runs: int = 1  # how many times the study was processed (set by the store)
 
 
+@dataclass(frozen=True)
+class Region:
+    """A rectangle of one frame in the frame's own pixel coordinates (``x``/``y`` the top-left
+    corner, ``frame`` 0-based): where a reviewer asks for more masking."""
+
+    frame: int
+    x: int
+    y: int
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class PixelBox:
+    """Where the pixel stage found text, as :class:`Region` plus the detector's ``score``. Never
+    the text: recognized text is PHI and has no field here."""
+
+    frame: int
+    x: int
+    y: int
+    width: int
+    height: int
+    score: float = 1.0
+
+
+@dataclass(frozen=True)
+class PixelFindings:
+    """What the pixel stage found in one instance and did about it. ``outcome`` is ``masked``
+    (the boxes were masked, the instance released) or ``quarantined`` (``reason``, PHI-free,
+    starts with ``pixels:``). It is the machine's verdict: a reviewer's decision
+    (:class:`ReviewDecision`) is kept apart and never changes it."""
+
+    original_sop_uid: str
+    new_sop_uid: str
+    outcome: str
+    reason: str = ""
+    boxes: tuple[PixelBox, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReviewDecision:
+    """A reviewer's decision about one instance the pixel stage masked or quarantined, applied
+    whenever the instance is processed again: ``release`` (without quarantine; the boxes the
+    pixel stage finds are still masked), ``mask`` (mask ``regions`` too, then release) or
+    ``reject`` (quarantine). ``reviewer`` is free text; ``decided_at`` (UTC) is set by the store
+    when the decision is recorded without one."""
+
+    original_sop_uid: str
+    decision: str
+    regions: tuple[Region, ...] = ()
+    reviewer: str = ""
+    decided_at: datetime | None = None
+
+
 class ClosingMixin:
     """``with store: ...`` closes the store on exit (shared by the implementations)."""
 
@@ -158,6 +225,25 @@ class LookupStore(Protocol):
 
     def instances(self) -> Iterator[InstanceRecord]:
         """Every processed instance."""
+
+    def record_pixel_findings(self, findings: PixelFindings) -> None:
+        """Insert or replace the pixel findings of the instance ``findings.original_sop_uid``."""
+
+    def discard_pixel_findings(self, original_sop_uid: str) -> None:
+        """Forget the pixel findings of an instance (processed again, nothing to report)."""
+
+    def pixel_findings(self, outcome: str | None = None) -> list[PixelFindings]:
+        """The pixel findings of every instance (or of those with ``outcome``), ordered by
+        original SOP Instance UID."""
+
+    def record_review(self, decision: ReviewDecision) -> None:
+        """Insert or replace the decision about ``decision.original_sop_uid`` (the latest wins)."""
+
+    def review(self, original_sop_uid: str) -> ReviewDecision | None:
+        """The decision about one instance, if any."""
+
+    def reviews(self) -> list[ReviewDecision]:
+        """Every decision, ordered by original SOP Instance UID."""
 
     def close(self) -> None:
         """Release connections."""

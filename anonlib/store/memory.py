@@ -18,7 +18,9 @@ from anonlib.store.base import (
     InstanceRecord,
     PatientIdentity,
     PatientKey,
+    PixelFindings,
     PseudonymPolicy,
+    ReviewDecision,
     StudyRecord,
 )
 
@@ -36,6 +38,8 @@ class MemoryData:
     studies: dict[str, StudyRecord] = field(default_factory=dict)
     instances: dict[str, InstanceRecord] = field(default_factory=dict)
     deliveries: dict[tuple[str, str], DeliveryRecord] = field(default_factory=dict)
+    findings: dict[str, PixelFindings] = field(default_factory=dict)
+    reviews: dict[str, ReviewDecision] = field(default_factory=dict)
 
 
 class MemoryStore(ClosingMixin):
@@ -169,6 +173,46 @@ class MemoryStore(ClosingMixin):
         with data.lock:
             return {study: r for (n, study), r in data.deliveries.items()
                     if n == node and (wanted is None or study in wanted)}
+
+    def record_pixel_findings(self, findings: PixelFindings) -> None:
+        """Insert or replace the pixel findings of ``findings.original_sop_uid``."""
+        rules.check_findings(findings)
+        data = self._open()
+        with data.lock:
+            data.findings[findings.original_sop_uid] = replace(findings, boxes=tuple(findings.boxes))
+
+    def discard_pixel_findings(self, original_sop_uid: str) -> None:
+        """Forget the pixel findings of one instance."""
+        data = self._open()
+        with data.lock:
+            data.findings.pop(original_sop_uid, None)
+
+    def pixel_findings(self, outcome: str | None = None) -> list[PixelFindings]:
+        """Every instance's pixel findings (or those with ``outcome``), by original SOP UID."""
+        data = self._open()
+        with data.lock:
+            found = [f for f in data.findings.values() if outcome is None or f.outcome == outcome]
+        return sorted(found, key=lambda f: f.original_sop_uid)
+
+    def record_review(self, decision: ReviewDecision) -> None:
+        """Insert or replace the decision about ``decision.original_sop_uid``."""
+        rules.check_review(decision)
+        data = self._open()
+        with data.lock:
+            data.reviews[decision.original_sop_uid] = replace(
+                decision, regions=tuple(decision.regions), decided_at=rules.stamped(decision.decided_at))
+
+    def review(self, original_sop_uid: str) -> ReviewDecision | None:
+        """The decision about one instance, if any."""
+        data = self._open()
+        with data.lock:
+            return data.reviews.get(original_sop_uid)
+
+    def reviews(self) -> list[ReviewDecision]:
+        """Every decision, by original SOP Instance UID."""
+        data = self._open()
+        with data.lock:
+            return sorted(data.reviews.values(), key=lambda d: d.original_sop_uid)
 
     def close(self) -> None:
         """Mark this store closed; the shared data stays for other stores."""

@@ -6,11 +6,24 @@ Messages name fields, never their values: keys and records carry PHI.
 
 from __future__ import annotations
 
+import math
 import re
 import secrets
+from datetime import UTC, datetime
 
 from anonlib.errors import ConfigError, StoreError
-from anonlib.store.base import InstanceRecord, PatientKey, PseudonymPolicy, StudyRecord
+from anonlib.store.base import (
+    FINDING_OUTCOMES,
+    REVIEW_DECISIONS,
+    InstanceRecord,
+    PatientKey,
+    PixelBox,
+    PixelFindings,
+    PseudonymPolicy,
+    Region,
+    ReviewDecision,
+    StudyRecord,
+)
 
 __all__ = [
     "CROCKFORD_ALPHABET",
@@ -19,12 +32,15 @@ __all__ = [
     "MAX_PSEUDONYM_ATTEMPTS",
     "PSEUDONYM_RANDOM_CHARS",
     "SECRET_BYTES",
+    "check_findings",
     "check_instance",
     "check_key",
+    "check_review",
     "check_study",
     "new_date_shift",
     "new_pseudonym",
     "new_secret",
+    "stamped",
     "validate_policy",
 ]
 
@@ -109,3 +125,55 @@ def check_instance(record: InstanceRecord) -> None:
         raise StoreError(
             f"instance status must be one of {sorted(INSTANCE_STATUSES)}, not {record.status!r}"
         )
+
+
+def _check_rectangle(box: Region | PixelBox, what: str) -> None:
+    values = (box.frame, box.x, box.y, box.width, box.height)
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        raise StoreError(f"{what}: frame, x, y, width and height must be whole numbers")
+    if min(box.frame, box.x, box.y) < 0 or min(box.width, box.height) <= 0:
+        raise StoreError(f"{what}: frame, x and y must be >= 0, width and height > 0")
+
+
+def check_findings(findings: PixelFindings) -> None:
+    """Raise :class:`StoreError` unless ``findings`` has its keys, a known outcome and valid
+    boxes (whole-pixel rectangles with a finite score)."""
+    if not findings.original_sop_uid or not findings.new_sop_uid:
+        raise StoreError("pixel findings need original_sop_uid and new_sop_uid")
+    if findings.outcome not in FINDING_OUTCOMES:
+        raise StoreError(f"pixel findings outcome must be one of {list(FINDING_OUTCOMES)}, not {findings.outcome!r}")
+    for box in findings.boxes:
+        if not isinstance(box, PixelBox):
+            raise StoreError("pixel findings boxes must be PixelBox (frame, x, y, width, height, score)")
+        _check_rectangle(box, "pixel box")
+        if not isinstance(box.score, (int, float)) or not math.isfinite(box.score):
+            raise StoreError("pixel box: score must be a finite number")
+
+
+def check_review(decision: ReviewDecision) -> None:
+    """Raise :class:`StoreError` unless ``decision`` names an instance and a known decision,
+    with regions exactly when it is ``mask``."""
+    if not decision.original_sop_uid:
+        raise StoreError("review decision needs original_sop_uid")
+    if decision.decision not in REVIEW_DECISIONS:
+        raise StoreError(f"review decision must be one of {list(REVIEW_DECISIONS)}, not {decision.decision!r}")
+    if decision.decision == "mask" and not decision.regions:
+        raise StoreError("review decision mask needs at least one region to mask")
+    if decision.decision != "mask" and decision.regions:
+        raise StoreError(f"review decision {decision.decision} takes no regions (only mask does)")
+    for region in decision.regions:
+        if not isinstance(region, Region):
+            raise StoreError("review regions must be Region (frame, x, y, width, height)")
+        _check_rectangle(region, "review region")
+    if not isinstance(decision.reviewer, str):
+        raise StoreError("review decision reviewer must be text")
+
+
+def stamped(decided_at: datetime | None) -> datetime:
+    """``decided_at`` as an aware UTC time, now when ``None``; a naive time is taken as UTC
+    (SQLite returns them so)."""
+    if decided_at is None:
+        return datetime.now(UTC)
+    if decided_at.tzinfo is None:
+        return decided_at.replace(tzinfo=UTC)
+    return decided_at.astimezone(UTC)

@@ -44,6 +44,7 @@ from anonlib.store.db import (
     store_error,
     upsert,
 )
+from anonlib.store.sql_pixels import PixelReviewSql
 from anonlib.store.tables import (
     delivery,
     instance,
@@ -93,13 +94,14 @@ def _existing_tables(engine: Engine) -> frozenset[str]:
     return names
 
 
-class SqlStore(ClosingMixin):
+class SqlStore(PixelReviewSql, ClosingMixin):
     """:class:`~anonlib.store.base.LookupStore` on ``postgresql://`` or ``sqlite:///`` ``url``.
 
     Opening creates the schema if missing (safe when many processes open a fresh database at
     once), unless ``readonly`` (see the module docstring). Raises
     :class:`~anonlib.errors.ConfigError` for an invalid policy or URL and
-    :class:`~anonlib.errors.StoreError` when the database cannot be opened.
+    :class:`~anonlib.errors.StoreError` when the database cannot be opened. Pixel findings and
+    review decisions come from :class:`~anonlib.store.sql_pixels.PixelReviewSql`.
     """
 
     def __init__(self, url: str, policy: PseudonymPolicy = rules.DEFAULT_POLICY, *,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     CheckConstraint,
     Column,
@@ -26,6 +27,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 
 __all__ = [
     "SCHEMA_LOCK_KEY",
@@ -34,6 +36,8 @@ __all__ = [
     "instance",
     "metadata",
     "patient",
+    "pixel_finding",
+    "review",
     "schema_version",
     "secret",
     "study",
@@ -165,5 +169,44 @@ delivery = Table(
         "One row per study taken from an Orthanc node: the state it was in (LastUpdate, instance "
         "count) when its delivery was verified (done) or held, with a PHI-free reason; runs counts "
         "the times it was processed."
+    ),
+)
+
+
+def _boxes(name: str) -> Column[Any]:
+    """A JSON array of rectangles (jsonb on PostgreSQL); written whole by the store."""
+    return Column(name, JSON().with_variant(JSONB(), "postgresql"), nullable=False)
+
+
+pixel_finding = Table(
+    "anonlib_pixel_finding",
+    metadata,
+    _text("original_sop_uid"),
+    _text("new_sop_uid"),
+    _text("outcome"),
+    _text("reason", default_empty=True),
+    _boxes("boxes"),
+    _timestamp("found_at"),
+    PrimaryKeyConstraint("original_sop_uid", name="anonlib_pixel_finding_pkey"),
+    CheckConstraint("outcome IN ('masked', 'quarantined')", name="anonlib_pixel_finding_outcome_check"),
+    comment=(
+        "One row per instance in which the pixel stage found text (masked) or could not look "
+        "(quarantined, PHI-free reason): boxes as [{frame, x, y, width, height, score}], never the text."
+    ),
+)
+
+review = Table(
+    "anonlib_review",
+    metadata,
+    _text("original_sop_uid"),
+    _text("decision"),
+    _boxes("regions"),
+    _text("reviewer", default_empty=True),
+    _timestamp("decided_at"),
+    PrimaryKeyConstraint("original_sop_uid", name="anonlib_review_pkey"),
+    CheckConstraint("decision IN ('release', 'mask', 'reject')", name="anonlib_review_decision_check"),
+    comment=(
+        "One row per instance a reviewer decided about (release, mask the extra regions "
+        "[{frame, x, y, width, height}], reject); applied whenever the instance is processed again."
     ),
 )

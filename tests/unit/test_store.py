@@ -26,7 +26,11 @@ from anonlib.store import (
     MemoryData,
     MemoryStore,
     PatientKey,
+    PixelBox,
+    PixelFindings,
     PseudonymPolicy,
+    Region,
+    ReviewDecision,
     SqlStore,
     StudyRecord,
     default_store_url,
@@ -164,6 +168,70 @@ class StoreContract:
         assert opener().instance("1.2.3.4") == quarantined
         assert list(store.instances()) == [other, quarantined]
 
+    def test_pixel_findings_are_upserted_filtered_and_discarded(self, opener: Opener) -> None:
+        store = opener()
+        assert store.pixel_findings() == []
+        masked = PixelFindings("1.2.3.4", "2.25.4", "masked",
+                               boxes=(PixelBox(0, 10, 20, 30, 8, 0.97), PixelBox(2, 0, 0, 5, 5, 0.5)))
+        store.record_pixel_findings(masked)
+        failed = PixelFindings("1.2.3.10", "2.25.10", "quarantined", "pixels: cannot decode (JPEG 2000 needs a plugin)")
+        store.record_pixel_findings(failed)
+        again = opener()
+        assert again.pixel_findings() == [failed, masked]  # ordered by original SOP UID (code points)
+        assert again.pixel_findings("masked") == [masked] and again.pixel_findings("quarantined") == [failed]
+        found = again.pixel_findings("masked")[0]
+        assert isinstance(found.boxes, tuple) and found.boxes[0] == PixelBox(0, 10, 20, 30, 8, 0.97)
+        now_clean = PixelFindings("1.2.3.4", "2.25.4", "quarantined", "pixels: OCR failed (engine)")
+        store.record_pixel_findings(now_clean)  # processed again: replaced whole, boxes too
+        assert again.pixel_findings("quarantined") == [failed, now_clean] and again.pixel_findings("masked") == []
+        store.discard_pixel_findings("1.2.3.10")
+        store.discard_pixel_findings("1.2.3.99")  # none: nothing happens
+        assert opener().pixel_findings() == [now_clean]
+
+    def test_review_decisions_latest_wins_with_time(self, opener: Opener) -> None:
+        from datetime import UTC, datetime, timedelta
+
+        store = opener()
+        assert store.review("1.2.3.4") is None and store.reviews() == []
+        before = datetime.now(UTC) - timedelta(seconds=5)
+        store.record_review(ReviewDecision("1.2.3.4", "reject", reviewer="dr. who"))
+        first = opener().review("1.2.3.4")
+        assert first is not None and first.decision == "reject" and first.reviewer == "dr. who"
+        assert first.decided_at is not None and first.decided_at.tzinfo is not None
+        assert before <= first.decided_at <= datetime.now(UTC) + timedelta(seconds=5)
+        regions = (Region(0, 1, 2, 30, 40), Region(1, 0, 0, 8, 8))
+        when = datetime(2026, 12, 6, 18, 0, 0, 123456, tzinfo=UTC)
+        store.record_review(ReviewDecision("1.2.3.4", "mask", regions, "", when))
+        store.record_review(ReviewDecision("1.2.3.10", "release"))
+        again = opener()
+        assert again.review("1.2.3.4") == ReviewDecision("1.2.3.4", "mask", regions, "", when)
+        assert [d.original_sop_uid for d in again.reviews()] == ["1.2.3.10", "1.2.3.4"]
+        assert again.reviews()[0].decision == "release" and again.reviews()[0].regions == ()
+
+    @pytest.mark.parametrize("bad", [
+        PixelFindings("", "2.25.1", "masked"),
+        PixelFindings("1.2", "2.25.1", "released"),
+        PixelFindings("1.2", "2.25.1", "masked", boxes=(PixelBox(0, -1, 0, 5, 5, 0.9),)),
+        PixelFindings("1.2", "2.25.1", "masked", boxes=(PixelBox(0, 0, 0, 0, 5, 0.9),)),
+        PixelFindings("1.2", "2.25.1", "masked", boxes=(PixelBox(0, 0, 0, 5, 5, float("nan")),)),
+        PixelFindings("1.2", "2.25.1", "masked", boxes=(Region(0, 0, 0, 5, 5),)),  # type: ignore[arg-type]
+        ReviewDecision("", "release"),
+        ReviewDecision("1.2", "approve"),
+        ReviewDecision("1.2", "mask"),  # mask without a region
+        ReviewDecision("1.2", "release", (Region(0, 0, 0, 5, 5),)),  # regions only with mask
+        ReviewDecision("1.2", "mask", (Region(0, 0, 0, 5, 0),)),
+        ReviewDecision("1.2", "mask", (Region(-1, 0, 0, 5, 5),)),
+        ReviewDecision("1.2", "mask", (Region(0, 0.5, 0, 5, 5),)),  # type: ignore[arg-type]
+    ])
+    def test_invalid_findings_and_decisions_rejected(self, opener: Opener, bad: PixelFindings | ReviewDecision) -> None:
+        store = opener()
+        with pytest.raises(StoreError):
+            if isinstance(bad, PixelFindings):
+                store.record_pixel_findings(bad)
+            else:
+                store.record_review(bad)
+        assert store.pixel_findings() == [] and store.reviews() == []
+
     def test_invalid_records_rejected(self, opener: Opener) -> None:
         store = opener()
         with pytest.raises(StoreError):
@@ -257,6 +325,23 @@ class TestSqliteStore(StoreContract):
 
     def test_processes_race_for_the_same_identities(self, url: str) -> None:
         check_race(url, open_together=True)
+
+    def test_an_older_database_gains_the_pixel_tables(self, url: str, tmp_path: Path) -> None:
+        """A store created before the pixel stage (no findings or review tables) gets them when a
+        writer opens it; a read-only opener sees none and creates nothing."""
+        SqlStore(url).close()
+        with closing_sqlite(tmp_path / "lookup.sqlite3") as conn:
+            conn.execute("DROP TABLE anonlib_pixel_finding")
+            conn.execute("DROP TABLE anonlib_review")
+            conn.commit()
+        with SqlStore(url, readonly=True) as reader:
+            assert reader.pixel_findings() == [] and reader.review("1.2") is None and reader.reviews() == []
+            with pytest.raises(StoreError, match="read-only"):
+                reader.record_review(ReviewDecision("1.2", "reject"))
+        with SqlStore(url) as writer:
+            writer.record_review(ReviewDecision("1.2", "reject"))
+        with SqlStore(url, readonly=True) as reader:
+            assert [d.decision for d in reader.reviews()] == ["reject"]
 
     def test_unopenable_file_is_a_store_error(self, tmp_path: Path) -> None:
         with pytest.raises(StoreError, match="could not open"):
