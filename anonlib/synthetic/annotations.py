@@ -82,13 +82,15 @@ def _ink(canvas: canvases.Canvas, colour: str) -> int | tuple[int, ...]:
     return _stored(canvas, shown)
 
 
-def _contrast(canvas: canvases.Canvas, ink: int | tuple[int, ...], region: np.ndarray) -> float:
-    """How far the ink stands out of ``region`` in the viewer's window or in full range."""
+def _contrast(canvas: canvases.Canvas, ink: int | tuple[int, ...], region: np.ndarray,
+              frame: np.ndarray) -> float:
+    """How far the ink stands out of ``region`` in the viewer's window or in the full range of
+    the ``frame`` it is drawn in (min-max, the ink included)."""
     ink_values = np.asarray(ink)[None]
     windowed = abs(float(_display(canvas, ink_values)[0]) - float(np.median(_display(canvas, region))))
     if canvas.colour or canvas.palette is not None:
         return windowed
-    lo, hi = float(min(region.min(), ink_values.min())), float(max(region.max(), ink_values.max()))
+    lo, hi = float(min(frame.min(), ink_values.min())), float(max(frame.max(), ink_values.max()))
     full = abs(float(ink_values[0]) - float(np.median(region))) / max(hi - lo, 1.0)
     return max(windowed, full)
 
@@ -152,7 +154,7 @@ class Painter:
         colours = ["plate"] if plate else [self._colour()]
         colours += ["white", "black", "max"] if not plate else []
         ink_name = next((c for c in colours if c == "plate"
-                         or _contrast(self.canvas, _ink(self.canvas, c), region) >= _MIN_CONTRAST), "")
+                         or _contrast(self.canvas, _ink(self.canvas, c), region, self.pixels[frames[0]]) >= _MIN_CONTRAST), "")
         if not ink_name:
             return
         self.taken.append((x, y, w, h))
