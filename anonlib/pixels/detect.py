@@ -1,0 +1,124 @@
+"""Find text in an instance's frames: pick an engine, render each frame, map boxes back, merge.
+
+:func:`detector` returns one engine instance per name and process (models load once);
+:func:`find_text` runs it over every selected frame's views (:mod:`anonlib.pixels.render`) and
+returns boxes in the frame's own pixel coordinates, a box found in both the windowed and the
+full-range view merged into one.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Sequence
+
+from pydicom.dataset import Dataset
+
+from anonlib.errors import PixelError
+from anonlib.pixels.decode import decode_frames
+from anonlib.pixels.model import Detector, TextBox
+from anonlib.pixels.render import frame_views
+
+__all__ = ["ENGINES", "detector", "find_text", "merge_boxes"]
+
+
+def _rapidocr() -> Detector:
+    from anonlib.pixels.engines.rapidocr import RapidOcrDetector
+
+    return RapidOcrDetector()
+
+
+def _tesseract() -> Detector:
+    from anonlib.pixels.engines.tesseract import TesseractDetector
+
+    return TesseractDetector()
+
+
+ENGINES: dict[str, Callable[[], Detector]] = {"rapidocr": _rapidocr, "tesseract": _tesseract}
+_CACHE: dict[str, Detector] = {}
+_LOCK = threading.Lock()
+
+
+def detector(name: str = "rapidocr") -> Detector:
+    """The OCR engine ``name`` (``rapidocr`` or ``tesseract``), created once per process.
+
+    Raises :class:`PixelError` for an unknown name or an engine that is not installed."""
+    if name not in ENGINES:
+        raise PixelError(f"unknown OCR engine {name!r} (known: {', '.join(sorted(ENGINES))})")
+    with _LOCK:
+        if name not in _CACHE:
+            _CACHE[name] = ENGINES[name]()
+        return _CACHE[name]
+
+
+def _overlap(a: TextBox, b: TextBox) -> float:
+    """Intersection over the smaller box's area."""
+    width = min(a.x + a.width, b.x + b.width) - max(a.x, b.x)
+    height = min(a.y + a.height, b.y + b.height) - max(a.y, b.y)
+    if width <= 0 or height <= 0:
+        return 0.0
+    smaller = min(a.width * a.height, b.width * b.height)
+    return width * height / smaller if smaller else 1.0
+
+
+def _union(a: TextBox, b: TextBox) -> TextBox:
+    x0, y0 = min(a.x, b.x), min(a.y, b.y)
+    x1, y1 = max(a.x + a.width, b.x + b.width), max(a.y + a.height, b.y + b.height)
+    text = a.text if len(a.text) >= len(b.text) else b.text
+    return TextBox(a.frame, x0, y0, x1 - x0, y1 - y0, max(a.score, b.score), text)
+
+
+def merge_boxes(boxes: Sequence[TextBox], *, min_overlap: float = 0.5) -> list[TextBox]:
+    """Boxes of the same frame that overlap by at least ``min_overlap`` of the smaller one
+    merged into their union (highest score, the longer text), ordered by frame, y, x."""
+    pending = sorted(boxes, key=lambda b: (b.frame, b.y, b.x))
+    merged: list[TextBox] = []
+    changed = True
+    while changed:
+        changed = False
+        merged = []
+        for box in pending:
+            for index, kept in enumerate(merged):
+                if kept.frame == box.frame and _overlap(kept, box) >= min_overlap:
+                    merged[index] = _union(kept, box)
+                    changed = True
+                    break
+            else:
+                merged.append(box)
+        pending = merged
+    return sorted(merged, key=lambda b: (b.frame, b.y, b.x))
+
+
+def _to_frame(box: TextBox, frame: int, scale: float, rows: int, columns: int) -> TextBox | None:
+    x0 = max(0, math.floor(box.x / scale))
+    y0 = max(0, math.floor(box.y / scale))
+    x1 = min(columns, math.ceil((box.x + box.width) / scale))
+    y1 = min(rows, math.ceil((box.y + box.height) / scale))
+    if x1 <= x0 or y1 <= y0:
+        return None
+    return TextBox(frame, x0, y0, x1 - x0, y1 - y0, box.score, box.text)
+
+
+def find_text(ds: Dataset, det: Detector, *, frames: Sequence[int] | None = None,
+              recognize: bool = True, scale: float | None = None) -> list[TextBox]:
+    """Text in ``ds``'s pixels: boxes in each frame's own coordinates (frame 0-based).
+
+    ``frames`` selects frames (default: all); ``recognize=False`` only detects (faster with
+    RapidOCR; the boxes then carry no text); ``scale`` overrides the render scale
+    (:func:`~anonlib.pixels.render.scale_for`: 2× at least, which the smallest text needs).
+    Raises :class:`PixelError` when the pixels cannot
+    be decoded or the engine fails."""
+    pixels = decode_frames(ds)
+    count, rows, columns = pixels.shape[:3]
+    selected = range(count) if frames is None else frames
+    max_upscale = getattr(det, "max_upscale", None)  # optional: engines that read big text poorly
+    found: list[TextBox] = []
+    for frame in selected:
+        if not 0 <= frame < count:
+            raise PixelError(f"frame {frame} out of range (the instance has {count})")
+        for view in frame_views(pixels, ds, frame, scale=scale, max_upscale=max_upscale):
+            for box in det.detect(view.image, recognize=recognize):
+                mapped = _to_frame(box, frame, view.scale, rows, columns)
+                if mapped is not None:
+                    found.append(mapped)
+    return merge_boxes(found)
