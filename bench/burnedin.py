@@ -118,6 +118,7 @@ class BoxScore:
     canvas: str
     share: float
     withheld: bool
+    path: str = ""
 
     @property
     def hidden(self) -> bool:
@@ -131,6 +132,7 @@ class Score:
     boxes: list[BoxScore] = field(default_factory=list)
     over_text: list[float] = field(default_factory=list)
     over_free: list[float] = field(default_factory=list)
+    over_by_file: dict[str, float] = field(default_factory=dict)
     withheld: Counter[str] = field(default_factory=Counter)
     withheld_free: int = 0
     incomparable: int = 0
@@ -145,14 +147,17 @@ def score_file(result: Score, entry: dict[str, Any], before: np.ndarray, after: 
     if after is None:
         result.withheld[reason or "withheld"] += 1
         result.withheld_free += not boxes
-        result.boxes += [BoxScore(box, entry["canvas"], 0.0, True) for box in boxes]
+        result.boxes += [BoxScore(box, entry["canvas"], 0.0, True, entry["path"]) for box in boxes]
         return
     if after.shape != before.shape:  # fail closed: what cannot be compared is not masked
         result.incomparable += 1
-        result.boxes += [BoxScore(box, entry["canvas"], 0.0, False) for box in boxes]
+        result.boxes += [BoxScore(box, entry["canvas"], 0.0, False, entry["path"]) for box in boxes]
         return
-    result.boxes += [BoxScore(box, entry["canvas"], box_share(before, after, box), False) for box in boxes]
-    (result.over_text if boxes else result.over_free).append(outside_share(before, after, boxes))
+    result.boxes += [BoxScore(box, entry["canvas"], box_share(before, after, box), False, entry["path"])
+                     for box in boxes]
+    over = outside_share(before, after, boxes)
+    (result.over_text if boxes else result.over_free).append(over)
+    result.over_by_file[entry["path"]] = over
 
 
 def _p(values: Sequence[float], q: float) -> float:
@@ -206,6 +211,10 @@ def summarize(result: Score) -> dict[str, Any]:
             "kind": misses_by(result.boxes, lambda b: str(b.box["kind"])),
             "canvas": misses_by(phi, lambda b: b.canvas),
         },
+        "missed": [dict(path=b.path, canvas=b.canvas, share=round(b.share, 3),
+                        **{k: v for k, v in b.box.items() if k != "text"})
+                   for b in result.boxes if not b.hidden],
+        "over_masked_files": dict(sorted(result.over_by_file.items(), key=lambda kv: -kv[1])[:20]),
     }
 
 
