@@ -7,8 +7,8 @@ cure for the lost-wake-up stall of upstream nbclient issue #312 (see
 ``shared/reference/jupyter-notes.md``). :func:`notebook_report` writes a standalone HTML page
 without code, widget state, widget JavaScript or anything loaded from the network — and only of
 a notebook that declares, in its metadata, that it shows no identified data
-(``anonlib.shows_identified_data: false``, see :func:`identified_data`); browse, preview and
-anonymize declare ``true`` and are refused unless the caller allows it, which stamps every page
+(``anonlib.shows_identified_data: false``, see :func:`identified_data`); browse, preview,
+anonymize and review (its images may show burned-in text) declare ``true`` and are refused unless the caller allows it, which stamps every page
 "CONTAINS IDENTIFIED DATA".
 
 Executed notebooks and reports carry whatever the cells displayed, so errors raised here name the
@@ -37,10 +37,11 @@ NOTEBOOKS = {
     "preview": "02_preview.ipynb",
     "anonymize": "03_anonymize.ipynb",
     "audit": "04_audit.ipynb",
+    "review": "05_review.ipynb",
 }
 
 #: The bundled notebooks that show original (identified) values.
-IDENTIFIED_NOTEBOOKS = frozenset({"browse", "preview", "anonymize"})
+IDENTIFIED_NOTEBOOKS = frozenset({"browse", "preview", "anonymize", "review"})
 #: What a report of a notebook showing identified data says at its top, its bottom and in its title.
 IDENTIFIED_STAMP = "CONTAINS IDENTIFIED DATA"
 
@@ -89,7 +90,7 @@ def notebooks_dir() -> Path:
 
 
 def resolve_notebook(name_or_path: str) -> Path:
-    """``browse|preview|anonymize|audit`` → the bundled notebook; anything else is a path."""
+    """``browse|preview|anonymize|audit|review`` → the bundled notebook; anything else is a path."""
     path = notebooks_dir() / NOTEBOOKS[name_or_path] if name_or_path in NOTEBOOKS else Path(name_or_path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such notebook")
@@ -249,7 +250,7 @@ def _own_message(name: str, message: str) -> str:
 def identified_data(nb: Any) -> str:
     """Why the executed notebook ``nb`` may show identified data ("" when it declares it does
     not): its metadata ``anonlib.shows_identified_data`` is true or missing, or papermill ran
-    it from a bundled notebook that shows original values (browse, preview, anonymize)."""
+    it from a bundled notebook that shows original values (browse, preview, anonymize, review)."""
     declared = nb.metadata.get("anonlib", {}).get("shows_identified_data")
     source = Path(str(nb.metadata.get("papermill", {}).get("input_path") or "")).name
     bundled = {file: name for name, file in NOTEBOOKS.items()}.get(source, "")

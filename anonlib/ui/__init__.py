@@ -12,6 +12,7 @@ from anonlib.ui.panels import (
            show_preview,
 )
 from anonlib.ui.render import diff_html, table_html
+from anonlib.ui.review import ReviewPanel, show_review
 
-__all__ = ["AnonymizePanel", "AuditPanel", "BrowsePanel", "PreviewPanel", "diff_html", "show_audit",
-           "show_findings", "show_held", "show_preview", "table_html"]
+__all__ = ["AnonymizePanel", "AuditPanel", "BrowsePanel", "PreviewPanel", "ReviewPanel", "diff_html", "show_audit",
+           "show_findings", "show_held", "show_preview", "show_review", "table_html"]
