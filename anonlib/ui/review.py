@@ -48,8 +48,10 @@ class ReviewPanel(w.VBox):  # type: ignore[misc]
             w.BoundedIntText(description="x", max=10**6), w.BoundedIntText(description="y", max=10**6)
         self.width = w.BoundedIntText(description="w", min=1, max=10**6, value=1)
         self.height = w.BoundedIntText(description="h", min=1, max=10**6, value=1)
-        for field in (self.frame, self.x, self.y, self.width, self.height):
+        for field, name in ((self.frame, "frame"), (self.x, "x"), (self.y, "y"), (self.width, "w"),
+                            (self.height, "h")):
             field.layout = w.Layout(width="12em")
+            field.add_class(f"anonlib-review-{name}")
         self.add = w.Button(description="Add region")
         self.clear = w.Button(description="Clear regions")
         self.pending = w.HTML()

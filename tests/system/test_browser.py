@@ -5,6 +5,8 @@ Run All, use its widget, and see what it shows.
 - ``02_preview``: pick a study (not the default), click the preview button: the diff table.
 - ``03_anonymize``: select a study, click "Anonymize": the results table, files on disk.
 - ``04_audit``: click "Run the audit": the verdict, the summary table and the findings chart.
+- ``05_review``: pick the burned-in image, enter a region and click "Mask regions and release",
+  then reject another instance: both decisions are in the lookup store.
 
 JupyterLab runs as a subprocess on a free port with its own config, data, settings and IPython
 folders in tmp (no news pop-up, no autosave: the notebooks in the repository are never
@@ -38,6 +40,7 @@ import pytest
 from anonlib.folder_run import RunSettings, run_folder
 from anonlib.notebooks import notebooks_dir
 from anonlib.synthetic import build_corpus
+from tests.burned_in import write_burned_in
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -46,7 +49,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = {name: notebooks_dir() / f"{name}.ipynb"
-             for name in ("01_browse", "02_preview", "03_anonymize", "04_audit")}
+             for name in ("01_browse", "02_preview", "03_anonymize", "04_audit", "05_review")}
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -117,19 +120,21 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     have pseudonyms), ANONLIB_HOME, and the parameters of each notebook, all in tmp."""
     tmp = tmp_path_factory.mktemp("browser")
     corpus = build_corpus(tmp / "input", seed=3, bad_files=False)
+    burned = write_burned_in(corpus.root / "burned")  # the pixel stage masks its text: one to review
     home = tmp / "home"
     home.mkdir()
     db_url = f"sqlite:///{home / 'lookup.sqlite3'}"
     run_folder(RunSettings(corpus.root, tmp / "output", db_url=db_url))
     common = {"source": str(corpus.root), "db_url": db_url, "output": "", "originals": "", "interactive": True}
     return {
-        "tmp": tmp, "home": home,
+        "tmp": tmp, "home": home, "burned": burned,
         "parameters": {
             "01_browse": common,
             "02_preview": common,
             "03_anonymize": {**common, "output": str(tmp / "anonymized")},
             "04_audit": {**common, "source": str(tmp / "output"), "originals": str(corpus.root),
                          "output": str(tmp / "audit")},
+            "05_review": {**common, "output": str(tmp / "output"), "reviewer": "browser test"},
         },
     }
 
@@ -262,8 +267,47 @@ def _use_audit(page: Page, parameters: dict[str, Any]) -> str:
     return ".anonlib-audit"
 
 
+def _use_review(page: Page, parameters: dict[str, Any]) -> str:
+    import pydicom
+
+    from anonlib import pixel_review
+    from anonlib.store import Region, SqlStore
+
+    burned_uid = str(pydicom.dcmread(parameters["burned"], stop_before_pixels=True).SOPInstanceUID)
+    items = pixel_review.review_items(parameters["db_url"], parameters["output"])
+    [burned] = [i for i in items if i.findings.original_sop_uid == burned_uid]
+    assert burned.findings.outcome == "masked" and burned.findings.boxes
+    picker = page.locator(".anonlib-review-picker select")
+    picker.wait_for(timeout=60_000)
+    page.locator("table.anonlib-review-table").first.wait_for(timeout=60_000)
+    picker.select_option(label=burned.label())
+    page.locator(".anonlib-review img").first.wait_for(timeout=60_000)  # the frame with its boxes
+    for name, value in (("x", "200"), ("y", "200"), ("w", "40"), ("h", "40")):
+        field = page.locator(f".anonlib-review-{name} input")
+        field.fill(value)
+        field.press("Tab")
+    page.locator("button.anonlib-review-add").click()
+    page.locator(".anonlib-review-regions", has_text="x 200 y 200 w 40 h 40").wait_for(timeout=30_000)
+    page.locator("button.anonlib-review-mask").click()
+    page.locator(".anonlib-review-recorded", has_text="Recorded: mask").wait_for(timeout=60_000)
+    others = [i for i in items if i.key != burned.key]
+    if others:  # and one more decision, on another instance
+        picker.select_option(label=others[0].label())
+        page.locator("button.anonlib-review-reject").click()
+        page.locator(".anonlib-review-recorded", has_text="Recorded: reject").wait_for(timeout=60_000)
+    with SqlStore(parameters["db_url"]) as store:
+        decision = store.review(burned_uid)
+        assert decision is not None and decision.decision == "mask" and decision.reviewer == "browser test"
+        assert decision.regions == (Region(0, 200, 200, 40, 40),)
+        if others:
+            rejected = store.review(others[0].findings.original_sop_uid)
+            assert rejected is not None and rejected.decision == "reject"
+    return ".anonlib-review"
+
+
 USES: dict[str, Callable[[Page, dict[str, Any]], str]] = {
-    "01_browse": _use_browse, "02_preview": _use_preview, "03_anonymize": _use_anonymize, "04_audit": _use_audit}
+    "01_browse": _use_browse, "02_preview": _use_preview, "03_anonymize": _use_anonymize, "04_audit": _use_audit,
+    "05_review": _use_review}
 
 
 @pytest.mark.parametrize("name", list(NOTEBOOKS))
@@ -297,7 +341,7 @@ def test_notebook_and_its_widget_in_jupyterlab(name: str, lab: Lab, prepared: di
             }""", timeout=START_TIMEOUT * 1000)
             page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
             _wait_for_every_execution_count(page, RUN_TIMEOUT)
-            panel = USES[name](page, prepared["parameters"][name])
+            panel = USES[name](page, {**prepared["parameters"][name], "burned": str(prepared["burned"])})
             _no_error_shown(page)
             page.locator(panel).first.evaluate("e => e.scrollIntoView({block: 'start'})")
             page.screenshot(path=str(screenshot))

@@ -316,6 +316,52 @@ def test_the_audit_notebook_fails_closed_on_misspelt_originals(deidentified: tup
 
 
 @needs_real
+def test_review_a_folder_records_decisions_applied_by_the_next_run(home: Path, tmp_path: Path) -> None:
+    """A burned-in image is masked by the pixel stage; the review notebook lists it with its boxes
+    drawn, records a decision headless (mask one more region), and the next run applies it."""
+    import pydicom
+
+    from anonlib.errors import ConfigError
+    from anonlib.store import Region, SqlStore
+    from tests.burned_in import CORNER, write_burned_in
+
+    source, out = tmp_path / "in", tmp_path / "out"
+    burned = write_burned_in(source)
+    original_uid = str(pydicom.dcmread(burned, stop_before_pixels=True).SOPInstanceUID)
+    url = sqlite_url(tmp_path / "lookup.sqlite3")
+    run_folder(RunSettings(source, out, db_url=url))
+    with SqlStore(url) as store:
+        [found] = store.pixel_findings()
+        record = store.instance(original_uid)
+    assert found.original_sop_uid == original_uid and found.outcome == "masked" and len(found.boxes) >= 2
+    assert record is not None and record.status == "written"
+    parameters = {"source": str(source), "output": str(out), "db_url": url}
+    listed = run_notebook(REAL["review"], tmp_path / "review.ipynb", parameters, timeout=CELL_TIMEOUT)
+    assert_headless(listed)
+    shown = html_outputs(listed)
+    assert "anonlib-review-table" in shown and found.new_sop_uid in shown and original_uid not in shown
+    assert any("image/png" in o.get("data", {}) for o in outputs(listed))  # the frame, boxes drawn
+    with pytest.raises(ConfigError, match="identified data"):
+        notebook_report(listed, tmp_path / "review.html")
+
+    x, y, w, h = CORNER
+    decided = run_notebook(REAL["review"], tmp_path / "decided.ipynb",
+                           {**parameters, "instance": record.output, "decision": "mask",
+                            "regions": f"{x},{y},{w},{h}", "reviewer": "papermill"}, timeout=CELL_TIMEOUT)
+    assert_headless(decided)
+    with SqlStore(url) as store:
+        decision = store.review(original_uid)
+    assert decision is not None and decision.decision == "mask" and decision.reviewer == "papermill"
+    assert decision.regions == (Region(0, x, y, w, h),)
+    assert "<td>mask</td>" in html_outputs(decided)
+
+    before = pydicom.dcmread(out / record.output).pixel_array[y:y + h, x:x + w].copy()
+    run_folder(RunSettings(source, out, db_url=url))  # processed again: the decision is applied
+    after = pydicom.dcmread(out / record.output).pixel_array[y:y + h, x:x + w]
+    assert before.std() > 0 and after.min() == after.max()  # the corner is one constant now
+
+
+@needs_real
 def test_a_failing_cell_of_a_real_notebook_fails_the_run(home: Path, tmp_path: Path) -> None:
     with pytest.raises(NotebookError) as failed:
         run_notebook(REAL["browse"], tmp_path / "browse.ipynb", {"source": str(tmp_path / "nonesuch")},
