@@ -70,7 +70,7 @@ def draw_boxes(image: np.ndarray, frame_shape: tuple[int, int],
         size = (max(1, round(picture.size[0] * shrink)), max(1, round(picture.size[1] * shrink)))
         picture = picture.resize(size, Image.Resampling.LANCZOS)
     sx, sy = picture.size[0] / max(columns, 1), picture.size[1] / max(rows, 1)
-    line = max(1, round(max(picture.size) / 256))
+    line = max(1, round(max(picture.size) / 128))  # still visible when a figure shows it smaller
     pen = ImageDraw.Draw(picture)
     for boxes, colour in layers:
         for box in boxes:

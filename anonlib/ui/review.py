@@ -93,9 +93,9 @@ class ReviewPanel(w.VBox):  # type: ignore[misc]
                                                           css_class="anonlib-review-table"))
         self._quiet = True
         try:
+            keys = [item.key for item in self.items]
             self.picker.options = [(item.label(), item.key) for item in self.items]
-            if keep is not None and keep in [item.key for item in self.items]:
-                self.picker.value = keep
+            self.picker.value = keep if keep in keys else (keys[0] if keys else None)
         finally:
             self._quiet = False
         self.show_item()
