@@ -65,6 +65,8 @@ class RapidOcrDetector:
             max_side_len=MAX_SIDE, min_side_len=1,
             det_limit_type="max", det_limit_side_len=MAX_SIDE, det_box_thresh=box_threshold,
         )
+        for wrapper in (self._ocr.text_det.infer, self._ocr.text_rec.session):
+            wrapper.session = _session(wrapper.session, count)
 
     def _boxes(self, image: np.ndarray) -> list[tuple[np.ndarray, float]]:
         det = self._ocr.text_det
@@ -111,6 +113,25 @@ class RapidOcrDetector:
             boxes.append(TextBox(0, int(x0), int(y0), int(x1 - x0), int(y1 - y0),
                                  round(score, 4), text if recognize else ""))
         return boxes
+
+
+def _session(loaded: Any, threads: int) -> Any:
+    """The library's session rebuilt with its memory arena on (it turns it off: measured 25–30 %
+    slower per detection) and one inter-op thread."""
+    import onnxruntime
+
+    model = getattr(loaded, "_model_path", None)
+    if not model:
+        return loaded
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.enable_cpu_mem_arena = True
+    options.log_severity_level = 4
+    return onnxruntime.InferenceSession(model, sess_options=options,
+                                        providers=["CPUExecutionProvider"])
 
 
 def _blob(quad: np.ndarray) -> bool:
