@@ -16,6 +16,7 @@ import io
 import os
 import re
 import tempfile
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -93,6 +94,18 @@ class FolderSink:
             raise SinkError(f"cannot write {relative}: {exc.strerror or type(exc).__name__}") from exc
         return status
 
+    def remove(self, relative: str) -> bool:
+        """Delete the file at ``relative`` if there is one (an instance that moved to the other
+        tree, e.g. rejected after it was released); True when a file was deleted."""
+        target = self.root / relative
+        try:
+            target.unlink()
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise SinkError(f"cannot remove {relative}: {exc.strerror or type(exc).__name__}") from exc
+        return True
+
 
 def read_manifest(path: Path) -> dict[str, ManifestRow]:
     """The rows of an existing manifest, keyed by path (empty when there is none)."""
@@ -114,15 +127,18 @@ def write_manifest(path: Path, rows: dict[str, ManifestRow]) -> None:
     FolderSink(path.parent).write(path.name, out.getvalue().encode("utf-8"))
 
 
-def update_manifest(path: Path, rows: dict[str, ManifestRow]) -> None:
-    """Merge ``rows`` into the manifest at ``path`` under an exclusive file lock, so that
-    several workers delivering studies at once never lose each other's rows."""
+def update_manifest(path: Path, rows: dict[str, ManifestRow], drop: Collection[str] = ()) -> None:
+    """Merge ``rows`` into the manifest at ``path`` (and remove the rows of the paths in
+    ``drop``) under an exclusive file lock, so that several workers delivering studies at once
+    never lose each other's rows."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_name("." + path.name + ".lock"), "a+b") as lock:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
         try:
             merged = read_manifest(path)
             merged.update(rows)
+            for gone in drop:
+                merged.pop(gone, None)
             write_manifest(path, merged)
         finally:
             fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
