@@ -112,11 +112,13 @@ def find_text(ds: Dataset, det: Detector, *, frames: Sequence[int] | None = None
     count, rows, columns = pixels.shape[:3]
     selected = range(count) if frames is None else frames
     max_upscale = getattr(det, "max_upscale", None)  # optional: engines that read big text poorly
+    fuse = bool(getattr(det, "fuse_views", True))  # optional: engines that read colour poorly
     found: list[TextBox] = []
     for frame in selected:
         if not 0 <= frame < count:
             raise PixelError(f"frame {frame} out of range (the instance has {count})")
-        for view in frame_views(pixels, ds, frame, scale=scale, max_upscale=max_upscale):
+        for view in frame_views(pixels, ds, frame, scale=scale, max_upscale=max_upscale,
+                                fuse=fuse):
             for box in det.detect(view.image, recognize=recognize):
                 mapped = _to_frame(box, frame, view.scale, rows, columns)
                 if mapped is not None:

@@ -12,8 +12,17 @@ from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless
 
 from anonlib.audit.dciodvfy import introduced_errors, run_dciodvfy
 from anonlib.dicomio import encode_instance
-from anonlib.pixels import Detector, PixelError, decode_frames, detector, find_text, mask_text
+from anonlib.pixels import (
+    Detector,
+    PixelError,
+    TextBox,
+    decode_frames,
+    detector,
+    find_text,
+    mask_text,
+)
 from anonlib.pixels.engines.tesseract import TesseractDetector
+from anonlib.pixels.render import frame_views
 from tests.pixel_images import MONO, Truth, burn, covered, sample, store, written
 
 pytestmark = pytest.mark.integration
@@ -124,14 +133,20 @@ def test_boxes_name_the_frame_the_text_is_in(engine: Detector) -> None:
     assert covered(truth, boxes) and {box.frame for box in boxes} == {1}
 
 
-def test_text_above_the_window_is_found_only_through_the_full_range_view() -> None:
+def test_text_above_the_window_is_found_in_each_view_that_shows_the_full_range() -> None:
     ds, truth = _ct_with_text_above_the_window()
-    ds.WindowCenter, ds.WindowWidth = 40, 80000  # the window spans everything: one view
-    from anonlib.pixels.render import frame_views
+    ocr = detector("rapidocr")
+    frames = decode_frames(ds)
+    window, full = frame_views(frames, ds, 0, fuse=False)
+    assert (full.kind, window.kind) == ("full", "window")
+    assert covered(truth, _mapped(ocr.detect(full.image), full.scale))
+    assert not covered(truth, _mapped(ocr.detect(window.image), window.scale))
+    assert covered(truth, find_text(ds, ocr))  # the fused view
 
-    views = frame_views(decode_frames(ds), ds, 0)
-    assert [view.kind for view in views] == ["full"]
-    assert covered(truth, find_text(ds, detector("rapidocr")))
+
+def _mapped(boxes: list[TextBox], scale: float) -> list[TextBox]:
+    return [TextBox(0, int(b.x / scale), int(b.y / scale), int(b.width / scale) + 1,
+                    int(b.height / scale) + 1, b.score) for b in boxes]
 
 
 def test_real_burned_in_annotations_of_a_palette_ultrasound_are_found(

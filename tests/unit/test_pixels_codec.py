@@ -161,12 +161,24 @@ def test_a_ct_window_and_the_full_range_are_both_rendered() -> None:
     ct = sample("CT_small.dcm")
     ct.WindowCenter, ct.WindowWidth = 40, 400
     truth = burn(ct, "X", x=20, y=20, size=20)  # at the maximum stored value: white in both
-    views = frame_views(decode_frames(ct), ct, 0)
+    views = frame_views(decode_frames(ct), ct, 0, fuse=False)
     assert [v.kind for v in views] == ["window", "full"]
     assert views[0].image.shape == (512, 512) and views[0].scale == 4.0
     window, full = (v.image[truth.y0 * 4:truth.y1 * 4, truth.x0 * 4:truth.x1 * 4] for v in views)
     assert window.max() == 255 and full.max() == 255
     assert np.median(views[1].image) < np.median(views[0].image)  # anatomy dim in full range
+    [fused] = frame_views(decode_frames(ct), ct, 0)
+    assert fused.kind == "window+full" and fused.image.shape == (512, 512, 3)
+    assert np.array_equal(fused.image[..., 0], views[0].image)
+    assert np.array_equal(fused.image[..., 1], views[1].image)
+
+
+def test_without_a_window_outliers_add_the_central_range() -> None:
+    nm = sample("CT_small.dcm")
+    burn(nm, "X", x=20, y=20, size=20)  # a few pixels at the maximum, far above the rest
+    views = frame_views(decode_frames(nm), nm, 0, fuse=False)
+    assert [v.kind for v in views] == ["robust", "full"]
+    assert np.median(views[0].image) > 4 * np.median(views[1].image)
 
 
 def test_a_window_spanning_the_full_range_gives_one_view_and_monochrome1_is_inverted() -> None:

@@ -34,6 +34,7 @@ class TesseractDetector:
 
     name = "tesseract"
     max_upscale = MAX_UPSCALE
+    fuse_views = False  # it binarizes luminance: a false-colour fusion of two ranges hides text
 
     def __init__(self, *, language: str = "eng", min_confidence: float = MIN_CONFIDENCE) -> None:
         try:
