@@ -180,7 +180,7 @@ def item_figure(item: ReviewItem) -> Figure:
     import pydicom
 
     from anonlib.errors import PixelError
-    from anonlib.pixels.draw import FOUND, REVIEWER, frame_with_boxes
+    from anonlib.pixels.draw import FOUND, REVIEWER, frames_with_boxes
     from anonlib.sources.thumbnails import Thumbnail, placeholder, thumbnail_figure
 
     regions = item.decision.regions if item.decision else ()
@@ -191,9 +191,9 @@ def item_figure(item: ReviewItem) -> Figure:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ds = pydicom.dcmread(item.path)
-        count = int(ds.get("NumberOfFrames", 1) or 1)
-        shown = [(Thumbnail(frame_with_boxes(ds, frame, [(item.findings.boxes, FOUND), (regions, REVIEWER)])),
-                  f"frame {frame}") for frame in _frames(item, count)]
+        frames = _frames(item, int(ds.get("NumberOfFrames", 1) or 1))
+        drawn = frames_with_boxes(ds, frames, [(item.findings.boxes, FOUND), (regions, REVIEWER)])
+        shown = [(Thumbnail(image), f"frame {frame}") for frame, image in zip(frames, drawn, strict=True)]
     except (PixelError, OSError, ValueError, AttributeError) as exc:
         reason = str(exc) if isinstance(exc, PixelError) else f"cannot read the file ({type(exc).__name__})"
         shown = [(Thumbnail(placeholder(), reason), item.relative)]

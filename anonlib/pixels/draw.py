@@ -2,8 +2,8 @@
 the review view. Only rectangles are drawn — never text, never a value from the data.
 
 :func:`draw_boxes` outlines rectangles given in the frame's own pixel coordinates on an image
-rendered at any scale (OCR's upscaled view, a thumbnail); :func:`frame_with_boxes` renders one
-frame of a dataset the way a viewer would (:func:`anonlib.pixels.render_views`) and draws on it.
+rendered at any scale (OCR's upscaled view, a thumbnail); :func:`frames_with_boxes` renders
+frames of a dataset the way a viewer would and draws on them.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
 
-__all__ = ["FOUND", "MASKED", "REVIEWER", "Rectangle", "draw_boxes", "frame_with_boxes"]
+__all__ = ["FOUND", "MASKED", "REVIEWER", "Rectangle", "draw_boxes", "frame_with_boxes", "frames_with_boxes"]
 
 FOUND = (230, 40, 40)
 """Outline colour of the boxes OCR found (red)."""
@@ -83,13 +83,26 @@ def draw_boxes(image: np.ndarray, frame_shape: tuple[int, int],
     return np.asarray(picture)
 
 
+def frames_with_boxes(ds: Dataset, frames: Sequence[int],
+                      layers: Sequence[tuple[Sequence[Rectangle], tuple[int, int, int]]], *,
+                      max_side: int = DISPLAY_SIDE) -> list[np.ndarray]:
+    """The ``frames`` of ``ds`` (read with its pixel data; decoded once) as a viewer shows them —
+    grey frames through their window (else their full range), not OCR's false-colour view —
+    scaled so the longer side is about ``max_side`` (at most 4x), each with the layers'
+    rectangles on that frame outlined. Raises :class:`~anonlib.errors.PixelError` when the
+    pixels cannot be decoded."""
+    from anonlib.pixels import decode_frames
+    from anonlib.pixels.render import frame_views
+
+    decoded = decode_frames(ds)
+    shape = (int(decoded.shape[1]), int(decoded.shape[2]))
+    scale = min(4.0, max_side / max(shape))
+    return [draw_boxes(frame_views(decoded, ds, frame, scale=scale, fuse=False)[0].image, shape, layers,
+                       frame=frame, max_side=max_side) for frame in frames]
+
+
 def frame_with_boxes(ds: Dataset, frame: int,
                      layers: Sequence[tuple[Sequence[Rectangle], tuple[int, int, int]]], *,
                      max_side: int = DISPLAY_SIDE) -> np.ndarray:
-    """Frame ``frame`` of ``ds`` (read with its pixel data) as a viewer shows it — the first of
-    :func:`anonlib.pixels.render_views` — with the layers' rectangles on that frame outlined.
-    Raises :class:`~anonlib.errors.PixelError` when the pixels cannot be decoded."""
-    from anonlib.pixels import render_views
-
-    image = render_views(ds, frame)[0]
-    return draw_boxes(image, (int(ds.Rows), int(ds.Columns)), layers, frame=frame, max_side=max_side)
+    """One frame of :func:`frames_with_boxes`."""
+    return frames_with_boxes(ds, [frame], layers, max_side=max_side)[0]
