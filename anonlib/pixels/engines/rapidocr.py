@@ -34,7 +34,7 @@ __all__ = ["RapidOcrDetector", "default_threads"]
 
 MAX_SIDE = 8192  # the caller scales; the library must not resize again
 BLOB_MIN_HEIGHT = 48
-BLOB_MAX_ASPECT = 2.0
+BLOB_MAX_ASPECT = 3.0
 BLOB_MIN_TEXT_SCORE = 0.6
 
 
