@@ -29,8 +29,8 @@ _IMAGE_ATTRIBUTES = ("Rows", "Columns", "BitsAllocated", "BitsStored", "SamplesP
 
 
 def transfer_syntax(ds: Dataset) -> UID:
-    """The instance's transfer syntax (Implicit VR Little Endian when the file meta is missing,
-    as pydicom reads such files)."""
+    """The instance's transfer syntax (Implicit VR Little Endian when the file meta does not
+    say; :func:`decode_frames` refuses such a dataset)."""
     meta = getattr(ds, "file_meta", None)
     uid = meta.get("TransferSyntaxUID") if meta is not None else None
     return UID(str(uid)) if uid else ImplicitVRLittleEndian
@@ -52,6 +52,10 @@ def _expected_bytes(ds: Dataset) -> int:
 
 def _check(ds: Dataset, uid: UID) -> None:
     """Raise a worded PixelError for what pydicom would fail on, before it tries."""
+    meta = getattr(ds, "file_meta", None)
+    if meta is None or not meta.get("TransferSyntaxUID"):
+        raise PixelError("no Transfer Syntax UID in the file meta information (the pixel data's "
+                         "encoding is unknown)")
     if "PixelData" not in ds:
         other = [k for k in ("FloatPixelData", "DoubleFloatPixelData") if k in ds]
         raise PixelError(f"no Pixel Data (7FE0,0010){' (only ' + other[0] + ')' if other else ''}")

@@ -149,6 +149,20 @@ def test_undecodable_pixels_raise_a_reason_in_words(change: dict[str, object], r
     assert "SECRET" not in str(caught.value)
 
 
+def test_a_missing_plugin_and_missing_file_meta_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Unavailable:
+        is_available = False
+        missing_dependencies = ["pylibjpeg-openjpeg"]
+
+    monkeypatch.setattr("anonlib.pixels.decode.get_decoder", lambda uid: Unavailable())
+    with pytest.raises(PixelError, match=r"JPEG 2000 .*plugin missing \(pylibjpeg-openjpeg\)"):
+        decode_frames(sample("MR_small_jp2klossless.dcm"))
+    bare = sample("MR_small.dcm")
+    del bare.file_meta.TransferSyntaxUID
+    with pytest.raises(PixelError, match="no Transfer Syntax UID"):
+        decode_frames(bare)
+
+
 def test_a_corrupt_stream_is_named_by_its_syntax_not_its_content() -> None:
     ds = sample("MR_small_jp2klossless.dcm")
     [stream] = generate_frames(ds.PixelData, number_of_frames=1)
