@@ -80,16 +80,19 @@ def _stretch(values: np.ndarray, low: float, high: float) -> np.ndarray:
     return clipped.astype(np.uint8)
 
 
-def scale_for(rows: int, columns: int, *, max_upscale: int | None = None) -> float:
-    """The factor a ``rows``×``columns`` frame is rendered at for OCR (an engine that reads
-    large glyphs poorly, such as Tesseract, caps the upscale with ``max_upscale``)."""
+def scale_for(rows: int, columns: int, *, max_upscale: int | None = None,
+              min_upscale: float = MIN_UPSCALE) -> float:
+    """The factor a ``rows``×``columns`` frame is rendered at for OCR: ``min_upscale`` at least
+    (a cheaper pass over large frames passes 1 or 1.5), more while the smaller side is below
+    :data:`TARGET_MIN_SIDE`; an engine that reads large glyphs poorly (Tesseract) caps it with
+    ``max_upscale``."""
     small, large = min(rows, columns), max(rows, columns)
     if large > MAX_SIDE:
         return MAX_SIDE / large
-    factor = max(MIN_UPSCALE, math.ceil(TARGET_MIN_SIDE / max(small, 1)))
+    factor: float = max(min_upscale, math.ceil(TARGET_MIN_SIDE / max(small, 1)))
     if max_upscale is not None:
         factor = min(factor, max_upscale)
-    return float(max(1, min(factor, MAX_SIDE // max(large, 1))))
+    return float(max(1.0, min(factor, MAX_SIDE // max(large, 1))))
 
 
 def _resized(image: np.ndarray, scale: float) -> np.ndarray:
@@ -150,7 +153,8 @@ def _colour_view(frame: np.ndarray, ds: Dataset) -> np.ndarray:
 
 
 def frame_views(frames: np.ndarray, ds: Dataset, frame: int, *, scale: float | None = None,
-                max_upscale: int | None = None, fuse: bool = True) -> list[View]:
+                max_upscale: int | None = None, min_upscale: float = MIN_UPSCALE,
+                fuse: bool = True) -> list[View]:
     """The views of ``frames[frame]`` (``frames`` as :func:`decode_frames` returns them), at
     ``scale`` (default :func:`scale_for` the frame's size); ``fuse=False`` keeps a grey frame's
     two ranges as separate views."""
@@ -160,7 +164,8 @@ def frame_views(frames: np.ndarray, ds: Dataset, frame: int, *, scale: float | N
     else:
         rendered = _grey_views(pixels, ds, fuse)
     if scale is None:
-        scale = scale_for(pixels.shape[0], pixels.shape[1], max_upscale=max_upscale)
+        scale = scale_for(pixels.shape[0], pixels.shape[1], max_upscale=max_upscale,
+                          min_upscale=min_upscale)
     return [View(_resized(image, scale), scale, kind) for image, kind in rendered]
 
 
