@@ -27,6 +27,12 @@ def _deidentify(args: argparse.Namespace) -> int:
     from anonlib.profile import SiteProfile, load_site_profile
 
     profile = load_site_profile(Path(args.profile)) if args.profile else SiteProfile()
+    if args.burned_in or args.ocr_engine:
+        from dataclasses import replace
+
+        policy = replace(profile.burned_in, **{k: v for k, v in (("mode", args.burned_in),
+                                                                 ("engine", args.ocr_engine)) if v})
+        profile = replace(profile, burned_in=policy)
     settings = RunSettings(
         source=Path(args.src), output=Path(args.dst), db_url=args.db, profile=profile,
         workers=max(1, args.workers), quarantine=Path(args.quarantine) if args.quarantine else None,
@@ -202,6 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
     deid.add_argument("--profile", metavar="FILE", help="site profile YAML")
     deid.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes")
     deid.add_argument("--quarantine", metavar="DIR", help="quarantine folder (default: DST-quarantine)")
+    deid.add_argument("--burned-in", choices=["ocr", "quarantine", "allow"], default=None,
+                      help="burned-in text: read with OCR and mask (default), quarantine images at risk "
+                           "unread, or trust the data (overrides the profile)")
+    deid.add_argument("--ocr-engine", choices=["rapidocr", "tesseract"], default=None,
+                      help="OCR engine for burned-in text (default: the profile's, else rapidocr)")
     deid.add_argument("--strict", action="store_true", help="exit 1 if anything was rejected, quarantined or in conflict")
     deid.add_argument("--no-progress", action="store_true", help="no progress bar")
     deid.set_defaults(func=_deidentify)

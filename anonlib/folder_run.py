@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pydicom.dataset import Dataset
@@ -23,8 +23,8 @@ from tqdm import tqdm
 
 from anonlib.dicomio import quiet_pydicom
 from anonlib.engine import IdentifierIndex, Identifiers, ScopeKey, collect_identifiers, scope_key
-from anonlib.errors import ConfigError
-from anonlib.inputs import InputIndex, index_inputs
+from anonlib.errors import ConfigError, PixelError
+from anonlib.inputs import InputFile, InputIndex, index_inputs
 from anonlib.pipeline import (
     CONFLICT_LIST,
     MANIFEST,
@@ -34,6 +34,8 @@ from anonlib.pipeline import (
     InstanceProcessor,
     pseudonym_policy,
 )
+from anonlib.pixels.stage import check_engine
+from anonlib.pixels.select import ESCALATED, ImageInfo, Reading, image_info, plan_series
 from anonlib.profile import Plan, SiteProfile, build_plan
 from anonlib.sinks.folder import FolderSink, ManifestRow, update_manifest, write_list
 from anonlib.store import open_store
@@ -140,27 +142,39 @@ def _init_worker(settings: RunSettings, db_url: str) -> None:
     _WORKER = _make_processor(settings, db_url)
 
 
-#: One file to process: its path, its label and the identifiers of its study and patient.
-_Item = tuple[str, str, Identifiers | None]
+#: One file to process: its path, its label, the identifiers of its study and patient, and
+#: what the pixel stage reads of it (None: decided from the file alone).
+_Item = tuple[str, str, Identifiers | None, Reading | None]
 
 
 def _work(batch: list[_Item]) -> list[FileResult]:
     assert _WORKER is not None
-    results = [_WORKER.process(Path(path), label, known) for path, label, known in batch]
+    results = [_WORKER.process(Path(path), label, known, reading) for path, label, known, reading in batch]
     _WORKER.flush()
     return results
 
 
-def _collect_known(ds: Dataset) -> tuple[ScopeKey, Identifiers]:
+def _collect_known(ds: Dataset) -> tuple[ScopeKey, Identifiers, ImageInfo]:
     """What the pre-pass keeps of each header besides its UIDs: the instance's study and
-    patient and its identifying values (collected under the run's plan: the worker's, or the
-    one :func:`run_folder` set in this process)."""
+    patient, its identifying values (collected under the run's plan: the worker's, or the
+    one :func:`run_folder` set in this process) and what the pixel stage's sampling needs."""
     plan = _WORKER.plan if _WORKER is not None else _PLAN
     assert plan is not None
-    return scope_key(ds), collect_identifiers(ds, plan)
+    return scope_key(ds), collect_identifiers(ds, plan), image_info(ds, "", plan)
 
 
 _PLAN: Plan | None = None
+
+
+def _readings(selected: Sequence[InputFile]) -> tuple[dict[str, Reading], dict[str, str]]:
+    """label → what the pixel stage reads of each selected file (the run's sampling), and
+    label → its series (for escalation); empty unless the profile reads pixels."""
+    plan = _WORKER.plan if _WORKER is not None else _PLAN
+    if plan is None or not plan.burned_in.reads_pixels:
+        return {}, {}
+    infos = [replace(item.collected[2], key=item.label) for item in selected
+             if isinstance(item.collected, tuple)]
+    return plan_series(infos, plan.burned_in.sample_min_series), {i.key: i.series for i in infos}
 
 
 def _known_by_file(index: InputIndex, plan: Plan) -> dict[str, Identifiers]:
@@ -169,7 +183,7 @@ def _known_by_file(index: InputIndex, plan: Plan) -> dict[str, Identifiers]:
     scopes: dict[str, ScopeKey] = {}
     for item in index.files:
         if isinstance(item.collected, tuple):
-            scope, found = item.collected
+            scope, found, _ = item.collected
             identifiers.add_identifiers(scope, found)
             scopes[item.label] = scope
     return {label: identifiers.known(scope) for label, scope in scopes.items()}
@@ -188,16 +202,15 @@ def _pool(settings: RunSettings, db_url: str) -> Iterator[ProcessPoolExecutor | 
         yield pool
 
 
-def _results(settings: RunSettings, db_url: str, items: list[_Item],
-             pool: ProcessPoolExecutor | None) -> Iterable[FileResult]:
+def _results(settings: RunSettings, items: list[_Item], pool: ProcessPoolExecutor | None,
+             processor: InstanceProcessor | None) -> Iterable[FileResult]:
     if pool is None:
-        processor = _make_processor(settings, db_url)
+        assert processor is not None
         try:
-            for path, label, known in items:
-                yield processor.process(Path(path), label, known)
+            for path, label, known, reading in items:
+                yield processor.process(Path(path), label, known, reading)
         finally:
             processor.flush()
-            processor.store.close()
         return
     size = max(1, min(64, len(items) // (settings.workers * 4) or 1))
     for batch in pool.map(_work, [items[start:start + size] for start in range(0, len(items), size)]):
@@ -222,6 +235,11 @@ def run_folder(settings: RunSettings, *, paths: Sequence[Path] | None = None,
     db_url = settings.db_url or default_store_url()
     _check_locations(settings, db_url)
     plan = _PLAN = build_plan(settings.profile)  # fail on a bad profile before any work
+    if plan.burned_in.reads_pixels:
+        try:
+            check_engine(plan.burned_in.engine)
+        except PixelError as exc:
+            raise ConfigError(f"burned_in: ocr: {exc} (or choose --burned-in quarantine)") from exc
     with _pool(settings, db_url) as pool:
         index = index_inputs(discover_files(settings.source) if paths is None else map(Path, paths),
                              settings.source, tags=None, collect=_collect_known, pool=pool)
@@ -245,15 +263,33 @@ def _run(settings: RunSettings, db_url: str, index: InputIndex, known: dict[str,
         if on_result is not None:
             on_result(result, len(summary.results), total)
 
+    processor = _make_processor(settings, db_url) if pool is None else None
     try:
         for skip in skipped:
             done(FileResult(skip.label, skip.status, reason=skip.reason, kept=skip.kept))
-        items = [(str(f.path), f.label, known.get(f.label)) for f in selected]
-        for result in _results(settings, db_url, items, pool):
+        readings, series = _readings(selected)
+        items = [(str(f.path), f.label, known.get(f.label), readings.get(f.label)) for f in selected]
+        first = [item for item in items if item[3] is None or item[3].how != "later"]
+        later = [item for item in items if item[3] is not None and item[3].how == "later"]
+        escalated: set[str] = set()
+
+        def take(result: FileResult) -> None:
             if result.row is not None:
                 (quarantined if result.status == "quarantined" else manifest)[result.row.path] = result.row
+            if result.text_found and result.source in series:
+                escalated.add(series[result.source])
             done(result)
+
+        for result in _results(settings, first, pool, processor):
+            take(result)
+        # The rest of each sampled series: read too where text was found in its sample.
+        later = [(path, label, ids, ESCALATED if series.get(label) in escalated else reading)
+                 for path, label, ids, reading in later]
+        for result in _results(settings, later, pool, processor):
+            take(result)
     finally:
+        if processor is not None:
+            processor.store.close()
         bar.close()
         order = {f.label: n for n, f in enumerate(index.files)}
         summary.results.sort(key=lambda r: order.get(r.source, total))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from anonlib.dicomio import (
@@ -21,6 +21,7 @@ from anonlib.dicomio import (
 )
 from anonlib.engine import (
     Identifiers,
+    collect_identifiers,
     Lookup,
     Outcome,
     UidMapper,
@@ -29,6 +30,8 @@ from anonlib.engine import (
     patient_key,
 )
 from anonlib.errors import AnonlibError, DeidentificationError, InputError, StoreError
+from anonlib.pixels.select import Reading, reading_alone
+from anonlib.pixels.stage import PixelStage
 from anonlib.profile import Plan, SiteProfile
 from anonlib.sinks.folder import (
     FolderSink,
@@ -63,6 +66,7 @@ class FileResult:
     row: ManifestRow | None = None
     change: str = ""
     kept: str = ""
+    text_found: bool = False  # the pixel stage found text in it, or could not read it: its series is read in full
 
 
 def pseudonym_policy(profile: SiteProfile) -> PseudonymPolicy:
@@ -83,6 +87,7 @@ class InstanceProcessor:
         self._identities: dict[PatientKey, PatientIdentity] = {}
         self._studies: set[str] = set()
         self._pending: list[InstanceRecord] = []
+        self.pixels = PixelStage(plan.burned_in)
 
     #: Instance records are written to the store in batches of this many (one transaction each).
     BATCH = 64
@@ -104,32 +109,49 @@ class InstanceProcessor:
         return found
 
     def deidentify_file(self, path: Path, label: str, known: Identifiers | None = None,
-                        ) -> tuple[Outcome, bytes, PatientIdentity]:
+                        reading: Reading | None = None) -> tuple[Outcome, bytes, PatientIdentity]:
         """Read and de-identify one file (no writing); InputError/DeidentificationError if bad.
-        ``known``: identifiers of its study and patient beyond the file (see the engine)."""
+        ``known``: identifiers of its study and patient beyond the file (see the engine);
+        ``reading``: what the pixel stage reads of it (the run's sampling; None: decided from
+        this file alone, see :func:`anonlib.pixels.select.reading_alone`)."""
         return self._deidentify_read(lambda pixels: read_instance(path, with_pixels=pixels, label=label),
-                                     known)
+                                     known, reading)
 
     def deidentify_bytes(self, data: bytes, label: str, known: Identifiers | None = None,
-                         ) -> tuple[Outcome, bytes, PatientIdentity]:
+                         reading: Reading | None = None) -> tuple[Outcome, bytes, PatientIdentity]:
         """De-identify one instance held in memory (for example fetched from Orthanc)."""
         return self._deidentify_read(lambda pixels: parse_instance(data, label=label, with_pixels=pixels),
-                                     known)
+                                     known, reading)
 
     def _deidentify_read(self, read: Callable[[bool], ParsedInstance], known: Identifiers | None = None,
-                         ) -> tuple[Outcome, bytes, PatientIdentity]:
-        """``read(with_pixels)`` once without pixel data, again with it only when a pixel-mask
-        rule needs the pixels, then de-identify."""
+                         reading: Reading | None = None) -> tuple[Outcome, bytes, PatientIdentity]:
+        """``read(with_pixels)`` once without pixel data, again with it only when the pixel
+        stage reads this instance (or a pixel-mask rule needs the pixels), then de-identify."""
         parsed = read(False)
-        if parsed.pixel_bytes is not None and needs_pixel_data(parsed.dataset, self.plan):
+        if parsed.pixel_bytes is None:
+            return self.deidentify_parsed(parsed, known)
+        if self.plan.burned_in.reads_pixels:
+            chosen = reading if reading is not None else reading_alone(parsed.dataset, self.plan)
+            if chosen.reads:
+                return self.deidentify_parsed(read(True), known, chosen)
+        elif needs_pixel_data(parsed.dataset, self.plan):
             parsed = read(True)
         return self.deidentify_parsed(parsed, known)
 
     def deidentify_parsed(self, parsed: ParsedInstance, known: Identifiers | None = None,
-                          ) -> tuple[Outcome, bytes, PatientIdentity]:
+                          reading: Reading | None = None) -> tuple[Outcome, bytes, PatientIdentity]:
+        """De-identify a parsed instance; with ``reading`` (and its pixels parsed) the pixel
+        stage reads it first."""
+        scan = None
+        if reading is not None and reading.reads:
+            values: list[str] = []
+            if self.plan.burned_in.mask == "phi":
+                found = collect_identifiers(parsed.dataset, self.plan).merged(known)
+                values = sorted(found.names | found.tokens | found.phrases)
+            scan = self.pixels.scan(parsed.dataset, reading, values)
         identity = self.identity(patient_key(parsed.dataset))
         lookup = Lookup(self._secret, identity.pseudonym, identity.date_shift_days)
-        outcome = deidentify(parsed.dataset, self.plan, lookup, copy=False, known=known)
+        outcome = deidentify(parsed.dataset, self.plan, lookup, copy=False, known=known, pixels=scan)
         if outcome.pixels_cleaned:
             return outcome, encode_instance(outcome.dataset, None), identity
         return outcome, encode_instance(outcome.dataset, parsed.pixel_bytes, parsed.source), identity
@@ -150,12 +172,16 @@ class InstanceProcessor:
         return FileResult(label, "quarantined" if outcome.quarantine else change, relative,
                           outcome.quarantine or "", row, change)
 
-    def process(self, path: Path, label: str, known: Identifiers | None = None) -> FileResult:
+    def process(self, path: Path, label: str, known: Identifiers | None = None,
+                reading: Reading | None = None) -> FileResult:
         """De-identify ``path`` and deliver it; never raises for a bad file. ``known``: the
-        identifying values of its study and patient collected by the run's pre-pass."""
+        identifying values of its study and patient collected by the run's pre-pass;
+        ``reading``: the run's decision for the pixel stage."""
         try:
-            outcome, data, identity = self.deidentify_file(path, label, known)
-            return self.deliver(outcome, data, identity, label)
+            outcome, data, identity = self.deidentify_file(path, label, known, reading)
+            result = self.deliver(outcome, data, identity, label)
+            escalate = bool(outcome.pixel_boxes) or (outcome.quarantine or "").startswith("pixels:")
+            return replace(result, text_found=True) if escalate else result
         except (InputError, DeidentificationError) as exc:
             return FileResult(label, "rejected", reason=getattr(exc, "reason", str(exc)))
         except StoreError:

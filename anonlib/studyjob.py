@@ -37,12 +37,13 @@ from anonlib.orthanc.transfer import (
     study_sop_uids,
     upload,
 )
+from anonlib.pixels.select import ESCALATED, LATER, ImageInfo, Reading, image_info, plan_series
 from anonlib.pipeline import MANIFEST, QUARANTINE_MANIFEST, InstanceProcessor, pseudonym_policy
 from anonlib.profile import Plan, SiteProfile, build_plan, load_site_profile
 from anonlib.sinks.folder import FolderSink, ManifestRow, update_manifest
 from anonlib.store import DeliveryRecord, PatientIdentity, open_store
 
-__all__ = ["TransientError", "StudyJobError", "StudyResult", "JobContext", "process_study",
+__all__ = ["study_plan", "TransientError", "StudyJobError", "StudyResult", "JobContext", "process_study",
            "hold_reason", "study_identifiers"]
 
 log = logging.getLogger("anonlib.studyjob")
@@ -140,20 +141,28 @@ def process_study(info: ConstellationInfo, study_id: str, *, node: str = "intake
         ready: list[tuple[str, Outcome, bytes, PatientIdentity, bytes]] = []
         try:
             fetched = list(fetch_instances(source, node, snap.instance_ids))
-            known = study_identifiers(ctx.processor.plan, [data for _, data in fetched if data])
-            for instance_id, data in fetched:
-                if data is None:
-                    result.instances -= 1  # deleted while we worked; the next run sees the rest
-                    continue
-                try:
-                    outcome, encoded, identity = ctx.processor.deidentify_bytes(
-                        data, f"{node}/{instance_id}", known)
-                except (InputError, DeidentificationError) as exc:
-                    result.rejected += 1
-                    log.warning("instance %s of study %s rejected: %s", instance_id, study_id,
-                                getattr(exc, "reason", type(exc).__name__))
-                    continue
-                ready.append((instance_id, outcome, encoded, identity, data))
+            result.instances -= sum(1 for _, data in fetched if data is None)  # deleted while we worked
+            present = [(instance_id, data) for instance_id, data in fetched if data is not None]
+            known, readings, series = study_plan(ctx.processor.plan, present)
+            escalated: set[str] = set()
+            first = [item for item in present if readings.get(item[0]) != LATER]
+            later = [item for item in present if readings.get(item[0]) == LATER]
+            for wave in (first, later):
+                for instance_id, data in wave:
+                    reading = readings.get(instance_id)
+                    if reading == LATER and series.get(instance_id) in escalated:
+                        reading = ESCALATED
+                    try:
+                        outcome, encoded, identity = ctx.processor.deidentify_bytes(
+                            data, f"{node}/{instance_id}", known, reading)
+                    except (InputError, DeidentificationError) as exc:
+                        result.rejected += 1
+                        log.warning("instance %s of study %s rejected: %s", instance_id, study_id,
+                                    getattr(exc, "reason", type(exc).__name__))
+                        continue
+                    if outcome.pixel_boxes or (outcome.quarantine or "").startswith("pixels:"):
+                        escalated.add(series.get(instance_id, ""))
+                    ready.append((instance_id, outcome, encoded, identity, data))
             held = _audit_gate(ctx, ready)
             if held:
                 result.status, result.reason = "held", held
@@ -272,15 +281,27 @@ def _delete_if_unchanged(client: pyorthanc.Orthanc, node: str, study_id: str, la
 
 
 def study_identifiers(plan: Plan, instances: list[bytes]) -> Identifiers:
-    """The identifying values of every instance of one study, from their headers, so that a
-    value carried by one instance is scrubbed from the text of all (the job sees one study, so
-    the values of the patient's other studies are not among them). An unreadable instance is
-    skipped here; de-identifying it rejects it with its reason."""
+    """The identifying values of every instance of one study (see :func:`study_plan`)."""
+    return study_plan(plan, [(str(n), data) for n, data in enumerate(instances)])[0]
+
+
+def study_plan(plan: Plan, instances: list[tuple[str, bytes]],
+               ) -> tuple[Identifiers, dict[str, Reading], dict[str, str]]:
+    """From the headers of every instance of one study (id, bytes): their identifying values,
+    so that a value carried by one instance is scrubbed from the text of all (the job sees one
+    study, so the values of the patient's other studies are not among them); what the pixel
+    stage reads of each (sampling of large series, :mod:`anonlib.pixels.select`); and each one's
+    series (for escalation). An unreadable instance is skipped here; de-identifying it rejects
+    it with its reason."""
     known = Identifiers()
-    for data in instances:
+    infos: list[ImageInfo] = []
+    for instance_id, data in instances:
         try:
             header = parse_instance(data, label="instance").dataset
         except InputError:
             continue
         known.merge(collect_identifiers(header, plan))
-    return known
+        infos.append(image_info(header, instance_id, plan))
+    if not plan.burned_in.reads_pixels:
+        return known, {}, {}
+    return known, plan_series(infos, plan.burned_in.sample_min_series), {i.key: i.series for i in infos}

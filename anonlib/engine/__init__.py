@@ -17,7 +17,7 @@ from anonlib.engine.changes import Change, format_path
 from anonlib.engine.dates import age_in_years, is_over_89, parse_da, years_between
 from anonlib.engine.identifiers import collect_identifiers
 from anonlib.engine.markers import add_markers, rebuild_file_meta
-from anonlib.engine.pixels import PixelVerdict, assess_pixels, blank_regions
+from anonlib.engine.pixels import PixelVerdict, assess_pixels, mask_boxes, pixel_change
 from anonlib.engine.privates import PrivatePolicy, declared_safe
 from anonlib.engine.scope import IdentifierIndex, ScopeKey, scope_key, study_key
 from anonlib.engine.subject import patient_key
@@ -25,7 +25,9 @@ from anonlib.engine.text import Identifiers, Scrubber
 from anonlib.engine.uids import UidMapper
 from anonlib.engine.values import text_of
 from anonlib.engine.walk import Walker
-from anonlib.errors import DeidentificationError
+from anonlib.errors import DeidentificationError, PixelError
+from anonlib.pixels import TextBox
+from anonlib.pixels.stage import PixelScan
 from anonlib.profile.iod import iod_types
 from anonlib.profile.plan import Plan
 
@@ -72,14 +74,17 @@ class Outcome:
     keys: InstanceKeys
     changes: list[Change] = field(default_factory=list)
     quarantine: str | None = None  # PHI-free reason when the instance must not be released
-    pixels_cleaned: bool = False
+    pixels_cleaned: bool = False  # the pixels were masked: ``dataset`` holds the new pixel data
+    pixel_boxes: tuple[TextBox, ...] = ()  # the boxes masked (never their text)
+    pixels_read: bool = False  # the pixel stage read this instance (or a rule decided it)
 
 
 
 
 def needs_pixel_data(ds: Dataset, plan: Plan) -> bool:
-    """True when pixels must be decoded and cleaned (a pixel-mask rule applies)."""
-    return assess_pixels(ds, plan).action == "mask"
+    """True when the pixels must be decoded without OCR (a pixel-mask rule applies under
+    ``burned_in: quarantine``); under ``ocr`` the pixel stage decides what it reads."""
+    return plan.burned_in.mode == "quarantine" and assess_pixels(ds, plan).action == "mask"
 
 
 def _over_89(ds: Dataset) -> bool:
@@ -105,7 +110,7 @@ def _ensure_pseudonym(ds: Dataset, plan: Plan, lookup: Lookup, walker: Walker) -
 
 def deidentify(ds: Dataset, plan: Plan, lookup: Lookup, *, copy: bool = True,
                record_values: bool = False, record_kept: bool = False,
-               known: Identifiers | None = None) -> Outcome:
+               known: Identifiers | None = None, pixels: PixelScan | None = None) -> Outcome:
     """De-identify one instance.
 
     ``copy=False`` modifies ``ds`` in place (faster; the pipeline uses it). ``record_values``
@@ -113,6 +118,8 @@ def deidentify(ds: Dataset, plan: Plan, lookup: Lookup, *, copy: bool = True,
     ``record_kept`` also records the elements that were kept unchanged. ``known``: identifying
     values collected beyond this instance (from the other instances of its study and its
     patient's in the run, see :class:`IdentifierIndex`), scrubbed from text as its own are.
+    ``pixels``: what the pixel stage found in this instance's pixels (:mod:`anonlib.pixels.stage`;
+    None when it did not read them): its boxes are masked, or the instance quarantined.
     """
     if copy:
         ds = _copy.deepcopy(ds)
@@ -126,7 +133,7 @@ def deidentify(ds: Dataset, plan: Plan, lookup: Lookup, *, copy: bool = True,
         raise DeidentificationError("no Study Instance UID (Type 1 in every composite IOD)")
 
     mapper = UidMapper(lookup.secret, plan.uid_root)
-    verdict = assess_pixels(ds, plan)
+    verdict = assess_pixels(ds, plan, pixels)
     originals = {k: text_of(ds, k) for k in ("SOPInstanceUID", "SeriesInstanceUID",
                                            "StudyInstanceUID", "AccessionNumber")}
     walker = Walker(
@@ -146,13 +153,22 @@ def deidentify(ds: Dataset, plan: Plan, lookup: Lookup, *, copy: bool = True,
     _ensure_pseudonym(ds, plan, lookup, walker)
 
     cleaned = False
-    if verdict.action == "mask" and verdict.mask is not None and "PixelData" in ds:
-        blank_regions(ds, verdict.mask)
-        cleaned = True
     quarantine = verdict.reason if verdict.action == "quarantine" else None
-    if verdict.action == "mask" and not cleaned:
-        quarantine = verdict.reason + "; pixel data was not available to clean"
-    add_markers(ds, plan, pixels_cleaned=cleaned, version=__version__)
+    if verdict.action == "mask":
+        if "PixelData" in ds and ds.PixelData is not None:
+            try:
+                mask_boxes(ds, verdict.boxes)
+                cleaned = True
+            except PixelError as exc:
+                quarantine = f"pixels: cannot be masked ({exc})"
+        else:
+            quarantine = verdict.reason + "; pixel data was not available to clean"
+    if (cleaned or verdict.action == "checked") and quarantine is None:
+        ds.BurnedInAnnotation = "NO"  # only once the pixels were read in full and masked
+    add_markers(ds, plan, pixels_cleaned=(cleaned or verdict.action == "checked") and quarantine is None,
+                version=__version__)
+    if verdict.boxes and (cleaned or quarantine):
+        walker.changes.append(pixel_change(verdict.boxes, "masked" if cleaned else "not released"))
     rebuild_file_meta(ds)
     keys = InstanceKeys(
         original_sop_uid=originals["SOPInstanceUID"],
@@ -167,4 +183,5 @@ def deidentify(ds: Dataset, plan: Plan, lookup: Lookup, *, copy: bool = True,
         modality=text_of(ds, "Modality"),
         sop_class_uid=sop_class,
     )
-    return Outcome(ds, keys, walker.changes, quarantine, cleaned)
+    return Outcome(ds, keys, walker.changes, quarantine, cleaned, verdict.boxes if cleaned else (),
+                   verdict.action != "pass" or pixels is not None)

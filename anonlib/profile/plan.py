@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from anonlib.data import read_yaml
 from anonlib.errors import ConfigError
+from anonlib.profile.burned_in import BurnedInPolicy
 from anonlib.profile.codes import check_code
 from anonlib.profile.iod import repeating_base
 from anonlib.profile.options import DEFAULT_OPTIONS, DateMode, Option
@@ -43,10 +44,14 @@ class Plan:
     private: Rule
     private_keep: frozenset[tuple[str, int, int]]  # (creator, group, element offset)
     uid_root: str = "2.25"
-    quarantine_burned_in: bool = True
+    burned_in: BurnedInPolicy = field(default_factory=BurnedInPolicy)
     masks: tuple[MaskRule, ...] = ()
     burned_in_sop_classes: frozenset[str] = frozenset()
     burned_in_modalities: frozenset[str] = frozenset()
+    #: Modalities read by sampling when their series are large (burned_in.yaml).
+    sampled_modalities: frozenset[str] = frozenset()
+    #: ImageType values that make an image read whatever its modality (burned_in.yaml).
+    at_risk_image_types: frozenset[str] = frozenset()
     table_edition: str = ""
     fingerprint: str = field(default="", compare=False)
 
@@ -118,10 +123,12 @@ def build_plan(site: SiteProfile | None = None) -> Plan:
         private=private,
         private_keep=frozenset(site.private_keep),
         uid_root=site.uid_root,
-        quarantine_burned_in=site.quarantine_burned_in,
+        burned_in=site.burned_in,
         masks=tuple(site.masks),
         burned_in_sop_classes=frozenset(str(uid) for uid in burned["sop_classes"]),
         burned_in_modalities=frozenset(burned["modalities"]),
+        sampled_modalities=frozenset(burned["sampled_modalities"]),
+        at_risk_image_types=frozenset(burned["image_types"]),
         table_edition=edition(),
     )
     return _with_fingerprint(plan)
@@ -137,7 +144,7 @@ def _with_fingerprint(plan: Plan) -> Plan:
         "private": plan.private.code,
         "private_keep": sorted(plan.private_keep),
         "uid_root": plan.uid_root,
-        "quarantine": plan.quarantine_burned_in,
+        "burned_in": plan.burned_in.key(),
         "masks": [mask.key() for mask in plan.masks],
         "edition": plan.table_edition,
     }

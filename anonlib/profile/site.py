@@ -14,7 +14,7 @@ Example (every key optional)::
     remove: [ProtocolName]       # shorthand for action X
     private_keep:                # kept under Retain Safe Private (in addition to PS3.15 E.3.10-1)
       - "ACME 1.0:(0019,xx10)"
-    burned_in: quarantine        # quarantine | allow  (allow: trust the data; not recommended)
+    burned_in: ocr               # ocr | quarantine | allow, or a mapping (anonlib.profile.burned_in)
     pixel_masks:
       - {manufacturer: ACME, model: "US 9.*", rows: 480, columns: 640, regions: [[0, 0, 640, 40]]}
 """
@@ -30,6 +30,7 @@ import yaml
 from pydicom.datadict import tag_for_keyword
 
 from anonlib.errors import ConfigError
+from anonlib.profile.burned_in import BurnedInPolicy, parse_burned_in
 from anonlib.profile.codes import check_code
 from anonlib.profile.options import DEFAULT_OPTIONS, Option
 
@@ -85,7 +86,7 @@ class SiteProfile:
     date_shift_days: tuple[int, int] = (-3652, -366)
     pseudonym_prefix: str = "ANON"
     uid_root: str = "2.25"
-    quarantine_burned_in: bool = True
+    burned_in: BurnedInPolicy = field(default_factory=BurnedInPolicy)
     masks: tuple[MaskRule, ...] = ()
 
 
@@ -152,9 +153,7 @@ def parse_site_profile(data: dict[str, Any], where: str = "profile") -> SiteProf
     root = str(data.get("uid_root", "2.25"))
     if not _UID_ROOT.match(root) or len(root) > 40:
         raise ConfigError(f"{where}: uid_root {root!r} is not a valid UID root of at most 40 characters")
-    burned = str(data.get("burned_in", "quarantine"))
-    if burned not in ("quarantine", "allow"):
-        raise ConfigError(f"{where}: burned_in must be quarantine or allow")
+    burned = parse_burned_in(data.get("burned_in"), where)
     prefix = str(data.get("pseudonym_prefix", "ANON"))
     if not re.fullmatch(r"[A-Z0-9_]{1,16}", prefix):
         raise ConfigError(f"{where}: pseudonym_prefix must be 1-16 of A-Z, 0-9, _")
@@ -166,7 +165,7 @@ def parse_site_profile(data: dict[str, Any], where: str = "profile") -> SiteProf
         date_shift_days=(shift[0], shift[1]),
         pseudonym_prefix=prefix,
         uid_root=root,
-        quarantine_burned_in=burned == "quarantine",
+        burned_in=burned,
         masks=_masks(data.get("pixel_masks")),
     )
 
