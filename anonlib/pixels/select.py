@@ -89,7 +89,7 @@ def read_reason(ds: Dataset, rules: BurnedInRules) -> str:
     if modality not in rules.sampled_modalities:
         return f"modality {modality or '(none)'} may carry burned-in text"
     if modality not in _NO_ANNOTATION_LAYER:
-        kinds = {value.strip().upper() for value in strings_of(ds, "ImageType")}
+        kinds = {value.strip().upper() for value in strings_of(ds.get("ImageType"))}
         hit = sorted(kinds & rules.at_risk_image_types)
         if hit:
             return f"ImageType {hit[0]} may carry burned-in text"
@@ -125,7 +125,7 @@ def image_info(ds: Dataset, key: str, rules: BurnedInRules) -> ImageInfo:
         number = None
     signature = (text_of(ds, "Rows"), text_of(ds, "Columns"), text_of(ds, "BitsStored"),
                  text_of(ds, "PhotometricInterpretation"), text_of(ds, "SamplesPerPixel"),
-                 "\\".join(s.strip().upper() for s in strings_of(ds, "ImageType")),
+                 "\\".join(s.strip().upper() for s in strings_of(ds.get("ImageType"))),
                  text_of(ds, "NumberOfFrames"))
     image = has_pixels(ds)
     return ImageInfo(key, text_of(ds, "SeriesInstanceUID"), number, signature,
