@@ -34,8 +34,8 @@ from anonlib.pipeline import (
     InstanceProcessor,
     pseudonym_policy,
 )
-from anonlib.pixels.stage import check_engine
 from anonlib.pixels.select import ESCALATED, ImageInfo, Reading, image_info, plan_series
+from anonlib.pixels.stage import check_engine
 from anonlib.profile import Plan, SiteProfile, build_plan
 from anonlib.sinks.folder import FolderSink, ManifestRow, update_manifest, write_list
 from anonlib.store import open_store

@@ -21,10 +21,10 @@ from anonlib.dicomio import (
 )
 from anonlib.engine import (
     Identifiers,
-    collect_identifiers,
     Lookup,
     Outcome,
     UidMapper,
+    collect_identifiers,
     deidentify,
     needs_pixel_data,
     patient_key,

@@ -37,8 +37,8 @@ from anonlib.orthanc.transfer import (
     study_sop_uids,
     upload,
 )
-from anonlib.pixels.select import ESCALATED, LATER, ImageInfo, Reading, image_info, plan_series
 from anonlib.pipeline import MANIFEST, QUARANTINE_MANIFEST, InstanceProcessor, pseudonym_policy
+from anonlib.pixels.select import ESCALATED, LATER, ImageInfo, Reading, image_info, plan_series
 from anonlib.profile import Plan, SiteProfile, build_plan, load_site_profile
 from anonlib.sinks.folder import FolderSink, ManifestRow, update_manifest
 from anonlib.store import DeliveryRecord, PatientIdentity, open_store

@@ -127,7 +127,7 @@ def image_info(ds: Dataset, key: str, rules: BurnedInRules) -> ImageInfo:
                  text_of(ds, "PhotometricInterpretation"), text_of(ds, "SamplesPerPixel"),
                  "\\".join(s.strip().upper() for s in strings_of(ds.get("ImageType"))),
                  text_of(ds, "NumberOfFrames"))
-    image = has_pixels(ds)
+    image = has_pixels(ds) or ("Rows" in ds and "Columns" in ds)  # a header read without pixels
     return ImageInfo(key, text_of(ds, "SeriesInstanceUID"), number, signature,
                      read_reason(ds, rules) if image else "", image)
 

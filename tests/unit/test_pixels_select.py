@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from anonlib.pixels import TextBox
 from anonlib.pixels.phi import identifying_boxes, is_identifying
-from anonlib.pixels.select import ImageInfo, image_info, plan_series, read_reason, reading_alone, sample_frames
+from anonlib.pixels.select import (
+    ImageInfo,
+    image_info,
+    plan_series,
+    read_reason,
+    reading_alone,
+    sample_frames,
+)
 from tests.helpers import plan_of, sample
 
 PLAN = plan_of()
