@@ -10,7 +10,9 @@ called by the pipeline before the engine: :meth:`PixelStage.scan` returns a :cla
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass, field
 
 from pydicom.dataset import Dataset
 
@@ -60,13 +62,51 @@ class PixelScan:
         return self.found > 0
 
 
+_RENDERING = ("Rows", "Columns", "BitsAllocated", "BitsStored", "PixelRepresentation",
+              "PhotometricInterpretation", "SamplesPerPixel", "PlanarConfiguration", "NumberOfFrames",
+              "WindowCenter", "WindowWidth", "RescaleSlope", "RescaleIntercept", "VOILUTFunction")
+
+
+def _pixel_key(ds: Dataset, frames: tuple[int, ...] | None, recognize: bool) -> bytes | None:
+    """A digest of what OCR sees of ``ds``: its pixel bytes, transfer syntax and every header
+    value rendering depends on (None when the pixels are not plain bytes)."""
+    data = ds.get("PixelData")
+    if not isinstance(data, bytes):
+        return None
+    digest = hashlib.blake2b(data, digest_size=20)
+    meta = getattr(ds, "file_meta", None)
+    context = [str(meta.get("TransferSyntaxUID", "")) if meta is not None else "", repr(frames), str(recognize)]
+    context += [str(ds.get(keyword, "")) for keyword in _RENDERING]
+    digest.update("\x1f".join(context).encode("utf-8", "replace"))
+    return digest.digest()
+
+
 @dataclass
 class PixelStage:
     """OCR for one worker: ``policy`` from the plan; the detector is loaded on first use (or
-    given, e.g. by a test)."""
+    given, e.g. by a test). What OCR found in identical pixels (the same bytes, rendered the same
+    way) is remembered for the worker's life (at most :attr:`CACHE` entries, boxes only): a
+    re-sent image, or a static frame of a clip, is read once."""
 
     policy: BurnedInPolicy
     detector: Detector | None = None
+    _seen: OrderedDict[bytes, tuple[TextBox, ...]] = field(default_factory=OrderedDict, repr=False)
+
+    CACHE = 512
+
+    def _find(self, ds: Dataset, frames: list[int] | None, recognize: bool) -> tuple[TextBox, ...]:
+        from anonlib.pixels import find_text
+
+        key = _pixel_key(ds, None if frames is None else tuple(frames), recognize)
+        if key is not None and key in self._seen:
+            self._seen.move_to_end(key)
+            return self._seen[key]
+        boxes = tuple(find_text(ds, self.engine(), frames=frames, recognize=recognize))
+        if key is not None:
+            self._seen[key] = boxes
+            if len(self._seen) > self.CACHE:
+                self._seen.popitem(last=False)
+        return boxes
 
     def engine(self) -> Detector:
         """The OCR engine (PixelError when it is not installed)."""
@@ -78,16 +118,13 @@ class PixelStage:
 
     def scan(self, ds: Dataset, reading: Reading, phi_values: Iterable[str] = ()) -> PixelScan:
         """Read the frames of ``ds`` (with its pixel data) that ``reading`` selects."""
-        from anonlib.pixels import find_text
-
         recognize = self.policy.mask == "phi"
         try:
-            engine = self.engine()
             frames = int(ds.get("NumberOfFrames", 1) or 1)
             chosen = None if reading.every_frame or frames <= 3 else sample_frames(frames)
-            boxes = find_text(ds, engine, frames=chosen, recognize=recognize)
+            boxes = self._find(ds, chosen, recognize)
             if boxes and chosen is not None:  # text in a sampled frame: read them all
-                boxes = find_text(ds, engine, frames=None, recognize=recognize)
+                boxes = self._find(ds, None, recognize)
                 chosen = None
         except PixelError as exc:
             return PixelScan(reading, error=str(exc), engine=self.policy.engine)
