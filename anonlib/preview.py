@@ -32,6 +32,7 @@ from anonlib.engine import (
     IdentifierIndex,
     Lookup,
     Outcome,
+    collect_identifiers,
     deidentify,
     format_path,
     patient_key,
@@ -39,6 +40,17 @@ from anonlib.engine import (
 )
 from anonlib.errors import AnonlibError, ConfigError, InputError, StoreError
 from anonlib.pipeline import pseudonym_policy
+from anonlib.pixels.select import (
+    ESCALATED,
+    LATER,
+    ImageInfo,
+    Reading,
+    has_pixels,
+    image_info,
+    plan_series,
+    reading_alone,
+)
+from anonlib.pixels.stage import PixelStage
 from anonlib.profile import Plan, SiteProfile, build_plan
 from anonlib.sources.base import Source
 from anonlib.sources.thumbnails import Image, Thumbnail, placeholder, render_dataset, thumbnail_figure
@@ -235,14 +247,22 @@ class _Identities:
 
 
 def _run(data: bytes, plan: Plan, identities: _Identities, index: IdentifierIndex,
-         ) -> tuple[Dataset, Outcome, Dataset, PreviewIdentity]:
+         stage: PixelStage, reading: Reading | None) -> tuple[Dataset, Outcome, Dataset, PreviewIdentity]:
     """The original, the engine's outcome, and the de-identified dataset as it would be written
-    (encoded and read back, so that the diff shows the file's own File Meta Information)."""
+    (encoded and read back, so that the diff shows the file's own File Meta Information). The
+    pixel stage reads what the real run would read (``reading``, the study's sampling)."""
     original = parse_instance(data, label="instance", with_pixels=True).dataset
     identity = identities.of(patient_key(original))
     lookup = Lookup(identities.secret, identity.pseudonym, identity.date_shift_days)
+    known = index.known(scope_key(original))
+    scan = None
+    if plan.burned_in.reads_pixels and has_pixels(original):
+        chosen = reading if reading is not None else reading_alone(original, plan)
+        if chosen.reads:
+            found = collect_identifiers(original, plan).merged(known)
+            scan = stage.scan(original, chosen, sorted(found.names | found.tokens | found.phrases))
     outcome = deidentify(original, plan, lookup, record_values=True, record_kept=True,
-                         known=index.known(scope_key(original)))
+                         known=known, pixels=scan)
     written = parse_instance(encode_instance(outcome.dataset, None), label="output", with_pixels=True)
     return original, outcome, written.dataset, identity
 
@@ -279,11 +299,17 @@ def preview_study(source: Source, study: str, *, db_url: str | None, profile: Si
     store = open_store(db_url, policy, readonly=True)
     try:
         identities = _Identities(store, policy)
-        index = _study_index(source, keys, plan)
-        for key in keys:
+        index, readings, series = _study_index(source, keys, plan)
+        stage = PixelStage(plan.burned_in)
+        escalated: set[str] = set()
+        ordered = ([k for k in keys if readings.get(k) != LATER] + [k for k in keys if readings.get(k) == LATER])
+        for key in ordered:
             data = source.read(key)
+            reading = readings.get(key)
+            if reading == LATER and series.get(key) in escalated:
+                reading = ESCALATED
             try:
-                original, outcome, written, identity = _run(data, plan, identities, index)
+                original, outcome, written, identity = _run(data, plan, identities, index, stage, reading)
             except StoreError:
                 raise
             except AnonlibError as exc:  # the real run rejects such an instance
@@ -298,6 +324,8 @@ def preview_study(source: Source, study: str, *, db_url: str | None, profile: Si
             tally = Counter((r["status"], r["action"]) for r in rows)
             counts.update(tally)
             present.update(tally.keys())
+            if outcome.pixel_boxes or (outcome.quarantine or "").startswith("pixels:"):
+                escalated.add(series.get(key, ""))
             if outcome.quarantine:
                 problems.append({"instance": key, "outcome": "quarantined", "reason": outcome.quarantine})
             if key == chosen:
@@ -317,13 +345,20 @@ def preview_study(source: Source, study: str, *, db_url: str | None, profile: Si
         quarantined=next((p["reason"] for p in problems if p["instance"] == chosen), None))
 
 
-def _study_index(source: Source, keys: list[str], plan: Plan) -> IdentifierIndex:
+def _study_index(source: Source, keys: list[str], plan: Plan,
+                 ) -> tuple[IdentifierIndex, dict[str, Reading], dict[str, str]]:
     """The identifying values of every instance of the study, as the real run collects them
-    before de-identifying any (a value in one header is scrubbed from every instance's text)."""
+    before de-identifying any (a value in one header is scrubbed from every instance's text),
+    and what the pixel stage reads of each (the run's sampling) with each one's series."""
     index = IdentifierIndex(plan)
+    infos: list[ImageInfo] = []
     for key in keys:
         try:
-            index.add(parse_instance(source.read(key), label="instance").dataset)
+            header = parse_instance(source.read(key), label="instance").dataset
         except AnonlibError:
             continue  # rejected below, with its reason
-    return index
+        index.add(header)
+        infos.append(image_info(header, key, plan))
+    if not plan.burned_in.reads_pixels:
+        return index, {}, {}
+    return index, plan_series(infos, plan.burned_in.sample_min_series), {i.key: i.series for i in infos}

@@ -9,9 +9,9 @@ called by the pipeline before the engine: :meth:`PixelStage.scan` returns a :cla
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 import hashlib
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from pydicom.dataset import Dataset

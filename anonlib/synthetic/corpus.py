@@ -159,7 +159,7 @@ def _derived(w: _Writer, rng: random.Random, p: Person, day: dt.date, prior: Stu
     w.add(derived.report(p, s, sr_series, cts, prior, priors), folder, p, "SR")
     w.add(derived.presentation_state(p, s, _series(p, s, "PR", "Notes"), cts), folder, p, "GSPS")
     sc = studies.secondary_capture(p, s, _series(p, s, "OT", "Screen capture"), cts[0])
-    w.add(sc, folder, p, "SC", "quarantine")
+    w.add(sc, folder, p, "SC")  # its burned-in banner is masked
     w.add(studies.ultrasound(p, s, _series(p, s, "US", "Abdomen US")), folder, p, "US",
           "quarantine")
     return s

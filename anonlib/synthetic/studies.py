@@ -63,10 +63,15 @@ def image_series(p: Person, s: Study, series: Series, count: int) -> list[Datase
 
 
 def secondary_capture(p: Person, s: Study, series: Series, ref: Dataset) -> Dataset:
-    """A screen capture with burned-in text (BurnedInAnnotation YES): to be quarantined."""
-    pixels = np.zeros((48, 64, 3), dtype=np.uint8)
-    pixels[4:10, 4:60] = 255  # where a viewer burns the patient banner
-    pixels[16:44, 8:56, 1] = np.arange(48, dtype=np.uint8)[None, :] * 5
+    """A screen capture with the patient's name and ID burned into a banner (BurnedInAnnotation
+    YES): the pixel stage masks them (``burned_in: quarantine`` quarantines it instead)."""
+    from anonlib.synthetic.lettering import Font, available_fonts, composite, render
+
+    pixels = np.zeros((96, 256, 3), dtype=np.uint8)
+    pixels[48:90, 16:240, 1] = (np.arange(224, dtype=np.uint16)[None, :] // 2).astype(np.uint8)
+    font = Font(next(f for f in available_fonts() if f.stem == "DejaVuSans-Bold"), 14)
+    for row, text in ((6, f"{p.family}, {p.given}"), (26, f"ID {p.mrn}")):
+        composite(pixels, render(text, font), 6, row, (255, 255, 255))
     ds = SCImage.from_ref_dataset(
         ref_dataset=ref,
         pixel_array=pixels,
@@ -91,8 +96,8 @@ def secondary_capture(p: Person, s: Study, series: Series, ref: Dataset) -> Data
 
 
 def ultrasound(p: Person, s: Study, series: Series) -> Dataset:
-    """A single-frame ultrasound image. It says nothing about burned-in annotation, which
-    ultrasound usually has: to be quarantined."""
+    """A single-frame ultrasound image, a 3D obstetric rendering that shows a face
+    (RecognizableVisualFeatures YES): quarantined whatever the pixel stage finds."""
     ds = Dataset()
     ds.SpecificCharacterSet = "ISO_IR 100"
     ds.SOPClassUID = UltrasoundImageStorage
@@ -108,6 +113,7 @@ def ultrasound(p: Person, s: Study, series: Series) -> Dataset:
     ds.PatientOrientation = ""
     ds.ImageType = ["ORIGINAL", "PRIMARY", "ABDOMINAL"]
     ds.BodyPartExamined = "ABDOMEN"
+    ds.RecognizableVisualFeatures = "YES"
     rows, columns = 60, 80
     yy, xx = np.mgrid[0:rows, 0:columns]
     fan = ((xx - columns / 2) ** 2 + yy**2 < (rows - 2) ** 2) & (abs(xx - columns / 2) < yy + 4)

@@ -103,7 +103,7 @@ def test_summary_and_quarantine(follow_up: StudyPreview) -> None:
     assert summary["elements"].sum() > len(follow_up.diff)
     quarantine = follow_up.quarantine
     assert list(quarantine.columns) == QUARANTINE_COLUMNS
-    assert list(quarantine["outcome"]) == ["quarantined", "quarantined"]  # the SC and the US
+    assert list(quarantine["outcome"]) == ["quarantined"]  # the US (a face); the SC's text is masked
     assert all(quarantine["reason"].str.len() > 10)
 
 
@@ -221,9 +221,22 @@ def test_rejected_instance_is_reported_and_the_rest_previewed(corpus: Corpus, tm
 def test_quarantined_instance_is_labelled(corpus: Corpus) -> None:
     source = FolderSource(corpus.root)
     study = corpus.patients[0].study_uids[1]
-    sc = next(k for k in source.instances(study) if pydicom.dcmread(k, stop_before_pixels=True).Modality == "OT")
-    preview = preview_study(source, study, db_url=None, instance=sc)
-    assert preview.quarantined is not None and "BurnedInAnnotation" in preview.quarantined
-    assert preview.original_image.ndim == 3
+    us = next(k for k in source.instances(study) if pydicom.dcmread(k, stop_before_pixels=True).Modality == "US")
+    preview = preview_study(source, study, db_url=None, instance=us)
+    assert preview.quarantined is not None and "RecognizableVisualFeatures" in preview.quarantined
     titles = [ax.get_title() for ax in preview.images().axes]
     assert titles == ["original", "de-identified (quarantined: not released)"]
+
+
+def test_burned_in_banner_is_masked_in_the_preview(corpus: Corpus) -> None:
+    source = FolderSource(corpus.root)
+    study = corpus.patients[0].study_uids[1]
+    sc = next(k for k in source.instances(study) if pydicom.dcmread(k, stop_before_pixels=True).Modality == "OT")
+    preview = preview_study(source, study, db_url=None, instance=sc)
+    assert preview.quarantined is None and preview.original_image.ndim == 3
+    assert preview.original_image.shape[:2] == (48, 128)  # the 96 x 256 capture, halved
+    banner = (slice(1, 21), slice(1, 90))
+    assert preview.original_image[banner].max() > 200  # white letters before
+    assert preview.deidentified_image[banner].max() < 30  # masked after
+    picture = (slice(26, 44), slice(20, 110))
+    assert (preview.original_image[picture] == preview.deidentified_image[picture]).all()

@@ -17,7 +17,7 @@ from anonlib.audit.references import Reference, identities, references
 from anonlib.synthetic import Corpus, CorpusFile
 
 KINDS = {"CT", "MR", "RTSTRUCT", "RTPLAN", "RTDOSE", "SEG", "SR", "GSPS", "SC", "US", "bad"}
-QUARANTINED = {"SC", "US"}
+QUARANTINED = {"US"}  # a face (RecognizableVisualFeatures); the SC's banner is masked
 REFERRING_KINDS = {"RTSTRUCT", "RTPLAN", "RTDOSE", "SEG", "SR", "GSPS"}
 RESOLVABLE = {"sop", "series", "study", "frame_of_reference"}
 FULL_CATEGORIES = {
