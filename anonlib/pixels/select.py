@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from pydicom.dataset import Dataset
 
@@ -64,13 +65,15 @@ LATER = Reading("later")
 ESCALATED = Reading("escalated", "text was found in another image of its series")
 
 
-class BurnedInRules:
-    """The lists of ``burned_in.yaml`` as the plan carries them (duck-typed: a Plan fits)."""
+class BurnedInRules(Protocol):
+    """The lists of ``burned_in.yaml`` as the plan carries them (a Plan is one)."""
 
-    burned_in_sop_classes: frozenset[str]
-    burned_in_modalities: frozenset[str]
-    sampled_modalities: frozenset[str]
-    at_risk_image_types: frozenset[str]
+    @property
+    def burned_in_sop_classes(self) -> frozenset[str]: ...
+    @property
+    def sampled_modalities(self) -> frozenset[str]: ...
+    @property
+    def at_risk_image_types(self) -> frozenset[str]: ...
 
 
 def has_pixels(ds: Dataset) -> bool:

@@ -132,6 +132,6 @@ class PixelStage:
             return PixelScan(reading, error=f"OCR failed ({type(exc).__name__})", engine=self.policy.engine)
         found = len(boxes)
         if recognize:
-            boxes = identifying_boxes(boxes, phi_values, self.policy.allow_tokens)
+            boxes = tuple(identifying_boxes(boxes, phi_values, self.policy.allow_tokens))
         return PixelScan(reading, tuple(boxes), found, frames if chosen is None else len(chosen),
                          chosen is None, engine=self.policy.engine)
