@@ -13,8 +13,9 @@ scanner's annotation layer is the same on every image of a series. So, under ``b
   last image by InstanceNumber, and every image whose size, bit depth, photometric
   interpretation or ImageType differs from most of the series), the others wait
   (:data:`LATER`) and are read too when text is found in any image of their series
-  (:data:`ESCALATED`). Of a multi-frame image of these modalities the first, middle and last
-  frame are read, all of them once text is found.
+  (:data:`ESCALATED`).
+* of a multi-frame image (a clip, an enhanced CT) the first, middle and last frame are read,
+  every frame once text is found in them (``every_frame: true`` reads all, always).
 
 The functions are pure (header values in, decisions out); the folder run's pre-pass and the
 study job call :func:`plan_series` with every image of the run, the audit samples the same way.
@@ -51,11 +52,6 @@ class Reading:
     @property
     def reads(self) -> bool:
         return self.how in ("all", "sample", "escalated")
-
-    @property
-    def every_frame(self) -> bool:
-        """Whether every frame is read (else the first, middle and last)."""
-        return self.how in ("all", "escalated")
 
 
 NOT_IMAGE = Reading("none")

@@ -121,7 +121,7 @@ class PixelStage:
         recognize = self.policy.mask == "phi"
         try:
             frames = int(ds.get("NumberOfFrames", 1) or 1)
-            chosen = None if reading.every_frame or frames <= 3 else sample_frames(frames)
+            chosen = None if frames <= 3 or self.policy.every_frame else sample_frames(frames)
             boxes = self._find(ds, chosen, recognize)
             if boxes and chosen is not None:  # text in a sampled frame: read them all
                 boxes = self._find(ds, None, recognize)

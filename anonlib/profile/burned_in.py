@@ -16,6 +16,9 @@ Two spellings::
       sample_min_series: 20     # cross-sectional series (CT/MR/PT/NM…) with more images than
                                 # this are sampled (first, middle, last, odd ones out); smaller
                                 # ones are read in full
+      every_frame: false        # multi-frame images: read the first, middle and last frame, and
+                                # every frame once text is found in them (default); true: every
+                                # frame always (slow on long clips)
 
 Which instances are read is data (``anonlib/data/burned_in.yaml``), see
 :mod:`anonlib.pixels.select`.
@@ -45,6 +48,7 @@ class BurnedInPolicy:
     mask: str = "all"
     allow_tokens: tuple[str, ...] = ()
     sample_min_series: int = 20
+    every_frame: bool = False
 
     @property
     def reads_pixels(self) -> bool:
@@ -53,7 +57,7 @@ class BurnedInPolicy:
     def key(self) -> dict[str, Any]:
         """What changes the output (the plan's fingerprint)."""
         return {"mode": self.mode, "mask": self.mask, "allow": sorted(self.allow_tokens),
-                "sample": self.sample_min_series}
+                "sample": self.sample_min_series, "every_frame": self.every_frame}
 
 
 def parse_burned_in(raw: Any, where: str = "profile") -> BurnedInPolicy:
@@ -64,7 +68,7 @@ def parse_burned_in(raw: Any, where: str = "profile") -> BurnedInPolicy:
         raw = {"mode": raw}
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: burned_in must be one of {list(MODES)} or a mapping")
-    unknown = set(raw) - {"mode", "engine", "mask", "allow_tokens", "sample_min_series"}
+    unknown = set(raw) - {"mode", "engine", "mask", "allow_tokens", "sample_min_series", "every_frame"}
     if unknown:
         raise ConfigError(f"{where}: burned_in: unknown keys {sorted(unknown)}")
     mode = str(raw.get("mode", "ocr"))
@@ -85,4 +89,7 @@ def parse_burned_in(raw: Any, where: str = "profile") -> BurnedInPolicy:
         raise ConfigError(f"{where}: burned_in sample_min_series must be a whole number") from exc
     if sample < 3:
         raise ConfigError(f"{where}: burned_in sample_min_series must be at least 3")
-    return BurnedInPolicy(mode, engine, mask, tuple(str(t) for t in tokens), sample)
+    every_frame = raw.get("every_frame", False)
+    if not isinstance(every_frame, bool):
+        raise ConfigError(f"{where}: burned_in every_frame must be true or false")
+    return BurnedInPolicy(mode, engine, mask, tuple(str(t) for t in tokens), sample, every_frame)

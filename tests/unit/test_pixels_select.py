@@ -64,7 +64,7 @@ def test_header_reasons_and_non_images_beat_sampling() -> None:
 def test_image_info_and_reading_alone() -> None:
     info = image_info(sample(), "k", PLAN)
     assert info.image and info.reason == "" and info.number is not None
-    assert reading_alone(sample(), PLAN).every_frame
+    assert reading_alone(sample(), PLAN).how == "all"
     assert sample_frames(1) == [0] and sample_frames(10) == [0, 5, 9]
 
 
