@@ -17,7 +17,7 @@ from pydicom.dataset import Dataset
 from anonlib.dicomvalues import text_of
 from anonlib.engine.changes import Change
 from anonlib.pixels import TextBox
-from anonlib.pixels.select import has_pixels, read_reason
+from anonlib.pixels.select import has_pixels, never_read, read_reason
 from anonlib.pixels.stage import PixelScan
 from anonlib.profile.plan import Plan
 from anonlib.profile.site import MaskRule
@@ -89,6 +89,8 @@ def assess_pixels(ds: Dataset, plan: Plan, scan: PixelScan | None = None) -> Pix
             return PixelVerdict("quarantine", "pixels: an encapsulated document is not read by OCR")
         return PixelVerdict("pass")
     if scan is None:
+        if never_read(ds, plan):
+            return PixelVerdict("pass")
         reason = read_reason(ds, plan)
         if reason:  # the header says read it, and nobody did: never release it unread
             return PixelVerdict("quarantine", f"pixels: not read ({reason})")

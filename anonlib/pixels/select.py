@@ -5,10 +5,10 @@ scanner's annotation layer is the same on every image of a series. So, under ``b
 (:mod:`anonlib.profile.burned_in`):
 
 * every image of a modality or SOP class at risk (ultrasound, secondary capture, X-ray…, any
-  modality not listed as sampled in ``anonlib/data/burned_in.yaml``), every image whose
+  modality not listed as sampled or not read in ``anonlib/data/burned_in.yaml``), every image whose
   ImageType says LOCALIZER/SCOUT/SCREEN/SECONDARY/DERIVED and every image whose
   BurnedInAnnotation is YES is read, every frame (reading ``all``);
-* images of the sampled modalities (CT, MR, PT, NM, SEG, RTDOSE) are read in full when their
+* images of the sampled modalities (CT, MR, PT, NM) are read in full when their
   series is small; of a large series, a sample is read (``sample``: the first, middle and
   last image by InstanceNumber, and every image whose size, bit depth, photometric
   interpretation or ImageType differs from most of the series), the others wait
@@ -16,6 +16,8 @@ scanner's annotation layer is the same on every image of a series. So, under ``b
   (:data:`ESCALATED`).
 * of a multi-frame image (a clip, an enhanced CT) the first, middle and last frame are read,
   every frame once text is found in them (``every_frame: true`` reads all, always).
+
+Segmentations and dose grids (computed data, no annotation layer) are not read.
 
 The functions are pure (header values in, decisions out); the folder run's pre-pass and the
 study job call :func:`plan_series` with every image of the run, the audit samples the same way.
@@ -34,11 +36,9 @@ from anonlib.dicomvalues import strings_of, text_of
 
 __all__ = ["Reading", "ImageInfo", "LATER", "ESCALATED", "NOT_IMAGE",
            "image_info", "read_reason", "reading_alone", "plan_series", "sample_frames",
-           "has_pixels", "BurnedInRules"]
+           "has_pixels", "never_read", "BurnedInRules"]
 
 _PIXEL_TAGS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
-#: SOP classes whose pixels are computed data, never an annotated display (no ImageType rule).
-_NO_ANNOTATION_LAYER = frozenset({"SEG", "RTDOSE"})
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,8 @@ class BurnedInRules(Protocol):
     def sampled_modalities(self) -> frozenset[str]: ...
     @property
     def at_risk_image_types(self) -> frozenset[str]: ...
+    @property
+    def unread_modalities(self) -> frozenset[str]: ...
 
 
 def has_pixels(ds: Dataset) -> bool:
@@ -87,18 +89,24 @@ def read_reason(ds: Dataset, rules: BurnedInRules) -> str:
         return f"SOP class {sop_class} often carries burned-in text"
     if modality not in rules.sampled_modalities:
         return f"modality {modality or '(none)'} may carry burned-in text"
-    if modality not in _NO_ANNOTATION_LAYER:
-        kinds = {value.strip().upper() for value in strings_of(ds.get("ImageType"))}
-        hit = sorted(kinds & rules.at_risk_image_types)
-        if hit:
-            return f"ImageType {hit[0]} may carry burned-in text"
+    kinds = {value.strip().upper() for value in strings_of(ds.get("ImageType"))}
+    hit = sorted(kinds & rules.at_risk_image_types)
+    if hit:
+        return f"ImageType {hit[0]} may carry burned-in text"
     return ""
+
+
+def never_read(ds: Dataset, rules: BurnedInRules) -> bool:
+    """Pixels that are computed data (a segmentation's labels, a dose grid), never read: unless
+    the header itself says BurnedInAnnotation YES."""
+    return (text_of(ds, "Modality").upper() in rules.unread_modalities
+            and text_of(ds, "BurnedInAnnotation").upper() != "YES")
 
 
 def reading_alone(ds: Dataset, rules: BurnedInRules) -> Reading:
     """The decision for an image seen without its series (a notebook preview, one file): read
     in full (nothing says it may be skipped)."""
-    if not has_pixels(ds):
+    if not has_pixels(ds) or never_read(ds, rules):
         return NOT_IMAGE
     return Reading("all", read_reason(ds, rules) or "read in full (its series is not known)")
 
@@ -126,7 +134,7 @@ def image_info(ds: Dataset, key: str, rules: BurnedInRules) -> ImageInfo:
                  text_of(ds, "PhotometricInterpretation"), text_of(ds, "SamplesPerPixel"),
                  "\\".join(s.strip().upper() for s in strings_of(ds.get("ImageType"))),
                  text_of(ds, "NumberOfFrames"))
-    image = has_pixels(ds) or ("Rows" in ds and "Columns" in ds)  # a header read without pixels
+    image = (has_pixels(ds) or ("Rows" in ds and "Columns" in ds)) and not never_read(ds, rules)
     return ImageInfo(key, text_of(ds, "SeriesInstanceUID"), number, signature,
                      read_reason(ds, rules) if image else "", image)
 

@@ -50,6 +50,8 @@ class Plan:
     burned_in_modalities: frozenset[str] = frozenset()
     #: Modalities read by sampling when their series are large (burned_in.yaml).
     sampled_modalities: frozenset[str] = frozenset()
+    #: Modalities whose pixels are computed data, never read by OCR (burned_in.yaml).
+    unread_modalities: frozenset[str] = frozenset()
     #: ImageType values that make an image read whatever its modality (burned_in.yaml).
     at_risk_image_types: frozenset[str] = frozenset()
     table_edition: str = ""
@@ -129,6 +131,7 @@ def build_plan(site: SiteProfile | None = None) -> Plan:
         burned_in_modalities=frozenset(burned["modalities"]),
         sampled_modalities=frozenset(burned["sampled_modalities"]),
         at_risk_image_types=frozenset(burned["image_types"]),
+        unread_modalities=frozenset(burned["not_read_modalities"]),
         table_edition=edition(),
     )
     return _with_fingerprint(plan)

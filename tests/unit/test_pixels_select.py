@@ -7,6 +7,7 @@ from anonlib.pixels.phi import identifying_boxes, is_identifying
 from anonlib.pixels.select import (
     ImageInfo,
     image_info,
+    never_read,
     plan_series,
     read_reason,
     reading_alone,
@@ -35,7 +36,10 @@ def test_header_reasons() -> None:
     assert read_reason(ct, PLAN)
     seg = sample()
     seg.Modality, seg.ImageType = "SEG", ["DERIVED", "PRIMARY"]
-    assert read_reason(seg, PLAN) == ""  # segmentations carry no annotation layer: sampled
+    assert never_read(seg, PLAN) and reading_alone(seg, PLAN).how == "none"  # label maps: not read
+    assert not image_info(seg, "s", PLAN).image
+    seg.BurnedInAnnotation = "YES"
+    assert not never_read(seg, PLAN)
 
 
 def test_small_series_are_read_in_full_large_ones_sampled() -> None:
