@@ -71,7 +71,8 @@ class Region:
     x1: int
 
 
-def _in_place(ds: Dataset, original: np.ndarray, regions: Sequence[Region]) -> None:
+def _in_place(ds: Dataset, original: np.ndarray, masked: np.ndarray,
+              regions: Sequence[Region]) -> None:
     frames, rows, columns = original.shape[:3]
     samples = original.shape[3] if original.ndim == 4 else 1
     width = int(ds.BitsAllocated) // 8
@@ -86,20 +87,20 @@ def _in_place(ds: Dataset, original: np.ndarray, regions: Sequence[Region]) -> N
     else:
         words = raw.reshape(frames, rows, columns, samples)
     for region in regions:
-        if samples == 1:
-            frame = original[region.frame]
-            fill_at = int(np.flatnonzero(frame == _fill_of(ds, frame))[0])
-            fill = words[region.frame].flat[fill_at]
-        else:
-            fill = 0
-        words[region.frame, region.y0:region.y1, region.x0:region.x1, ...] = fill
+        value = masked[region.frame, region.y0, region.x0]
+        words[region.frame, region.y0:region.y1, region.x0:region.x1, ...] = \
+            _word(value, original[region.frame], words[region.frame], width)
     ds.PixelData = raw.tobytes() + data[count * width:]
 
 
-def _fill_of(ds: Dataset, frame: np.ndarray) -> int | float:
-    if str(ds.get("PhotometricInterpretation", "")) == "MONOCHROME1":
-        return frame.max()  # type: ignore[no-any-return]
-    return frame.min()  # type: ignore[no-any-return]
+def _word(value: np.ndarray, frame: np.ndarray, words: np.ndarray, width: int) -> np.ndarray:
+    """The stored word(s) for the decoded fill ``value``: copied from a pixel of the frame that
+    already holds it (keeping whatever the bits above HighBit held), else its two's complement."""
+    if frame.ndim == 2:
+        at = np.flatnonzero(frame == value)
+        if at.size:
+            return words.flat[int(at[0])]  # type: ignore[no-any-return]
+    return np.asarray(value).astype(np.int64) & ((1 << (8 * width)) - 1)
 
 
 def _reencode(ds: Dataset, uid: UID, masked: np.ndarray) -> None:
@@ -178,7 +179,7 @@ def store_pixels(ds: Dataset, original: np.ndarray, masked: np.ndarray,
     bits = int(ds.BitsAllocated)
     if uid in NATIVE_IN_PLACE and bits in (8, 16, 32, 64) and \
             not photometric.startswith("YBR"):
-        _in_place(ds, original, regions)
+        _in_place(ds, original, masked, regions)
         if _verified(ds, masked):
             return
         _restore(ds, saved)

@@ -2,11 +2,12 @@
 
 Each box is padded by ``pad`` pixels on every side and clipped to the frame. The fill is what a
 viewer shows as black: the frame's minimum stored value (its maximum for MONOCHROME1), 0 in
-every sample of a colour frame. Only the pixels inside the padded boxes change.
+every sample of a colour frame, the index of the darkest colour a PALETTE COLOR frame uses. Only the pixels inside the padded boxes change.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -35,9 +36,18 @@ def padded_regions(boxes: Sequence[TextBox], frames: int, rows: int, columns: in
     return regions
 
 
-def _fill(frame: np.ndarray, photometric: str) -> int | float:
+def _fill(frame: np.ndarray, ds: Dataset) -> int | float:
+    photometric = str(ds.get("PhotometricInterpretation", ""))
     if frame.ndim == 3:
         return 0
+    if photometric == "PALETTE COLOR":  # the index of the darkest colour the frame uses
+        from pydicom.pixels.processing import apply_color_lut
+
+        used = np.unique(frame)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            colours = np.asarray(apply_color_lut(used, ds), dtype=np.float64)
+        return used[int(np.argmin(colours @ np.array([0.299, 0.587, 0.114])))]  # type: ignore[no-any-return]
     return frame.max() if photometric == "MONOCHROME1" else frame.min()  # type: ignore[no-any-return]
 
 
@@ -54,11 +64,10 @@ def mask_text(ds: Dataset, boxes: Sequence[TextBox], *, pad: int = 4) -> None:
     regions = padded_regions(boxes, frames, rows, columns, pad)
     if not regions:
         return
-    photometric = str(ds.get("PhotometricInterpretation", ""))
     masked = original.copy()
     fills: dict[int, int | float] = {}
     for region in regions:
         if region.frame not in fills:
-            fills[region.frame] = _fill(original[region.frame], photometric)
+            fills[region.frame] = _fill(original[region.frame], ds)
         masked[region.frame, region.y0:region.y1, region.x0:region.x1, ...] = fills[region.frame]
     store_pixels(ds, original, masked, regions)

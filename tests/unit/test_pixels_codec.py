@@ -99,6 +99,10 @@ def test_the_fill_is_what_a_viewer_shows_as_black() -> None:
         mask_text(ds, [BOX], pad=0)
         assert (decode_frames(ds)[0, BOX.y:BOX.y + BOX.height, BOX.x:BOX.x + BOX.width]
                 == black).all()
+    palette = sample("examples_palette.dcm")
+    mask_text(palette, [BOX], pad=0)
+    [view] = render_views(palette, 0, scale=1.0)
+    assert (view[BOX.y:BOX.y + BOX.height, BOX.x:BOX.x + BOX.width] == 0).all()  # black in RGB
 
 
 def test_lossy_input_keeps_its_compression_history() -> None:
