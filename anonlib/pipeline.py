@@ -13,12 +13,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from pydicom.dataset import Dataset
+
 from anonlib.dicomio import (
     ParsedInstance,
     encode_instance,
     parse_instance,
     read_instance,
 )
+from anonlib.dicomvalues import text_of
 from anonlib.engine import (
     Identifiers,
     Lookup,
@@ -30,6 +33,7 @@ from anonlib.engine import (
     patient_key,
 )
 from anonlib.errors import AnonlibError, DeidentificationError, InputError, StoreError
+from anonlib.pixels.review import REVIEWED, machine_findings, reviewed_scan
 from anonlib.pixels.select import Reading, reading_alone
 from anonlib.pixels.stage import PixelStage
 from anonlib.profile import Plan, SiteProfile
@@ -37,9 +41,10 @@ from anonlib.sinks.folder import (
     FolderSink,
     ManifestRow,
     relative_path,
+    update_manifest,
 )
 from anonlib.store import LookupStore, PatientIdentity, PatientKey, PseudonymPolicy
-from anonlib.store.base import InstanceRecord, StudyRecord
+from anonlib.store.base import InstanceRecord, PixelFindings, ReviewDecision, StudyRecord
 
 __all__ = ["FileResult", "InstanceProcessor", "pseudonym_policy", "MANIFEST", "QUARANTINE_MANIFEST",
            "REJECTED_LIST", "CONFLICT_LIST"]
@@ -88,15 +93,28 @@ class InstanceProcessor:
         self._studies: set[str] = set()
         self._pending: list[InstanceRecord] = []
         self.pixels = PixelStage(plan.burned_in)
+        # new SOP UID -> (the pixel stage read it, what it found): recorded when it is delivered
+        self._findings: dict[str, tuple[bool, PixelFindings | None]] = {}
+        self._clean: list[str] = []  # original SOP UIDs read and found clean: findings discarded
 
     #: Instance records are written to the store in batches of this many (one transaction each).
     BATCH = 64
 
     def flush(self) -> None:
-        """Write the buffered instance records to the store."""
+        """Write the buffered instance records to the store (and forget the pixel findings of
+        the instances read again and found clean)."""
         if self._pending:
             self.store.record_instances(self._pending)
             self._pending = []
+        if self._clean:
+            self.store.discard_pixel_findings(*self._clean)
+            self._clean = []
+        self._findings.clear()  # of instances never delivered (a held study)
+
+    def review(self, ds: Dataset) -> ReviewDecision | None:
+        """The reviewer's decision about the instance ``ds`` (original header), if any."""
+        uid = text_of(ds, "SOPInstanceUID")
+        return self.store.review(uid) if uid else None
 
     def uid_mapper(self) -> UidMapper:
         """The project's UID mapping (what the engine does to every UID)."""
@@ -132,6 +150,8 @@ class InstanceProcessor:
             return self.deidentify_parsed(parsed, known)
         if self.plan.burned_in.reads_pixels:
             chosen = reading if reading is not None else reading_alone(parsed.dataset, self.plan)
+            if not chosen.reads and self.review(parsed.dataset) is not None:
+                chosen = REVIEWED  # a decision is applied on every run: its pixels are read
             if chosen.reads:
                 return self.deidentify_parsed(read(True), known, chosen)
         elif needs_pixel_data(parsed.dataset, self.plan):
@@ -142,16 +162,23 @@ class InstanceProcessor:
                           reading: Reading | None = None) -> tuple[Outcome, bytes, PatientIdentity]:
         """De-identify a parsed instance; with ``reading`` (and its pixels parsed) the pixel
         stage reads it first."""
-        scan = None
+        scan, decision = None, None
         if reading is not None and reading.reads:
             values: list[str] = []
             if self.plan.burned_in.mask == "phi":
                 found = collect_identifiers(parsed.dataset, self.plan).merged(known)
                 values = sorted(found.names | found.tokens | found.phrases)
             scan = self.pixels.scan(parsed.dataset, reading, values)
+            decision = self.review(parsed.dataset)
         identity = self.identity(patient_key(parsed.dataset))
         lookup = Lookup(self._secret, identity.pseudonym, identity.date_shift_days)
-        outcome = deidentify(parsed.dataset, self.plan, lookup, copy=False, known=known, pixels=scan)
+        outcome = deidentify(parsed.dataset, self.plan, lookup, copy=False, known=known,
+                             pixels=None if scan is None else reviewed_scan(scan, decision))
+        keys = outcome.keys
+        findings = machine_findings(keys.original_sop_uid, keys.new_sop_uid, scan, outcome.quarantine,
+                                    decision is not None)
+        if findings is not None or scan is not None:
+            self._findings[keys.new_sop_uid] = (scan is not None, findings)
         if outcome.pixels_cleaned:
             return outcome, encode_instance(outcome.dataset, None), identity
         return outcome, encode_instance(outcome.dataset, parsed.pixel_bytes, parsed.source), identity
@@ -161,10 +188,18 @@ class InstanceProcessor:
         keys = outcome.keys
         relative = relative_path(identity.pseudonym, keys.study_date, keys.new_study_uid,
                                  keys.series_number, keys.modality, keys.new_sop_uid)
-        sink = self.quarantine if outcome.quarantine else self.output
+        sink, other = (self.quarantine, self.output) if outcome.quarantine else (self.output, self.quarantine)
         change = sink.write(relative, data)
+        if other.remove(relative):  # it moved (a reviewer's decision, a new profile): no stale copy
+            update_manifest(other.root / (MANIFEST if other is self.output else QUARANTINE_MANIFEST), {},
+                            drop=[relative])
         digest = hashlib.sha256(data).hexdigest()
         self._record(outcome, identity, relative, digest)
+        read, found = self._findings.pop(keys.new_sop_uid, (False, None))
+        if found is not None:
+            self.store.record_pixel_findings(found)
+        elif read:
+            self._clean.append(keys.original_sop_uid)
         row = ManifestRow(relative, identity.pseudonym, keys.new_study_uid, keys.new_series_uid,
                           keys.new_sop_uid, keys.sop_class_uid, keys.modality, keys.study_date,
                           keys.series_number, digest,

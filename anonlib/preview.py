@@ -4,7 +4,8 @@
 with the plan and the identity the real run would use, and reports: the patient's identity
 (from the lookup store, opened read-only; a provisional one, clearly labelled, for a patient
 the store does not know yet), the diff of one instance at every depth, counts for the whole
-study, the instances that would be quarantined or rejected, and the image before and after.
+study, the instances that would be quarantined or rejected, and the image before and after
+(the burned-in text found outlined in red, what is masked in green; a reviewer's decision applied).
 It writes to no store, node or file. Like the real run, it first collects the identifying
 values of every instance of the study (so every instance is read twice).
 
@@ -40,6 +41,7 @@ from anonlib.engine import (
 )
 from anonlib.errors import AnonlibError, ConfigError, InputError, StoreError
 from anonlib.pipeline import pseudonym_policy
+from anonlib.pixels.review import REVIEWED, pixel_boxes, reviewed_scan
 from anonlib.pixels.select import (
     ESCALATED,
     LATER,
@@ -50,11 +52,11 @@ from anonlib.pixels.select import (
     plan_series,
     reading_alone,
 )
-from anonlib.pixels.stage import PixelStage
+from anonlib.pixels.stage import PixelScan, PixelStage
 from anonlib.profile import Plan, SiteProfile, build_plan
 from anonlib.sources.base import Source
 from anonlib.sources.thumbnails import Image, Thumbnail, placeholder, render_dataset, thumbnail_figure
-from anonlib.store import LookupStore, PatientKey, PseudonymPolicy, open_store, rules
+from anonlib.store import LookupStore, PatientKey, PixelBox, PseudonymPolicy, open_store, rules
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -116,13 +118,28 @@ class StudyPreview:
     deidentified_image: Image
     image_notes: tuple[str | None, str | None] = (None, None)  # why an image is a placeholder
     quarantined: str | None = None  # why :attr:`instance` would be quarantined, if it would
+    found_boxes: tuple[PixelBox, ...] = ()  # burned-in text OCR would find in :attr:`instance`
+    masked_boxes: tuple[PixelBox, ...] = ()  # what would be masked (a reviewer's regions too)
+    frame_shape: tuple[int, int] = (0, 0)  # rows, columns of its frames (the boxes' coordinates)
 
     def images(self) -> Figure:
-        """The original and de-identified image of :attr:`instance`, side by side."""
+        """The original and de-identified image of :attr:`instance` (first frame), side by side,
+        with the text found outlined in red on the original and what was masked in green on the
+        de-identified image."""
+        from anonlib.pixels.draw import FOUND, MASKED, draw_boxes
+
         before, after = self.image_notes
         label = "de-identified (quarantined: not released)" if self.quarantined else "de-identified"
-        return thumbnail_figure([(Thumbnail(self.original_image, before), "original"),
-                                 (Thumbnail(self.deidentified_image, after), label)],
+        shown = [self.original_image, self.deidentified_image]
+        for index, (boxes, colour, note) in enumerate(((self.found_boxes, FOUND, before),
+                                                       (self.masked_boxes, MASKED, after))):
+            if boxes and note is None and all(self.frame_shape):
+                shown[index] = draw_boxes(shown[index], self.frame_shape, [(boxes, colour)])
+        original = "original"
+        if self.found_boxes:
+            original += f" ({len(self.found_boxes)} text box(es) found)"
+            label += f"; {len(self.masked_boxes)} box(es) masked"
+        return thumbnail_figure([(Thumbnail(shown[0], before), original), (Thumbnail(shown[1], after), label)],
                                 columns=2, inches=3.2)
 
     def figure(self) -> Figure:
@@ -247,24 +264,31 @@ class _Identities:
 
 
 def _run(data: bytes, plan: Plan, identities: _Identities, index: IdentifierIndex,
-         stage: PixelStage, reading: Reading | None) -> tuple[Dataset, Outcome, Dataset, PreviewIdentity]:
-    """The original, the engine's outcome, and the de-identified dataset as it would be written
-    (encoded and read back, so that the diff shows the file's own File Meta Information). The
-    pixel stage reads what the real run would read (``reading``, the study's sampling)."""
+         stage: PixelStage, reading: Reading | None,
+         ) -> tuple[Dataset, Outcome, Dataset, PreviewIdentity, PixelScan | None]:
+    """The original, the engine's outcome, the de-identified dataset as it would be written
+    (encoded and read back, so that the diff shows the file's own File Meta Information), and
+    what the pixel stage found. The pixel stage reads what the real run would read (``reading``,
+    the study's sampling, or anything a reviewer decided about) and a reviewer's decision in
+    the store is applied as the run would apply it."""
     original = parse_instance(data, label="instance", with_pixels=True).dataset
     identity = identities.of(patient_key(original))
     lookup = Lookup(identities.secret, identity.pseudonym, identity.date_shift_days)
     known = index.known(scope_key(original))
-    scan = None
+    scan = decision = None
     if plan.burned_in.reads_pixels and has_pixels(original):
         chosen = reading if reading is not None else reading_alone(original, plan)
+        uid = str(original.get("SOPInstanceUID", "") or "")
+        decision = identities.store.review(uid) if uid else None
+        if decision is not None and not chosen.reads:
+            chosen = REVIEWED
         if chosen.reads:
             found = collect_identifiers(original, plan).merged(known)
             scan = stage.scan(original, chosen, sorted(found.names | found.tokens | found.phrases))
-    outcome = deidentify(original, plan, lookup, record_values=True, record_kept=True,
-                         known=known, pixels=scan)
+    outcome = deidentify(original, plan, lookup, record_values=True, record_kept=True, known=known,
+                         pixels=None if scan is None else reviewed_scan(scan, decision))
     written = parse_instance(encode_instance(outcome.dataset, None), label="output", with_pixels=True)
-    return original, outcome, written.dataset, identity
+    return original, outcome, written.dataset, identity, scan
 
 
 def _summary(counts: Counter[tuple[str, str]], present: Counter[tuple[str, str]]) -> pd.DataFrame:
@@ -294,6 +318,7 @@ def preview_study(source: Source, study: str, *, db_url: str | None, profile: Si
     present: Counter[tuple[str, str]] = Counter()
     problems: list[dict[str, str]] = []
     shown: tuple[list[dict[str, str]], Thumbnail, Thumbnail, PreviewIdentity] | None = None
+    boxes: tuple[tuple[PixelBox, ...], tuple[PixelBox, ...], tuple[int, int]] = ((), (), (0, 0))
     first: PreviewIdentity | None = None
     policy = pseudonym_policy(profile)
     store = open_store(db_url, policy, readonly=True)
@@ -309,7 +334,7 @@ def preview_study(source: Source, study: str, *, db_url: str | None, profile: Si
             if reading == LATER and series.get(key) in escalated:
                 reading = ESCALATED
             try:
-                original, outcome, written, identity = _run(data, plan, identities, index, stage, reading)
+                original, outcome, written, identity, scan = _run(data, plan, identities, index, stage, reading)
             except StoreError:
                 raise
             except AnonlibError as exc:  # the real run rejects such an instance
@@ -330,6 +355,8 @@ def preview_study(source: Source, study: str, *, db_url: str | None, profile: Si
                 problems.append({"instance": key, "outcome": "quarantined", "reason": outcome.quarantine})
             if key == chosen:
                 shown = (rows, render_dataset(original), render_dataset(written), identity)
+                boxes = (pixel_boxes(scan.boxes) if scan is not None else (), pixel_boxes(outcome.pixel_boxes),
+                         (int(original.get("Rows", 0) or 0), int(original.get("Columns", 0) or 0)))
     finally:
         store.close()
     if first is None:
@@ -342,7 +369,8 @@ def preview_study(source: Source, study: str, *, db_url: str | None, profile: Si
         quarantine=pd.DataFrame(problems, columns=QUARANTINE_COLUMNS),
         original_image=before.image, deidentified_image=after.image,
         image_notes=(before.reason, after.reason),
-        quarantined=next((p["reason"] for p in problems if p["instance"] == chosen), None))
+        quarantined=next((p["reason"] for p in problems if p["instance"] == chosen), None),
+        found_boxes=boxes[0], masked_boxes=boxes[1], frame_shape=boxes[2])
 
 
 def _study_index(source: Source, keys: list[str], plan: Plan,

@@ -10,6 +10,10 @@ pipeline each time an instance is processed, so a decision is applied on every l
 - ``mask``: the boxes OCR found and the reviewer's regions are masked, then released;
 - ``reject``: quarantined with :data:`REJECTED`.
 
+:func:`reviewed_scan` applies it to the pixel stage's :class:`~anonlib.pixels.stage.PixelScan`
+before the engine sees it; :func:`machine_findings` says what the stage itself found (recorded
+in the store for the review, whatever the decision); :data:`REVIEWED` is how an instance a
+reviewer decided about is read (every frame, even where sampling would skip it).
 :func:`pixel_boxes` turns :class:`~anonlib.pixels.TextBox` into the store's
 :class:`~anonlib.store.base.PixelBox` (coordinates and score; the text is dropped).
 """
@@ -17,16 +21,24 @@ pipeline each time an instance is processed, so a decision is applied on every l
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from anonlib.errors import PixelError
 from anonlib.pixels import TextBox
-from anonlib.store.base import REVIEW_DECISIONS, PixelBox, Region, ReviewDecision
+from anonlib.pixels.select import Reading
+from anonlib.pixels.stage import PixelScan
+from anonlib.store.base import REVIEW_DECISIONS, PixelBox, PixelFindings, Region, ReviewDecision
 
-__all__ = ["PixelAction", "REJECTED", "REVIEWER_SCORE", "apply_review", "pixel_boxes", "region_box"]
+__all__ = ["PixelAction", "REJECTED", "REVIEWED", "REVIEWER_SCORE", "apply_review", "machine_findings",
+           "pixel_boxes", "region_box", "reviewed_scan"]
 
 REJECTED = "pixels: rejected by reviewer"
 """The quarantine reason of an instance a reviewer rejected."""
+
+REVIEWED = Reading("all", "a reviewer decided about it")
+"""How an instance with a review decision is read: in full, whatever the series' sampling."""
+
+_PIXELS = "pixels: "
 
 REVIEWER_SCORE = 1.0
 """The score of a region a reviewer asked to mask (certain: a person drew it)."""
@@ -75,3 +87,32 @@ def apply_review(decision: ReviewDecision | None, found: Sequence[TextBox], quar
 def pixel_boxes(boxes: Sequence[TextBox]) -> tuple[PixelBox, ...]:
     """The boxes as the store records them: frame, x, y, width, height and score — no text."""
     return tuple(PixelBox(b.frame, b.x, b.y, b.width, b.height, float(b.score)) for b in boxes)
+
+
+def reviewed_scan(scan: PixelScan, decision: ReviewDecision | None) -> PixelScan:
+    """``scan`` as the engine should see it once ``decision`` is applied (:func:`apply_review`):
+    released (no error) with the found boxes, or the reviewer's regions added, or quarantined
+    with :data:`REJECTED`. A scan whose reading failed and that a reviewer released claims no
+    full reading (the engine then says nothing about the pixels being clean)."""
+    if decision is None:
+        return scan
+    verdict = _PIXELS + scan.error if scan.error else ""
+    action = apply_review(decision, scan.boxes, verdict)
+    return replace(scan, boxes=action.boxes, error=action.quarantine.removeprefix(_PIXELS),
+                   every_frame=scan.every_frame and not scan.error)
+
+
+def machine_findings(original_sop_uid: str, new_sop_uid: str, scan: PixelScan | None,
+                     quarantine: str | None, decided: bool) -> PixelFindings | None:
+    """What the pixel stage found and would have done by itself, for the store: quarantined
+    (the scan's error, or — without a decision — the engine's own ``pixels:`` quarantine reason,
+    e.g. boxes that could not be masked or an image not read), masked (its boxes), or None
+    (nothing found)."""
+    if scan is not None and scan.error:
+        return PixelFindings(original_sop_uid, new_sop_uid, "quarantined", _PIXELS + scan.error)
+    boxes = pixel_boxes(scan.boxes) if scan is not None else ()
+    if not decided and quarantine and quarantine.startswith(_PIXELS):
+        return PixelFindings(original_sop_uid, new_sop_uid, "quarantined", quarantine, boxes)
+    if boxes:
+        return PixelFindings(original_sop_uid, new_sop_uid, "masked", "", boxes)
+    return None

@@ -229,8 +229,8 @@ class LookupStore(Protocol):
     def record_pixel_findings(self, findings: PixelFindings) -> None:
         """Insert or replace the pixel findings of the instance ``findings.original_sop_uid``."""
 
-    def discard_pixel_findings(self, original_sop_uid: str) -> None:
-        """Forget the pixel findings of an instance (processed again, nothing to report)."""
+    def discard_pixel_findings(self, *original_sop_uids: str) -> None:
+        """Forget the pixel findings of these instances (read again, nothing to report)."""
 
     def pixel_findings(self, outcome: str | None = None) -> list[PixelFindings]:
         """The pixel findings of every instance (or of those with ``outcome``), ordered by

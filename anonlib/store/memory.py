@@ -181,11 +181,12 @@ class MemoryStore(ClosingMixin):
         with data.lock:
             data.findings[findings.original_sop_uid] = replace(findings, boxes=tuple(findings.boxes))
 
-    def discard_pixel_findings(self, original_sop_uid: str) -> None:
-        """Forget the pixel findings of one instance."""
+    def discard_pixel_findings(self, *original_sop_uids: str) -> None:
+        """Forget the pixel findings of these instances."""
         data = self._open()
         with data.lock:
-            data.findings.pop(original_sop_uid, None)
+            for uid in original_sop_uids:
+                data.findings.pop(uid, None)
 
     def pixel_findings(self, outcome: str | None = None) -> list[PixelFindings]:
         """Every instance's pixel findings (or those with ``outcome``), by original SOP UID."""

@@ -59,12 +59,15 @@ class PixelReviewSql:
             conn.execute(insert.on_conflict_do_update(index_elements=[pixel_finding.c.original_sop_uid],
                                                       set_=updates))
 
-    def discard_pixel_findings(self, original_sop_uid: str) -> None:
-        """Forget the pixel findings of one instance (nothing happens when there are none)."""
+    def discard_pixel_findings(self, *original_sop_uids: str) -> None:
+        """Forget the pixel findings of these instances, in one transaction (nothing happens for
+        those that have none)."""
         what = "could not discard pixel findings"
         self._check_writable(what)
+        if not original_sop_uids:
+            return
         with self._transaction(what) as conn:
-            conn.execute(delete(pixel_finding).where(pixel_finding.c.original_sop_uid == original_sop_uid))
+            conn.execute(delete(pixel_finding).where(pixel_finding.c.original_sop_uid.in_(original_sop_uids)))
 
     def pixel_findings(self, outcome: str | None = None) -> list[PixelFindings]:
         """Every instance's pixel findings (or those with ``outcome``), by original SOP UID."""

@@ -6,8 +6,18 @@ import pytest
 
 from anonlib.errors import PixelError
 from anonlib.pixels import TextBox
-from anonlib.pixels.review import REJECTED, REVIEWER_SCORE, PixelAction, apply_review, pixel_boxes
-from anonlib.store import PixelBox, Region, ReviewDecision
+from anonlib.pixels.review import (
+    REJECTED,
+    REVIEWER_SCORE,
+    PixelAction,
+    apply_review,
+    machine_findings,
+    pixel_boxes,
+    reviewed_scan,
+)
+from anonlib.pixels.select import Reading
+from anonlib.pixels.stage import PixelScan
+from anonlib.store import PixelBox, PixelFindings, Region, ReviewDecision
 
 FOUND = (TextBox(0, 10, 12, 80, 14, 0.93, text="DOE^JANE"), TextBox(1, 4, 200, 60, 10, 0.71, text="19700101"))
 CANNOT_READ = "pixels: OCR failed (engine rapidocr)"
@@ -54,3 +64,40 @@ def test_boxes_for_the_store_carry_no_text() -> None:
     stored = pixel_boxes(FOUND)
     assert stored == (PixelBox(0, 10, 12, 80, 14, 0.93), PixelBox(1, 4, 200, 60, 10, 0.71))
     assert "DOE" not in repr(stored) and not any(hasattr(b, "text") for b in stored)
+
+
+# -- on the pixel stage's scan (what the pipeline hands the engine) ----------------------------
+
+def _scan(boxes: tuple[TextBox, ...] = FOUND, error: str = "") -> PixelScan:
+    return PixelScan(Reading("all", "test"), boxes=boxes, found=len(boxes), frames_read=2, every_frame=True,
+                     error=error, engine="rapidocr")
+
+
+def test_a_scan_without_decision_is_left_alone() -> None:
+    scan = _scan()
+    assert reviewed_scan(scan, None) is scan
+
+
+def test_decisions_on_a_scan() -> None:
+    failed = _scan((), "OCR failed (engine rapidocr)")
+    released = reviewed_scan(failed, ReviewDecision("1.2", "release"))
+    assert released.error == "" and released.boxes == () and not released.every_frame  # never claimed clean
+    assert reviewed_scan(_scan(), ReviewDecision("1.2", "release")) == _scan()
+    rejected = reviewed_scan(_scan(), ReviewDecision("1.2", "reject"))
+    assert "pixels: " + rejected.error == REJECTED and rejected.boxes == FOUND
+    masked = reviewed_scan(failed, ReviewDecision("1.2", "mask", (Region(0, 1, 2, 3, 4),)))
+    assert masked.error == "" and [(b.x, b.y, b.width, b.height) for b in masked.boxes] == [(1, 2, 3, 4)]
+
+
+def test_the_machines_findings_whatever_was_decided() -> None:
+    stored = pixel_boxes(FOUND)
+    assert machine_findings("1.2", "2.25.1", _scan(), None, False) == PixelFindings("1.2", "2.25.1", "masked", "", stored)
+    assert machine_findings("1.2", "2.25.1", _scan(), REJECTED, True) == PixelFindings("1.2", "2.25.1", "masked", "", stored)
+    failed = machine_findings("1.2", "2.25.1", _scan((), "cannot decode (JPEG 2000)"), None, True)
+    assert failed == PixelFindings("1.2", "2.25.1", "quarantined", "pixels: cannot decode (JPEG 2000)")
+    unmaskable = machine_findings("1.2", "2.25.1", _scan(), "pixels: cannot be masked (x)", False)
+    assert unmaskable == PixelFindings("1.2", "2.25.1", "quarantined", "pixels: cannot be masked (x)", stored)
+    unread = machine_findings("1.2", "2.25.1", None, "pixels: not read (modality US)", False)
+    assert unread is not None and unread.outcome == "quarantined" and unread.boxes == ()
+    assert machine_findings("1.2", "2.25.1", _scan(()), None, False) is None
+    assert machine_findings("1.2", "2.25.1", None, "RecognizableVisualFeatures is YES", False) is None

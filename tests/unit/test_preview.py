@@ -240,3 +240,37 @@ def test_burned_in_banner_is_masked_in_the_preview(corpus: Corpus) -> None:
     assert preview.deidentified_image[banner].max() < 30  # masked after
     picture = (slice(26, 44), slice(20, 110))
     assert (preview.original_image[picture] == preview.deidentified_image[picture]).all()
+
+
+def test_the_text_found_and_masked_is_drawn(tmp_path: Path) -> None:
+    """A burned-in image: OCR's boxes outlined in red on the original, the masked ones in green
+    on the de-identified image; a reviewer's rejection in the store is previewed as the run
+    would apply it, and nothing is written."""
+    import numpy as np
+
+    from anonlib.pixels.draw import FOUND, MASKED
+    from anonlib.pixels.review import REJECTED
+    from anonlib.store import ReviewDecision, SqlStore
+    from tests.burned_in import LINES, write_burned_in
+
+    path = write_burned_in(tmp_path / "src")
+    source = FolderSource(tmp_path / "src")
+    study = str(source.studies()["study"].iloc[0])
+    preview = preview_study(source, study, db_url=None)
+    assert len(preview.found_boxes) >= 2 and preview.masked_boxes == preview.found_boxes
+    assert preview.frame_shape == (256, 256) and preview.quarantine.empty and preview.quarantined is None
+    assert min(b.y for b in preview.found_boxes) <= LINES[0][1] + 8
+    figure = preview.images()
+    before, after = (np.asarray(ax.images[0].get_array()) for ax in figure.axes if ax.images)
+    assert (before == FOUND).all(axis=2).sum() > 20 and not (before == MASKED).all(axis=2).any()
+    assert (after == MASKED).all(axis=2).sum() > 20 and not (after == FOUND).all(axis=2).any()
+    assert "box(es) masked" in figure.axes[1].get_title()
+
+    url = f"sqlite:///{tmp_path / 'lookup.sqlite3'}"
+    with SqlStore(url) as store:
+        store.record_review(ReviewDecision(str(pydicom.dcmread(path).SOPInstanceUID), "reject"))
+    files = _files(tmp_path)
+    rejected = preview_study(source, study, db_url=url)
+    assert rejected.quarantined == REJECTED and rejected.masked_boxes == ()
+    assert rejected.found_boxes == preview.found_boxes  # what OCR found, drawn all the same
+    assert _files(tmp_path) == files

@@ -184,8 +184,8 @@ class StoreContract:
         now_clean = PixelFindings("1.2.3.4", "2.25.4", "quarantined", "pixels: OCR failed (engine)")
         store.record_pixel_findings(now_clean)  # processed again: replaced whole, boxes too
         assert again.pixel_findings("quarantined") == [failed, now_clean] and again.pixel_findings("masked") == []
-        store.discard_pixel_findings("1.2.3.10")
-        store.discard_pixel_findings("1.2.3.99")  # none: nothing happens
+        store.discard_pixel_findings("1.2.3.10", "1.2.3.99")  # 1.2.3.99 has none: nothing happens
+        store.discard_pixel_findings()
         assert opener().pixel_findings() == [now_clean]
 
     def test_review_decisions_latest_wins_with_time(self, opener: Opener) -> None:
