@@ -94,14 +94,22 @@ class PixelStage:
 
     CACHE = 512
 
-    def _find(self, ds: Dataset, frames: list[int] | None, recognize: bool) -> tuple[TextBox, ...]:
+    #: The render scale floor of a sampled image of a large series (anonlib.pixels.detect: 1.5×
+    #: costs half of the default 2× on a 512² slice, and still finds 12-px text; what the sample
+    #: finds escalates the series, which is then read at the default scale).
+    SAMPLE_MIN_SCALE = 1.5
+
+    def _find(self, ds: Dataset, frames: list[int] | None, recognize: bool,
+              min_scale: float | None = None) -> tuple[TextBox, ...]:
         from anonlib.pixels import find_text
 
         key = _pixel_key(ds, None if frames is None else tuple(frames), recognize)
+        if key is not None:
+            key += repr(min_scale).encode()
         if key is not None and key in self._seen:
             self._seen.move_to_end(key)
             return self._seen[key]
-        boxes = tuple(find_text(ds, self.engine(), frames=frames, recognize=recognize))
+        boxes = tuple(find_text(ds, self.engine(), frames=frames, recognize=recognize, min_scale=min_scale))
         if key is not None:
             self._seen[key] = boxes
             if len(self._seen) > self.CACHE:
@@ -122,8 +130,9 @@ class PixelStage:
         try:
             frames = int(ds.get("NumberOfFrames", 1) or 1)
             chosen = None if frames <= 3 or self.policy.every_frame else sample_frames(frames)
-            boxes = self._find(ds, chosen, recognize)
-            if boxes and chosen is not None:  # text in a sampled frame: read them all
+            floor = self.SAMPLE_MIN_SCALE if reading.how == "sample" else None
+            boxes = self._find(ds, chosen, recognize, floor)
+            if boxes and (chosen is not None or floor is not None):  # text: read it all, in full
                 boxes = self._find(ds, None, recognize)
                 chosen = None
         except PixelError as exc:
