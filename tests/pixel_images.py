@@ -49,7 +49,7 @@ class Truth:
 def _read(name: str) -> Dataset:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return pydicom.dcmread(get_testdata_file(name))
+        return pydicom.dcmread(get_testdata_file(name), force=True)
 
 
 def sample(name: str) -> Dataset:

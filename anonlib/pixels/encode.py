@@ -8,7 +8,8 @@ masked array (a mismatch raises :class:`~anonlib.errors.PixelError`: never a sil
    stays as it was (the fill word copied from a pixel that already holds the fill value).
 2. **Re-encoded losslessly** in the input's own syntax where pydicom has an encoder for it
    (RLE Lossless; JPEG-LS Lossless and JPEG 2000 Lossless with pyjpegls / pylibjpeg-openjpeg).
-   Colour is written as RGB without a multi-component transform.
+   Colour is written as RGB, in JPEG 2000 as YBR_RCT (the reversible colour transform: dciodvfy
+   rejects RGB there for ultrasound).
 3. **Explicit VR Little Endian** otherwise (JPEG baseline/extended/lossless, JPEG-LS near-
    lossless, JPEG 2000, big endian, YBR_FULL_422, 1-bit): colour as RGB with PlanarConfiguration 0,
    BitsAllocated/Stored/HighBit/PixelRepresentation and NumberOfFrames unchanged. A lossy input
@@ -26,7 +27,7 @@ from typing import Any
 
 import numpy as np
 from pydicom.dataelem import DataElement
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.pixels.encoders.base import get_encoder
 from pydicom.pixels.utils import pack_bits
 from pydicom.uid import (
@@ -104,14 +105,17 @@ def _word(value: np.ndarray, frame: np.ndarray, words: np.ndarray, width: int) -
 
 
 def _reencode(ds: Dataset, uid: UID, masked: np.ndarray) -> None:
-    if masked.ndim == 4:
+    colour = masked.ndim == 4
+    if colour:
         ds.PhotometricInterpretation = "RGB"
         ds.PlanarConfiguration = 0
-    options: dict[str, Any] = {"use_mct": False} if uid == JPEG2000Lossless else {}
+    options: dict[str, Any] = {"use_mct": colour} if uid == JPEG2000Lossless else {}
     frames = masked if masked.shape[0] > 1 else masked[0]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ds.compress(uid, frames, generate_instance_uid=False, **options)
+    if colour and uid == JPEG2000Lossless:
+        ds.PhotometricInterpretation = "YBR_RCT"  # PS3.5 8.2.4: colour with the reversible MCT
 
 
 def _native(ds: Dataset, uid: UID, masked: np.ndarray) -> None:
@@ -147,19 +151,23 @@ def _native(ds: Dataset, uid: UID, masked: np.ndarray) -> None:
             ds.LossyImageCompressionRatio = f"{uncompressed_length / compressed_length:.4g}"
 
 
-def _snapshot(ds: Dataset) -> tuple[dict[str, DataElement], UID]:
+def _snapshot(ds: Dataset) -> tuple[dict[str, DataElement], object]:
     saved = {kw: copy.deepcopy(ds[kw]) for kw in _PIXEL_KEYWORDS if kw in ds}
-    return saved, transfer_syntax(ds)
+    return saved, ds.file_meta.get("TransferSyntaxUID")
 
 
-def _restore(ds: Dataset, saved: tuple[dict[str, DataElement], UID]) -> None:
+def _restore(ds: Dataset, saved: tuple[dict[str, DataElement], object]) -> None:
     elements, uid = saved
     for keyword in _PIXEL_KEYWORDS:
         if keyword in ds:
             delattr(ds, keyword)
     for element in elements.values():
         ds.add(element)
-    ds.file_meta.TransferSyntaxUID = uid
+    if uid is None:
+        if "TransferSyntaxUID" in ds.file_meta:
+            del ds.file_meta.TransferSyntaxUID
+    else:
+        ds.file_meta.TransferSyntaxUID = UID(str(uid))
 
 
 def _verified(ds: Dataset, masked: np.ndarray) -> bool:
@@ -175,6 +183,8 @@ def store_pixels(ds: Dataset, original: np.ndarray, masked: np.ndarray,
     only inside ``regions``. Raises :class:`PixelError` when no way verifies."""
     uid = transfer_syntax(ds)
     photometric = str(ds.get("PhotometricInterpretation", ""))
+    if getattr(ds, "file_meta", None) is None:
+        ds.file_meta = FileMetaDataset()
     saved = _snapshot(ds)
     bits = int(ds.BitsAllocated)
     if uid in NATIVE_IN_PLACE and bits in (8, 16, 32, 64) and \

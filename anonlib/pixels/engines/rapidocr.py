@@ -105,8 +105,10 @@ class RapidOcrDetector:
                 results, _ = self._ocr.text_rec(crops)
                 texts = {index: (str(result[0]), float(result[1]))
                          for index, result in zip(read, results)}
-        except Exception as exc:  # onnxruntime/OpenCV errors: name the kind, never the data
-            raise PixelError(f"OCR engine rapidocr failed ({type(exc).__name__})") from None
+        except MemoryError:
+            raise PixelError("OCR engine rapidocr ran out of memory on this image") from None
+        except Exception:  # onnxruntime/OpenCV errors: their text is not ours to repeat
+            raise PixelError("OCR engine rapidocr failed while reading the image") from None
         boxes = []
         for index, (quad, score) in enumerate(found):
             text, text_score = texts.get(index, ("", 1.0))

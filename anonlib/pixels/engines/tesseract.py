@@ -66,8 +66,8 @@ class TesseractDetector:
         except self._tesseract.TesseractNotFoundError:
             raise PixelError("OCR engine tesseract not installed (no 'tesseract' executable on "
                              "PATH; Debian package tesseract-ocr)") from None
-        except Exception as exc:  # its stderr may quote nothing of ours, but name only the kind
-            raise PixelError(f"OCR engine tesseract failed ({type(exc).__name__})") from None
+        except Exception:  # its stderr is not ours to repeat
+            raise PixelError("OCR engine tesseract failed while reading the image") from None
         boxes = []
         for index, text in enumerate(data["text"]):
             confidence = float(data["conf"][index])
