@@ -153,6 +153,7 @@ def record_decision(db_url: str | None, item: ReviewItem, decision: str, *,
         raise ConfigError("mask needs at least one region (x,y,w,h)")
     if decision != "mask" and chosen:
         raise ConfigError(f"{decision} takes no regions (only mask does)")
+    _check_inside(item, chosen)
     recorded = ReviewDecision(item.findings.original_sop_uid, decision, chosen, reviewer.strip())
     store = open_store(db_url or None)
     try:
@@ -163,6 +164,24 @@ def record_decision(db_url: str | None, item: ReviewItem, decision: str, *,
     if found is None:
         raise StoreError("could not record review decision: the lookup store did not keep it")
     return found
+
+
+def _check_inside(item: ReviewItem, regions: tuple[Region, ...]) -> None:
+    """ConfigError for a region that is not inside the instance's frames (when its file is
+    there to tell: the run masks only what lies on the image)."""
+    if not regions or item.path is None:
+        return
+    import pydicom
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(item.path, stop_before_pixels=True)
+    rows, columns = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    for region in regions:
+        if region.frame >= frames or region.x + region.width > columns or region.y + region.height > rows:
+            raise ConfigError(f"region {_region_text(region)} is not inside the image "
+                              f"({frames} frame(s) of {columns} x {rows} pixels)")
 
 
 def _frames(item: ReviewItem, count: int) -> list[int]:

@@ -85,6 +85,8 @@ def test_decisions_are_recorded_and_shown(reviewed: tuple[str, Path]) -> None:
     ("mask", "1,2,3", "write x,y,w,h or frame:x,y,w,h"),
     ("mask", "1,2,0,4", "at least 1 pixel"),
     ("mask", "-1,2,3,4", "write x,y,w,h"),
+    ("mask", "100,100,29,28", "not inside the image .1 frame.s. of 128 x 128 pixels"),
+    ("mask", "1:0,0,5,5", "not inside the image"),
 ])
 def test_a_bad_decision_is_refused_and_nothing_recorded(reviewed: tuple[str, Path], decision: str, regions: str,
                                                        message: str) -> None:
