@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -96,6 +97,8 @@ class InstanceProcessor:
         # new SOP UID -> (the pixel stage read it, what it found): recorded when it is delivered
         self._findings: dict[str, tuple[bool, PixelFindings | None]] = {}
         self._clean: list[str] = []  # original SOP UIDs read and found clean: findings discarded
+        self._reviews: dict[str, ReviewDecision] | None = None  # see review()
+        self._reviews_read = 0.0
 
     #: Instance records are written to the store in batches of this many (one transaction each).
     BATCH = 64
@@ -110,11 +113,19 @@ class InstanceProcessor:
             self.store.discard_pixel_findings(*self._clean)
             self._clean = []
         self._findings.clear()  # of instances never delivered (a held study)
+        self._reviews = None
+
+    #: Seconds the reviewers' decisions are kept in memory before they are read again.
+    REVIEWS_MAX_AGE = 10.0
 
     def review(self, ds: Dataset) -> ReviewDecision | None:
-        """The reviewer's decision about the instance ``ds`` (original header), if any."""
-        uid = text_of(ds, "SOPInstanceUID")
-        return self.store.review(uid) if uid else None
+        """The reviewer's decision about the instance ``ds`` (original header), if any. The
+        decisions are read from the store at most every :data:`REVIEWS_MAX_AGE` seconds and
+        after each :meth:`flush`, not once per instance (a CT series has hundreds)."""
+        if self._reviews is None or time.monotonic() - self._reviews_read > self.REVIEWS_MAX_AGE:
+            self._reviews = {d.original_sop_uid: d for d in self.store.reviews()}
+            self._reviews_read = time.monotonic()
+        return self._reviews.get(text_of(ds, "SOPInstanceUID"))
 
     def uid_mapper(self) -> UidMapper:
         """The project's UID mapping (what the engine does to every UID)."""

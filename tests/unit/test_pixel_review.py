@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from anonlib.errors import PixelError
@@ -101,3 +103,29 @@ def test_the_machines_findings_whatever_was_decided() -> None:
     assert unread is not None and unread.outcome == "quarantined" and unread.boxes == ()
     assert machine_findings("1.2", "2.25.1", _scan(()), None, False) is None
     assert machine_findings("1.2", "2.25.1", None, "RecognizableVisualFeatures is YES", False) is None
+
+
+def test_the_processor_reads_decisions_once_per_batch(tmp_path: Path) -> None:
+    """Decisions are read from the store in one query, again after each flush (a batch, a study)
+    or once they are older than REVIEWS_MAX_AGE — never one query per instance."""
+    from anonlib.pipeline import InstanceProcessor
+    from anonlib.profile import SiteProfile, build_plan
+    from anonlib.sinks.folder import FolderSink
+    from anonlib.store import MemoryStore
+    from tests.helpers import sample
+
+    root = tmp_path
+    store = MemoryStore()
+    processor = InstanceProcessor(build_plan(SiteProfile()), store, FolderSink(root / "o"), FolderSink(root / "q"))
+    first, second = sample(), sample()
+    second.SOPInstanceUID = "1.2.826.0.1.3680043.2.1125.999"
+    store.record_review(ReviewDecision(str(first.SOPInstanceUID), "reject"))
+    assert processor.review(first) is not None and processor.review(second) is None
+    store.record_review(ReviewDecision(str(second.SOPInstanceUID), "release"))
+    assert processor.review(second) is None  # within the batch: the decisions read at its start
+    processor.flush()
+    found = processor.review(second)
+    assert found is not None and found.decision == "release"
+    store.record_review(ReviewDecision(str(second.SOPInstanceUID), "reject"))
+    processor.REVIEWS_MAX_AGE = 0.0
+    assert processor.review(second).decision == "reject"  # type: ignore[union-attr]
