@@ -94,10 +94,10 @@ def test_first_frame_of_a_multiframe() -> None:
 @pytest.mark.parametrize("size", [32, 128, 200])
 def test_longest_side_is_size(corpus: Corpus, size: int) -> None:
     ct = next(f.path for f in corpus.files if f.kind == "CT")
-    sc = next(f.path for f in corpus.files if f.kind == "SC")  # 48 × 64 RGB
+    sc = next(f.path for f in corpus.files if f.kind == "SC")  # 96 × 256 RGB
     assert thumbnail(ct.read_bytes(), size).shape == (size, size)
     colour = thumbnail(sc.read_bytes(), size)
-    assert colour.shape == (round(48 * size / 64), size, 3) and colour.dtype == np.uint8
+    assert colour.shape == (round(96 * size / 256), size, 3) and colour.dtype == np.uint8
 
 
 def test_every_corpus_image_decodes(corpus: Corpus) -> None:
