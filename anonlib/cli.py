@@ -274,6 +274,11 @@ def build_parser() -> argparse.ArgumentParser:
     aud.add_argument("--json", metavar="FILE", help="write the JSON summary here")
     aud.add_argument("--no-conformance", action="store_true",
                      help="skip dciodvfy (faster; reported as skipped, never as passed)")
+    aud.add_argument("--pixels", choices=["sample", "all", "off"], default="sample",
+                     help="read released images with OCR for burned-in text of the originals: as the engine "
+                          "samples them (default), every image, or not at all (reported as skipped)")
+    aud.add_argument("--pixel-engine", metavar="NAME",
+                     help="OCR engine of the pixel check (rapidocr, tesseract; default: the project's default)")
     aud.add_argument("--progress", action="store_true",
                      help="show a progress bar on stderr even when it is not a terminal")
     aud.set_defaults(func=_audit)

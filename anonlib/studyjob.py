@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import pyorthanc
 
@@ -26,7 +28,7 @@ from anonlib.audit.model import AuditResult
 from anonlib.constellation.info import ConstellationInfo
 from anonlib.dicomio import parse_instance
 from anonlib.engine import Identifiers, Outcome, collect_identifiers
-from anonlib.errors import DeidentificationError, InputError, StoreError
+from anonlib.errors import ConfigError, DeidentificationError, InputError, StoreError
 from anonlib.orthanc.client import StudyJobError, TransientError, connect
 from anonlib.orthanc.transfer import (
     delete_study,
@@ -44,7 +46,10 @@ from anonlib.sinks.folder import FolderSink, ManifestRow, update_manifest
 from anonlib.store import DeliveryRecord, PatientIdentity, open_store
 
 __all__ = ["study_plan", "TransientError", "StudyJobError", "StudyResult", "JobContext", "process_study",
-           "hold_reason", "study_identifiers"]
+           "hold_reason", "study_identifiers", "gate_pixel_settings"]
+
+if TYPE_CHECKING:
+    from anonlib.audit.run import AuditOptions
 
 log = logging.getLogger("anonlib.studyjob")
 
@@ -75,13 +80,17 @@ class JobContext:
     delete_after_delivery: bool = False
     audit: bool = True  # the release gate: audit each study before it leaves
     audit_conformance: bool = True  # include dciodvfy in the gate
+    audit_pixels: str = "sample"  # the gate's pixel check: sample | all | off
+    audit_pixel_engine: str = ""  # its OCR engine ("" for the project's default)
 
     @classmethod
     def create(cls, info: ConstellationInfo, profile: SiteProfile | None = None,
                delete_after_delivery: bool | None = None, audit: bool | None = None) -> JobContext:
         """Settings come from the environment unless given: ``ANONLIB_PROFILE``,
         ``ANONLIB_DELETE_AFTER_DELIVERY=1``, ``ANONLIB_AUDIT=0`` (no release gate) and
-        ``ANONLIB_AUDIT_CONFORMANCE=0`` (gate without dciodvfy)."""
+        ``ANONLIB_AUDIT_CONFORMANCE=0`` (gate without dciodvfy), ``ANONLIB_AUDIT_PIXELS``
+        (``sample``, the default, ``all`` or ``off``: which released images the gate reads with
+        OCR) and ``ANONLIB_AUDIT_PIXEL_ENGINE`` (the gate's OCR engine)."""
         if profile is None:
             path = os.environ.get("ANONLIB_PROFILE", "")
             profile = load_site_profile(Path(path)) if path else SiteProfile()
@@ -94,7 +103,26 @@ class JobContext:
         if audit is None:
             audit = os.environ.get("ANONLIB_AUDIT", "1") != "0"
         conformance = os.environ.get("ANONLIB_AUDIT_CONFORMANCE", "1") != "0"
-        return cls(info, processor, delete_after_delivery, audit, conformance)
+        pixels, pixel_engine = gate_pixel_settings(os.environ)
+        return cls(info, processor, delete_after_delivery, audit, conformance, pixels, pixel_engine)
+
+    def audit_options(self) -> AuditOptions:
+        """The gate's audit options."""
+        from anonlib.audit.run import AuditOptions
+
+        return AuditOptions(conformance=self.audit_conformance, pixels=cast(Any, self.audit_pixels),
+                            pixel_engine=self.audit_pixel_engine)
+
+
+def gate_pixel_settings(environ: Mapping[str, str]) -> tuple[str, str]:
+    """``(pixels, engine)`` of the gate's pixel check from ``ANONLIB_AUDIT_PIXELS`` and
+    ``ANONLIB_AUDIT_PIXEL_ENGINE``; a mode that is not sample, all or off is a ConfigError."""
+    from anonlib.audit.pixel_check import PIXEL_MODES
+
+    pixels = environ.get("ANONLIB_AUDIT_PIXELS", "").strip().lower() or "sample"
+    if pixels not in PIXEL_MODES:
+        raise ConfigError(f"ANONLIB_AUDIT_PIXELS must be one of {', '.join(PIXEL_MODES)}, not {pixels!r}")
+    return pixels, environ.get("ANONLIB_AUDIT_PIXEL_ENGINE", "").strip()
 
 
 def _quarantine_dir(export: Path) -> Path:
@@ -224,14 +252,14 @@ def _audit_gate(ctx: JobContext, ready: list[tuple[str, Outcome, bytes, PatientI
     if not ctx.audit or not ready:
         return ""
     from anonlib.audit.model import AuditInput
-    from anonlib.audit.run import AuditOptions, audit
+    from anonlib.audit.run import audit
 
     inputs = [AuditInput(f"instance #{n + 1}", encoded, original)
               for n, (_, outcome, encoded, _, original) in enumerate(ready) if not outcome.quarantine]
     if not inputs:
         return ""
     verdict = audit(inputs, map_uid=ctx.processor.uid_mapper(),
-                    options=AuditOptions(conformance=ctx.audit_conformance), expect_originals=True)
+                    options=ctx.audit_options(), expect_originals=True)
     return "" if verdict.passed else hold_reason(verdict)
 
 

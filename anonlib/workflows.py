@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from anonlib.audit.model import AuditResult
+    from anonlib.audit.pixel_check import PixelMode
     from anonlib.preview import StudyPreview
     from anonlib.sources.base import Source
 
@@ -148,7 +149,8 @@ def held_studies() -> pd.DataFrame:
 
 
 def audit_target(target: str, *, originals: str = "", db_url: str = "", output: str = "",
-                 conformance: bool = True, progress: Progress | None = None) -> tuple[AuditResult, Path | None]:
+                 conformance: bool = True, progress: Progress | None = None,
+                 pixels: PixelMode = "sample") -> tuple[AuditResult, Path | None]:
     """Audit a folder (or a constellation node) against its originals; writes the HTML and JSON
     reports into ``output`` when given. Returns the result and the HTML report's path.
 
@@ -156,7 +158,8 @@ def audit_target(target: str, *, originals: str = "", db_url: str = "", output: 
     name an unknown node, and a ``db_url`` that cannot be opened, raise
     :class:`~anonlib.errors.ConfigError`; an instance whose original is not found makes the
     result INCOMPLETE (``result.status``). ``""`` means no originals (the leak check is then
-    shown as skipped). ``progress(done, total)`` follows the audit."""
+    shown as skipped). ``progress(done, total)`` follows the audit. ``pixels``: ``sample``
+    (default), ``all`` or ``off`` — which released images the pixel check reads with OCR."""
     from anonlib.audit.report import write_html, write_json
     from anonlib.audit.sources import Located, audit_located
 
@@ -171,7 +174,8 @@ def audit_target(target: str, *, originals: str = "", db_url: str = "", output: 
     from anonlib.engine.uids import UidMapper
 
     result = audit_located(*located, db_url=db_url or None, use_store=bool(db_url or originals),
-                           conformance=conformance, uid_mapping=UidMapper, progress=progress)
+                           conformance=conformance, uid_mapping=UidMapper, progress=progress,
+                           pixels=pixels)
     html = None
     if output:
         folder = Path(output)

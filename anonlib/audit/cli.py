@@ -109,7 +109,8 @@ def run_audit_command(args: argparse.Namespace, uid_mapping: UidMapping | None =
     with _progress_bar(bool(getattr(args, "progress", False)) or sys.stderr.isatty()) as progress:
         result = audit_located(*_locate(args), db_url=args.db, use_store=bool(args.db or args.originals),
                                conformance=not args.no_conformance, audit_empty=False,
-                               uid_mapping=uid_mapping, progress=progress)
+                               uid_mapping=uid_mapping, progress=progress,
+                               pixels=args.pixels, pixel_engine=args.pixel_engine or "")
     if not result.instances:
         print(f"audit: {result.status} — nothing to audit", file=sys.stderr)
         return EXIT[result.status]

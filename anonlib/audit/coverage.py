@@ -16,9 +16,11 @@ __all__ = ["DCIODVFY", "conformance_unavailable", "dciodvfy_available", "missing
 #: The conformance validator (Debian package dicom3tools).
 DCIODVFY = "dciodvfy"
 
-_WHY_OFF: Mapping[str, str] = {"conformance": "switched off (--no-conformance)"}
+_WHY_OFF: Mapping[str, str] = {"conformance": "switched off (--no-conformance)",
+                               "pixels": "switched off (--pixels off): burned-in text was not read"}
 _CATEGORY: Mapping[str, str] = {"safe_harbor": "all categories", "leak": "all categories",
-                                "consistency": "all categories", "conformance": "dciodvfy"}
+                                "consistency": "all categories", "conformance": "dciodvfy",
+                                "pixels": "all categories"}
 
 
 def skipped_checks(enabled: Mapping[Check, bool], *, originals_given: bool,

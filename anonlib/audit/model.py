@@ -17,14 +17,14 @@ if TYPE_CHECKING:
 
 __all__ = ["Check", "Verdict", "Status", "Finding", "AuditInput", "AuditResult", "CHECKS", "VERDICTS"]
 
-Check = Literal["safe_harbor", "leak", "consistency", "conformance"]
+Check = Literal["safe_harbor", "leak", "consistency", "conformance", "pixels"]
 #: ``incomplete``: the check could not run (or not for every instance): never a pass.
 #: ``skipped``: the check was switched off on purpose; shown as such, never as passed.
 Verdict = Literal["fail", "incomplete", "warn", "expected", "pass", "skipped"]
 VERDICTS: tuple[Verdict, ...] = ("fail", "incomplete", "warn", "expected", "pass", "skipped")
 #: The audit's outcome: PASS only when every check ran on every instance and nothing failed.
 Status = Literal["PASS", "FAIL", "INCOMPLETE"]
-CHECKS: tuple[Check, ...] = ("safe_harbor", "leak", "consistency", "conformance")
+CHECKS: tuple[Check, ...] = ("safe_harbor", "leak", "consistency", "conformance", "pixels")
 
 
 @dataclass(frozen=True)

@@ -36,12 +36,13 @@ _ACT_ON = ("fail", "incomplete", "warn")
 _MEANING = {
     "fail": "blocks the release: an identifier remains, or a required marker is missing.",
     "warn": "needs review by a person: free text kept after cleaning, private elements, pixels "
-            "at risk of burned-in text.",
+            "at risk of burned-in text, text read in the pixels that matches no identifying value.",
     "expected": "present by design of the chosen method: the patient's pseudonym, remapped UIDs, "
                 "shifted dates. Reported so that the regulatory status below can be judged.",
     "pass": "checked and clean: dummy values, markers present.",
-    "incomplete": "could not be checked: a check that could not run (e.g. dciodvfy not installed) or "
-                  "an instance whose original was not found. The audit is INCOMPLETE, never a pass.",
+    "incomplete": "could not be checked: a check that could not run (e.g. dciodvfy not installed), "
+                  "an instance whose original was not found, or an image whose pixels could not be "
+                  "decoded or read by OCR. The audit is INCOMPLETE, never a pass.",
     "skipped": "switched off on purpose (e.g. --no-conformance) or impossible by design (the leak "
                "check without originals): not checked, and not counted as passed.",
 }
@@ -157,8 +158,11 @@ def _what(data: dict[str, Any]) -> str:
 
 
 _LIMITS = (
-    "Pixel data are not read: burned-in text and faces are judged from the header "
-    "(BurnedInAnnotation, RecognizableVisualFeatures, modality, SOP class, body part).",
+    "Burned-in text is read with OCR in the released images the pixel check selects (every image "
+    "at risk and small series in full, a sample of large cross-sectional series, all of a series "
+    "once text is found in it; every image with --pixels all) and compared with the originals' "
+    "names, IDs, dates and institutions; text OCR cannot read (faint, tiny, handwritten) is not "
+    "found. Faces are judged from the header (RecognizableVisualFeatures, modality, body part).",
     "Free text is flagged, not understood: the leak check compares it with the originals when "
     "they are given; otherwise a person must read it.",
     "Pseudonyms and remapped UIDs are shown to differ from the originals only by the leak and "

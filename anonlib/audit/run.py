@@ -6,7 +6,10 @@ consistency checks need. Then each instance: the Safe Harbor scan, one walk of t
 places where text can be (:mod:`anonlib.audit.haystack`), searched for its original's values
 and for every original UID of the set (set lookups, :mod:`anonlib.audit.matching`), and
 dciodvfy, which runs in parallel (one process per core) while the next instances are read.
-Then the set-wide consistency checks and the search of file names, manifests and reports.
+Then the pixel check (:mod:`anonlib.audit.pixel_check`): the released images selected as the
+engine samples them (or all), read with OCR while dciodvfy finishes, their text compared with
+the originals' identifying values. Then the set-wide consistency checks and the search of file
+names, manifests and reports.
 Needles are built once per original and once for the set, never per file, so the time per
 instance does not grow with the size of the set.
 
@@ -36,6 +39,8 @@ from anonlib.audit.leaks import find_leaks, find_leaks_in_names
 from anonlib.audit.matching import DATE_CATEGORY, Matcher
 from anonlib.audit.model import AuditInput, AuditResult, Check, Finding
 from anonlib.audit.originals import OriginalValues, original_values, patient_key_of
+from anonlib.audit.pixel_check import PIXEL_MODES, PixelCheck, PixelMode
+from anonlib.errors import ConfigError
 
 __all__ = ["AuditOptions", "Progress", "audit", "digest"]
 
@@ -45,10 +50,20 @@ Progress = Callable[[int, int], None]
 
 @dataclass(frozen=True)
 class AuditOptions:
+    """Which checks run. ``pixels``: ``sample`` reads released images with OCR as the engine
+    samples them, ``all`` every image, ``off`` none (the check is skipped); ``pixel_engine``:
+    the OCR engine ("" for the project's default)."""
+
     safe_harbor: bool = True
     leaks: bool = True
     consistency: bool = True
     conformance: bool = True
+    pixels: PixelMode = "sample"
+    pixel_engine: str = ""
+
+    def __post_init__(self) -> None:
+        if self.pixels not in PIXEL_MODES:
+            raise ConfigError(f"audit pixels must be one of {', '.join(PIXEL_MODES)}, not {self.pixels!r}")
 
 
 def digest(uid: str) -> str:
@@ -110,7 +125,8 @@ def audit(inputs: Sequence[AuditInput], *, map_uid: Callable[[str], str] | None 
     from anonlib.audit.safe_harbor import detect_date_mode, regulatory_status, scan_safe_harbor
 
     enabled: dict[Check, bool] = {"safe_harbor": options.safe_harbor, "leak": options.leaks,
-                                  "consistency": options.consistency, "conformance": options.conformance}
+                                  "consistency": options.consistency, "conformance": options.conformance,
+                                  "pixels": options.pixels != "off"}
     result = AuditResult(instances=len(inputs), checks_run=[name for name, on in enabled.items() if on])
     result.findings += coverage.skipped_checks(enabled, originals_given=any(i.original is not None for i in inputs),
                                                expect_originals=expect_originals)
@@ -124,6 +140,7 @@ def audit(inputs: Sequence[AuditInput], *, map_uid: Callable[[str], str] | None 
             every.merge(known.values)
     set_uids = frozenset(every.searched_uids()) if options.consistency else frozenset()
     runner = ConformanceRunner() if conformance else None
+    pixels = PixelCheck(options.pixels, options.pixel_engine) if options.pixels != "off" else None
     tracker = _Progress(progress, len(inputs), runner)
     pairs: list[Pair] = []
     modes: Counter[str] = Counter()
@@ -137,6 +154,10 @@ def audit(inputs: Sequence[AuditInput], *, map_uid: Callable[[str], str] | None 
                 tracker.checked_one()
                 continue
             study, instance = digest(str(output.get("StudyInstanceUID", ""))), digest(str(output.SOPInstanceUID))
+            if pixels is not None:
+                pixels.note(len(pairs), output, label=item.label, output=item.output, study=study, instance=instance,
+                            series=digest(str(output.get("SeriesInstanceUID", ""))),
+                            values=known.values.values if known is not None else None)
             modes[detect_date_mode(output)] += 1
             result.with_originals += known is not None
             if expect_originals and options.leaks and known is None:
@@ -154,6 +175,8 @@ def audit(inputs: Sequence[AuditInput], *, map_uid: Callable[[str], str] | None 
             if runner is not None:
                 runner.submit(item.output, item.original, study=study, instance=instance)
             tracker.checked_one()
+        if pixels is not None:  # while dciodvfy finishes in its processes
+            result.findings += pixels.run()
         if runner is not None:
             for findings in runner.results(tracker.finished):
                 result.findings += findings

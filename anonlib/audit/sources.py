@@ -24,6 +24,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 
 from anonlib.audit.model import AuditInput, AuditResult
+from anonlib.audit.pixel_check import PixelMode
 from anonlib.audit.run import AuditOptions, audit
 from anonlib.constellation.info import NodeInfo
 from anonlib.dicomvalues import strings_of
@@ -237,7 +238,8 @@ def dataset_name(target: Path | NodeInfo) -> str:
 def audit_located(target: Path | NodeInfo, originals: Path | NodeInfo | None = None,
                   studies: list[str] | None = None, *, db_url: str | None, use_store: bool,
                   conformance: bool = True, audit_empty: bool = True,
-                  uid_mapping: UidMapping | None = None, progress: Progress | None = None) -> AuditResult:
+                  uid_mapping: UidMapping | None = None, progress: Progress | None = None,
+                  pixels: PixelMode = "sample", pixel_engine: str = "") -> AuditResult:
     """Audit a folder ``target`` against a folder of ``originals``, or a constellation node's
     ``studies`` (None: every study) against an originals node. The lookup store at ``db_url``
     (or, when ``use_store``, the default store if it exists; see :func:`open_lookup`) matches
@@ -245,7 +247,9 @@ def audit_located(target: Path | NodeInfo, originals: Path | NodeInfo | None = N
     which lets the reference check verify targets). Originals that are missing or empty and a
     store that cannot be opened raise :class:`ConfigError`; with originals, an instance without
     its original makes the result INCOMPLETE. Without ``audit_empty``, nothing to audit gives an
-    empty result at once. ``progress(done, total)`` follows the audit of the instances."""
+    empty result at once. ``progress(done, total)`` follows the audit of the instances.
+    ``pixels`` and ``pixel_engine``: the pixel check (see :class:`~anonlib.audit.run.AuditOptions`)."""
+    options = AuditOptions(conformance=conformance, pixels=pixels, pixel_engine=pixel_engine)
     store = open_lookup(db_url, use_default=use_store)
     try:
         if isinstance(target, NodeInfo):
@@ -256,7 +260,7 @@ def audit_located(target: Path | NodeInfo, originals: Path | NodeInfo | None = N
         if not inputs and not audit_empty:
             return AuditResult(dataset=dataset_name(target))
         mapper = uid_mapping(store.secret()) if store is not None and uid_mapping is not None else None
-        result = audit(inputs, map_uid=mapper, names=names, options=AuditOptions(conformance=conformance),
+        result = audit(inputs, map_uid=mapper, names=names, options=options,
                        expect_originals=originals is not None, progress=progress)
     finally:
         if store is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -61,7 +62,9 @@ def test_engine_output_passes_every_check(outputs: dict[str, Path], corpus: Corp
     result = _audit(outputs, corpus, outputs["engine"], conformance=True)
     assert result.passed, result.failing_categories()
     assert result.with_originals == result.instances > 50
-    assert set(result.checks_run) == {"safe_harbor", "leak", "consistency", "conformance"}
+    assert set(result.checks_run) == {"safe_harbor", "leak", "consistency", "conformance", "pixels"}
+    [pixels] = [f for f in result.findings if f.check == "pixels"]  # the corpus has no burned-in text
+    assert pixels.verdict == "pass" and re.search(r"pixels of [1-9]\d+ instance\(s\) \(OCR \w+\)$", pixels.detail)
     assert result.date_mode == "shift"
 
 
