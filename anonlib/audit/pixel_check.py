@@ -1,26 +1,33 @@
 """The audit's pixel check: text burned into released images, read with OCR and compared with
 the originals' identifying values — a second opinion on the engine's pixel stage.
 
-Which images are read: :mod:`anonlib.audit.pixel_select` (as the engine samples them; every
-image with ``pixels="all"``). Each is decoded and read by OCR (:func:`anonlib.pixels.find_text`,
-recognition on). Each recognized text is searched for its original's identifying values with
-the leak check's matcher (:mod:`anonlib.audit.matching`: whole words, case and accents folded,
-values too short to tell from ordinary text left out), plus what burned-in text adds: dates
-written with the month's name (``14 MAR 1961``, ``Mar 14, 1961``), whole names with their parts
-glued (``SMITHJOHN``) or in the other order, and — as OCR engines drop spaces — letters and
-digits read together (``JOHN14.03.1961``) taken apart. As OCR confuses letters and digits that
+**Which images** (:mod:`anonlib.audit.pixel_select`): sampled as the engine samples them, every
+image with ``pixels="all"``. Of a multi-frame image the first, middle and last frames are read,
+every frame once text is found in one of them (every frame with ``pixels="all"``): an output
+whose text was masked costs three frames, one with text costs them all.
+
+**Matching**: each image is decoded and read by OCR (:func:`anonlib.pixels.find_text`, with
+recognition); each recognized text is searched for its original's identifying values with the
+leak check's matcher (:mod:`anonlib.audit.matching`: whole words, case and accents folded, values
+too short to tell from ordinary text left out), plus what burned-in text adds: dates written
+with the month's name (``14 MAR 1961``, ``Mar 14, 1961``), whole names with their parts glued
+(``SMITHJOHN``) or in the other order, and letters and digits read together
+(``JOHN14.03.1961``: OCR drops spaces) taken apart. As OCR confuses letters and digits that
 look alike (``MRNB84213`` for ``MRN884213``, ``ZORBALlNA``), values and text are searched a
 second time with each such character read as its digit (o 0, i l | 1, z 2, s 5, g 6, b 8), on
-both sides alike. A match fails (category of the value:
-``A names``, ``C dates``, ``H record numbers`` …) with the instance and the box (frame, x, y,
-width, height); other text is a warning that counts the boxes (a single character taller than
-an eighth of the image, anatomy read as a letter, is not counted). An image that cannot be decoded,
-or whose OCR fails, makes the check — and the audit — INCOMPLETE; an OCR engine that cannot be
-loaded makes every selected image incomplete. Never a pass for what was not read.
+both sides alike.
+
+**Verdicts**: a match fails (category of the value: ``A names``, ``C dates``, ``H record
+numbers`` …) with the instance and the box (frame, x, y, width, height); other text is a
+warning that counts and lists the boxes (a single character taller than an eighth of the
+image — anatomy read as a letter — is not counted). An image that cannot be decoded, or whose
+OCR fails, makes the check — and the audit — INCOMPLETE; so does an OCR engine that cannot be
+loaded. Never a pass for what was not read.
 
 Findings hold boxes, categories and counts, never the text: recognized text is PHI, kept in
 memory only. OCR results are kept for the process (bounded), keyed by a digest of the pixel data
-and its description (group 0028, transfer syntax), so an image audited twice is read once.
+and its description (group 0028, transfer syntax) and the frames read, so an image audited twice
+is read once.
 """
 
 from __future__ import annotations
@@ -43,7 +50,7 @@ from pydicom.dataset import Dataset
 from anonlib.audit.matching import DATE_CATEGORY, NAME_CATEGORY, Matcher, Scanned, fold, tokenize
 from anonlib.audit.model import Finding
 from anonlib.audit.originals import name_parts
-from anonlib.audit.pixel_select import ImageHeader, header_of, select_images
+from anonlib.audit.pixel_select import ImageHeader, header_of, sample_frames, select_images
 
 __all__ = ["PixelMode", "PIXEL_MODES", "PixelCheck", "default_engine", "pixel_values", "spelled_dates",
            "clear_cache"]
@@ -169,6 +176,7 @@ class PixelCheck:
     findings: list[Finding] = field(default_factory=list)
     _headers: list[ImageHeader] = field(default_factory=list)
     _tasks: dict[int, _Task] = field(default_factory=dict)
+    _frames: dict[int, int] = field(default_factory=dict)
     _matchers: dict[int, _Matchers] = field(default_factory=dict)
     _needles: dict[tuple[str, str], Any] = field(default_factory=dict)
     _alike: dict[tuple[str, str], Any] = field(default_factory=dict)
@@ -182,6 +190,7 @@ class PixelCheck:
         header = header_of(index, ds, series)
         if header is not None:
             self._headers.append(header)
+            self._frames[index] = header.shape[2]
             self._tasks[index] = _Task(label, output, study, instance, values)
 
     def run(self, progress: Callable[[], None] | None = None) -> list[Finding]:
@@ -225,11 +234,11 @@ class PixelCheck:
                 "instance(s) were not read")))
             return None, None
 
-    def _ocr(self, ds: Dataset, find_text: Any, det: Any) -> list[Any]:
-        key = _key(ds, self.engine)
+    def _ocr(self, ds: Dataset, find_text: Any, det: Any, frames: Sequence[int] | None) -> list[Any]:
+        key = _key(ds, self.engine) + f"/{','.join(map(str, frames)) if frames is not None else 'all'}"
         boxes = _CACHE.get(key)
         if boxes is None:
-            boxes = list(find_text(ds, det, recognize=True))
+            boxes = list(find_text(ds, det, frames=frames, recognize=True))
             _CACHE[key] = boxes
             while len(_CACHE) > _CACHE_SIZE:
                 _CACHE.popitem(last=False)
@@ -243,7 +252,15 @@ class PixelCheck:
         try:
             source: Any = task.output if isinstance(task.output, Path) else io.BytesIO(task.output)
             ds = pydicom.dcmread(source, force=True)
-            boxes = self._ocr(ds, find_text, det)
+            count = self._frames[index]
+            if self.mode == "all" or count <= 3:
+                boxes = self._ocr(ds, find_text, det, None)
+            else:  # first, middle and last frame; every frame once text is found in one
+                sampled = sample_frames(count)
+                boxes = self._ocr(ds, find_text, det, sampled)
+                rows = int(ds.get("Rows") or 0)
+                if any(_is_text(box.text.strip(), box.height, rows) for box in boxes):
+                    boxes += self._ocr(ds, find_text, det, [f for f in range(count) if f not in sampled])
         except Exception as exc:  # noqa: BLE001 - decoding or OCR failed: never a pass
             why = str(exc) if getattr(exc, "__module__", "").startswith("anonlib") else (
                 f"{type(exc).__name__} while decoding or reading the pixels")

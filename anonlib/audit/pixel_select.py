@@ -25,7 +25,7 @@ from pydicom.dataset import Dataset
 from anonlib.data import read_yaml
 from anonlib.dicomvalues import strings_of, text_of
 
-__all__ = ["ImageHeader", "Selection", "header_of", "select_images", "SAMPLE_MIN_SERIES"]
+__all__ = ["ImageHeader", "Selection", "header_of", "select_images", "sample_frames", "SAMPLE_MIN_SERIES"]
 
 #: Series of a sampled modality with more images than this are sampled (the profile's default).
 SAMPLE_MIN_SERIES = 20
@@ -125,3 +125,8 @@ def select_images(headers: Iterable[ImageHeader], *, every: bool = False,
         selection.held_back[key] = [h.index for h in members if h.index not in picked]
     selection.first.sort()
     return selection
+
+
+def sample_frames(count: int) -> list[int]:
+    """The frames read first of a multi-frame image: the first, middle and last."""
+    return sorted({0, count // 2, max(0, count - 1)}) if count > 0 else []
