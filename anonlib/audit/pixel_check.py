@@ -52,8 +52,8 @@ from anonlib.audit.model import Finding
 from anonlib.audit.originals import name_parts
 from anonlib.audit.pixel_select import ImageHeader, header_of, sample_frames, select_images
 
-__all__ = ["PixelMode", "PIXEL_MODES", "PixelCheck", "default_engine", "pixel_values", "spelled_dates",
-           "clear_cache"]
+__all__ = ["PixelMode", "PIXEL_MODES", "PixelCheck", "PixelMatcher", "default_engine", "pixel_values",
+           "spelled_dates", "clear_cache"]
 
 PixelMode = Literal["sample", "all", "off"]
 PIXEL_MODES: tuple[PixelMode, ...] = ("sample", "all", "off")
@@ -115,6 +115,8 @@ def pixel_values(values: Mapping[str, Iterable[str]]) -> dict[str, set[str]]:
     for value in list(found.get(NAME_CATEGORY, ())):
         for whole in name_parts(value):
             found[NAME_CATEGORY].update(_glued_names(whole))
+    for strings in found.values():  # as the text is searched again taken apart (see PixelMatcher)
+        strings.update({_LETTER_DIGIT.sub(" ", v) for v in strings if _LETTER_DIGIT.search(v)})
     return found
 
 
@@ -124,11 +126,20 @@ def _look_alike(text: str) -> str:
 
 
 @dataclass(frozen=True)
-class _Matchers:
+class PixelMatcher:
     """An original's values as written, and read as OCR may misread them."""
 
     plain: Matcher
     alike: Matcher
+
+    @classmethod
+    def of(cls, values: Mapping[str, Iterable[str]], *, cache: dict[tuple[str, str], Any] | None = None,
+           alike_cache: dict[tuple[str, str], Any] | None = None) -> PixelMatcher:
+        """The matcher of an original's ``values`` (category → strings), with the forms of
+        :func:`pixel_values`; caches as :meth:`Matcher.of`."""
+        written = pixel_values(values)
+        alike = {category: {_look_alike(v) for v in strings} for category, strings in written.items()}
+        return cls(Matcher.of(written, cache=cache), Matcher.of(alike, cache=alike_cache))
 
     def categories(self, text: str) -> set[str]:
         """The categories of the values found in one box's recognized text."""
@@ -177,7 +188,7 @@ class PixelCheck:
     _headers: list[ImageHeader] = field(default_factory=list)
     _tasks: dict[int, _Task] = field(default_factory=dict)
     _frames: dict[int, int] = field(default_factory=dict)
-    _matchers: dict[int, _Matchers] = field(default_factory=dict)
+    _matchers: dict[int, PixelMatcher] = field(default_factory=dict)
     _needles: dict[tuple[str, str], Any] = field(default_factory=dict)
     _alike: dict[tuple[str, str], Any] = field(default_factory=dict)
 
@@ -269,13 +280,11 @@ class PixelCheck:
             return True
         return self._judge(task, boxes, int(ds.get("Rows") or 0))
 
-    def _matcher(self, values: Mapping[str, set[str]]) -> _Matchers:
+    def _matcher(self, values: Mapping[str, set[str]]) -> PixelMatcher:
         found = self._matchers.get(id(values))  # values live as long as this check (in its tasks)
         if found is None:
-            written = pixel_values(values)
-            alike = {category: {_look_alike(v) for v in strings} for category, strings in written.items()}
-            found = self._matchers[id(values)] = _Matchers(Matcher.of(written, cache=self._needles),
-                                                           Matcher.of(alike, cache=self._alike))
+            found = self._matchers[id(values)] = PixelMatcher.of(values, cache=self._needles,
+                                                                 alike_cache=self._alike)
         return found
 
     def _judge(self, task: _Task, boxes: Sequence[Any], rows: int) -> bool:

@@ -54,6 +54,22 @@ def test_dates_are_also_searched_with_the_months_name() -> None:
     assert {"SmithLi", "LiSmith", "Li Smith", "LiWu", "Wu Li"} <= values["A names"]
 
 
+def test_text_read_by_ocr_matches_as_the_leak_check_does_and_through_misreadings() -> None:
+    from anonlib.audit.pixel_check import PixelMatcher
+
+    matcher = PixelMatcher.of({"A names": {"Zorbalina^Helga", "Zorbalina", "Helga"},
+                               "H record numbers": {"MRN884213"}, "C dates": {"19610314", "14.03.1961"}})
+    assert matcher.categories("zorbalína HELGA") == {"A names"}  # case and accents folded
+    assert matcher.categories("ZORBALINAHELGA") == {"A names"}  # parts glued
+    assert matcher.categories("ZORBALlNA") == {"A names"}  # l read for I
+    assert matcher.categories("ID:MRNB84213") == {"H record numbers"}  # B read for 8
+    assert matcher.categories("PID MRN884213DOB14.03.1961") == {"H record numbers", "C dates"}  # no spaces
+    assert matcher.categories("DOB 14 MAR 1961") == {"C dates"}
+    assert matcher.categories("ZORBALINAS") == {"A names"}  # plural/possessive, as the leak check
+    for other in ("ZORBALINAX", "MRN8842130", "120 kV", "L", "HEL", "14.03.1962", "1.14.03.1961.2"):
+        assert not matcher.categories(other), other
+
+
 def _image(number: int, series: str = "1.2.3", modality: str = "CT", rows: int = 64, **extra: str) -> Dataset:
     ds = Dataset()
     ds.Modality, ds.SeriesInstanceUID, ds.InstanceNumber = modality, series, number
