@@ -261,7 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     aud = commands.add_parser("audit", help="audit de-identified data: Safe Harbor, leaks, consistency, dciodvfy",
                               epilog="exit status: 0 PASS, 1 FAIL, 4 INCOMPLETE (an instance without its original, "
-                                     "a check that could not run, nothing audited), 2 configuration error (bad "
+                                     "a check that could not run, pixels that could not be decoded or read, "
+                                     "nothing audited), 2 configuration error (bad "
                                      "--originals or --db), 3 lookup store or system error")
     aud.add_argument("target", metavar="TARGET", help="a folder, or a constellation node name (e.g. research)")
     aud.add_argument("--originals", metavar="SRC", help="the originals: a folder or a node name (e.g. intake)")
