@@ -50,7 +50,7 @@ from pydicom.dataset import Dataset
 from anonlib.audit.matching import DATE_CATEGORY, NAME_CATEGORY, Matcher, Scanned, fold, tokenize
 from anonlib.audit.model import Finding
 from anonlib.audit.originals import name_parts
-from anonlib.audit.pixel_select import ImageHeader, header_of, sample_frames, select_images
+from anonlib.audit.pixel_select import ImageInfo, header_of, sample_frames, select_images
 
 __all__ = ["PixelMode", "PIXEL_MODES", "PixelCheck", "PixelMatcher", "default_engine", "pixel_values",
            "spelled_dates", "clear_cache"]
@@ -69,12 +69,12 @@ _LOOK_ALIKE = str.maketrans({"o": "0", "i": "1", "l": "1", "|": "1", "z": "2", "
 
 
 def default_engine() -> str:
-    """The project's default OCR engine (``anonlib.pixels.DEFAULT_ENGINE``, else rapidocr)."""
-    try:
-        import anonlib.pixels as pixels
-    except ImportError:
-        return "rapidocr"
-    return str(getattr(pixels, "DEFAULT_ENGINE", "rapidocr"))
+    """The project's default OCR engine (:data:`anonlib.profile.burned_in.DEFAULT_ENGINE`, the
+    engine's own default)."""
+    import anonlib.pixels as pixels
+    from anonlib.profile.burned_in import DEFAULT_ENGINE
+
+    return str(getattr(pixels, "DEFAULT_ENGINE", DEFAULT_ENGINE))
 
 
 def clear_cache() -> None:
@@ -185,7 +185,7 @@ class PixelCheck:
     mode: PixelMode = "sample"
     engine: str = ""
     findings: list[Finding] = field(default_factory=list)
-    _headers: list[ImageHeader] = field(default_factory=list)
+    _headers: list[ImageInfo] = field(default_factory=list)
     _tasks: dict[int, _Task] = field(default_factory=dict)
     _frames: dict[int, int] = field(default_factory=dict)
     _matchers: dict[int, PixelMatcher] = field(default_factory=dict)
@@ -196,12 +196,12 @@ class PixelCheck:
         self.engine = self.engine or default_engine()
 
     def note(self, index: int, ds: Dataset, *, label: str, output: bytes | Path, study: str, instance: str,
-             series: str, values: Mapping[str, set[str]] | None) -> None:
+             values: Mapping[str, set[str]] | None) -> None:
         """Record one released output (read in full by the audit) for the selection."""
-        header = header_of(index, ds, series)
+        header = header_of(index, ds)
         if header is not None:
             self._headers.append(header)
-            self._frames[index] = header.shape[2]
+            self._frames[index] = _frame_count(ds)
             self._tasks[index] = _Task(label, output, study, instance, values)
 
     def run(self, progress: Callable[[], None] | None = None) -> list[Finding]:
@@ -214,7 +214,7 @@ class PixelCheck:
         find_text, det = self._engine(len(selection.first) + selection.sampled)
         if find_text is None:
             return self.findings
-        series_of = {h.index: h.series for h in self._headers}
+        series_of = {int(h.key): h.series for h in self._headers}
         queue, read, escalated = list(selection.first), 0, 0
         while queue:
             index = queue.pop(0)
@@ -310,6 +310,13 @@ class PixelCheck:
             self.findings.append(Finding("pixels", "text", "warn", task.study, task.instance, "(7FE0,0010)",
                                          f"{task.label}: {len(other)} text box(es) {compared}: {listed}{more}"))
         return matched or bool(other)
+
+
+def _frame_count(ds: Dataset) -> int:
+    try:
+        return max(1, int(ds.get("NumberOfFrames") or 1))
+    except (TypeError, ValueError):
+        return 1  # read as one frame: decoding says what is wrong with it
 
 
 def _is_text(text: str, height: int, rows: int) -> bool:

@@ -156,7 +156,6 @@ def audit(inputs: Sequence[AuditInput], *, map_uid: Callable[[str], str] | None 
             study, instance = digest(str(output.get("StudyInstanceUID", ""))), digest(str(output.SOPInstanceUID))
             if pixels is not None:
                 pixels.note(len(pairs), output, label=item.label, output=item.output, study=study, instance=instance,
-                            series=digest(str(output.get("SeriesInstanceUID", ""))),
                             values=known.values.values if known is not None else None)
             modes[detect_date_mode(output)] += 1
             result.with_originals += known is not None
