@@ -7,7 +7,8 @@ SECONDARY, any modality that is not sampled) and every image of a small series i
 large series of a cross-sectional modality (CT, MR, PT, NM) the first, middle and last images
 are read, and those that differ from the rest, the others only when text was found in the
 sample (see :class:`Selection`); segmentations and dose grids are not read. With ``every`` all
-images are read. The selection is made from the outputs' headers alone.
+images are read. An output without pixel data is not read (nor did the engine read it). The
+selection is made from the outputs' headers alone.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 from pydicom.dataset import Dataset
 
 from anonlib.data import read_yaml
-from anonlib.pixels.select import ImageInfo, image_info, plan_series, sample_frames
+from anonlib.pixels.select import ImageInfo, has_pixels, image_info, plan_series, sample_frames
 from anonlib.profile.burned_in import BurnedInPolicy
 
 __all__ = ["Selection", "header_of", "select_images", "sample_frames", "rules", "ImageInfo"]
@@ -60,7 +61,10 @@ class Selection:
 
 
 def header_of(index: int, ds: Dataset) -> ImageInfo | None:
-    """The selection's view of output number ``index``; None when it is not an image to read."""
+    """The selection's view of output number ``index``; None when it is not an image to read
+    (no pixel data, as the engine's pipeline decides, or pixels that are data)."""
+    if not has_pixels(ds):
+        return None
     info = image_info(ds, str(index), rules())
     return info if info.image else None
 
