@@ -3,7 +3,8 @@ patient's name, so the audit gate holds every study; ``anonlib jobs wait`` exits
 many and how to see them, ``jobs list --status held`` lists them with the reason (categories and
 counts, no value), ``constellation status`` counts them; after the fix (the workers restarted
 with the default profile) ``jobs retry --held`` re-runs them and they are delivered. And the
-gate fails closed: without dciodvfy on PATH a study's audit is INCOMPLETE and the study held."""
+gate fails closed: without dciodvfy on PATH a study's audit is INCOMPLETE and the study held. And
+the gate reads pixels: a study released with the patient's name burned in is held."""
 
 from __future__ import annotations
 
@@ -108,3 +109,33 @@ def test_the_gate_holds_a_study_whose_audit_is_incomplete(constellation_factory:
     with open_store(info.db_url) as store:
         record = store.deliveries("intake")[study_id]
     assert record.status == "held" and record.reason == held.reason
+
+
+def test_the_gate_holds_a_study_released_with_the_patients_name_burned_in(constellation_factory: Factory,
+                                                                          tmp_path: Path) -> None:
+    """A site that trusts its pixels (``burned_in: allow``) releases a screen capture unread; the
+    gate's own OCR reads the patient's name and ID in it and holds the study (boxes and categories
+    in the reason, never the text). Under the default profile the engine masks the text and the
+    same study is delivered."""
+    from anonlib.profile import parse_site_profile
+    from anonlib.studyjob import JobContext, process_study
+    from tests.burned_in import burned_in_dataset
+
+    _, info = constellation_factory()
+    ds = burned_in_dataset("gate")
+    ds.PatientName, ds.PatientID = "DOE^JANE", "4471902"  # the text burned into its pixels
+    (tmp_path / "in").mkdir()
+    ds.save_as(tmp_path / "in" / "burned.dcm", enforce_file_format=True)
+    storescu(info, [tmp_path / "in"])
+    [study_id] = wait_stable(info.intake)
+    trusting = JobContext.create(info, profile=parse_site_profile({"name": "trusts-pixels", "burned_in": "allow"}))
+    trusting.audit_conformance = False
+    held = process_study(info, study_id, context=trusting)
+    assert held.status == "held" and held.released == 0 and count_instances(info.research) == 0
+    assert held.reason.startswith("audit failed: ") and "pixels/A names (" in held.reason, held.reason
+    assert "DOE" not in held.reason and "4471902" not in held.reason
+    masking = JobContext.create(info)
+    masking.audit_conformance = False
+    done = process_study(info, study_id, context=masking, force=True)
+    assert done.status == "done" and done.released == 1, done.reason
+    assert count_instances(info.research) == 1
