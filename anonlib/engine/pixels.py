@@ -17,7 +17,7 @@ from pydicom.dataset import Dataset
 from anonlib.dicomvalues import text_of
 from anonlib.engine.changes import Change
 from anonlib.pixels import TextBox
-from anonlib.pixels.select import has_pixels, never_read, read_reason
+from anonlib.pixels.select import is_image, never_read, read_reason
 from anonlib.pixels.stage import PixelScan
 from anonlib.profile.plan import Plan
 from anonlib.profile.site import MaskRule
@@ -84,7 +84,7 @@ def assess_pixels(ds: Dataset, plan: Plan, scan: PixelScan | None = None) -> Pix
             return PixelVerdict("mask", reason, rule, rule_boxes(ds, rule))
         return PixelVerdict("quarantine", reason + "; no pixel-mask rule matches")
     # burned_in: ocr
-    if not has_pixels(ds):
+    if not is_image(ds):
         if text_of(ds, "SOPClassUID") in plan.burned_in_sop_classes:
             return PixelVerdict("quarantine", "pixels: an encapsulated document is not read by OCR")
         return PixelVerdict("pass")

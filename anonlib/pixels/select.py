@@ -36,7 +36,7 @@ from anonlib.dicomvalues import strings_of, text_of
 
 __all__ = ["Reading", "ImageInfo", "LATER", "ESCALATED", "NOT_IMAGE",
            "image_info", "read_reason", "reading_alone", "plan_series", "sample_frames",
-           "has_pixels", "never_read", "BurnedInRules"]
+           "has_pixels", "is_image", "never_read", "BurnedInRules"]
 
 _PIXEL_TAGS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
@@ -75,7 +75,14 @@ class BurnedInRules(Protocol):
 
 
 def has_pixels(ds: Dataset) -> bool:
+    """Whether ``ds`` holds pixel data (a header read without its pixels holds none)."""
     return any(keyword in ds for keyword in _PIXEL_TAGS)
+
+
+def is_image(ds: Dataset) -> bool:
+    """Whether ``ds`` is an image: it holds pixel data, or its header (read without the pixels)
+    has Rows and Columns."""
+    return has_pixels(ds) or ("Rows" in ds and "Columns" in ds)
 
 
 def read_reason(ds: Dataset, rules: BurnedInRules) -> str:
@@ -106,7 +113,7 @@ def never_read(ds: Dataset, rules: BurnedInRules) -> bool:
 def reading_alone(ds: Dataset, rules: BurnedInRules) -> Reading:
     """The decision for an image seen without its series (a notebook preview, one file): read
     in full (nothing says it may be skipped)."""
-    if not has_pixels(ds) or never_read(ds, rules):
+    if not is_image(ds) or never_read(ds, rules):
         return NOT_IMAGE
     return Reading("all", read_reason(ds, rules) or "read in full (its series is not known)")
 
@@ -134,7 +141,7 @@ def image_info(ds: Dataset, key: str, rules: BurnedInRules) -> ImageInfo:
                  text_of(ds, "PhotometricInterpretation"), text_of(ds, "SamplesPerPixel"),
                  "\\".join(s.strip().upper() for s in strings_of(ds.get("ImageType"))),
                  text_of(ds, "NumberOfFrames"))
-    image = (has_pixels(ds) or ("Rows" in ds and "Columns" in ds)) and not never_read(ds, rules)
+    image = is_image(ds) and not never_read(ds, rules)
     return ImageInfo(key, text_of(ds, "SeriesInstanceUID"), number, signature,
                      read_reason(ds, rules) if image else "", image)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from pydicom.dataset import Dataset
 
@@ -46,7 +46,8 @@ def check_engine(name: str) -> None:
 @dataclass(frozen=True)
 class PixelScan:
     """What the pixel stage did with one instance. ``boxes``: to be masked; ``found``: how many
-    text boxes OCR found (``mask: phi`` masks fewer); ``every_frame``: every frame was read;
+    text boxes OCR found (``mask: phi`` masks fewer); ``every_frame``: every frame was read, or
+    the text found in a clip's frames is masked on every frame;
     ``error``: why the pixels could not be read (PHI-free), "" when they were."""
 
     reading: Reading
@@ -98,6 +99,10 @@ class PixelStage:
     #: costs half of the default 2× on a 512² slice, and still finds 12-px text; what the sample
     #: finds escalates the series, which is then read at the default scale).
     SAMPLE_MIN_SCALE = 1.5
+    #: Frames read of a multi-frame image once text is found in its first, middle and last:
+    #: evenly spaced; the union of their boxes is masked on every frame (a clip's annotation is
+    #: an overlay that stays where it is). ``every_frame: true`` reads every frame instead.
+    CLIP_FRAMES = 12
 
     def _find(self, ds: Dataset, frames: list[int] | None, recognize: bool,
               min_scale: float | None = None) -> tuple[TextBox, ...]:
@@ -128,13 +133,15 @@ class PixelStage:
         """Read the frames of ``ds`` (with its pixel data) that ``reading`` selects."""
         recognize = self.policy.mask == "phi"
         try:
-            frames = int(ds.get("NumberOfFrames", 1) or 1)
+            frames = _frame_count(ds)
             chosen = None if frames <= 3 or self.policy.every_frame else sample_frames(frames)
             floor = self.SAMPLE_MIN_SCALE if reading.how == "sample" else None
             boxes = self._find(ds, chosen, recognize, floor)
-            if boxes and (chosen is not None or floor is not None):  # text: read it all, in full
+            if boxes and chosen is None and floor is not None:  # text in a sample: read it at full scale
                 boxes = self._find(ds, None, recognize)
-                chosen = None
+            elif boxes and chosen is not None:  # text in a clip: more frames, the union on every frame
+                chosen = spread_frames(frames, self.CLIP_FRAMES)
+                boxes = on_every_frame(self._find(ds, chosen, recognize), frames)
         except PixelError as exc:
             return PixelScan(reading, error=str(exc), engine=self.policy.engine)
         except Exception as exc:  # noqa: BLE001 - an engine failure quarantines, never releases
@@ -143,4 +150,27 @@ class PixelStage:
         if recognize:
             boxes = tuple(identifying_boxes(boxes, phi_values, self.policy.allow_tokens))
         return PixelScan(reading, tuple(boxes), found, frames if chosen is None else len(chosen),
-                         chosen is None, engine=self.policy.engine)
+                         chosen is None or bool(boxes), engine=self.policy.engine)
+
+
+def _frame_count(ds: Dataset) -> int:
+    value = ds.get("NumberOfFrames", 1)
+    try:
+        return max(1, int(str(value).strip() or 1))
+    except ValueError:
+        raise PixelError("NumberOfFrames is not a whole number: the frames cannot be told apart") from None
+
+
+def spread_frames(count: int, most: int) -> list[int]:
+    """At most ``most`` frames of ``count``, evenly spaced, the first and last among them."""
+    if count <= most:
+        return list(range(count))
+    return sorted({round(i * (count - 1) / (most - 1)) for i in range(most)})
+
+
+def on_every_frame(boxes: Iterable[TextBox], frames: int) -> tuple[TextBox, ...]:
+    """The regions of ``boxes`` (merged across the frames they were found in) on every frame."""
+    from anonlib.pixels import merge_boxes
+
+    regions = merge_boxes([replace(box, frame=0) for box in boxes])
+    return tuple(replace(region, frame=frame) for frame in range(frames) for region in regions)

@@ -85,3 +85,15 @@ def test_phi_mask_keeps_technical_text_and_masks_identifying_text() -> None:
     boxes = [TextBox(0, 0, 0, 5, 5, 0.9, "R"), TextBox(0, 9, 9, 5, 5, 0.9, "Doe"),
              TextBox(0, 20, 20, 5, 5, 0.9, "")]
     assert [b.x for b in identifying_boxes(boxes, values)] == [9, 20]  # unread text is masked
+
+
+def test_clip_frames_are_spread_and_regions_cover_every_frame() -> None:
+    from anonlib.pixels.stage import on_every_frame, spread_frames
+
+    assert spread_frames(5, 12) == [0, 1, 2, 3, 4]
+    spread = spread_frames(120, 12)
+    assert len(spread) == 12 and spread[0] == 0 and spread[-1] == 119
+    found = [TextBox(0, 10, 10, 50, 12, 0.9), TextBox(59, 11, 10, 50, 12, 0.8), TextBox(119, 300, 5, 20, 10, 0.7)]
+    everywhere = on_every_frame(found, 120)
+    assert len(everywhere) == 2 * 120  # two regions (the first two boxes merged) on each frame
+    assert {b.frame for b in everywhere} == set(range(120))
