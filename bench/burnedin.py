@@ -272,6 +272,7 @@ def run_cli(engine: str, set_dir: Path, work: Path) -> dict[str, Verdict]:
     from anonlib.store import open_store
 
     out, quarantine, db = work / "out", work / "quarantine", f"sqlite:///{work}/lookup.sqlite3"
+    work.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, ANONLIB_HOME=str(work / "home"))
     command = [str(ROOT / ".venv" / "bin" / "anonlib"), "deidentify", str(set_dir / "images"), str(out),
                "--ocr-engine", engine, "--db", db, "--quarantine", str(quarantine), "--no-progress"]
