@@ -1,7 +1,9 @@
 """The audit's pixel check with a real OCR engine on real files: an image released with the
 original's name, ID and birth date burned in fails (with the box, never the text, in the JSON,
 HTML and terminal output); the same image masked passes; technical text is a warning; an image
-that cannot be decoded makes the audit INCOMPLETE; ``--pixels off`` is shown as skipped."""
+that cannot be decoded makes the audit INCOMPLETE; ``--pixels off`` is shown as skipped; a large
+series and a multi-frame image are read by sample, in full once text is found (and the gate holds
+what fails)."""
 
 from __future__ import annotations
 
@@ -233,3 +235,46 @@ def test_the_gate_holds_a_study_with_burned_in_text_or_unreadable_pixels(burned:
     broken.PixelData = broken.PixelData[:100]
     assert _gate(original, broken) == "audit incomplete: pixels/unreadable (1)"
     assert _gate(original, _deidentified(original), pixels="off") == ""  # not read: the gate cannot know
+
+
+def _series(text_at: dict[int, list[str]], count: int = 22) -> list[AuditInput]:
+    """A CT series of ``count`` slices (one patient), released unmasked; ``text_at``: the lines
+    burned into slice N (1-based). Text-free slices share their pixels (read once)."""
+    series, study = generate_uid(), generate_uid()
+    inputs = []
+    for number in range(1, count + 1):
+        original, _ = _original(text_at.get(number, []))
+        original.SeriesInstanceUID, original.StudyInstanceUID, original.InstanceNumber = series, study, number
+        inputs.append(AuditInput(f"file #{number}", _bytes(_released(original)), _bytes(original)))
+    return inputs
+
+
+def test_a_large_series_is_sampled_and_read_in_full_once_text_is_found() -> None:
+    options = AuditOptions(**PIXELS_ONLY)  # type: ignore[arg-type]
+    # text in the first slice (a sampled one): every slice is read, the name in slice 5 is found
+    result = audit(_series({1: TECHNICAL, 5: BURNED}), options=options, expect_originals=True)
+    assert result.status == "FAIL" and {f.category for f in _pixel(result, "fail")} >= {"A names", "C dates"}
+    assert {f.detail.split(":")[0] for f in _pixel(result, "fail")} == {"file #5"}
+    # no text in the sample (first, middle, last): the rest is not read, and the pass says so
+    result = audit(_series({5: BURNED}), options=options, expect_originals=True)
+    [passed] = _pixel(result, "pass")
+    assert result.status == "PASS" and "3 instance(s)" in passed.detail and "19 of 22 not read" in passed.detail
+    # --pixels all reads every slice
+    result = audit(_series({5: BURNED}), options=AuditOptions(**{**PIXELS_ONLY, "pixels": "all"}),  # type: ignore[arg-type]
+                   expect_originals=True)
+    assert result.status == "FAIL"
+
+
+def test_a_multi_frame_image_is_read_by_frame_sample_then_in_full(burned: tuple[Dataset, list]) -> None:
+    def clip(first_frame: list[str]) -> tuple[Dataset, Dataset]:
+        frames = [_draw(first_frame)[0], _draw(BURNED)[0], _draw([])[0], _draw([])[0], _draw([])[0]]
+        original, _ = _original([])
+        original.NumberOfFrames = len(frames)
+        original.PixelData = np.stack(frames).tobytes()
+        return original, _released(original)
+
+    result = _audit(*clip(TECHNICAL))  # text in frame 0 (sampled): every frame read, the name in frame 1 found
+    assert result.status == "FAIL" and {f.path.split(" box")[0] for f in _pixel(result, "fail")} == {"frame 1"}
+    result = _audit(*clip([]))  # frames 0, 2 and 4 without text: frame 1 is not read
+    assert result.status == "PASS"
+    assert _audit(*clip([]), pixels="all").status == "FAIL"
