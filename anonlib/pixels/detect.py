@@ -40,9 +40,17 @@ from pydicom.dataset import Dataset
 from anonlib.errors import PixelError
 from anonlib.pixels.decode import decode_frames
 from anonlib.pixels.model import Detector, TextBox
-from anonlib.pixels.render import MIN_UPSCALE, frame_views
+from anonlib.pixels.render import MAX_SIDE, MIN_UPSCALE, frame_views
 
-__all__ = ["ENGINES", "detector", "find_text", "merge_boxes"]
+__all__ = ["ENGINES", "COLOUR_SECOND_SCALE", "detector", "find_text", "merge_boxes"]
+
+COLOUR_SECOND_SCALE = 1.5
+"""Colour frames (ultrasound, secondary captures, screenshots: the images most at risk) are
+read a second time at 1.5× their render scale. On the synthetic burned-in set (60 images,
+seed 0) their recall rose from 41 to 45 of 46 boxes (lines crossing graphics or Doppler colour
+are cut at one scale and whole at another), for about three times the time per colour image
+(median 0.37 → 1.1 s CPU). Grey frames gained 1 box of 161 from a second scale at 4× their
+cost, so they are read once. Engines that cap the upscale (Tesseract) read once."""
 
 
 def _rapidocr() -> Detector:
@@ -131,7 +139,8 @@ def find_text(ds: Dataset, det: Detector, *, frames: Sequence[int] | None = None
     RapidOCR; the boxes then carry no text). The render scale
     (:func:`~anonlib.pixels.render.scale_for`) is 2× at least, which the smallest text needs,
     and more for frames under 512 px; ``min_scale`` lowers that floor (1.5 or 1 for a cheaper
-    pass over large frames, small frames still upscaled), ``scale`` fixes it for every frame.
+    pass over large frames, small frames still upscaled), ``scale`` fixes it for every frame
+    (and turns off the second, larger reading of colour frames, :data:`COLOUR_SECOND_SCALE`).
     Raises :class:`PixelError` when the pixels cannot
     be decoded or the engine fails."""
     pixels = decode_frames(ds)
@@ -143,9 +152,14 @@ def find_text(ds: Dataset, det: Detector, *, frames: Sequence[int] | None = None
     for frame in selected:
         if not 0 <= frame < count:
             raise PixelError(f"frame {frame} out of range (the instance has {count})")
-        for view in frame_views(pixels, ds, frame, scale=scale, max_upscale=max_upscale,
-                                min_upscale=MIN_UPSCALE if min_scale is None else min_scale,
-                                fuse=fuse):
+        views = frame_views(pixels, ds, frame, scale=scale, max_upscale=max_upscale,
+                            min_upscale=MIN_UPSCALE if min_scale is None else min_scale,
+                            fuse=fuse)
+        if scale is None and max_upscale is None and views[0].kind == "colour":
+            larger = min(views[0].scale * COLOUR_SECOND_SCALE, MAX_SIDE / max(rows, columns))
+            if larger > views[0].scale:
+                views += frame_views(pixels, ds, frame, scale=larger)
+        for view in views:
             for box in det.detect(view.image, recognize=recognize):
                 mapped = _to_frame(box, frame, view.scale, rows, columns)
                 if mapped is not None:
