@@ -174,14 +174,15 @@ def show_held(held: pd.DataFrame) -> None:
 class AuditPanel(w.VBox):  # type: ignore[misc]
     """Run the audit of a de-identified set against its originals; write the HTML report."""
 
-    def __init__(self, target: str, *, originals: str, db_url: str, output: str) -> None:
+    def __init__(self, target: str, *, originals: str, db_url: str, output: str, pixels: str = "sample") -> None:
         self.target, self.originals, self.db_url, self.output = target, originals, db_url, output
         self.conformance = w.Checkbox(value=True, description="dciodvfy")
+        self.pixels = w.Dropdown(options=["sample", "all", "off"], value=pixels, description="OCR pixels")
         self.button = w.Button(description="Run the audit", button_style="primary")
         self.bar = w.IntProgress(min=0, max=1, description="Instances")
         self.out = w.Output()
         self.button.on_click(lambda _b: self.run())
-        super().__init__([w.HBox([self.button, self.conformance, self.bar]), self.out])
+        super().__init__([w.HBox([self.button, self.conformance, self.pixels, self.bar]), self.out])
         self.add_class("anonlib-audit")
         self.button.add_class("anonlib-audit-button")
         self.bar.add_class("anonlib-audit-progress")
@@ -196,7 +197,7 @@ class AuditPanel(w.VBox):  # type: ignore[misc]
             try:
                 result, html = workflows.audit_target(self.target, originals=self.originals, db_url=self.db_url,
                                                       output=self.output, conformance=self.conformance.value,
-                                                      progress=self._progress)
+                                                      progress=self._progress, pixels=self.pixels.value)
             except Exception as exc:  # noqa: BLE001 - shown to the user
                 _error(self.out, exc)
                 return

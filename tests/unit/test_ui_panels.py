@@ -71,3 +71,19 @@ def test_the_job_states_show_held_studies(monkeypatch: pytest.MonkeyPatch, shown
     monkeypatch.setattr(panels.workflows, "held_studies", lambda: held.iloc[0:0])
     panels.AnonymizePanel(_Node(), db_url="", output="").show_jobs()  # type: ignore[arg-type]
     assert "No study is held by the audit gate." in "".join(shown)
+
+
+def test_the_audit_panel_passes_its_pixel_choice(monkeypatch: pytest.MonkeyPatch, shown: list[str]) -> None:
+    asked: dict[str, Any] = {}
+
+    def audit_target(*args: Any, **kwargs: Any) -> tuple[AuditResult, None]:
+        asked.update(kwargs)
+        return AuditResult(instances=1, with_originals=1, findings=[
+            Finding("pixels", "all categories", "skipped", detail="switched off (--pixels off)")]), None
+
+    monkeypatch.setattr(panels.workflows, "audit_target", audit_target)
+    panel = panels.AuditPanel("out", originals="in", db_url="", output="", pixels="off")
+    assert panel.pixels.value == "off"
+    panel.pixels.value = "all"
+    panel.run()
+    assert asked["pixels"] == "all"
