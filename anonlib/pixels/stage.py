@@ -95,10 +95,12 @@ class PixelStage:
 
     CACHE = 512
 
-    #: The render scale floor of a sampled image of a large series (anonlib.pixels.detect: 1.5×
-    #: costs half of the default 2× on a 512² slice, and still finds 12-px text; what the sample
-    #: finds escalates the series, which is then read at the default scale).
-    SAMPLE_MIN_SCALE = 1.5
+    #: The render scale floor of a sampled image of a large series: 1× (anonlib.pixels.detect:
+    #: ~80 ms on a 512² slice against ~340 ms at the default 2×; frames under 512 px are still
+    #: upscaled). Scanner annotation text is 10 px high or more; 8-px text in a sampled series
+    #: may be missed at 1× (measured: bench/RESULTS.md). What the sample finds escalates the
+    #: series, which is then read at the default scale.
+    SAMPLE_MIN_SCALE = 1.0
     #: Frames read of a multi-frame image once text is found in its first, middle and last:
     #: evenly spaced; the union of their boxes is masked on every frame (a clip's annotation is
     #: an overlay that stays where it is). ``every_frame: true`` reads every frame instead.
