@@ -196,36 +196,40 @@ class PixelCheck:
         self.engine = self.engine or default_engine()
 
     def note(self, index: int, ds: Dataset, *, label: str, output: bytes | Path, study: str, instance: str,
-             values: Mapping[str, set[str]] | None) -> None:
-        """Record one released output (read in full by the audit) for the selection."""
+             values: Mapping[str, set[str]] | None) -> bool:
+        """Record one released output (read in full by the audit) for the selection; whether it
+        is an image this check may read (its check is finished only in :meth:`run`)."""
         header = header_of(index, ds)
         if header is not None:
             self._headers.append(header)
             self._frames[index] = _frame_count(ds)
             self._tasks[index] = _Task(label, output, study, instance, values)
+        return header is not None
 
-    def run(self, progress: Callable[[], None] | None = None) -> list[Finding]:
-        """Read the selected images and return the check's findings."""
+    def run(self, progress: Callable[[int], None] | None = None) -> list[Finding]:
+        """Read the selected images and return the check's findings; ``progress(n)`` is told
+        as images are finished (read, or left unread)."""
         selection = select_images(self._headers, every=self.mode == "all")
         total = len(self._headers)
+        done = progress or (lambda count: None)
         if not selection.first:
+            done(total)
             return [Finding("pixels", "all categories", "pass",
                             detail=f"no released instance with pixel data among {len(self._tasks)} audited")]
         find_text, det = self._engine(len(selection.first) + selection.sampled)
         if find_text is None:
+            done(total)
             return self.findings
         series_of = {int(h.key): h.series for h in self._headers}
-        queue, read, escalated = list(selection.first), 0, 0
+        queue, read = list(selection.first), 0
         while queue:
             index = queue.pop(0)
             found_text = self._read(index, find_text, det)
             read += 1
-            if progress is not None:
-                progress()
-            rest = selection.held_back.pop(series_of[index], None)
-            if found_text and rest:
-                queue += rest  # text in a sampled series: every image of it is read
-                escalated += 1
+            done(1)
+            if found_text:  # text in a sampled series: every image of it is read
+                queue += selection.held_back.pop(series_of[index], [])
+        done(sum(len(rest) for rest in selection.held_back.values()))  # sampled series without text
         if not any(f.verdict in ("fail", "incomplete") for f in self.findings):
             sampled = f", {total - read} of {total} not read (sampled series without text)" if total > read else ""
             self.findings.append(Finding("pixels", "all categories", "pass", detail=(

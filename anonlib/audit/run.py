@@ -102,8 +102,10 @@ class _Progress:
         self.callback, self.total, self.runner = callback, total, runner
         self.checked = self.reported = 0
 
-    def checked_one(self) -> None:
-        self.checked += 1
+    def checked_one(self, count: int = 1) -> None:
+        """``count`` more instances have passed every check of this process (the pixel check
+        finishes those it may read later)."""
+        self.checked += count
         self.finished(self.runner.done() if self.runner is not None else self.checked)
 
     def finished(self, count: int) -> None:
@@ -154,9 +156,9 @@ def audit(inputs: Sequence[AuditInput], *, map_uid: Callable[[str], str] | None 
                 tracker.checked_one()
                 continue
             study, instance = digest(str(output.get("StudyInstanceUID", ""))), digest(str(output.SOPInstanceUID))
-            if pixels is not None:
-                pixels.note(len(pairs), output, label=item.label, output=item.output, study=study, instance=instance,
-                            values=known.values.values if known is not None else None)
+            pending = pixels is not None and pixels.note(
+                len(pairs), output, label=item.label, output=item.output, study=study, instance=instance,
+                values=known.values.values if known is not None else None)
             modes[detect_date_mode(output)] += 1
             result.with_originals += known is not None
             if expect_originals and options.leaks and known is None:
@@ -173,9 +175,9 @@ def audit(inputs: Sequence[AuditInput], *, map_uid: Callable[[str], str] | None 
                               study, instance, original_uid=found_uid))
             if runner is not None:
                 runner.submit(item.output, item.original, study=study, instance=instance)
-            tracker.checked_one()
+            tracker.checked_one(0 if pending else 1)
         if pixels is not None:  # while dciodvfy finishes in its processes
-            result.findings += pixels.run()
+            result.findings += pixels.run(tracker.checked_one)
         if runner is not None:
             for findings in runner.results(tracker.finished):
                 result.findings += findings

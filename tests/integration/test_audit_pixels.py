@@ -255,8 +255,15 @@ def test_a_large_series_is_sampled_and_read_in_full_once_text_is_found() -> None
     result = audit(_series({1: TECHNICAL, 5: BURNED}), options=options, expect_originals=True)
     assert result.status == "FAIL" and {f.category for f in _pixel(result, "fail")} >= {"A names", "C dates"}
     assert {f.detail.split(":")[0] for f in _pixel(result, "fail")} == {"file #5"}
-    # no text in the sample (first, middle, last): the rest is not read, and the pass says so
-    result = audit(_series({5: BURNED}), options=options, expect_originals=True)
+    # text in the last slice read of the sample: the rest is read all the same
+    result = audit(_series({22: TECHNICAL, 5: BURNED}), options=options, expect_originals=True)
+    assert {f.detail.split(":")[0] for f in _pixel(result, "fail")} == {"file #5"}
+    # no text in the sample (first, middle, last): the rest is not read, and the pass says so;
+    # images are finished (progress) once their pixels are read or left unread
+    seen: list[tuple[int, int]] = []
+    result = audit(_series({5: BURNED}), options=options, expect_originals=True,
+                   progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(1, 22), (2, 22), (3, 22), (22, 22)]
     [passed] = _pixel(result, "pass")
     assert result.status == "PASS" and "3 instance(s)" in passed.detail and "19 of 22 not read" in passed.detail
     # --pixels all reads every slice
