@@ -35,7 +35,7 @@ from anonlib.engine import (
 )
 from anonlib.errors import AnonlibError, DeidentificationError, InputError, StoreError
 from anonlib.pixels.review import REVIEWED, machine_findings, reviewed_scan
-from anonlib.pixels.select import Reading, reading_alone
+from anonlib.pixels.select import Reading, has_pixels, reading_alone
 from anonlib.pixels.stage import PixelStage
 from anonlib.profile import Plan, SiteProfile
 from anonlib.sinks.folder import (
@@ -155,17 +155,18 @@ class InstanceProcessor:
     def _deidentify_read(self, read: Callable[[bool], ParsedInstance], known: Identifiers | None = None,
                          reading: Reading | None = None) -> tuple[Outcome, bytes, PatientIdentity]:
         """``read(with_pixels)`` once without pixel data, again with it only when the pixel
-        stage reads this instance (or a pixel-mask rule needs the pixels), then de-identify."""
+        stage reads this instance (or a pixel-mask rule needs the pixels), then de-identify. A
+        file read whole at once (``pixel_bytes`` None: deflated, or no pixel data) is not read
+        again, but its pixels are read by the pixel stage all the same."""
         parsed = read(False)
-        if parsed.pixel_bytes is None:
-            return self.deidentify_parsed(parsed, known)
-        if self.plan.burned_in.reads_pixels:
+        whole = parsed.pixel_bytes is None
+        if self.plan.burned_in.reads_pixels and (not whole or has_pixels(parsed.dataset)):
             chosen = reading if reading is not None else reading_alone(parsed.dataset, self.plan)
             if not chosen.reads and self.review(parsed.dataset) is not None:
                 chosen = REVIEWED  # a decision is applied on every run: its pixels are read
             if chosen.reads:
-                return self.deidentify_parsed(read(True), known, chosen)
-        elif needs_pixel_data(parsed.dataset, self.plan):
+                return self.deidentify_parsed(parsed if whole else read(True), known, chosen)
+        elif not whole and not self.plan.burned_in.reads_pixels and needs_pixel_data(parsed.dataset, self.plan):
             parsed = read(True)
         return self.deidentify_parsed(parsed, known)
 

@@ -143,3 +143,25 @@ def test_a_decision_makes_a_sampled_image_be_read(tmp_path: Path) -> None:
     assert record is not None and summary.count("written", "unchanged", "replaced") == 24
     pixels = pydicom.dcmread(folder.out / record.output).pixel_array
     assert np.unique(pixels[:16, :16]).size == 1
+
+
+def test_a_deflated_image_is_read_and_masked(tmp_path: Path) -> None:
+    """A deflated file is read whole at once (no header-only read): its pixels still go through
+    the pixel stage — masked, recorded — never released unread."""
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    source = tmp_path / "in"
+    source.mkdir()
+    ds = burned_in_dataset("deflated")
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    ds.save_as(source / "deflated.dcm", enforce_file_format=True)
+    folder = Folder(tmp_path, source)
+    [result] = folder.run().results
+    assert result.status == "written", result.reason
+    with folder.store() as store:
+        [found] = store.pixel_findings()
+    assert found.outcome == "masked" and len(found.boxes) >= 2
+    out = pydicom.dcmread(folder.out / result.output)
+    x, y = LINES[0][0], LINES[0][1]
+    assert int((out.pixel_array[y:y + 20, x:x + 100] == 255).sum()) == 0
+    assert out.BurnedInAnnotation == "NO"
