@@ -32,7 +32,10 @@ from anonlib.engine import UidMapper
 from anonlib.folder_run import RunSettings, RunSummary, run_folder
 from tests.fixtures.realworld import RealCorpus
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# The run and the audits read every image at risk with OCR (the pixel stage, then the audit's
+# pixel check: about 1 s per image here, 100+ images): a module fixture may take more than the
+# default 600 s on a loaded 2-core machine.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 #: Statuses of an input that was de-identified and delivered (released or quarantined).
 DELIVERED = frozenset({"written", "replaced", "unchanged", "quarantined"})
