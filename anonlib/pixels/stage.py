@@ -10,6 +10,7 @@ called by the pipeline before the engine: :meth:`PixelStage.scan` returns a :cla
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -23,6 +24,8 @@ from anonlib.pixels.select import Reading, sample_frames
 from anonlib.profile.burned_in import BurnedInPolicy
 
 __all__ = ["PixelScan", "PixelStage", "check_engine"]
+
+log = logging.getLogger("anonlib.pixels")
 
 
 def check_engine(name: str) -> None:
@@ -147,7 +150,9 @@ class PixelStage:
         except PixelError as exc:
             return PixelScan(reading, error=str(exc), engine=self.policy.engine)
         except Exception as exc:  # noqa: BLE001 - an engine failure quarantines, never releases
-            return PixelScan(reading, error=f"OCR failed ({type(exc).__name__})", engine=self.policy.engine)
+            log.warning("OCR engine %s stopped with %s on an instance", self.policy.engine, type(exc).__name__)
+            return PixelScan(reading, error=f"OCR failed: the {self.policy.engine} engine stopped unexpectedly",
+                             engine=self.policy.engine)
         found = len(boxes)
         if recognize:
             boxes = tuple(identifying_boxes(boxes, phi_values, self.policy.allow_tokens))
