@@ -47,9 +47,12 @@ ROBUST_LOW, ROBUST_HIGH, ROBUST_HEADROOM = 0.01, 0.95, 0.5
 """Without a window, the second range runs from the 1st to the 95th percentile of the values
 strictly between the minimum and the maximum, its top raised by half its span: the bulk of the
 image with room above it, whatever share text at (or antialiased towards) the maximum takes."""
-MAX_SIDE = 4096
+MAX_SIDE = 3072
 """Neither the upscale nor the frame itself is allowed to exceed this on its larger side (a
-larger frame is scaled down to it), bounding the detector's memory and time."""
+larger frame is scaled down to it), bounding the detector's memory and time: a 1760² CR or a
+2048×1664 mammogram is read at 1× (9 or 3.4 Mpx) rather than 2× (12–14 Mpx, about four times
+the time, and the 8-px text of a mammogram's edge was missed at 2× as well); frames up to
+1536 px keep the 2×."""
 
 
 @dataclass(frozen=True)
