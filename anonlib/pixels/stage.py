@@ -156,27 +156,8 @@ class PixelStage:
         found = len(boxes)
         if recognize:
             boxes = tuple(identifying_boxes(boxes, phi_values, self.policy.allow_tokens))
-        boxes = grown(boxes, int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0))
         return PixelScan(reading, tuple(boxes), found, frames if chosen is None else len(chosen),
                          chosen is None or bool(boxes), engine=self.policy.engine)
-
-
-#: Each box found is grown by this share of its height on every side before masking: detectors
-#: outline the glyphs' cores, and the anti-aliased rims and descenders of large text (a 24-px
-#: line) reach past the fixed padding of the mask (anonlib.pixels.mask).
-GROW = 0.12
-
-
-def grown(boxes: Iterable[TextBox], rows: int, columns: int) -> tuple[TextBox, ...]:
-    """``boxes`` grown by :data:`GROW` of their height on each side, kept inside the frame."""
-    out = []
-    for box in boxes:
-        margin = round(GROW * box.height)
-        x, y = max(0, box.x - margin), max(0, box.y - margin)
-        right = box.x + box.width + margin if columns <= 0 else min(columns, box.x + box.width + margin)
-        bottom = box.y + box.height + margin if rows <= 0 else min(rows, box.y + box.height + margin)
-        out.append(replace(box, x=x, y=y, width=right - x, height=bottom - y))
-    return tuple(out)
 
 
 def _frame_count(ds: Dataset) -> int:

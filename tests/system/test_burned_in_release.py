@@ -31,9 +31,6 @@ def released(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict
     return set_dir, work, bench.score_run(set_dir, verdicts)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 open: recall 0.956 on this set, not 1.0 — the detector "
-                   "stops a line of an RGB ultrasound where a drawn frame line crosses it (0019_us_rgb), and "
-                   "misses 7-px grey text; the audit's OCR does not read the rest either")
 def test_no_identifying_text_is_released_readable(released: tuple[Path, Path, dict[str, object]]) -> None:
     _, _, summary = released
     assert summary["phi_boxes"], "the set carries identifying text"
