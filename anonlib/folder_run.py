@@ -35,7 +35,7 @@ from anonlib.pipeline import (
     pseudonym_policy,
 )
 from anonlib.pixels.select import ESCALATED, ImageInfo, Reading, image_info, plan_series
-from anonlib.pixels.stage import check_engine
+from anonlib.pixels.stage import check_engine, warm_up
 from anonlib.profile import Plan, SiteProfile, build_plan
 from anonlib.sinks.folder import FolderSink, ManifestRow, update_manifest, write_list
 from anonlib.store import open_store
@@ -140,6 +140,8 @@ def _make_processor(settings: RunSettings, db_url: str) -> InstanceProcessor:
 def _init_worker(settings: RunSettings, db_url: str) -> None:
     global _WORKER
     _WORKER = _make_processor(settings, db_url)
+    if _WORKER.plan.burned_in.reads_pixels:
+        warm_up(_WORKER.plan.burned_in.engine)  # loads while this worker reads its share of headers
 
 
 #: One file to process: its path, its label, the identifiers of its study and patient, and
@@ -240,6 +242,8 @@ def run_folder(settings: RunSettings, *, paths: Sequence[Path] | None = None,
             check_engine(plan.burned_in.engine)
         except PixelError as exc:
             raise ConfigError(f"burned_in: ocr: {exc} (or choose --burned-in quarantine)") from exc
+        if settings.workers <= 1:
+            warm_up(plan.burned_in.engine)  # loads while the pre-pass reads the headers
     with _pool(settings, db_url) as pool:
         index = index_inputs(discover_files(settings.source) if paths is None else map(Path, paths),
                              settings.source, tags=None, collect=_collect_known, pool=pool)

@@ -9,8 +9,10 @@ called by the pipeline before the engine: :meth:`PixelStage.scan` returns a :cla
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import threading
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -23,7 +25,7 @@ from anonlib.pixels.phi import identifying_boxes
 from anonlib.pixels.select import Reading, sample_frames
 from anonlib.profile.burned_in import BurnedInPolicy
 
-__all__ = ["PixelScan", "PixelStage", "check_engine"]
+__all__ = ["PixelScan", "PixelStage", "check_engine", "warm_up"]
 
 log = logging.getLogger("anonlib.pixels")
 
@@ -44,6 +46,21 @@ def check_engine(name: str) -> None:
             raise PixelError("OCR engine tesseract needs the tesseract program (apt install tesseract-ocr)")
     else:
         raise PixelError(f"unknown OCR engine {name!r} (rapidocr or tesseract)")
+
+
+def warm_up(name: str) -> None:
+    """Load OCR engine ``name`` in a background thread (its imports and models take about 0.3 s),
+    so that it is ready when the first image is read instead of after: a run calls this before
+    its header pre-pass. The first real use waits for it (:func:`anonlib.pixels.detector` holds
+    a lock); a failure here is ignored — that use raises it again, with its reason."""
+
+    def load() -> None:
+        from anonlib.pixels import detector
+
+        with contextlib.suppress(Exception):  # reported by the real use
+            detector(name)
+
+    threading.Thread(target=load, name=f"ocr-warm-up-{name}", daemon=True).start()
 
 
 @dataclass(frozen=True)
