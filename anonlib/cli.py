@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -19,6 +20,9 @@ from anonlib import __version__
 from anonlib.errors import AnonlibError, ConfigError, StoreError
 
 __all__ = ["main"]
+
+#: What Orthanc calls its resources: a SHA-1 digest in five groups of 8 hex digits.
+_ORTHANC_ID = re.compile(r"[0-9a-f]{8}(-[0-9a-f]{8}){4}")
 
 
 def _deidentify(args: argparse.Namespace) -> int:
@@ -126,6 +130,10 @@ def _enqueue(args: argparse.Namespace) -> int:
             query = json.loads(args.query)
         except ValueError:
             raise ConfigError("--query must be a JSON object") from None
+    for option, value in (("--study", args.study), ("--patient", args.patient)):
+        if value is not None and not _ORTHANC_ID.fullmatch(value):
+            raise ConfigError(f"{option} takes an Orthanc ID (five groups of 8 hex digits, as "
+                              f"`anonlib jobs list` and Orthanc Explorer show them), not a path or a name")
     with session(load_info()) as current:
         queued = current.enqueue(args.node, study=args.study, patient=args.patient, query=query,
                                  force=args.force)

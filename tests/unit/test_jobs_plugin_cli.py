@@ -274,3 +274,14 @@ def test_destination_ports_are_settings_like_the_other_nodes(tmp_path: Path) -> 
     assert ports["dest"] == (0, 11112) and ports["archive"] == (8045, 4245)
     with pytest.raises(ConfigError, match="ANONLIB_DEST_HTTP_PORT"):
         ConstellationSettings.from_env({**env, "ANONLIB_DEST_HTTP_PORT": "http"})
+
+
+@pytest.mark.parametrize("argv", [["--study", "../patients"], ["--study", ""], ["--patient", "../studies"],
+                                  ["--study", "8A8CF898-CA27C490-D0C7058C-929D0581-2BBF104D/.."]])
+def test_enqueue_refuses_what_is_no_orthanc_id_in_one_line(argv: list[str],
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from anonlib.cli import main
+
+    assert main(["enqueue", *argv]) == 2  # before any connection: no constellation is needed
+    err = capsys.readouterr().err
+    assert "takes an Orthanc ID" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
