@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["anonlib_home"]
+__all__ = ["anonlib_home", "private_dir"]
 
 
 def anonlib_home(create: bool = True, env: Mapping[str, str] | None = None) -> Path:
@@ -31,5 +31,14 @@ def anonlib_home(create: bool = True, env: Mapping[str, str] | None = None) -> P
         base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".local" / "share"
         home = base / "anonlib"
     if create:
-        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_dir(home)
     return home
+
+
+def private_dir(path: Path) -> Path:
+    """``path`` as a folder only its owner can enter (0700, whatever the umask) when this call
+    creates it (parents as the umask says); an existing folder is left as its owner set it."""
+    if not path.is_dir():
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(path, 0o700)
+    return path

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from anonlib.errors import ConfigError
+from anonlib.settings import private_dir
 
 __all__ = ["NodeInfo", "ConstellationInfo", "INFO_FILE", "info_path", "load_info"]
 
@@ -74,7 +75,7 @@ class ConstellationInfo:
         return cls(**{**data, "nodes": nodes})
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         tmp = path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:

@@ -36,6 +36,7 @@ from anonlib.constellation.processes import (
 )
 from anonlib.constellation.settings import ConstellationSettings, NodeSpec
 from anonlib.errors import ConfigError
+from anonlib.settings import private_dir
 
 __all__ = ["up", "down", "status", "NodeStatus", "ensure_packages", "ensure_postgres"]
 
@@ -210,8 +211,8 @@ def _start_node(settings: ConstellationSettings, spec: NodeSpec, node: NodeInfo,
                 nodes: dict[str, NodeInfo], db_url: str, attempts: int = 3) -> NodeInfo:
     """Start one node; if its ports were taken between choosing and binding them (Orthanc exits
     at once), choose other free ports and try again."""
-    home = settings.home / node.name
-    (home / "storage").mkdir(parents=True, exist_ok=True)
+    home = private_dir(private_dir(settings.home) / node.name)
+    private_dir(home / "storage")  # identified data on intake: its owner's only
     config = assemble_config(settings.env_dir, spec.role, home / "config")
     log = home / "orthanc.log"
     for attempt in range(attempts):
