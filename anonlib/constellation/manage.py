@@ -37,6 +37,7 @@ from anonlib.constellation.processes import (
 from anonlib.constellation.settings import ConstellationSettings, NodeSpec
 from anonlib.errors import ConfigError
 from anonlib.settings import private_dir
+from anonlib.store.pgsession import libpq_params
 
 __all__ = ["up", "down", "status", "NodeStatus", "ensure_packages", "ensure_postgres"]
 
@@ -102,7 +103,8 @@ def _engine(url: str):  # type: ignore[no-untyped-def]
     parsed = make_url(url)
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg2")
-    return create_engine(parsed, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
+    return create_engine(parsed, isolation_level="AUTOCOMMIT", pool_pre_ping=True,
+                         connect_args=libpq_params(parsed.query))
 
 
 def _pg_answers(url: str) -> bool:

@@ -30,6 +30,7 @@ from anonlib.errors import ConfigError, StoreError
 from anonlib.jobs.retry import StudyRetry
 from anonlib.jobs.tables import QUEUE_SCHEMA_LOCK_KEY, metadata
 from anonlib.store.db import make_engine, store_error
+from anonlib.store.pgsession import libpq_params
 
 __all__ = [
     "QUEUE", "TASK_NAME", "StudyJobManager", "conninfo", "ensure_queue_schema", "make_app",
@@ -47,14 +48,26 @@ QUEUE = "studies"
 
 def conninfo(db_url: str) -> str:
     """A libpq connection string for psycopg 3 from a SQLAlchemy-style ``postgresql://`` URL
-    (``postgresql+psycopg2://`` is accepted; the driver part is dropped)."""
+    (``postgresql+psycopg2://`` is accepted; the driver part is dropped), with the keepalives
+    and timeouts of :mod:`anonlib.store.pgsession` added where the URL does not set them."""
     try:
         url = make_url(db_url)
     except (ArgumentError, ValueError):
         raise ConfigError("the job queue URL is not a valid database URL") from None
     if url.get_backend_name() != "postgresql":
         raise ConfigError("the job queue needs PostgreSQL (a postgresql:// URL)")
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+    parts: dict[str, object] = {"host": url.host, "port": url.port, "user": url.username,
+                                "password": url.password, "dbname": url.database, **url.query}
+    parts.update(libpq_params(url.query))
+    return " ".join(f"{key}={_quote(value)}" for key, value in parts.items() if value is not None)
+
+
+def _quote(value: object) -> str:
+    """A libpq ``key=value`` value, quoted (``'...'`` with ``\\`` and ``\\'`` escaped)."""
+    if isinstance(value, tuple):  # a repeated query parameter: libpq keeps the last
+        value = value[-1]
+    text_value = str(value).replace("\\", "\\\\").replace("'", "\\'")
+    return f"'{text_value}'"
 
 
 class StudyJobManager(pq_manager.JobManager):
@@ -87,11 +100,10 @@ def make_app(db_url: str | None = None, *, sync: bool = False, connector: BaseCo
             raise ConfigError("make_app needs a database URL or a connector")
         dsn = conninfo(db_url)
         if sync:
-            connector = Psycopg2Connector(dsn=dsn, minconn=1, maxconn=max(1, max_connections),
-                                          connect_timeout=10)
+            connector = Psycopg2Connector(dsn=dsn, minconn=1, maxconn=max(1, max_connections))
         else:
             connector = PsycopgConnector(conninfo=dsn, min_size=1, max_size=max(2, max_connections),
-                                         timeout=30.0, kwargs={"connect_timeout": 10})
+                                         timeout=30.0)
     app = App(connector=connector)
     app.job_manager = StudyJobManager(connector=connector)
     register(app, retry if retry is not None else StudyRetry.from_env())

@@ -19,6 +19,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlch
 
 from anonlib.errors import ConfigError, StoreError
 from anonlib.store.base import DeliveryRecord
+from anonlib.store.pgsession import libpq_params
 from anonlib.store.tables import SCHEMA_LOCK_KEY, SCHEMA_VERSION, delivery, metadata, schema_version
 
 __all__ = [
@@ -63,6 +64,7 @@ def make_engine(url: str) -> Engine:
     options: dict[str, Any] = {"hide_parameters": True}
     if backend == "postgresql":
         options["pool_pre_ping"] = True
+        options["connect_args"] = libpq_params(parsed.query)  # keepalives, timeouts
     try:
         engine = create_engine(parsed, **options)
     except (ArgumentError, NoSuchModuleError, ImportError) as exc:

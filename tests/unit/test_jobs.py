@@ -477,7 +477,10 @@ def test_http_source_failures_are_unavailable_and_phi_free(answer: Any) -> None:
 
 
 def test_conninfo_accepts_postgres_only() -> None:
-    assert conninfo("postgresql+psycopg2://u:p@h:5/db") == "postgresql://u:p@h:5/db"
+    made = conninfo("postgresql+psycopg2://u:p@h:5/db?sslmode=disable")
+    assert made.startswith("host='h' port='5' user='u' password='p' dbname='db' sslmode='disable' ")
+    assert "keepalives='1'" in made and "-c statement_timeout=300s" in made
+    assert "password='it\\'s'" in conninfo("postgresql://u:it%27s@h/db")  # libpq quoting
     with pytest.raises(ConfigError):
         conninfo("sqlite:///x.db")
     with pytest.raises(ConfigError):
