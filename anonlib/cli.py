@@ -78,13 +78,14 @@ def _constellation(args: argparse.Namespace) -> int:
         return 0
     if args.action == "status":
         info, nodes, workers = manage.status(settings)
-        healthy = all(n.ready for n in nodes) and all(alive for _, alive in workers)
+        healthy = all(n.ready for n in nodes) and all(w.healthy for w in workers)
         for state_of in nodes:
             state = ("ready" if state_of.ready else
                      "running, not answering" if state_of.alive else "stopped")
             print(f"{state_of.name:<10} {state:<24} {state_of.url}")
-        for pid, alive in workers:
-            print(f"worker     {'running' if alive else 'stopped':<24} pid {pid}")
+        for worker in workers:
+            beat = f"heartbeat {worker.heartbeat_age:.0f} s ago" if worker.heartbeat_age is not None else ""
+            print(f"{worker.name:<10} {worker.state:<24} pid {worker.pid}  {beat}".rstrip())
         _print_held(info.db_url)
         return 0 if healthy else 1
     stopped = manage.down(settings)
@@ -107,15 +108,30 @@ def _print_held(db_url: str) -> None:
 def _worker(args: argparse.Namespace) -> int:
     import asyncio
 
+    from anonlib.jobs.heartbeat import HeartbeatTiming
     from anonlib.jobs.runtime import load_info
     from anonlib.jobs.worker import WorkerSettings, run_worker
 
     if args.concurrency < 1:
         raise ConfigError("--concurrency must be at least 1")
+    state = os.environ.get("ANONLIB_WORKER_STATE", "")
     settings = WorkerSettings(concurrency=args.concurrency, interval=args.interval,
-                              reconcile_interval=args.reconcile_interval)
+                              reconcile_interval=args.reconcile_interval, timing=HeartbeatTiming.from_env(),
+                              state_file=Path(state) if state else None, retention=_retention_seconds())
     asyncio.run(run_worker(load_info(), settings))
     return 0
+
+
+def _retention_seconds() -> float:
+    """``ANONLIB_JOBS_RETENTION_HOURS`` (default 168: a week; 0 keeps every job) in seconds."""
+    raw = os.environ.get("ANONLIB_JOBS_RETENTION_HOURS", "").strip() or "168"
+    try:
+        hours = float(raw)
+    except ValueError:
+        raise ConfigError(f"ANONLIB_JOBS_RETENTION_HOURS must be a number of hours, not {raw!r}") from None
+    if hours < 0:
+        raise ConfigError("ANONLIB_JOBS_RETENTION_HOURS must not be negative")
+    return hours * 3600
 
 
 def _enqueue(args: argparse.Namespace) -> int:

@@ -13,7 +13,6 @@ import os
 import secrets
 import shutil
 import subprocess
-import sys
 import sysconfig
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -29,13 +28,14 @@ from anonlib.constellation.processes import (
     orthanc_problem,
     pid_alive,
     port_free,
-    read_pid,
     start_process,
     stop_pidfile,
     wait_orthanc_ready,
 )
 from anonlib.constellation.settings import ConstellationSettings, NodeSpec
+from anonlib.constellation.workers import WorkerStatus, stop_workers, supervise, worker_status
 from anonlib.errors import ConfigError
+from anonlib.jobs.heartbeat import HeartbeatTiming
 from anonlib.settings import private_dir
 from anonlib.store.pgsession import libpq_params
 
@@ -238,18 +238,8 @@ def _start_node(settings: ConstellationSettings, spec: NodeSpec, node: NodeInfo,
 # -- workers ----------------------------------------------------------------------------------
 
 def _start_workers(settings: ConstellationSettings, count: int) -> list[int]:
-    pids = []
-    for index in range(count):
-        pidfile = settings.home / "workers" / f"worker-{index}.pid"
-        existing = read_pid(pidfile)
-        if pid_alive(existing):
-            assert existing is not None
-            pids.append(existing)
-            continue
-        env = {**os.environ, "ANONLIB_HOME": str(settings.home), "TCP_NODELAY": "1"}
-        pids.append(start_process([sys.executable, "-m", "anonlib.cli", "worker"], pidfile=pidfile,
-                                  logfile=settings.home / "workers" / f"worker-{index}.log", env=env))
-    return pids
+    """A supervisor that keeps ``count`` workers running (see :mod:`anonlib.constellation.workers`)."""
+    return supervise(settings.home, count)
 
 
 # -- commands ---------------------------------------------------------------------------------
@@ -292,11 +282,12 @@ def _prepare_database(db_url: str) -> None:
     ensure_queue_schema(db_url)
 
 
-def status(settings: ConstellationSettings) -> tuple[ConstellationInfo, list[NodeStatus], list[tuple[int, bool]]]:
-    """The description on disk, each node's state and each worker's (pid, alive)."""
+def status(settings: ConstellationSettings) -> tuple[ConstellationInfo, list[NodeStatus], list[WorkerStatus]]:
+    """The description on disk, each node's state and each worker's (with its heartbeat age;
+    stale past the watchdog timeout of ``ANONLIB_WORKER_*``)."""
     info = ConstellationInfo.load(settings.info_path)
     nodes = [NodeStatus(n.name, n.pid, pid_alive(n.pid), _ready(n), n.url) for n in info.nodes.values()]
-    workers = [(pid, pid_alive(pid)) for pid in info.workers]
+    workers = worker_status(settings.home, info.db_url, HeartbeatTiming.from_env().watchdog)
     return info, nodes, workers
 
 
@@ -305,10 +296,7 @@ def down(settings: ConstellationSettings) -> list[str]:
     if not settings.info_path.exists():
         raise ConfigError(f"{settings.info_path}: nothing to stop (no constellation description)")
     info = ConstellationInfo.load(settings.info_path)
-    stopped = []
-    for pidfile in sorted((settings.home / "workers").glob("worker-*.pid")):
-        if stop_pidfile(pidfile):
-            stopped.append(pidfile.stem)
+    stopped = stop_workers(settings.home)
     for node in sorted(info.nodes.values(), key=lambda n: -ORDER.get(n.role, 0)):
         if stop_pidfile(settings.home / node.name / "orthanc.pid"):
             stopped.append(node.name)

@@ -9,8 +9,10 @@ once, under an advisory lock. Nothing here connects at import time.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -27,6 +29,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from anonlib.errors import ConfigError, StoreError
+from anonlib.jobs.heartbeat import Heartbeat
 from anonlib.jobs.retry import StudyRetry
 from anonlib.jobs.tables import QUEUE_SCHEMA_LOCK_KEY, metadata
 from anonlib.store.db import make_engine, store_error
@@ -70,12 +73,55 @@ def _quote(value: object) -> str:
     return f"'{text_value}'"
 
 
+HEARTBEAT_SQL = ("UPDATE procrastinate_workers SET last_heartbeat = NOW() WHERE id = %(worker_id)s "
+                 "RETURNING id")
+
+
 class StudyJobManager(pq_manager.JobManager):
-    """procrastinate's job manager, with one case made safe: a job retried (after a transient
-    error, or because its worker died) while a newer job for the same study already waits in
-    the queue. procrastinate's retry would violate the queueing-lock index and leave the job in
-    ``doing`` forever, blocking its patient's lock; here the job fails instead, and the waiting
-    job does the work."""
+    """procrastinate's job manager, made safe in two places.
+
+    * A job retried (after a transient error, or because its worker died) while a newer job for
+      the same study already waits in the queue: procrastinate's retry would violate the
+      queueing-lock index and leave the job in ``doing`` forever, blocking its patient's lock;
+      here the job fails instead, and the waiting job does the work.
+    * Heartbeats feed a :class:`~anonlib.jobs.heartbeat.Heartbeat` (``heartbeat``, set by the
+      worker): each is bounded by ``heartbeat_timeout`` seconds (a query on a dead connection
+      would otherwise wait forever and the worker run on without heartbeats, its jobs re-queued
+      under it), a failed one is logged and left to the watchdog instead of stopping the
+      worker at once, and a worker whose registration vanished is told so. The ids of the
+      workers this process registered are in ``worker_ids`` (alive by definition).
+    """
+
+    def __init__(self, connector: BaseConnector) -> None:
+        super().__init__(connector)
+        self.heartbeat: Heartbeat | None = None
+        self.heartbeat_timeout = 10.0
+        self.worker_ids: set[int] = set()
+
+    async def register_worker(self) -> int:
+        worker_id = await super().register_worker()
+        self.worker_ids.add(worker_id)
+        return worker_id
+
+    async def unregister_worker(self, worker_id: int) -> None:
+        await super().unregister_worker(worker_id)
+        self.worker_ids.discard(worker_id)
+
+    async def update_heartbeat(self, worker_id: int) -> None:
+        sent = time.monotonic() if self.heartbeat is None else self.heartbeat.now()
+        try:
+            rows = await asyncio.wait_for(
+                self.connector.execute_query_all_async(HEARTBEAT_SQL, worker_id=worker_id),
+                timeout=self.heartbeat_timeout)
+        except (TimeoutError, pq_exceptions.ConnectorException, OSError) as exc:
+            log.warning("heartbeat failed (%s)", type(exc).__name__)
+            return
+        if self.heartbeat is None:
+            return
+        if not rows:
+            self.heartbeat.lose("this worker's registration is gone (its heartbeat was too old)")
+        else:
+            self.heartbeat.beat(sent)
 
     async def retry_job(self, job: pq_jobs.Job, retry_at: datetime.datetime | None = None,
                         priority: int | None = None, queue: str | None = None,

@@ -85,6 +85,23 @@ SELECT j.id, j.task_name, j.status::text AS status, j.attempts, j.queueing_lock,
 """
 
 
+_PRUNE_SQL = """
+WITH doomed AS (
+    SELECT j.id FROM procrastinate_jobs j
+     WHERE j.task_name = :task AND j.status IN ('succeeded', 'cancelled', 'failed', 'aborted')
+       AND (SELECT max(e.at) FROM procrastinate_events e WHERE e.job_id = j.id)
+           < now() - make_interval(secs => :seconds)
+       AND (j.status IN ('succeeded', 'cancelled')
+            OR EXISTS (SELECT 1 FROM procrastinate_jobs l WHERE l.queueing_lock = j.queueing_lock AND l.id > j.id))
+), gone AS (
+    DELETE FROM procrastinate_jobs WHERE id IN (SELECT id FROM doomed) RETURNING id
+), outcomes AS (
+    DELETE FROM anonlib_job_outcome WHERE job_id IN (SELECT id FROM gone)
+)
+SELECT count(*) FROM gone
+"""
+
+
 class JobsDb:
     """anonlib's queue-side SQL on the database at ``db_url`` (PostgreSQL)."""
 
@@ -203,6 +220,22 @@ class JobsDb:
         """One study job by id."""
         found = self.jobs(job_id=job_id, limit=None)
         return found[0] if found else None
+
+    def prune_finished(self, older_than: float) -> int:
+        """Delete the study jobs (and their outcomes and events) that ended more than
+        ``older_than`` seconds ago: succeeded or cancelled ones, and failed or aborted ones that
+        a later job of the same study superseded. A failure nobody dealt with stays (``jobs
+        wait`` and ``jobs retry --failed`` need it); delivery records are not touched. The
+        number of jobs deleted."""
+        with self._begin("could not prune finished jobs") as conn:
+            return int(conn.scalar(text(_PRUNE_SQL), {"task": TASK_NAME, "seconds": float(older_than)}) or 0)
+
+    def worker_heartbeats(self) -> dict[int, float]:
+        """Seconds since the last heartbeat of each registered worker, by procrastinate worker id."""
+        with self._begin("could not read the workers' heartbeats") as conn:
+            rows = conn.execute(text("SELECT id, extract(epoch FROM now() - last_heartbeat) "
+                                     "FROM procrastinate_workers")).all()
+        return {int(worker_id): float(age) for worker_id, age in rows}
 
     def counts(self) -> dict[str, int]:
         """Number of study jobs per procrastinate status."""
