@@ -26,7 +26,7 @@ study job call :func:`plan_series` with every image of the run, the audit sample
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -179,8 +179,3 @@ def plan_series(images: Iterable[ImageInfo], min_series: int) -> dict[str, Readi
 def sample_frames(count: int) -> list[int]:
     """The frames read of a multi-frame image that is sampled: first, middle, last."""
     return sorted({0, count // 2, max(0, count - 1)}) if count > 0 else []
-
-
-def series_of(keys: Sequence[str], infos: dict[str, ImageInfo]) -> set[str]:
-    """The series of the given images (for escalation)."""
-    return {infos[key].series for key in keys if key in infos}

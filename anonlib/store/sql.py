@@ -20,7 +20,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, create_engine, event, func, inspect, select
+from sqlalchemy import Connection, Engine, Select, Table, create_engine, event, func, inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -150,6 +150,11 @@ class SqlStore(PixelReviewSql, ClosingMixin):
         with self._transaction(what, write=False) as conn:
             yield conn
 
+    def _rows(self, what: str, table: Table, query: Select[Any]) -> list[Any]:
+        """Every row ``query`` selects from ``table`` (none when the table does not exist)."""
+        with self._read(what, table) as conn:
+            return [] if conn is None else list(conn.execute(query).all())
+
     def _check_writable(self, what: str) -> None:
         if self.readonly:
             raise StoreError(f"{what}: the lookup store is open read-only")
@@ -233,8 +238,7 @@ class SqlStore(PixelReviewSql, ClosingMixin):
         query = select(
             patient.c.patient_id, patient.c.issuer, patient.c.pseudonym, patient.c.date_shift_days
         ).order_by(patient.c.id)
-        with self._read("could not list patients", patient) as conn:
-            rows = [] if conn is None else conn.execute(query).all()
+        rows = self._rows("could not list patients", patient, query)
         return iter(
             [
                 (
@@ -313,8 +317,7 @@ class SqlStore(PixelReviewSql, ClosingMixin):
     def instances(self) -> Iterator[InstanceRecord]:
         """Every processed instance, ordered by original SOP Instance UID (code points)."""
         query = select(*(instance.c[name] for name in _INSTANCE_FIELDS))
-        with self._read("could not list instance records", instance) as conn:
-            records = [] if conn is None else [InstanceRecord(*row) for row in conn.execute(query)]
+        records = [InstanceRecord(*row) for row in self._rows("could not list instance records", instance, query)]
         return iter(sorted(records, key=lambda r: r.original_sop_uid))
 
     def record_delivery(self, record: DeliveryRecord) -> None:

@@ -12,7 +12,7 @@ from contextlib import AbstractContextManager
 from dataclasses import asdict
 from typing import Any
 
-from sqlalchemy import Connection, Table, delete, func, select
+from sqlalchemy import Connection, Select, Table, delete, func, select
 
 from anonlib.store import rules
 from anonlib.store.base import PixelBox, PixelFindings, Region, ReviewDecision
@@ -38,7 +38,7 @@ class PixelReviewSql:
     def _transaction(self, what: str, *, write: bool = True) -> AbstractContextManager[Connection]:
         raise NotImplementedError  # provided by SqlStore
 
-    def _read(self, what: str, table: Table) -> AbstractContextManager[Connection | None]:
+    def _rows(self, what: str, table: Table, query: Select[Any]) -> list[Any]:
         raise NotImplementedError  # provided by SqlStore
 
     def _check_writable(self, what: str) -> None:
@@ -75,8 +75,7 @@ class PixelReviewSql:
         query = select(t.c.original_sop_uid, t.c.new_sop_uid, t.c.outcome, t.c.reason, t.c.boxes)
         if outcome is not None:
             query = query.where(t.c.outcome == outcome)
-        with self._read("could not list pixel findings", t) as conn:
-            rows = [] if conn is None else conn.execute(query).all()
+        rows = self._rows("could not list pixel findings", t, query)
         found = [PixelFindings(r.original_sop_uid, r.new_sop_uid, r.outcome, r.reason, _boxes(r.boxes)) for r in rows]
         return sorted(found, key=lambda f: f.original_sop_uid)
 
@@ -107,8 +106,7 @@ class PixelReviewSql:
         query = select(t.c.original_sop_uid, t.c.decision, t.c.regions, t.c.reviewer, t.c.decided_at)
         if original_sop_uid is not None:
             query = query.where(t.c.original_sop_uid == original_sop_uid)
-        with self._read("could not read review decisions", t) as conn:
-            rows = [] if conn is None else conn.execute(query).all()
+        rows = self._rows("could not read review decisions", t, query)
         for r in rows:
             yield ReviewDecision(r.original_sop_uid, r.decision, _regions(r.regions), r.reviewer,
                                  rules.stamped(r.decided_at))
