@@ -197,27 +197,36 @@ class InstanceProcessor:
 
     def deliver(self, outcome: Outcome, data: bytes, identity: PatientIdentity, label: str) -> FileResult:
         """Write a de-identified instance to the output (or quarantine) tree and record it."""
+        row = self.place(outcome, data, identity)
+        sink, other = (self.quarantine, self.output) if outcome.quarantine else (self.output, self.quarantine)
+        change = sink.write(row.path, data)
+        if other.remove(row.path):  # it moved (a reviewer's decision, a new profile): no stale copy
+            update_manifest(other.root / (MANIFEST if other is self.output else QUARANTINE_MANIFEST), {},
+                            drop=[row.path])
+        self.record_placed(outcome, identity, row)
+        return FileResult(label, "quarantined" if outcome.quarantine else change, row.path,
+                          outcome.quarantine or "", row, change)
+
+    def place(self, outcome: Outcome, data: bytes, identity: PatientIdentity) -> ManifestRow:
+        """Where a de-identified instance goes in its tree (``row.path``) and its manifest row;
+        nothing is written (the study job writes a whole study at once)."""
         keys = outcome.keys
         relative = relative_path(identity.pseudonym, keys.study_date, keys.new_study_uid,
                                  keys.series_number, keys.modality, keys.new_sop_uid)
-        sink, other = (self.quarantine, self.output) if outcome.quarantine else (self.output, self.quarantine)
-        change = sink.write(relative, data)
-        if other.remove(relative):  # it moved (a reviewer's decision, a new profile): no stale copy
-            update_manifest(other.root / (MANIFEST if other is self.output else QUARANTINE_MANIFEST), {},
-                            drop=[relative])
-        digest = hashlib.sha256(data).hexdigest()
-        self._record(outcome, identity, relative, digest)
-        read, found = self._findings.pop(keys.new_sop_uid, (False, None))
+        return ManifestRow(relative, identity.pseudonym, keys.new_study_uid, keys.new_series_uid,
+                           keys.new_sop_uid, keys.sop_class_uid, keys.modality, keys.study_date,
+                           keys.series_number, hashlib.sha256(data).hexdigest(),
+                           "quarantined" if outcome.quarantine else "written", outcome.quarantine or "")
+
+    def record_placed(self, outcome: Outcome, identity: PatientIdentity, row: ManifestRow) -> None:
+        """Record an instance placed at ``row.path`` in the store (with what the pixel stage
+        found in it); buffered until :meth:`flush`."""
+        self._record(outcome, identity, row.path, row.sha256)
+        read, found = self._findings.pop(outcome.keys.new_sop_uid, (False, None))
         if found is not None:
             self.store.record_pixel_findings(found)
         elif read:
-            self._clean.append(keys.original_sop_uid)
-        row = ManifestRow(relative, identity.pseudonym, keys.new_study_uid, keys.new_series_uid,
-                          keys.new_sop_uid, keys.sop_class_uid, keys.modality, keys.study_date,
-                          keys.series_number, digest,
-                          "quarantined" if outcome.quarantine else "written", outcome.quarantine or "")
-        return FileResult(label, "quarantined" if outcome.quarantine else change, relative,
-                          outcome.quarantine or "", row, change)
+            self._clean.append(outcome.keys.original_sop_uid)
 
     def process(self, path: Path, label: str, known: Identifiers | None = None,
                 reading: Reading | None = None) -> FileResult:

@@ -1,20 +1,26 @@
 """The study job: one Orthanc study from intake to every destination, verified.
 
-Fetch the instances from the source node over HTTP; collect the identifying values of all of
-them (a name or station carried by one instance is scrubbed from the text of every other);
-de-identify them with the core engine and the shared lookup store; upload them to the research
-node; verify that the research node holds every released instance; write the organized tree
-on disk; forward the study to the configured destinations with Orthanc's asynchronous jobs,
-following each to its end; and only then record the delivery as done. Nothing is deleted from
-the source unless asked, and only after all that.
+Only a stable study is taken (:mod:`anonlib.orthanc.stability`). Fetch the instances from the
+source node over HTTP; collect the identifying values of all of them (a name or station carried
+by one instance is scrubbed from the text of every other); de-identify them with the core engine
+and the shared lookup store; audit them (the release gate); keep the result in the spool
+(:mod:`anonlib.spool`: a retry delivers it without doing all that again); check that the study
+did not change meanwhile; upload to the research node and verify that it holds every released
+instance; only then write the study's folder of the organized tree on disk, whole at once;
+forward the study to the configured destinations with Orthanc's asynchronous jobs, following
+each to its end; check again that the study did not change; and only then record the delivery
+as done. Nothing is deleted from the source unless asked, and only after all that.
 
 Errors say what the queue should do: :class:`TransientError` — try again later (a node or the
 database is unreachable, a transfer failed); :class:`StudyJobError` — do not retry, keep the
-error for a human. A study that no longer exists is not an error (status ``gone``).
+error for a human; :class:`NotStable` (a TransientError) — the study is still arriving or
+changed while the job worked: take it again later. A study that no longer exists is not an error
+(status ``gone``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Mapping
@@ -29,8 +35,9 @@ from anonlib.constellation.info import ConstellationInfo
 from anonlib.dicomio import parse_instance
 from anonlib.engine import Identifiers, Outcome, collect_identifiers
 from anonlib.errors import ConfigError, DeidentificationError, InputError, StoreError
-from anonlib.orthanc.client import StudyJobError, TransientError, connect
+from anonlib.orthanc.client import NotStable, StudyJobError, TransientError, connect
 from anonlib.orthanc.transfer import (
+    StudySnapshot,
     delete_study,
     fetch_instances,
     find_study,
@@ -43,9 +50,11 @@ from anonlib.pipeline import MANIFEST, QUARANTINE_MANIFEST, InstanceProcessor, p
 from anonlib.pixels.select import ESCALATED, LATER, ImageInfo, Reading, image_info, plan_series
 from anonlib.profile import Plan, SiteProfile, build_plan, load_site_profile
 from anonlib.sinks.folder import FolderSink, ManifestRow, update_manifest
+from anonlib.sinks.study_tree import write_studies
+from anonlib.spool import Prepared, Spool, spool_key
 from anonlib.store import DeliveryRecord, PatientIdentity, open_store
 
-__all__ = ["study_plan", "TransientError", "StudyJobError", "StudyResult", "JobContext", "process_study",
+__all__ = ["study_plan", "TransientError", "NotStable", "StudyJobError", "StudyResult", "JobContext", "process_study",
            "hold_reason", "study_identifiers", "gate_pixel_settings"]
 
 if TYPE_CHECKING:
@@ -82,6 +91,7 @@ class JobContext:
     audit_conformance: bool = True  # include dciodvfy in the gate
     audit_pixels: str = "sample"  # the gate's pixel check: sample | all | off
     audit_pixel_engine: str = ""  # its OCR engine ("" for the project's default)
+    spool: Spool | None = None  # results kept between attempts (:mod:`anonlib.spool`)
 
     @classmethod
     def create(cls, info: ConstellationInfo, profile: SiteProfile | None = None,
@@ -104,7 +114,8 @@ class JobContext:
             audit = os.environ.get("ANONLIB_AUDIT", "1") != "0"
         conformance = os.environ.get("ANONLIB_AUDIT_CONFORMANCE", "1") != "0"
         pixels, pixel_engine = gate_pixel_settings(os.environ)
-        return cls(info, processor, delete_after_delivery, audit, conformance, pixels, pixel_engine)
+        spool = Spool(Path(info.home) / "spool") if info.home else None
+        return cls(info, processor, delete_after_delivery, audit, conformance, pixels, pixel_engine, spool)
 
     def audit_options(self) -> AuditOptions:
         """The gate's audit options."""
@@ -147,12 +158,14 @@ def process_study(info: ConstellationInfo, study_id: str, *, node: str = "intake
     A study whose delivery is already recorded for its current state (same LastUpdate, same
     instance count) is not processed again — status ``unchanged`` — so that however often it is
     enqueued (an automatic event, a batch, a catch-up), each state of a study is delivered once.
-    ``force`` processes it anyway (for example after a profile change).
+    ``force`` processes it anyway (for example after a profile change). A study that is not
+    stable yet (:mod:`anonlib.orthanc.stability`), or that changes while the job works on it, is
+    :class:`NotStable`: nothing is recorded, the task takes it again later.
     """
     ctx = context or _context(info)
     source_node, research_node = info.node(node), info.research
     with connect(source_node) as source, connect(research_node) as research:
-        snap = snapshot(source, node, study_id)
+        snap = snapshot(source, node, study_id, source_node.stable_age)
         if snap is None:
             return StudyResult(node, study_id, "gone", reason="the study is no longer on the node")
         try:
@@ -165,83 +178,136 @@ def process_study(info: ConstellationInfo, study_id: str, *, node: str = "intake
             return StudyResult(node, study_id, "unchanged", instances=previous.instances,
                                released=previous.released, quarantined=previous.quarantined,
                                new_study_uid=previous.new_study_uid)
-        result = StudyResult(node, study_id, "done", instances=len(snap.instance_ids))
-        ready: list[tuple[str, Outcome, bytes, PatientIdentity, bytes]] = []
+        if not snap.is_stable:
+            raise NotStable(f"{node}: study {study_id} is not yet stable")
         try:
-            fetched = list(fetch_instances(source, node, snap.instance_ids))
-            result.instances -= sum(1 for _, data in fetched if data is None)  # deleted while we worked
-            present = [(instance_id, data) for instance_id, data in fetched if data is not None]
-            known, readings, series = study_plan(ctx.processor.plan, present)
-            escalated: set[str] = set()
-            first = [item for item in present if readings.get(item[0]) != LATER]
-            later = [item for item in present if readings.get(item[0]) == LATER]
-            for wave in (first, later):
-                for instance_id, data in wave:
-                    reading = readings.get(instance_id)
-                    if reading == LATER and series.get(instance_id) in escalated:
-                        reading = ESCALATED
-                    try:
-                        outcome, encoded, identity = ctx.processor.deidentify_bytes(
-                            data, f"{node}/{instance_id}", known, reading)
-                    except (InputError, DeidentificationError) as exc:
-                        result.rejected += 1
-                        log.warning("instance %s of study %s rejected: %s", instance_id, study_id,
-                                    getattr(exc, "reason", type(exc).__name__))
-                        continue
-                    if outcome.pixel_boxes or (outcome.quarantine or "").startswith("pixels:"):
-                        escalated.add(series.get(instance_id, ""))
-                    ready.append((instance_id, outcome, encoded, identity, data))
-            held = _audit_gate(ctx, ready)
-            if held:
-                result.status, result.reason = "held", held
-                result.quarantined = sum(1 for item in ready if item[1].quarantine)
-                result.new_study_uid = ready[0][1].keys.new_study_uid
-                ctx.processor.store.record_delivery(DeliveryRecord(
-                    node, study_id, snap.last_update, len(snap.instance_ids), 0, result.quarantined,
-                    result.new_study_uid, "held", held))
-                log.warning("study %s of %s held: %s", study_id, node, held)
-                return result
-            released: dict[str, bytes] = {}
-            rows: dict[str, ManifestRow] = {}
-            quarantined_rows: dict[str, ManifestRow] = {}
-            new_study_uids: set[str] = set()
-            for instance_id, outcome, encoded, identity, _ in ready:
-                new_study_uids.add(outcome.keys.new_study_uid)
-                delivered = ctx.processor.deliver(outcome, encoded, identity, f"{node}/{instance_id}")
-                assert delivered.row is not None
-                if outcome.quarantine:
-                    result.quarantined += 1
-                    quarantined_rows[delivered.row.path] = delivered.row
-                else:
-                    released[outcome.keys.new_sop_uid] = encoded
-                    rows[delivered.row.path] = delivered.row
-            ctx.processor.flush()
+            key = spool_key(snap.last_update, snap.instance_ids, ctx.processor.plan.fingerprint,
+                            _reviews_digest(ctx))
+            prepared = ctx.spool.load(node, study_id, key) if ctx.spool else None
+            if prepared is not None:
+                log.info("study %s of %s: delivering the result kept from an earlier attempt", study_id, node)
+            else:
+                outcome = _prepare(ctx, source, node, study_id, snap)
+                if isinstance(outcome, StudyResult):  # held by the gate
+                    if ctx.spool:
+                        ctx.spool.discard(node, study_id)
+                    return outcome
+                prepared = outcome
+                if ctx.spool:
+                    ctx.spool.save(node, study_id, key, prepared)
         except StoreError as exc:
             raise TransientError(f"lookup store: {exc}") from exc
-
-        export = Path(info.export_dir)
-        if rows:
-            update_manifest(export / MANIFEST, rows)
-        if quarantined_rows:
-            update_manifest(_quarantine_dir(export) / QUARANTINE_MANIFEST, quarantined_rows)
-        if len(new_study_uids) > 1:
-            raise StudyJobError(f"{node}: study {study_id} de-identified into {len(new_study_uids)} studies")
-        result.new_study_uid = next(iter(new_study_uids), "")
-
-        research_study = _upload_and_verify(research, research_node.name, released, result.new_study_uid)
-        result.released = len(released)
-        if research_study is not None:
-            for destination in info.destinations:
-                forward(research, research_node.name, destination, research_study)
-                result.forwarded.append(destination)
-        ctx.processor.store.record_delivery(DeliveryRecord(
-            node, study_id, snap.last_update, len(snap.instance_ids), result.released,
-            result.quarantined, result.new_study_uid, "done", ""))
+        if len(prepared.new_study_uids) > 1:
+            raise StudyJobError(f"{node}: study {study_id} de-identified into {len(prepared.new_study_uids)} studies")
+        _check_unchanged(source, node, study_id, snap, source_node.stable_age)
+        result = StudyResult(node, study_id, "done", instances=prepared.instances, rejected=prepared.rejected,
+                             new_study_uid=next(iter(prepared.new_study_uids), ""))
+        _deliver(ctx, info, research, research_node.name, prepared, result)
+        _check_unchanged(source, node, study_id, snap, source_node.stable_age)
+        try:
+            ctx.processor.store.record_delivery(DeliveryRecord(
+                node, study_id, snap.last_update, len(snap.instance_ids), result.released,
+                result.quarantined, result.new_study_uid, "done", ""))
+        except StoreError as exc:
+            raise TransientError(f"lookup store: {exc}") from exc
+        if ctx.spool:
+            ctx.spool.discard(node, study_id)
         if ctx.delete_after_delivery:
             _delete_if_unchanged(source, node, study_id, snap.last_update)
     log.info("study %s of %s: %d released, %d quarantined, %d rejected, forwarded to %s", study_id,
              node, result.released, result.quarantined, result.rejected, result.forwarded or "none")
     return result
+
+
+def _reviews_digest(ctx: JobContext) -> str:
+    """The reviewers' decisions, as a digest (a kept result made before a decision is stale)."""
+    decisions = sorted(repr(d) for d in ctx.processor.store.reviews())
+    return hashlib.sha256("\n".join(decisions).encode()).hexdigest()
+
+
+def _prepare(ctx: JobContext, source: pyorthanc.Orthanc, node: str, study_id: str,
+             snap: StudySnapshot) -> Prepared | StudyResult:
+    """Fetch, de-identify and audit the study; the held result when the gate holds it, else
+    what to deliver (each instance recorded in the store with its place in the trees)."""
+    result = StudyResult(node, study_id, "held", instances=len(snap.instance_ids))
+    ready: list[tuple[str, Outcome, bytes, PatientIdentity, bytes]] = []
+    fetched = list(fetch_instances(source, node, snap.instance_ids))
+    result.instances -= sum(1 for _, data in fetched if data is None)  # deleted while we worked
+    present = [(instance_id, data) for instance_id, data in fetched if data is not None]
+    known, readings, series = study_plan(ctx.processor.plan, present)
+    escalated: set[str] = set()
+    first = [item for item in present if readings.get(item[0]) != LATER]
+    later = [item for item in present if readings.get(item[0]) == LATER]
+    for wave in (first, later):
+        for instance_id, data in wave:
+            reading = readings.get(instance_id)
+            if reading == LATER and series.get(instance_id) in escalated:
+                reading = ESCALATED
+            try:
+                outcome, encoded, identity = ctx.processor.deidentify_bytes(
+                    data, f"{node}/{instance_id}", known, reading)
+            except (InputError, DeidentificationError) as exc:
+                result.rejected += 1
+                log.warning("instance %s of study %s rejected: %s", instance_id, study_id,
+                            getattr(exc, "reason", type(exc).__name__))
+                continue
+            if outcome.pixel_boxes or (outcome.quarantine or "").startswith("pixels:"):
+                escalated.add(series.get(instance_id, ""))
+            ready.append((instance_id, outcome, encoded, identity, data))
+    held = _audit_gate(ctx, ready)
+    if held:
+        result.reason = held
+        result.quarantined = sum(1 for item in ready if item[1].quarantine)
+        result.new_study_uid = ready[0][1].keys.new_study_uid
+        ctx.processor.store.record_delivery(DeliveryRecord(
+            node, study_id, snap.last_update, len(snap.instance_ids), 0, result.quarantined,
+            result.new_study_uid, "held", held))
+        ctx.processor.flush()  # forget the pixel findings of instances never delivered
+        log.warning("study %s of %s held: %s", study_id, node, held)
+        return result
+    items: list[tuple[ManifestRow, bytes]] = []
+    for _, outcome, encoded, identity, _ in ready:
+        row = ctx.processor.place(outcome, encoded, identity)
+        ctx.processor.record_placed(outcome, identity, row)
+        items.append((row, encoded))
+    ctx.processor.flush()
+    new_study_uids = tuple(sorted({row.study_instance_uid for row, _ in items}))
+    return Prepared(result.instances, result.rejected, new_study_uids, tuple(items))
+
+
+def _check_unchanged(source: pyorthanc.Orthanc, node: str, study_id: str, snap: StudySnapshot,
+                     stable_age: float) -> None:
+    """NotStable when the study changed (or became unstable) since ``snap``: what was prepared
+    is not the whole study any more."""
+    now = snapshot(source, node, study_id, stable_age)
+    if now is None:
+        raise NotStable(f"{node}: study {study_id} was deleted while the job worked on it")
+    if now.last_update != snap.last_update or now.instance_ids != snap.instance_ids or not now.is_stable:
+        raise NotStable(f"{node}: study {study_id} changed while the job worked on it")
+
+
+def _deliver(ctx: JobContext, info: ConstellationInfo, research: pyorthanc.Orthanc, research_name: str,
+             prepared: Prepared, result: StudyResult) -> None:
+    """Research first (uploaded and verified), then the export tree (a whole study folder at
+    once, :mod:`anonlib.sinks.study_tree`) and its manifests, then each destination."""
+    released = {row.sop_instance_uid: data for row, data in prepared.items if row.status != "quarantined"}
+    research_study = _upload_and_verify(research, research_name, released, result.new_study_uid)
+    export = Path(info.export_dir)
+    rows = {row.path: row for row, _ in prepared.items if row.status != "quarantined"}
+    quarantined = {row.path: row for row, _ in prepared.items if row.status == "quarantined"}
+    write_studies(export, {row.path: data for row, data in prepared.items if row.path in rows},
+                  drop=list(quarantined))
+    write_studies(_quarantine_dir(export), {row.path: data for row, data in prepared.items
+                                            if row.path in quarantined}, drop=list(rows))
+    if rows or quarantined and (export / MANIFEST).exists():
+        update_manifest(export / MANIFEST, rows, drop=list(quarantined))
+    if quarantined or rows and (_quarantine_dir(export) / QUARANTINE_MANIFEST).exists():
+        update_manifest(_quarantine_dir(export) / QUARANTINE_MANIFEST, quarantined, drop=list(rows))
+    result.released, result.quarantined = len(released), len(quarantined)
+    if research_study is not None:
+        for destination in info.destinations:
+            forward(research, research_name, destination, research_study)
+            result.forwarded.append(destination)
 
 
 def _audit_gate(ctx: JobContext, ready: list[tuple[str, Outcome, bytes, PatientIdentity, bytes]]) -> str:

@@ -42,7 +42,7 @@ CREATE TABLE IF NOT EXISTS anonlib_job_outcome (
     updated_at     timestamptz NOT NULL DEFAULT CURRENT_TIMESTAMP,
     CONSTRAINT anonlib_job_outcome_pkey PRIMARY KEY (job_id),
     CONSTRAINT anonlib_job_outcome_state_check
-        CHECK (state IN ('running', 'done', 'held', 'gone', 'unchanged', 'error'))
+        CHECK (state IN ('running', 'done', 'held', 'gone', 'unchanged', 'waiting', 'error'))
 );
 CREATE INDEX IF NOT EXISTS anonlib_job_outcome_node_study_id_idx
     ON anonlib_job_outcome (node, study_id);

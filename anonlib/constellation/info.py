@@ -37,6 +37,7 @@ class NodeInfo:
     aet: str
     database: str = ""  # its PostgreSQL index database
     pid: int | None = None
+    stable_age: int = 0  # its StableAge (seconds): a study counts as stable only this long after its last change
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ class ConstellationInfo:
         ``constellation.json`` (docker): ``ANONLIB_DB_URL``, ``ANONLIB_INTAKE_URL``,
         ``ANONLIB_RESEARCH_URL``, ``ANONLIB_ORTHANC_USER``, ``ANONLIB_ORTHANC_PASSWORD``,
         ``ANONLIB_EXPORT_DIR``; optional ``ANONLIB_DESTINATIONS`` (comma-separated names),
-        ``ANONLIB_HOME``, ``ANONLIB_SCU_AET``. DICOM ports and AE titles are the defaults (the
+        ``ANONLIB_HOME``, ``ANONLIB_SCU_AET``, ``ANONLIB_STABLE_AGE`` (intake's, seconds). DICOM ports and AE titles are the defaults (the
         worker talks to the nodes over REST only)."""
         required = ("ANONLIB_DB_URL", "ANONLIB_INTAKE_URL", "ANONLIB_RESEARCH_URL",
                     "ANONLIB_ORTHANC_USER", "ANONLIB_ORTHANC_PASSWORD", "ANONLIB_EXPORT_DIR")
@@ -97,13 +98,18 @@ class ConstellationInfo:
             raise ConfigError(f"no {INFO_FILE} and these variables are not set: {', '.join(missing)}")
         user, password = environ["ANONLIB_ORTHANC_USER"], environ["ANONLIB_ORTHANC_PASSWORD"]
         nodes = {}
+        try:
+            stable_age = max(0, int(environ.get("ANONLIB_STABLE_AGE") or 0))
+        except ValueError:
+            raise ConfigError("ANONLIB_STABLE_AGE must be a whole number of seconds") from None
         for name, port in (("intake", 4242), ("research", 4242)):
             url = environ[f"ANONLIB_{name.upper()}_URL"].rstrip("/")
             host = urlsplit(url).hostname
             if not url.startswith(("http://", "https://")) or not host:
                 raise ConfigError(f"ANONLIB_{name.upper()}_URL must be an http(s):// URL")
             nodes[name] = NodeInfo(name=name, role=name, url=url, username=user, password=password,
-                                   dicom_host=host, dicom_port=port, aet=f"ANONLIB_{name.upper()}")
+                                   dicom_host=host, dicom_port=port, aet=f"ANONLIB_{name.upper()}",
+                                   stable_age=stable_age if name == "intake" else 0)
         destinations = [d.strip() for d in environ.get("ANONLIB_DESTINATIONS", "").split(",") if d.strip()]
         return cls(home=environ.get("ANONLIB_HOME", ""), nodes=nodes,
                    export_dir=environ["ANONLIB_EXPORT_DIR"], db_url=environ["ANONLIB_DB_URL"],

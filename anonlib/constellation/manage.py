@@ -256,8 +256,9 @@ def up(settings: ConstellationSettings, *, workers: int | None = None) -> Conste
     settings.export.mkdir(parents=True, exist_ok=True)
     for spec in sorted(settings.nodes, key=lambda s: ORDER[s.role]):
         node = nodes[spec.name]
-        if node.pid is None or not pid_alive(node.pid):
-            nodes[spec.name] = _start_node(settings, spec, node, nodes, db_url)
+        if node.pid is None or not pid_alive(node.pid):  # started now: with today's StableAge
+            nodes[spec.name] = _start_node(settings, spec, replace(node, stable_age=settings.stable_age),
+                                           nodes, db_url)
     _prepare_database(db_url)
     destinations = [n.name for n in settings.nodes if n.role == "destination"]
     info = ConstellationInfo(home=str(settings.home), nodes=nodes, export_dir=str(settings.export),

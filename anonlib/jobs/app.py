@@ -31,7 +31,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from anonlib.errors import ConfigError, StoreError
 from anonlib.jobs.heartbeat import Heartbeat
 from anonlib.jobs.retry import StudyRetry
-from anonlib.jobs.tables import QUEUE_SCHEMA_LOCK_KEY, metadata
+from anonlib.jobs.tables import QUEUE_SCHEMA_LOCK_KEY, metadata, upgrade
 from anonlib.store.db import make_engine, store_error
 from anonlib.store.pgsession import libpq_params
 
@@ -195,6 +195,7 @@ def ensure_queue_schema(db_url: str) -> bool:
                 finally:
                     cursor.close()
             metadata.create_all(conn)
+            upgrade(conn)
         return not present
     except SQLAlchemyError as exc:
         raise store_error("could not create the job queue schema", exc) from None

@@ -13,7 +13,8 @@ PostgreSQL, and reconcile every study of the node against the delivery records.
 A study is queued when :func:`needs_enqueue` says so: it is stable, its delivery record is
 missing or differs from its current LastUpdate/instance count, no job of it waits, no running
 job of it has seen (or is about to see) its current state, and its latest job did not fail on
-this very state (that failure waits for a human: ``anonlib jobs retry``). Several workers may
+this very state (a permanent failure waits for a human, ``anonlib jobs retry``; a transient one
+is queued again when the nodes are back, :mod:`anonlib.jobs.resume`). Several workers may
 run catch-up at once: each node's feed and reconcile pass are guarded by advisory locks, and
 the losers skip their turn.
 """
@@ -21,12 +22,14 @@ the losers skip their turn.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from anonlib.jobs.db import JobsDb, StudyJobs
 from anonlib.jobs.enqueue import StudyQueue
 from anonlib.jobs.intake import HttpSource, StudyState
+from anonlib.jobs.resume import NodeWatch, resume_failed
 from anonlib.jobs.runtime import is_delivered
 from anonlib.store.base import DeliveryRecord
 
@@ -58,17 +61,23 @@ class CatchUpReport:
     considered: int = 0
     queued: int = 0
     skipped_locked: int = 0
+    reconnected: tuple[str, ...] = ()  # nodes that answer again since the last pass
+    resumed: int = 0  # transiently failed jobs queued again
 
 
 class CatchUp:
     """Catch-up of the source nodes in ``sources`` (name -> reader), queueing on ``queue``."""
 
     def __init__(self, db: JobsDb, queue: StudyQueue, sources: Mapping[str, HttpSource],
-                 page_size: int = 100) -> None:
+                 page_size: int = 100, watch: NodeWatch | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.db = db
         self.queue = queue
         self.sources = dict(sources)
         self.page_size = page_size
+        self.watch = watch
+        self._clock = clock
+        self._reconcile_again: float | None = None  # a follow-up reconcile after a reconnection
 
     def _consider(self, node: str, states: Iterable[StudyState], report: CatchUpReport,
                   records: Mapping[str, DeliveryRecord] | None = None,
@@ -130,8 +139,25 @@ class CatchUp:
         return report
 
     def run_once(self, *, reconcile: bool) -> CatchUpReport:
-        """Follow every node's feed, then (if asked) reconcile every node."""
+        """Look at the nodes (with a :class:`NodeWatch`), follow every node's feed, then (if
+        asked, or when a node came back) reconcile every node. After a node came back, and
+        once no node is down, the transiently failed jobs are queued again
+        (:func:`~anonlib.jobs.resume.resume_failed`), and every source node is reconciled once
+        more when its StableAge has passed: a study cut off by a restart counts as stable only
+        then (:mod:`anonlib.orthanc.stability`) and no ``StableStudy`` change comes for it."""
         report = CatchUpReport()
+        now = self._clock()
+        if self.watch is not None:
+            back, down = self.watch.poll()
+            report.reconnected = tuple(sorted(back))
+            if back:
+                reconcile = True
+                ages = [getattr(s, "stable_age", 0) for s in self.sources.values()]
+                self._reconcile_again = now + max(ages, default=0) + 1.0
+            if self.watch.should_resume(back, down):
+                report.resumed = len(resume_failed(self.db, self.queue, self.sources))
+        if self._reconcile_again is not None and now >= self._reconcile_again:
+            reconcile, self._reconcile_again = True, None
         for node in self.sources:
             self.follow_changes(node, report)
         if reconcile:

@@ -47,6 +47,7 @@ class JobRow:
     error_message: str
     scheduled_at: str
     superseded: bool  # a later job exists for the same study
+    force: bool = False  # the job processes its study even if delivered as it is
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -79,7 +80,8 @@ SELECT j.id, j.task_name, j.status::text AS status, j.attempts, j.queueing_lock,
        j.id <> max(j.id) OVER (PARTITION BY j.queueing_lock) AS superseded,
        coalesce(o.state, '') AS outcome, coalesce(o.attempt, 0) AS outcome_attempt,
        o.last_update, coalesce(o.error_class, '') AS error_class,
-       coalesce(o.error_message, '') AS error_message
+       coalesce(o.error_message, '') AS error_message,
+       coalesce((j.args->>'force')::boolean, false) AS force
   FROM procrastinate_jobs j LEFT JOIN anonlib_job_outcome o ON o.job_id = j.id
  WHERE j.task_name = :task
 """
@@ -213,7 +215,7 @@ class JobsDb:
                 attempts=int(row["attempts"]), outcome=row["outcome"],
                 error_class=row["error_class"], error_message=row["error_message"],
                 scheduled_at=row["scheduled_at"] if row["status"] == "todo" else "",
-                superseded=bool(row["superseded"])))
+                superseded=bool(row["superseded"]), force=bool(row["force"])))
         return result
 
     def job(self, job_id: int) -> JobRow | None:

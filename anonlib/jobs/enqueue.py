@@ -42,13 +42,15 @@ class StudyQueue:
         self.app = app
         self._secret = secret
 
-    def defer(self, node: str, study_id: str, patient_id: str, *, force: bool = False) -> Enqueued:
+    def defer(self, node: str, study_id: str, patient_id: str, *, force: bool = False,
+              delay: float = 0) -> Enqueued:
         """Queue the study of ``node`` whose Orthanc patient is ``patient_id``; idempotent while
         a job for it waits (a waiting job is kept as it is, ``force`` or not). ``force``: process
-        it even if it was delivered in its current state."""
+        it even if it was delivered in its current state; ``delay``: not before that many seconds."""
         qlock = study_queueing_lock(node, study_id)
         deferrer = self.app.configure_task(TASK_NAME, queue=QUEUE, queueing_lock=qlock,
-                                           lock=patient_lock(self._secret, patient_id))
+                                           lock=patient_lock(self._secret, patient_id),
+                                           schedule_in={"seconds": int(delay + 0.999)} if delay > 0 else None)
         try:
             job_id = deferrer.defer(node=node, study_id=study_id, **({"force": True} if force else {}))
         except pq_exceptions.AlreadyEnqueued:

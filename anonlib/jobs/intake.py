@@ -18,6 +18,7 @@ import httpx
 
 from anonlib.constellation.info import NodeInfo
 from anonlib.errors import AnonlibError
+from anonlib.orthanc.stability import is_settled
 
 __all__ = [
     "Change",
@@ -63,11 +64,14 @@ class ChangesPage:
     done: bool
 
 
-def study_state_from_json(data: Mapping[str, Any]) -> StudyState:
-    """A :class:`StudyState` from ``GET /studies/{id}`` (or one item of ``/studies?expand``)."""
+def study_state_from_json(data: Mapping[str, Any], now: str = "", stable_age: float = 0) -> StudyState:
+    """A :class:`StudyState` from ``GET /studies/{id}`` (or one item of ``/studies?expand``);
+    with ``stable_age``, stable only that long after its LastUpdate by the node's clock ``now``
+    (:mod:`anonlib.orthanc.stability`)."""
+    last_update = str(data.get("LastUpdate", ""))
     return StudyState(study_id=str(data["ID"]), patient_id=str(data["ParentPatient"]),
-                      stable=bool(data.get("IsStable", False)),
-                      last_update=str(data.get("LastUpdate", "")))
+                      stable=is_settled(bool(data.get("IsStable", False)), last_update, now, stable_age),
+                      last_update=last_update)
 
 
 class StudySource(Protocol):
@@ -87,17 +91,23 @@ class JsonStudySource(ABC):
     the Orthanc plugin's in-process reader differ only in how they ``GET``."""
 
     name: str
+    stable_age: float = 0  # the node's StableAge: see :mod:`anonlib.orthanc.stability`
 
     @abstractmethod
     def _get_json(self, path: str, what: str) -> Any | None:
         """The JSON answer to ``GET path`` (``None`` if there is no such resource); ``what``
         names the request in error messages."""
 
+    def _now(self) -> str:
+        """The node's local time (``/tools/now-local``), read only when ``stable_age`` is set."""
+        return ""
+
     def study(self, study_id: str, *, count: bool = False) -> StudyState | None:
+        now = self._now() if self.stable_age > 0 else ""
         data = self._get_json(f"/studies/{study_id}", "read a study")
         if data is None:
             return None
-        state = study_state_from_json(data)
+        state = study_state_from_json(data, now, self.stable_age)
         if not count:
             return state
         stats = self._get_json(f"/studies/{study_id}/statistics", "count a study's instances")
@@ -118,6 +128,7 @@ class HttpSource(JsonStudySource):
     def __init__(self, node: NodeInfo, timeout: float = 30.0,
                  transport: httpx.BaseTransport | None = None) -> None:
         self.name = node.name
+        self.stable_age = node.stable_age
         self._client = httpx.Client(base_url=node.url, auth=(node.username, node.password),
                                     timeout=httpx.Timeout(timeout, connect=5.0), transport=transport)
 
@@ -130,8 +141,9 @@ class HttpSource(JsonStudySource):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, method: str, path: str, what: str, **kwargs: Any) -> Any | None:
-        """JSON answer; ``None`` on 404; OrthancUnavailable on transport errors and 5xx."""
+    def _call(self, method: str, path: str, what: str, *, as_text: bool = False, **kwargs: Any) -> Any | None:
+        """JSON (or with ``as_text`` plain text) answer; ``None`` on 404; OrthancUnavailable on
+        transport errors and 5xx."""
         try:
             answer = self._client.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
@@ -142,6 +154,8 @@ class HttpSource(JsonStudySource):
             raise OrthancUnavailable(f"{self.name}: {what}: HTTP {answer.status_code}")
         if answer.status_code >= 400:
             raise AnonlibError(f"{self.name}: {what}: HTTP {answer.status_code}")
+        if as_text:
+            return answer.text
         try:
             return answer.json()
         except ValueError:
@@ -149,6 +163,9 @@ class HttpSource(JsonStudySource):
 
     def _get_json(self, path: str, what: str) -> Any | None:
         return self._call("GET", path, what)
+
+    def _now(self) -> str:
+        return str(self._call("GET", "/tools/now-local", "read the node's clock", as_text=True) or "")
 
     def find_studies(self, query: Mapping[str, str]) -> list[str]:
         """Orthanc IDs of the studies matching a ``/tools/find`` query (Level Study)."""
@@ -159,11 +176,12 @@ class HttpSource(JsonStudySource):
     def studies(self) -> Iterator[StudyState]:
         """Every study of the node (``/studies?expand`` in pages; no instance counts)."""
         since = 0
+        now = self._now() if self.stable_age > 0 else ""
         while True:
             page = self._call("GET", "/studies", "list studies",
                               params={"expand": "", "since": since, "limit": PAGE}) or []
             for item in page:
-                yield study_state_from_json(item)
+                yield study_state_from_json(item, now, self.stable_age)
             if len(page) < PAGE:
                 return
             since += len(page)

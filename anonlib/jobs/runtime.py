@@ -38,6 +38,7 @@ class OutcomeLog(Protocol):
 
 
 Process = Callable[..., Any]  # process_study(info, study_id, node=..., force=...) -> StudyResult
+Requeue = Callable[..., Any]  # requeue(node, study_id, patient_id, force=..., delay=...)
 
 
 @dataclass
@@ -49,6 +50,9 @@ class Runtime:
     source: Callable[[str], StudySource]
     outcomes: OutcomeLog
     closers: list[Callable[[], None]] = field(default_factory=list)
+    #: queues a study again for later (a study not stable yet); None: the task raises NotStable
+    #: and the retry strategy takes it again
+    requeue: Requeue | None = None
 
     @classmethod
     def from_info(cls, info: ConstellationInfo) -> Runtime:
@@ -70,12 +74,25 @@ class Runtime:
 
             return process_study(info_, study_id, node=node, force=force)
 
+        queues: list[Any] = []
+
+        def requeue(node: str, study_id: str, patient_id: str, *, force: bool = False, delay: float = 0) -> Any:
+            from anonlib.jobs.enqueue import open_study_queue
+
+            with lock:
+                if not queues:
+                    queues.append(open_study_queue(info.db_url))
+                queue = queues[0]
+            return queue.defer(node, study_id, patient_id, force=force, delay=delay)
+
         def close() -> None:
             for reader in sources.values():
                 reader.close()
+            for queue in queues:
+                queue.app.close()
             db.close()
 
-        return cls(info=info, process=process, source=source, outcomes=db, closers=[close])
+        return cls(info=info, process=process, source=source, outcomes=db, closers=[close], requeue=requeue)
 
     def close(self) -> None:
         for closer in self.closers:

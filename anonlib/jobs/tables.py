@@ -13,6 +13,7 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     Column,
+    Connection,
     DateTime,
     Index,
     Integer,
@@ -23,14 +24,15 @@ from sqlalchemy import (
     text,
 )
 
-__all__ = ["QUEUE_SCHEMA_LOCK_KEY", "OUTCOME_STATES", "change_cursor", "job_outcome", "metadata"]
+__all__ = ["QUEUE_SCHEMA_LOCK_KEY", "OUTCOME_STATES", "change_cursor", "job_outcome", "metadata", "upgrade"]
 
 QUEUE_SCHEMA_LOCK_KEY = 7020671389173113457
 """PostgreSQL advisory lock key (``b"anonlibq"``) serializing the queue's schema creation."""
 
-OUTCOME_STATES = ("running", "done", "held", "gone", "unchanged", "error")
+OUTCOME_STATES = ("running", "done", "held", "gone", "unchanged", "waiting", "error")
 """``running``: the attempt started; ``done``/``held``/``gone``: what the study job reported;
-``unchanged``: already delivered as it is (nothing done); ``error``: the attempt raised."""
+``unchanged``: already delivered as it is (nothing done); ``waiting``: the study was not stable
+yet (or changed while the job worked), a later job takes it; ``error``: the attempt raised."""
 
 metadata = MetaData()
 
@@ -77,3 +79,16 @@ job_outcome = Table(
         "ended, with a PHI-free error."
     ),
 )
+
+
+def upgrade(conn: Connection) -> None:
+    """Bring tables made by an older anonlib up to these definitions (idempotent): the outcome
+    states' check constraint gains the states added since."""
+    name = "anonlib_job_outcome_state_check"
+    wanted = "state IN (" + ", ".join(f"'{s}'" for s in OUTCOME_STATES) + ")"
+    current = conn.scalar(text("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = :n"),
+                          {"n": name}) or ""
+    if all(f"'{s}'" in current for s in OUTCOME_STATES):
+        return
+    conn.execute(text(f"ALTER TABLE anonlib_job_outcome DROP CONSTRAINT IF EXISTS {name}"))
+    conn.execute(text(f"ALTER TABLE anonlib_job_outcome ADD CONSTRAINT {name} CHECK ({wanted})"))

@@ -41,6 +41,7 @@ from anonlib.jobs.db import JobsDb
 from anonlib.jobs.enqueue import open_study_queue
 from anonlib.jobs.heartbeat import Heartbeat, HeartbeatTiming, Watchdog
 from anonlib.jobs.intake import HttpSource
+from anonlib.jobs.resume import NodeWatch
 
 __all__ = ["WorkerSettings", "WorkerStopped", "PhiSafeLogFilter", "run_worker", "source_nodes"]
 
@@ -140,8 +141,10 @@ async def _catchup_loop(catchup: CatchUp, app: App, settings: WorkerSettings, st
         reconcile = started >= next_reconcile
         try:
             report = await asyncio.to_thread(catchup.run_once, reconcile=reconcile)
-            if report.queued:
-                log.info("catch-up queued %d studies (%d considered)", report.queued, report.considered)
+            if report.queued or report.resumed:
+                log.info("catch-up queued %d studies (%d considered), resumed %d failed jobs%s", report.queued,
+                         report.considered, report.resumed,
+                         f" (back: {', '.join(report.reconnected)})" if report.reconnected else "")
             if reconcile:
                 next_reconcile = started + settings.reconcile_interval
             if recovered := await _recover_stalled(app, settings.stalled_after):
@@ -177,7 +180,7 @@ async def run_worker(info: ConstellationInfo, settings: WorkerSettings | None = 
     sources = {name: HttpSource(info.node(name)) for name in source_nodes(info)}
     watchdog: Watchdog | None = None
     try:
-        catchup = CatchUp(db, queue, sources)
+        catchup = CatchUp(db, queue, sources, watch=NodeWatch(info.nodes))
         app = make_app(info.db_url, max_connections=settings.concurrency + 3)
         timing = settings.timing
         heartbeat = Heartbeat()

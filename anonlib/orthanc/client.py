@@ -17,10 +17,15 @@ import pyorthanc
 from anonlib.constellation.info import NodeInfo
 from anonlib.errors import AnonlibError
 
-__all__ = ["connect", "call", "NotFound", "TransientError", "StudyJobError"]
+__all__ = ["connect", "call", "NotFound", "NotStable", "TransientError", "StudyJobError"]
 
 class TransientError(AnonlibError):
     """The job may succeed if tried again later."""
+
+
+class NotStable(TransientError):
+    """The study is still arriving (not stable), or changed while the job worked on it: take it
+    again once it is stable. Not a failure: the task queues it again for later."""
 
 
 class StudyJobError(AnonlibError):

@@ -10,9 +10,14 @@ from typing import Any, cast
 import pyorthanc
 
 from anonlib.orthanc.client import NotFound, StudyJobError, TransientError, call
+from anonlib.orthanc.stability import is_settled
 
-__all__ = ["StudySnapshot", "snapshot", "fetch_instances", "upload", "find_study", "study_sop_uids",
-           "forward", "follow_job", "delete_study"]
+__all__ = ["JobFailed", "StudySnapshot", "snapshot", "fetch_instances", "upload", "find_study", "study_sop_uids",
+           "forward", "follow_job", "delete_study", "destination_answers"]
+
+
+class JobFailed(TransientError):
+    """An Orthanc job ended in Failure (or Paused)."""
 
 
 @dataclass(frozen=True)
@@ -26,15 +31,20 @@ class StudySnapshot:
     instance_ids: tuple[str, ...]
 
 
-def snapshot(client: pyorthanc.Orthanc, node: str, study_id: str) -> StudySnapshot | None:
-    """The study's state and instance IDs, or None when it no longer exists on the node."""
+def snapshot(client: pyorthanc.Orthanc, node: str, study_id: str, stable_age: float = 0) -> StudySnapshot | None:
+    """The study's state and instance IDs, or None when it no longer exists on the node. With
+    ``stable_age`` (the node's StableAge), stable only that long after its last change by the
+    node's clock, whatever Orthanc says after a restart (:mod:`anonlib.orthanc.stability`)."""
     try:
+        now = str(call(node, "read the node's clock", client.get_tools_now_local)) if stable_age > 0 else ""
         study = cast(dict[str, Any], call(node, "read study", client.get_studies_id, study_id))
         instances = cast(list[dict[str, Any]], call(node, "list instances", client.get_studies_id_instances, study_id))
     except NotFound:
         return None
-    return StudySnapshot(study_id, str(study.get("ParentPatient", "")), str(study.get("LastUpdate", "")),
-                         bool(study.get("IsStable", False)), tuple(sorted(i["ID"] for i in instances)))
+    last_update = str(study.get("LastUpdate", ""))
+    return StudySnapshot(study_id, str(study.get("ParentPatient", "")), last_update,
+                         is_settled(bool(study.get("IsStable", False)), last_update, now, stable_age),
+                         tuple(sorted(i["ID"] for i in instances)))
 
 
 def fetch_instances(client: pyorthanc.Orthanc, node: str, ids: tuple[str, ...]) -> Iterator[tuple[str, bytes | None]]:
@@ -81,12 +91,32 @@ def forward(client: pyorthanc.Orthanc, node: str, destination: str, study_id: st
         job = cast(dict[str, Any], call(node, f"forward to {destination}", send, name, json=body))
     except NotFound:
         raise StudyJobError(f"{node}: destination {destination!r} is not configured there") from None
-    follow_job(client, node, str(job["ID"]), f"forward to {destination}", timeout)
+    try:
+        follow_job(client, node, str(job["ID"]), f"forward to {destination}", timeout)
+    except JobFailed as exc:
+        if destination_answers(client, node, destination):
+            raise StudyJobError(f"{exc}; the destination answers, so it refused the study "
+                                "(not retried: see its log)") from None
+        raise
+
+
+def destination_answers(client: pyorthanc.Orthanc, node: str, destination: str) -> bool:
+    """Whether ``node`` reaches the destination now: C-ECHO for a DICOM modality, ``/system``
+    through the peer for ``peer:<name>``."""
+    try:
+        if destination.startswith("peer:"):
+            call(node, "reach peer", client.get, f"{client.url}/peers/{destination[5:]}/system")
+        else:
+            call(node, "echo destination", client.post_modalities_id_echo, destination, json={"Timeout": 10})
+    except (TransientError, StudyJobError, NotFound):
+        return False
+    return True
 
 
 def follow_job(client: pyorthanc.Orthanc, node: str, job_id: str, what: str, timeout: float) -> None:
-    """Poll ``/jobs/{id}`` (with a deadline) until Success; a failed, paused or vanished job is
-    a :class:`TransientError` (a destination that was down may be up on the next attempt)."""
+    """Poll ``/jobs/{id}`` (with a deadline) until Success; a failed or paused job is a
+    :class:`JobFailed`, a vanished one a :class:`TransientError` (a destination that was down
+    may be up on the next attempt; :func:`forward` tells a refusal from that)."""
     deadline = time.monotonic() + timeout
     delay = 0.1
     while True:
@@ -98,8 +128,8 @@ def follow_job(client: pyorthanc.Orthanc, node: str, job_id: str, what: str, tim
         if state == "Success":
             return
         if state in ("Failure", "Paused"):
-            raise TransientError(f"{node}: {what}: Orthanc job {state} "
-                                 f"(error {job.get('ErrorCode')}: {job.get('ErrorDescription', '')})")
+            raise JobFailed(f"{node}: {what}: Orthanc job {state} "
+                            f"(error {job.get('ErrorCode')}: {job.get('ErrorDescription', '')})")
         if time.monotonic() > deadline:
             call(node, "cancel job", client.post_jobs_id_cancel, job_id)
             raise TransientError(f"{node}: {what}: Orthanc job still {state} after {timeout:.0f} s")

@@ -16,7 +16,7 @@ from anonlib.constellation import ConstellationInfo, manage
 from anonlib.constellation.processes import stop_pidfile
 from anonlib.folder_run import RunSettings, run_folder
 from anonlib.store import open_store
-from anonlib.studyjob import JobContext, StudyJobError, TransientError, process_study
+from anonlib.studyjob import JobContext, NotStable, StudyJobError, TransientError, process_study
 from anonlib.synthetic import Corpus
 from tests.orthanc_helpers import clear, count_instances, get, storescu, wait_stable
 
@@ -135,6 +135,10 @@ def test_a_late_instance_joins_the_same_deidentified_study(delivered) -> None:  
     httpx.post(f"{intake.url}/instances", content=buffer.getvalue(),
                auth=(intake.username, intake.password)).raise_for_status()
     research_before = count_instances(info.research)
+    with pytest.raises(NotStable, match="not yet stable"):  # still arriving: nothing delivered
+        process_study(info, study)
+    assert count_instances(info.research) == research_before
+    wait_stable(info.intake)
     grown = process_study(info, study)
     assert grown.released == results[study].released + 1
     assert grown.new_study_uid == results[study].new_study_uid  # the same de-identified study
