@@ -47,8 +47,8 @@ from anonlib.sinks.folder import (
 from anonlib.store import LookupStore, PatientIdentity, PatientKey, PseudonymPolicy
 from anonlib.store.base import InstanceRecord, PixelFindings, ReviewDecision, StudyRecord
 
-__all__ = ["FileResult", "InstanceProcessor", "pseudonym_policy", "MANIFEST", "QUARANTINE_MANIFEST",
-           "REJECTED_LIST", "CONFLICT_LIST"]
+__all__ = ["FileResult", "InstanceProcessor", "pseudonym_policy", "rejection_reason", "MANIFEST",
+           "QUARANTINE_MANIFEST", "REJECTED_LIST", "CONFLICT_LIST"]
 
 log = logging.getLogger("anonlib.pipeline")
 MANIFEST = "manifest.csv"
@@ -73,6 +73,21 @@ class FileResult:
     change: str = ""
     kept: str = ""
     text_found: bool = False  # the pixel stage found text in it, or could not read it: its series is read in full
+
+
+def rejection_reason(exc: BaseException) -> str:
+    """Why one instance is rejected, PHI-free: an anonlib error's own reason; for anything else
+    what it means (nesting too deep for the parser, too large for memory) or, failing that, its
+    class — never its message, which may quote a value."""
+    if isinstance(exc, InputError | DeidentificationError):
+        return str(getattr(exc, "reason", "") or exc)
+    if isinstance(exc, AnonlibError):
+        return str(exc)
+    if isinstance(exc, RecursionError):
+        return "nesting too deep to parse"
+    if isinstance(exc, MemoryError):
+        return "too large to process in memory"
+    return f"internal error ({type(exc).__name__})"
 
 
 def pseudonym_policy(profile: SiteProfile) -> PseudonymPolicy:
@@ -238,15 +253,13 @@ class InstanceProcessor:
             result = self.deliver(outcome, data, identity, label)
             escalate = bool(outcome.pixel_boxes) or (outcome.quarantine or "").startswith("pixels:")
             return replace(result, text_found=True) if escalate else result
-        except (InputError, DeidentificationError) as exc:
-            return FileResult(label, "rejected", reason=getattr(exc, "reason", str(exc)))
         except StoreError:
             raise
-        except AnonlibError as exc:
-            return FileResult(label, "rejected", reason=str(exc))
+        except (AnonlibError, RecursionError, MemoryError) as exc:
+            return FileResult(label, "rejected", reason=rejection_reason(exc))
         except Exception as exc:  # noqa: BLE001 - one bad file must not stop the run
             log.warning("unexpected %s while processing a file", type(exc).__name__)
-            return FileResult(label, "rejected", reason=f"internal error ({type(exc).__name__})")
+            return FileResult(label, "rejected", reason=rejection_reason(exc))
 
     def _record(self, outcome: Outcome, identity: PatientIdentity, relative: str, digest: str) -> None:
         keys = outcome.keys

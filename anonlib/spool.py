@@ -44,6 +44,7 @@ class Prepared:
     rejected: int
     new_study_uids: tuple[str, ...]
     items: tuple[tuple[ManifestRow, bytes], ...]
+    reason: str = ""  # "partial: ..." when some instances were rejected (PHI-free)
 
 
 def spool_key(last_update: str, instance_ids: Sequence[str], plan_fingerprint: str, reviews: str) -> str:
@@ -82,7 +83,7 @@ class Spool:
                     raise ValueError("a kept file does not match its digest")
                 items.append((row, data))
             return Prepared(int(state["instances"]), int(state["rejected"]),
-                            tuple(state["new_study_uids"]), tuple(items))
+                            tuple(state["new_study_uids"]), tuple(items), str(state.get("reason", "")))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.info("kept result of study %s of %s not used (%s)", study_id, node,
                      exc if isinstance(exc, ValueError) else type(exc).__name__)
@@ -105,7 +106,8 @@ class Spool:
                     out.write(data)
                 items.append({"file": name, "row": asdict(row)})
             state = {"key": key, "instances": prepared.instances, "rejected": prepared.rejected,
-                     "new_study_uids": list(prepared.new_study_uids), "items": items}
+                     "new_study_uids": list(prepared.new_study_uids), "items": items,
+                     "reason": prepared.reason}
             with os.fdopen(os.open(staging / _STATE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w",
                            encoding="utf-8") as out:
                 json.dump(state, out)

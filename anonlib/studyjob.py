@@ -34,7 +34,7 @@ from anonlib.audit.model import AuditResult
 from anonlib.constellation.info import ConstellationInfo
 from anonlib.dicomio import parse_instance
 from anonlib.engine import Identifiers, Outcome, collect_identifiers
-from anonlib.errors import ConfigError, DeidentificationError, InputError, StoreError
+from anonlib.errors import ConfigError, StoreError
 from anonlib.orthanc.client import NotStable, StudyJobError, TransientError, connect
 from anonlib.orthanc.transfer import (
     StudySnapshot,
@@ -46,7 +46,13 @@ from anonlib.orthanc.transfer import (
     study_sop_uids,
     upload,
 )
-from anonlib.pipeline import MANIFEST, QUARANTINE_MANIFEST, InstanceProcessor, pseudonym_policy
+from anonlib.pipeline import (
+    MANIFEST,
+    QUARANTINE_MANIFEST,
+    InstanceProcessor,
+    pseudonym_policy,
+    rejection_reason,
+)
 from anonlib.pixels.select import ESCALATED, LATER, ImageInfo, Reading, image_info, plan_series
 from anonlib.profile import Plan, SiteProfile, build_plan, load_site_profile
 from anonlib.sinks.folder import FolderSink, ManifestRow, update_manifest
@@ -55,7 +61,7 @@ from anonlib.spool import Prepared, Spool, spool_key
 from anonlib.store import DeliveryRecord, PatientIdentity, open_store
 
 __all__ = ["study_plan", "TransientError", "NotStable", "StudyJobError", "StudyResult", "JobContext", "process_study",
-           "hold_reason", "study_identifiers", "gate_pixel_settings"]
+           "hold_reason", "partial_reason", "study_identifiers", "gate_pixel_settings"]
 
 if TYPE_CHECKING:
     from anonlib.audit.run import AuditOptions
@@ -76,7 +82,7 @@ class StudyResult:
     rejected: int = 0
     new_study_uid: str = ""
     forwarded: list[str] = field(default_factory=list)
-    reason: str = ""
+    reason: str = ""  # why it is held; or, delivered without some instances, ``partial: ...``
 
 
 @dataclass
@@ -201,13 +207,13 @@ def process_study(info: ConstellationInfo, study_id: str, *, node: str = "intake
             raise StudyJobError(f"{node}: study {study_id} de-identified into {len(prepared.new_study_uids)} studies")
         _check_unchanged(source, node, study_id, snap, source_node.stable_age)
         result = StudyResult(node, study_id, "done", instances=prepared.instances, rejected=prepared.rejected,
-                             new_study_uid=next(iter(prepared.new_study_uids), ""))
+                             new_study_uid=next(iter(prepared.new_study_uids), ""), reason=prepared.reason)
         _deliver(ctx, info, research, research_node.name, prepared, result)
         _check_unchanged(source, node, study_id, snap, source_node.stable_age)
         try:
             ctx.processor.store.record_delivery(DeliveryRecord(
                 node, study_id, snap.last_update, len(snap.instance_ids), result.released,
-                result.quarantined, result.new_study_uid, "done", ""))
+                result.quarantined, result.new_study_uid, "done", result.reason))
         except StoreError as exc:
             raise TransientError(f"lookup store: {exc}") from exc
         if ctx.spool:
@@ -231,6 +237,7 @@ def _prepare(ctx: JobContext, source: pyorthanc.Orthanc, node: str, study_id: st
     what to deliver (each instance recorded in the store with its place in the trees)."""
     result = StudyResult(node, study_id, "held", instances=len(snap.instance_ids))
     ready: list[tuple[str, Outcome, bytes, PatientIdentity, bytes]] = []
+    rejected: list[tuple[str, str]] = []  # (instance ID, reason): not delivered; the rest is
     fetched = list(fetch_instances(source, node, snap.instance_ids))
     result.instances -= sum(1 for _, data in fetched if data is None)  # deleted while we worked
     present = [(instance_id, data) for instance_id, data in fetched if data is not None]
@@ -246,22 +253,25 @@ def _prepare(ctx: JobContext, source: pyorthanc.Orthanc, node: str, study_id: st
             try:
                 outcome, encoded, identity = ctx.processor.deidentify_bytes(
                     data, f"{node}/{instance_id}", known, reading)
-            except (InputError, DeidentificationError) as exc:
-                result.rejected += 1
-                log.warning("instance %s of study %s rejected: %s", instance_id, study_id,
-                            getattr(exc, "reason", type(exc).__name__))
+            except StoreError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one poison instance must not fail its study
+                rejected.append((instance_id, rejection_reason(exc)))
+                log.warning("instance %s of study %s rejected: %s", instance_id, study_id, rejected[-1][1])
                 continue
             if outcome.pixel_boxes or (outcome.quarantine or "").startswith("pixels:"):
                 escalated.add(series.get(instance_id, ""))
             ready.append((instance_id, outcome, encoded, identity, data))
+    result.rejected = len(rejected)
+    partial = partial_reason(rejected, result.instances)
     held = _audit_gate(ctx, ready)
     if held:
-        result.reason = held
+        result.reason = held + (f"; {partial}" if partial else "")
         result.quarantined = sum(1 for item in ready if item[1].quarantine)
-        result.new_study_uid = ready[0][1].keys.new_study_uid
+        result.new_study_uid = ready[0][1].keys.new_study_uid if ready else ""
         ctx.processor.store.record_delivery(DeliveryRecord(
             node, study_id, snap.last_update, len(snap.instance_ids), 0, result.quarantined,
-            result.new_study_uid, "held", held))
+            result.new_study_uid, "held", result.reason))
         ctx.processor.flush()  # forget the pixel findings of instances never delivered
         log.warning("study %s of %s held: %s", study_id, node, held)
         return result
@@ -272,7 +282,17 @@ def _prepare(ctx: JobContext, source: pyorthanc.Orthanc, node: str, study_id: st
         items.append((row, encoded))
     ctx.processor.flush()
     new_study_uids = tuple(sorted({row.study_instance_uid for row, _ in items}))
-    return Prepared(result.instances, result.rejected, new_study_uids, tuple(items))
+    return Prepared(result.instances, result.rejected, new_study_uids, tuple(items), partial)
+
+
+def partial_reason(rejected: list[tuple[str, str]], instances: int, limit: int = 5) -> str:
+    """Why a delivered study is partial, PHI-free (Orthanc instance IDs and the reasons):
+    ``partial: 1 of 6 instances not delivered: <id>: nesting too deep (...)``; "" when whole."""
+    if not rejected:
+        return ""
+    shown = "; ".join(f"{instance_id}: {reason}" for instance_id, reason in rejected[:limit])
+    more = f"; and {len(rejected) - limit} more" if len(rejected) > limit else ""
+    return f"partial: {len(rejected)} of {instances} instances not delivered: {shown}{more}"
 
 
 def _check_unchanged(source: pyorthanc.Orthanc, node: str, study_id: str, snap: StudySnapshot,
@@ -392,10 +412,11 @@ def study_plan(plan: Plan, instances: list[tuple[str, bytes]],
     for instance_id, data in instances:
         try:
             header = parse_instance(data, label="instance").dataset
-        except InputError:
+            found, info = collect_identifiers(header, plan), image_info(header, instance_id, plan)
+        except Exception:  # noqa: BLE001 - unreadable here: de-identifying it rejects it with its reason
             continue
-        known.merge(collect_identifiers(header, plan))
-        infos.append(image_info(header, instance_id, plan))
+        known.merge(found)
+        infos.append(info)
     if not plan.burned_in.reads_pixels:
         return known, {}, {}
     return known, plan_series(infos, plan.burned_in.sample_min_series), {i.key: i.series for i in infos}

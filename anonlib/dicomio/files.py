@@ -15,11 +15,13 @@ import mmap
 import os
 import struct
 import warnings
+from collections.abc import MutableSequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pydicom
-from pydicom.charset import default_encoding
+from pydicom.charset import convert_encodings, default_encoding, encode_string
+from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
@@ -30,7 +32,8 @@ from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian
 from anonlib.dicomio.scan import LONG_VRS, Buffer, Malformed, ScanResult, Truncated, dataset_start, scan
 from anonlib.errors import InputError
 
-__all__ = ["ParsedInstance", "read_instance", "parse_instance", "encode_instance", "quiet_pydicom"]
+__all__ = ["ParsedInstance", "read_instance", "parse_instance", "encode_instance", "quiet_pydicom",
+           "settle_unknown_vrs"]
 
 _UID_CHARS = frozenset("0123456789.")
 _TRAILING_PADDING = 0xFFFCFFFC
@@ -159,6 +162,7 @@ def encode_instance(dataset: Dataset, pixel_bytes: bytes | None, source: bytes |
     """
     out = DicomBytesIO()
     syntax = UID(str(dataset.file_meta.TransferSyntaxUID))
+    settle_unknown_vrs(dataset)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if source is None or syntax.is_deflated or not syntax.is_little_endian:
@@ -171,6 +175,42 @@ def encode_instance(dataset: Dataset, pixel_bytes: bytes | None, source: bytes |
     if pixel_bytes:
         out.write(pixel_bytes)
     return out.getvalue()
+
+
+def settle_unknown_vrs(ds: Dataset) -> None:
+    """Give every decoded UN element that now holds text (the engine read a public text
+    attribute stored as UN — pydicom keeps UN for values over 64 KiB, PS3.5 6.2.2 — and cleaned
+    it) its dictionary VR again, so that it is encoded as text in the data set's character set
+    (pydicom writes it back as UN while it is still over 64 KiB). Raw (untouched) elements are
+    left alone; decoded sequences are followed."""
+    for tag, element in ds._dict.items():  # noqa: SLF001 - pydicom 3.0's storage, see engine.vr
+        if isinstance(element, RawDataElement):
+            continue
+        if element.VR == "SQ":
+            for item in element.value or ():
+                settle_unknown_vrs(item)
+        elif element.VR == "UN" and element.value is not None and not isinstance(element.value, bytes):
+            try:
+                known = dictionary_VR(tag)
+            except KeyError:
+                known = ""
+            if known and " or " not in known and known not in _BINARY_VRS:
+                element.VR = known
+            else:
+                element.value = _as_bytes(element.value, ds)
+
+
+_BINARY_VRS = frozenset({"OB", "OW", "OD", "OF", "OL", "OV", "UN", "SQ", "AT", "FL", "FD", "SL", "SS", "SV",
+                         "UL", "US", "UV"})
+
+
+def _as_bytes(value: object, ds: Dataset) -> bytes:
+    """A text value of an element that stays UN, encoded in the data set's character set."""
+    values = value if isinstance(value, MutableSequence | tuple) else [value]
+    text = "\\".join(str(v) for v in values)
+    encodings = ds.get("SpecificCharacterSet", default_encoding)
+    data = encode_string(text, convert_encodings(encodings))
+    return data + b" " if len(data) % 2 else data
 
 
 def _write_body(out: DicomBytesIO, ds: Dataset, source: bytes, implicit: bool) -> None:

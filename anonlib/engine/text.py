@@ -34,7 +34,7 @@ _MON = "|".join(m[:3] for m in _MONTHS)
 _END = r"(?![^\W_]|\.\d)"  # not followed by a letter/digit or by a decimal continuation
 _DATE_END = r"(?=T\d|[^\w]|_|$)"  # a date may run straight into an ISO time ("...T10:30")
 _PATTERNS = re.compile(
-    r"(?P<email>[\w.+-]+@[\w-]+(?:\.[\w-]+)+)"
+    r"(?P<email>(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+)"  # anchored: linear on a long run
     rf"|(?P<uid>(?<!\w)(?<!\d\.)[0-2](?:\.(?:0|[1-9]\d*)){{3,}}{_END})"
     rf"|(?P<ymd>(?<!\w)(?<!\d\.)(?P<y1>(?:18|19|20)\d\d)(?P<s1>[-/.]?)(?P<m1>0[1-9]|1[0-2])(?P=s1)(?P<d1>0[1-9]|[12]\d|3[01]){_DATE_END})"
     rf"|(?P<dmy>(?<!\w)(?<!\d\.)(?P<a2>\d{{1,2}})(?P<s2>[-/.])(?P<b2>\d{{1,2}})(?P=s2)(?P<y2>(?:18|19|20)?\d\d){_DATE_END})"
