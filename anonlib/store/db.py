@@ -6,6 +6,7 @@ Nothing here connects until a function is called.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
@@ -80,6 +81,12 @@ def _configure_sqlite(engine: Engine) -> None:
     """WAL, a busy timeout and enforced foreign keys on every connection; every transaction
     starts with ``BEGIN IMMEDIATE`` so concurrent writers queue instead of failing."""
 
+    database = engine.url.database
+
+    @event.listens_for(engine, "do_connect")
+    def _before_connect(_dialect: Any, _record: Any, _cargs: Any, _cparams: Any) -> None:
+        _create_private(database)  # only engines that connect: a read-only open never does
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself (below)
@@ -92,6 +99,23 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _create_private(database: str | None) -> None:
+    """Create a new SQLite store file readable by its owner only (0600, whatever the umask)
+    before SQLite opens it: it holds the project secret and every patient's pseudonym. SQLite
+    gives its -wal and -shm companions the main file's permissions. An existing file is left as
+    its owner set it; a missing folder or no permission is left for the connection to report."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    try:
+        fd = os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError:  # exists already, or cannot be created (connecting says why)
+        return
+    try:
+        os.fchmod(fd, 0o600)  # O_CREAT's mode is masked by the umask: never more, maybe less
+    finally:
+        os.close(fd)
 
 
 def _enable_wal(cursor: Any) -> None:
