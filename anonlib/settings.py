@@ -7,10 +7,11 @@ the entry point will join them. Nothing here runs at import time.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["anonlib_home", "private_dir"]
+__all__ = ["anonlib_home", "private_dir", "private_umask"]
 
 
 def anonlib_home(create: bool = True, env: Mapping[str, str] | None = None) -> Path:
@@ -42,3 +43,15 @@ def private_dir(path: Path) -> Path:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(path, 0o700)
     return path
+
+
+@contextmanager
+def private_umask() -> Iterator[None]:
+    """Files and folders created inside are their owner's only (umask 077), whatever the
+    process's umask was; it is restored afterwards. For entry points only (the umask is
+    process-wide)."""
+    previous = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(previous)

@@ -170,7 +170,8 @@ def audit_target(target: str, *, originals: str = "", db_url: str = "", output: 
         from anonlib.constellation.info import load_info
 
         info = load_info(env_fallback=False)
-        located = info.node(target), info.node(originals) if originals else None, None
+        located = (info.node(target).as_reader(), info.node(originals).as_reader() if originals else None,
+                   None)  # the audit only reads
     from anonlib.engine.uids import UidMapper
 
     result = audit_located(*located, db_url=db_url or None, use_store=bool(db_url or originals),

@@ -34,7 +34,8 @@ IMAGE_PLUGIN_LIBS = {  # the .so files of the plugins we use, as the image names
 REQUIRED_SERVICES = ("postgres", "orthanc-intake", "orthanc-research", "anonlib-worker")
 ORTHANC_ROLES = {"orthanc-intake": "intake", "orthanc-research": "research"}
 WORKER_VARIABLES = ("ANONLIB_DB_URL", "ANONLIB_INTAKE_URL", "ANONLIB_RESEARCH_URL",
-                    "ANONLIB_ORTHANC_USER", "ANONLIB_ORTHANC_PASSWORD", "ANONLIB_EXPORT_DIR")
+                    "ANONLIB_INTAKE_USER", "ANONLIB_INTAKE_PASSWORD", "ANONLIB_RESEARCH_USER",
+                    "ANONLIB_RESEARCH_PASSWORD", "ANONLIB_EXPORT_DIR")
 PUBLISHING_SERVICES = ("orthanc-intake", "orthanc-research")
 POSTGRES_IMAGE = re.compile(r"^postgres:(15|16)(\.\d+)?(-[a-z0-9]+)?$")
 ORTHANC_IMAGE = re.compile(r"^orthancteam/orthanc:(2[45])\.\d{1,2}\.\d+$")
@@ -367,6 +368,11 @@ def check_orthanc_service(name: str, compose: Mapping[str, Any], root: Path) -> 
                 if variable not in all_env:
                     problems.append(f"{name}: the plugin needs {variable}, set neither in compose "
                                     "nor by the image's Dockerfile")
+
+    for lua in config.get("LuaScripts", []):
+        host = container_file(service, root, str(lua))
+        if host is None or not host.is_file():
+            problems.append(f"{name}: LuaScripts {lua!r} is not a file inside a bind mount")
 
     storage = config.get("StorageDirectory")
     if storage and not any(m.target == storage and not m.bind for m in mounts(service)):

@@ -57,8 +57,8 @@ def _locate(args: argparse.Namespace) -> Located:
                               "against a folder of originals)")
         return target, Path(args.originals) if args.originals is not None else None, None
     info = _info()
-    node = info.node(args.target)
-    originals = info.node(args.originals) if args.originals is not None else None
+    node = info.node(args.target).as_reader()  # the audit only reads
+    originals = info.node(args.originals).as_reader() if args.originals is not None else None
     studies = list(args.study) + (_studies_of_patients(node, args.patient) if args.patient else [])
     return node, originals, studies or None
 

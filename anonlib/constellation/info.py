@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -30,7 +30,7 @@ class NodeInfo:
     name: str  # e.g. "intake", "research"
     role: str  # "intake" | "research" | "destination"
     url: str  # REST base URL, e.g. http://127.0.0.1:8042
-    username: str
+    username: str  # the worker's user (read/write); each node has its own users and passwords
     password: str
     dicom_host: str
     dicom_port: int
@@ -38,6 +38,15 @@ class NodeInfo:
     database: str = ""  # its PostgreSQL index database
     pid: int | None = None
     stable_age: int = 0  # its StableAge (seconds): a study counts as stable only this long after its last change
+    reader_username: str = ""  # the read-only user (notebooks, audit); "" = none known
+    reader_password: str = ""
+
+    def as_reader(self) -> NodeInfo:
+        """This node with its read-only credentials (itself when none are known, e.g. a
+        deployment described by the environment without reader variables)."""
+        if not self.reader_username:
+            return self
+        return replace(self, username=self.reader_username, password=self.reader_password)
 
 
 @dataclass(frozen=True)
@@ -87,29 +96,34 @@ class ConstellationInfo:
     def from_env(cls, environ: Mapping[str, str]) -> ConstellationInfo:
         """The description from environment variables, for deployments without
         ``constellation.json`` (docker): ``ANONLIB_DB_URL``, ``ANONLIB_INTAKE_URL``,
-        ``ANONLIB_RESEARCH_URL``, ``ANONLIB_ORTHANC_USER``, ``ANONLIB_ORTHANC_PASSWORD``,
-        ``ANONLIB_EXPORT_DIR``; optional ``ANONLIB_DESTINATIONS`` (comma-separated names),
-        ``ANONLIB_HOME``, ``ANONLIB_SCU_AET``, ``ANONLIB_STABLE_AGE`` (intake's, seconds). DICOM ports and AE titles are the defaults (the
+        ``ANONLIB_RESEARCH_URL``, ``ANONLIB_INTAKE_USER``/``_PASSWORD`` and
+        ``ANONLIB_RESEARCH_USER``/``_PASSWORD`` (each node's own worker user), ``ANONLIB_EXPORT_DIR``;
+        optional ``ANONLIB_INTAKE_READER_USER``/``_PASSWORD`` (and research's), ``ANONLIB_DESTINATIONS``
+        (comma-separated names), ``ANONLIB_HOME``, ``ANONLIB_SCU_AET``, ``ANONLIB_STABLE_AGE`` (intake's,
+        seconds). DICOM ports and AE titles are the defaults (the
         worker talks to the nodes over REST only)."""
-        required = ("ANONLIB_DB_URL", "ANONLIB_INTAKE_URL", "ANONLIB_RESEARCH_URL",
-                    "ANONLIB_ORTHANC_USER", "ANONLIB_ORTHANC_PASSWORD", "ANONLIB_EXPORT_DIR")
+        required = ("ANONLIB_DB_URL", "ANONLIB_INTAKE_URL", "ANONLIB_RESEARCH_URL", "ANONLIB_INTAKE_USER",
+                    "ANONLIB_INTAKE_PASSWORD", "ANONLIB_RESEARCH_USER", "ANONLIB_RESEARCH_PASSWORD",
+                    "ANONLIB_EXPORT_DIR")
         missing = [name for name in required if not environ.get(name)]
         if missing:
             raise ConfigError(f"no {INFO_FILE} and these variables are not set: {', '.join(missing)}")
-        user, password = environ["ANONLIB_ORTHANC_USER"], environ["ANONLIB_ORTHANC_PASSWORD"]
         nodes = {}
         try:
             stable_age = max(0, int(environ.get("ANONLIB_STABLE_AGE") or 0))
         except ValueError:
             raise ConfigError("ANONLIB_STABLE_AGE must be a whole number of seconds") from None
         for name, port in (("intake", 4242), ("research", 4242)):
-            url = environ[f"ANONLIB_{name.upper()}_URL"].rstrip("/")
+            key = f"ANONLIB_{name.upper()}"
+            url = environ[f"{key}_URL"].rstrip("/")
             host = urlsplit(url).hostname
             if not url.startswith(("http://", "https://")) or not host:
                 raise ConfigError(f"ANONLIB_{name.upper()}_URL must be an http(s):// URL")
-            nodes[name] = NodeInfo(name=name, role=name, url=url, username=user, password=password,
-                                   dicom_host=host, dicom_port=port, aet=f"ANONLIB_{name.upper()}",
-                                   stable_age=stable_age if name == "intake" else 0)
+            nodes[name] = NodeInfo(name=name, role=name, url=url, username=environ[f"{key}_USER"],
+                                   password=environ[f"{key}_PASSWORD"], dicom_host=host, dicom_port=port,
+                                   aet=key, stable_age=stable_age if name == "intake" else 0,
+                                   reader_username=environ.get(f"{key}_READER_USER", ""),
+                                   reader_password=environ.get(f"{key}_READER_PASSWORD", ""))
         destinations = [d.strip() for d in environ.get("ANONLIB_DESTINATIONS", "").split(",") if d.strip()]
         return cls(home=environ.get("ANONLIB_HOME", ""), nodes=nodes,
                    export_dir=environ["ANONLIB_EXPORT_DIR"], db_url=environ["ANONLIB_DB_URL"],

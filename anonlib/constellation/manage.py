@@ -151,6 +151,8 @@ def _node_env(settings: ConstellationSettings, spec: NodeSpec, node: NodeInfo,
         "ANONLIB_AET": node.aet,
         "ANONLIB_ORTHANC_USER": node.username,
         "ANONLIB_ORTHANC_PASSWORD": node.password,
+        "ANONLIB_ORTHANC_READER_USER": node.reader_username,
+        "ANONLIB_ORTHANC_READER_PASSWORD": node.reader_password,
         "ANONLIB_ORTHANC_STORAGE": str(settings.home / node.name / "storage"),
         "ANONLIB_PG_HOST": admin.host or "127.0.0.1",
         "ANONLIB_PG_PORT": str(admin.port or 5432),
@@ -160,9 +162,15 @@ def _node_env(settings: ConstellationSettings, spec: NodeSpec, node: NodeInfo,
         "ANONLIB_STABLE_AGE": str(settings.stable_age),
         "ANONLIB_JOBS_HISTORY": str(settings.jobs_history),
         "ANONLIB_ORTHANC_PLUGINS": settings.plugins_dir,
-        "ANONLIB_INTAKE_MODALITIES": json.dumps({"sender": [settings.scu_aet, "127.0.0.1", 104]}),
+        "ANONLIB_INTAKE_MODALITIES": json.dumps({"sender": _modality(settings.scu_aet, settings.allowed_senders[0],
+                                                                     104, store=True)}),
+        "ANONLIB_ALLOWED_SENDERS": ",".join(settings.allowed_senders),
+        # one allowed host: other hosts' associations are rejected outright. Orthanc 1.10.1 checks
+        # only the first modality declaring an AET, so a list is enforced by lua/intake.lua alone.
+        "ANONLIB_CHECK_MODALITY_HOST": "true" if len(settings.allowed_senders) == 1 else "false",
+        "ANONLIB_LUA_DIR": str(settings.env_dir / "orthanc" / "lua"),
         "ANONLIB_RESEARCH_MODALITIES": json.dumps(
-            {d.name: [d.aet, d.dicom_host, d.dicom_port] for d in destinations}),
+            {d.name: _modality(d.aet, d.dicom_host, d.dicom_port, store=False) for d in destinations}),
         "ANONLIB_RESEARCH_PEERS": json.dumps(
             {d.name: {"Url": d.url, "Username": d.username, "Password": d.password} for d in destinations}),
         "ANONLIB_PLUGIN_SCRIPT": str(settings.env_dir / "orthanc" / "plugin" / "anonlib_plugin.py"),
@@ -171,6 +179,21 @@ def _node_env(settings: ConstellationSettings, spec: NodeSpec, node: NodeInfo,
         "ANONLIB_DB_URL": info_db_url,
     }
     return env
+
+
+def _modality(aet: str, host: str, port: int, *, store: bool) -> dict[str, object]:
+    """A declared modality that may C-STORE into the node (``store``) and nothing else: no
+    C-FIND, C-GET, C-MOVE, worklist or storage commitment (Orthanc allows them all by default
+    to a declared modality). Outgoing transfers to it are not affected."""
+    return {"AET": aet, "Host": host, "Port": port, "AllowEcho": store, "AllowStore": store,
+            "AllowFind": False, "AllowFindWorklist": False, "AllowGet": False, "AllowMove": False,
+            "AllowStorageCommitment": False}
+
+
+def _new_credentials(node: NodeInfo) -> NodeInfo:
+    """``node`` with new users and passwords: never shared with another node or role."""
+    return replace(node, username=f"anonlib-{node.name}", password=secrets.token_urlsafe(24),
+                   reader_username=f"reader-{node.name}", reader_password=secrets.token_urlsafe(24))
 
 
 def _ready(node: NodeInfo, timeout: float = 2.0) -> bool:
@@ -184,16 +207,16 @@ def _http_port(node: NodeInfo) -> int:
 
 def _plan_nodes(settings: ConstellationSettings, old: ConstellationInfo | None) -> dict[str, NodeInfo]:
     """Node descriptions: kept from the last `up` where the node still runs; new ports (the
-    preferred ones when free) and reused credentials otherwise."""
-    username = "anonlib"
-    password = secrets.token_urlsafe(24)
-    if old is not None and old.nodes:
-        first = next(iter(old.nodes.values()))
-        username, password = first.username, first.password
+    preferred ones when free) otherwise. Each node keeps its own credentials from the last `up`;
+    a node described without per-role credentials (an older `up`, which shared one user between
+    nodes) is stopped and started again with new ones."""
     taken: set[int] = set()
     nodes: dict[str, NodeInfo] = {}
     for spec in settings.nodes:
         previous = old.nodes.get(spec.name) if old else None
+        if previous is not None and not previous.reader_password:
+            stop_pidfile(settings.home / spec.name / "orthanc.pid", grace=5)
+            previous = _new_credentials(replace(previous, pid=None))
         if previous is not None and pid_alive(previous.pid) and _ready(previous):
             nodes[spec.name] = previous
             taken.update({_http_port(previous), previous.dicom_port})
@@ -202,10 +225,12 @@ def _plan_nodes(settings: ConstellationSettings, old: ConstellationInfo | None) 
         taken.add(http)
         dicom = free_port(previous.dicom_port if previous else spec.dicom_port, taken)
         taken.add(dicom)
-        nodes[spec.name] = NodeInfo(
-            name=spec.name, role=spec.role, url=f"http://127.0.0.1:{http}", username=username,
-            password=password, dicom_host="127.0.0.1", dicom_port=dicom, aet=spec.aet,
-            database=settings.database(spec.name), pid=None)
+        planned = NodeInfo(name=spec.name, role=spec.role, url=f"http://127.0.0.1:{http}", username="",
+                           password="", dicom_host="127.0.0.1", dicom_port=dicom, aet=spec.aet,
+                           database=settings.database(spec.name), pid=None)
+        nodes[spec.name] = _new_credentials(planned) if previous is None else replace(
+            planned, username=previous.username, password=previous.password,
+            reader_username=previous.reader_username, reader_password=previous.reader_password)
     return nodes
 
 
@@ -253,7 +278,7 @@ def up(settings: ConstellationSettings, *, workers: int | None = None) -> Conste
     db_url = database_url(settings.pg_admin_url, settings.database())
     old = ConstellationInfo.load(settings.info_path) if settings.info_path.exists() else None
     nodes = _plan_nodes(settings, old)
-    settings.export.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.export)
     for spec in sorted(settings.nodes, key=lambda s: ORDER[s.role]):
         node = nodes[spec.name]
         if node.pid is None or not pid_alive(node.pid):  # started now: with today's StableAge

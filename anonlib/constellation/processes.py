@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 
 from anonlib.errors import AnonlibError
+from anonlib.settings import private_dir, private_umask
 
 __all__ = [
     "ProcessError", "port_free", "free_port", "start_process", "stop_pidfile", "pid_alive",
@@ -82,15 +83,18 @@ def read_pid(pidfile: Path) -> int | None:
 
 def start_process(argv: list[str], *, pidfile: Path, logfile: Path, env: Mapping[str, str],
                   cwd: Path | None = None) -> int:
-    """Start ``argv`` detached; write its PID to ``pidfile``; its output goes to ``logfile``."""
-    pidfile.parent.mkdir(parents=True, exist_ok=True)
-    with open(logfile, "ab") as log:
-        try:
-            process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                       env=dict(env), cwd=cwd, start_new_session=True)
-        except OSError as exc:
-            raise ProcessError(f"cannot start {argv[0]}: {exc.strerror}") from exc
-    pidfile.write_text(f"{process.pid}\n")
+    """Start ``argv`` detached; write its PID to ``pidfile``; its output goes to ``logfile``.
+    The process runs with umask 077: what it creates (Orthanc's storage and logs, a worker's
+    export tree) is its owner's only, like the PID and log files written here."""
+    with private_umask():
+        private_dir(pidfile.parent)
+        with open(logfile, "ab") as log:
+            try:
+                process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                           env=dict(env), cwd=cwd, start_new_session=True, umask=0o077)
+            except OSError as exc:
+                raise ProcessError(f"cannot start {argv[0]}: {exc.strerror}") from exc
+        pidfile.write_text(f"{process.pid}\n")
     return process.pid
 
 
@@ -130,9 +134,11 @@ def assemble_config(env_dir: Path, role: str, target: Path) -> Path:
         raise ProcessError(f"no Orthanc configuration for role {role!r} under {source}")
     if target.exists():
         shutil.rmtree(target)
-    target.mkdir(parents=True)
+    private_dir(target)
     for path in files:
-        shutil.copy(path, target / f"{path.parent.name}-{path.name}")
+        copy = target / f"{path.parent.name}-{path.name}"
+        shutil.copyfile(path, copy)
+        os.chmod(copy, 0o600)
     return target
 
 

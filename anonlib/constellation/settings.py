@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -39,6 +40,20 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int = 0, high: in
     return value
 
 
+def _hosts(env: Mapping[str, str], name: str, default: str) -> tuple[str, ...]:
+    """IP addresses separated by commas or spaces (Orthanc 1.10.1 compares the caller's address
+    as text: a host name would never match)."""
+    hosts = []
+    for item in env.get(name, default).replace(",", " ").split():
+        try:
+            hosts.append(str(ipaddress.ip_address(item)))
+        except ValueError:
+            raise ConfigError(f"{name}: {item!r} is not an IP address") from None
+    if not hosts:
+        raise ConfigError(f"{name} names no host (default {default})")
+    return tuple(dict.fromkeys(hosts))
+
+
 def _default_env_dir() -> Path:
     return Path(anonlib.__file__).resolve().parent.parent / "env"
 
@@ -55,7 +70,8 @@ class ConstellationSettings:
     ``..._DICOM_PORT`` (8043/4243), ``ANONLIB_WORKERS`` (2), ``ANONLIB_EXPORT_DIR``
     (``$ANONLIB_HOME/export``), ``ANONLIB_DESTINATIONS`` (comma-separated names of extra
     destination nodes to start and forward to), ``ANONLIB_ENV_DIR``, ``ANONLIB_ORTHANC``
-    (binary) and ``ANONLIB_ORTHANC_PLUGINS`` (plugin folder).
+    (binary), ``ANONLIB_ORTHANC_PLUGINS`` (plugin folder) and ``ANONLIB_ALLOWED_SENDERS`` (IP
+    addresses intake accepts DICOM C-STORE from, default ``127.0.0.1``).
     """
 
     home: Path
@@ -70,6 +86,7 @@ class ConstellationSettings:
     plugins_dir: str = "/usr/share/orthanc/plugins"
     nodes: tuple[NodeSpec, ...] = ()
     scu_aet: str = "ANONLIB_SCU"
+    allowed_senders: tuple[str, ...] = ("127.0.0.1",)
 
     @property
     def export(self) -> Path:
@@ -119,4 +136,5 @@ class ConstellationSettings:
             orthanc_binary=env.get("ANONLIB_ORTHANC", "/usr/sbin/Orthanc"),
             plugins_dir=env.get("ANONLIB_ORTHANC_PLUGINS", "/usr/share/orthanc/plugins"),
             nodes=tuple(nodes),
+            allowed_senders=_hosts(env, "ANONLIB_ALLOWED_SENDERS", "127.0.0.1"),
         )

@@ -55,8 +55,8 @@ def _constellation() -> ConstellationInfo | None:
 def open_source(spec: str | Path) -> Source:
     """The source ``spec`` names: an existing folder, an ``http(s)://user:pass@host:port``
     Orthanc URL, or the name of a node of the constellation described in
-    ``$ANONLIB_HOME/constellation.json`` (``intake``, ``research``, …). An existing folder wins
-    over a node of the same name. :class:`ConfigError` for anything else."""
+    ``$ANONLIB_HOME/constellation.json`` (``intake``, ``research``, …), reached with the node's
+    read-only credentials. An existing folder wins over a node of the same name. :class:`ConfigError` for anything else."""
     text = str(spec).strip()
     if not text:
         raise ConfigError("no source given: a folder, an Orthanc URL or a constellation node name")
@@ -76,4 +76,4 @@ def open_source(spec: str | Path) -> Source:
     if text not in info.nodes:
         raise ConfigError(f"{text!r} is neither a folder nor an Orthanc URL, nor a node of the "
                           f"constellation ({', '.join(sorted(info.nodes))})")
-    return OrthancSource(info.nodes[text])
+    return OrthancSource(info.nodes[text].as_reader())  # browsing and preview only read

@@ -178,7 +178,8 @@ def test_an_unknown_originals_node_is_a_configuration_error(tmp_path: Path, monk
     monkeypatch.setenv("ANONLIB_HOME", str(tmp_path))
     info = ConstellationInfo.from_env({
         "ANONLIB_DB_URL": "postgresql://a:b@127.0.0.1:1/none", "ANONLIB_INTAKE_URL": "http://127.0.0.1:1",
-        "ANONLIB_RESEARCH_URL": "http://127.0.0.1:2", "ANONLIB_ORTHANC_USER": "u", "ANONLIB_ORTHANC_PASSWORD": "p",
+        "ANONLIB_RESEARCH_URL": "http://127.0.0.1:2", "ANONLIB_INTAKE_USER": "u", "ANONLIB_INTAKE_PASSWORD": "p",
+        "ANONLIB_RESEARCH_USER": "v", "ANONLIB_RESEARCH_PASSWORD": "q",
         "ANONLIB_EXPORT_DIR": str(tmp_path)})
     info.save(ConstellationSettings.from_env().info_path)
     assert main(["audit", "intake", "--originals", "intkae", "--no-conformance"]) == 2

@@ -92,15 +92,23 @@ def test_orthanc_configuration_is_what_each_node_needs() -> None:
     config, problems = dc.orthanc_configuration(intake, ROOT, image_env)
     assert problems == []
     assert config["Name"] == "intake"
-    assert config["RegisteredUsers"] == {"anonlib": _env()["ANONLIB_ORTHANC_PASSWORD"]}
+    env = _env()
+    assert config["RegisteredUsers"] == {"anonlib-intake": env["ANONLIB_INTAKE_PASSWORD"],
+                                         "reader-intake": env["ANONLIB_INTAKE_READER_PASSWORD"]}
+    assert config["LuaScripts"] == ["/opt/anonlib/lua/roles.lua", "/opt/anonlib/lua/intake.lua"]
+    assert not any(config[f"DicomAlwaysAllow{k}"] for k in ("Echo", "Store", "Find", "FindWorklist", "Get", "Move"))
     assert config["Plugins"] == [f"{dc.IMAGE_PLUGIN_DIR}/libOrthancPostgreSQLIndex.so",
                                  f"{dc.IMAGE_PLUGIN_DIR}/libOrthancPython.so"]
     assert config["PostgreSQL"]["Database"] == "anonlib_intake"
-    assert config["DicomModalities"] == {"sender": ["ANONLIB_SCU", "host.docker.internal", 104]}
+    sender = config["DicomModalities"]["sender"]
+    assert (sender["AET"], sender["Host"]) == ("ANONLIB_SCU", "host.docker.internal")
+    assert not any(sender[f"Allow{k}"] for k in ("Find", "FindWorklist", "Get", "Move", "StorageCommitment"))
     assert image_env["ANONLIB_SITE_PACKAGES"] == "/opt/anonlib/site-packages"
     research, problems = dc.orthanc_configuration(compose["services"]["orthanc-research"], ROOT, {})
     assert problems == []
     assert research["PostgreSQL"]["Database"] == "anonlib_research"
+    assert research["RegisteredUsers"] == {"anonlib-research": env["ANONLIB_RESEARCH_PASSWORD"],
+                                           "reader-research": env["ANONLIB_RESEARCH_READER_PASSWORD"]}
     assert "PythonScript" not in research
 
 
@@ -134,8 +142,8 @@ def test_database_names_follow_the_prefix() -> None:
 
 
 def test_missing_secret_is_refused_at_interpolation() -> None:
-    env = {k: v for k, v in _env().items() if k != "ANONLIB_ORTHANC_PASSWORD"}
-    with pytest.raises(dc.InterpolationError, match="ANONLIB_ORTHANC_PASSWORD"):
+    env = {k: v for k, v in _env().items() if k != "ANONLIB_RESEARCH_READER_PASSWORD"}
+    with pytest.raises(dc.InterpolationError, match="ANONLIB_RESEARCH_READER_PASSWORD"):
         dc.load_compose(ROOT / "docker-compose.yml", env)
 
 
@@ -154,6 +162,11 @@ def test_broken_mount_path_is_caught(repo_copy: Path) -> None:
 def test_unmounted_config_file_is_caught(repo_copy: Path) -> None:
     (repo_copy / "env/orthanc/research/extra.json").write_text('{"MaximumStorageSize": 0}')
     _assert_caught(repo_copy, "env/orthanc/research/extra.json is not mounted")
+
+
+def test_unmounted_lua_script_is_caught(repo_copy: Path) -> None:
+    _edit(repo_copy / "docker-compose.yml", "      - ./env/orthanc/lua:/opt/anonlib/lua:ro\n", "")
+    _assert_caught(repo_copy, "orthanc-intake: LuaScripts '/opt/anonlib/lua/roles.lua' is not a file")
 
 
 def test_unset_variable_is_caught(repo_copy: Path) -> None:

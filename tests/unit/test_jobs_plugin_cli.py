@@ -244,8 +244,10 @@ ENV = {
     "ANONLIB_DB_URL": "postgresql://anonlib:pw@postgres:5432/anonlib",
     "ANONLIB_INTAKE_URL": "http://orthanc-intake:8042/",
     "ANONLIB_RESEARCH_URL": "http://orthanc-research:8042",
-    "ANONLIB_ORTHANC_USER": "anonlib",
-    "ANONLIB_ORTHANC_PASSWORD": "secret",
+    "ANONLIB_INTAKE_USER": "anonlib-intake",
+    "ANONLIB_INTAKE_PASSWORD": "secret-i",
+    "ANONLIB_RESEARCH_USER": "anonlib-research",
+    "ANONLIB_RESEARCH_PASSWORD": "secret-r",
     "ANONLIB_EXPORT_DIR": "/export",
 }
 
@@ -254,12 +256,23 @@ def test_constellation_info_from_env() -> None:
     info = ConstellationInfo.from_env({**ENV, "ANONLIB_DESTINATIONS": "pacs, ,archive"})
     assert info.db_url == ENV["ANONLIB_DB_URL"] and info.export_dir == "/export"
     assert info.intake.url == "http://orthanc-intake:8042" and info.intake.dicom_host == "orthanc-intake"
-    assert info.research.role == "research" and info.research.password == "secret"
+    assert info.research.role == "research" and info.research.password == "secret-r"
+    assert (info.intake.username, info.intake.password) == ("anonlib-intake", "secret-i")
+    assert info.intake.as_reader() == info.intake  # no reader variables: the worker's user
     assert info.destinations == ["pacs", "archive"]
     assert ConstellationInfo.from_dict(json.loads(info.to_json())) == info
 
 
-@pytest.mark.parametrize("change", [{"ANONLIB_DB_URL": ""}, {"ANONLIB_INTAKE_URL": "orthanc-intake:8042"}])
+def test_constellation_info_from_env_reader_users() -> None:
+    info = ConstellationInfo.from_env({**ENV, "ANONLIB_INTAKE_READER_USER": "reader-intake",
+                                       "ANONLIB_INTAKE_READER_PASSWORD": "secret-ir"})
+    reader = info.intake.as_reader()
+    assert (reader.username, reader.password, reader.url) == ("reader-intake", "secret-ir", info.intake.url)
+    assert info.research.as_reader() == info.research
+
+
+@pytest.mark.parametrize("change", [{"ANONLIB_DB_URL": ""}, {"ANONLIB_INTAKE_URL": "orthanc-intake:8042"},
+                                    {"ANONLIB_RESEARCH_PASSWORD": ""}])
 def test_constellation_info_from_env_refuses_incomplete(change: dict[str, str]) -> None:
     with pytest.raises(ConfigError):
         ConstellationInfo.from_env({**ENV, **change})

@@ -203,8 +203,9 @@ def test_open_source_node_from_environment(tmp_path: Path, monkeypatch: pytest.M
     """Without constellation.json (docker), the nodes come from ANONLIB_*_URL variables."""
     monkeypatch.setenv("ANONLIB_HOME", str(tmp_path))
     for name, value in {"ANONLIB_DB_URL": "sqlite://", "ANONLIB_INTAKE_URL": "http://intake:8042",
-                        "ANONLIB_RESEARCH_URL": "http://research:8042", "ANONLIB_ORTHANC_USER": "u",
-                        "ANONLIB_ORTHANC_PASSWORD": "p", "ANONLIB_EXPORT_DIR": str(tmp_path)}.items():
+                        "ANONLIB_RESEARCH_URL": "http://research:8042", "ANONLIB_INTAKE_USER": "u",
+                        "ANONLIB_INTAKE_PASSWORD": "p", "ANONLIB_RESEARCH_USER": "v",
+                        "ANONLIB_RESEARCH_PASSWORD": "q", "ANONLIB_EXPORT_DIR": str(tmp_path)}.items():
         monkeypatch.setenv(name, value)
     source = open_source("research")
     assert isinstance(source, OrthancSource) and source.node.url == "http://research:8042"

@@ -1,0 +1,221 @@
+"""Intake locked down (issue 11, item 1), against a real constellation (Orthanc 1.10.1 +
+PostgreSQL) and dcmtk: C-FIND / C-GET / C-MOVE return nothing to any caller; C-STORE only from
+the allowed hosts (another address of this machine plays "another host"); each node's and role's
+credentials open that node only, the reader's read only; nothing under ANONLIB_HOME readable by
+other users, whatever the umask."""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from pydicom.data import get_testdata_file
+
+from anonlib.constellation import ConstellationInfo, ConstellationSettings, NodeInfo, manage
+from tests.fixtures.orthanc import _drop, _settings
+from tests.orthanc_helpers import count_instances
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+CT = Path(get_testdata_file("CT_small.dcm"))
+MR = Path(get_testdata_file("MR_small.dcm"))
+CT_STUDY = "1.3.6.1.4.1.5962.1.2.1.20040119072730.12322"
+CT_NAME = "CompressedSamples"  # CT_small's PatientName
+
+
+def _other_address() -> str | None:
+    """A non-loopback IPv4 address of this machine: a connection to it comes from it."""
+    try:
+        addresses = subprocess.run(["hostname", "-I"], capture_output=True, text=True, timeout=10).stdout.split()
+    except OSError:
+        return None
+    return next((a for a in addresses if "." in a and not a.startswith("127.")), None)
+
+
+OTHER = _other_address()
+needs_other = pytest.mark.skipif(OTHER is None, reason="this machine has no non-loopback IPv4 address")
+
+
+def _dcmtk(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(argv), capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "TCP_NODELAY": "1"})
+
+
+def _store(info: ConstellationInfo, path: Path, host: str | None = None) -> subprocess.CompletedProcess[str]:
+    intake = info.intake
+    return _dcmtk("storescu", "-v", "-aet", info.scu_aet, "-aec", intake.aet, host or intake.dicom_host,
+                  str(intake.dicom_port), str(path))
+
+
+def _private(home: Path) -> dict[str, str]:
+    """Every path under ``home`` (itself included) that its group or others may use."""
+    found = {}
+    for path in [home, *home.rglob("*")]:
+        mode = stat.S_IMODE(path.lstat().st_mode)
+        if not path.is_symlink() and mode & 0o077:
+            found[str(path.relative_to(home))] = oct(mode)
+    return found
+
+
+@pytest.fixture(scope="module")
+def stored(constellation: tuple[ConstellationSettings, ConstellationInfo]) -> ConstellationInfo:
+    """The shared constellation with CT_small C-STOREd into intake from the allowed host."""
+    info = constellation[1]
+    result = _store(info, CT)
+    assert result.returncode == 0 and "Success" in result.stderr, result.stderr
+    assert count_instances(info.intake) == 1
+    return info
+
+
+# -- Find / Get / Move -----------------------------------------------------------------------------
+
+CALLERS = ["ANONLIB_SCU", "STRANGER", "ANONLIB_INTAKE", "ANONLIB_RESEARCH"]
+
+
+@pytest.mark.parametrize("caller", CALLERS)
+def test_c_find_returns_nothing(stored: ConstellationInfo, caller: str) -> None:
+    intake = stored.intake
+    for level in ("PATIENT", "STUDY"):
+        found = _dcmtk("findscu", "-v", "-aet", caller, "-aec", intake.aet, "-S" if level == "STUDY" else "-P",
+                       "-k", f"QueryRetrieveLevel={level}", "-k", "PatientName", "-k", "StudyInstanceUID",
+                       intake.dicom_host, str(intake.dicom_port))
+        output = found.stdout + found.stderr
+        assert CT_NAME not in output and CT_STUDY not in output
+        assert "Find Response" not in output or "Pending" not in output
+
+
+@pytest.mark.parametrize("caller", CALLERS)
+def test_c_get_returns_nothing(stored: ConstellationInfo, caller: str, tmp_path: Path) -> None:
+    intake = stored.intake
+    got = _dcmtk("getscu", "-v", "-aet", caller, "-aec", intake.aet, "-S", "-k", "QueryRetrieveLevel=STUDY",
+                 "-k", f"StudyInstanceUID={CT_STUDY}", "-od", str(tmp_path), intake.dicom_host,
+                 str(intake.dicom_port))
+    assert list(tmp_path.iterdir()) == []
+    assert "Received C-STORE Request" not in got.stderr
+
+
+@pytest.mark.parametrize("caller", CALLERS)
+def test_c_move_sends_nothing(stored: ConstellationInfo, caller: str, tmp_path: Path) -> None:
+    """The move destination listens (storescp) and is the caller itself; nothing arrives."""
+    intake = stored.intake
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    receiver = subprocess.Popen(["storescp", "-aet", caller, "-od", str(tmp_path), str(port)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        moved = _dcmtk("movescu", "-v", "-aet", caller, "-aem", caller, "-aec", intake.aet, "-S",
+                       "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={CT_STUDY}",
+                       intake.dicom_host, str(intake.dicom_port))
+    finally:
+        receiver.terminate()
+        receiver.wait(timeout=10)
+    assert list(tmp_path.iterdir()) == []
+    assert "Completed Suboperations    : 1" not in moved.stderr
+
+
+# -- C-STORE from allowed hosts only ---------------------------------------------------------------
+
+@needs_other
+def test_c_store_from_another_host_is_refused(stored: ConstellationInfo) -> None:
+    """Intake listens on every address (Orthanc 1.10.1 cannot bind one); a sender calling from
+    this machine's other address is not 127.0.0.1: its association is rejected."""
+    refused = _store(stored, MR, host=OTHER)
+    assert refused.returncode != 0 and "Association Rejected" in refused.stderr, refused.stderr
+    assert count_instances(stored.intake) == 1  # CT_small only
+
+
+@pytest.fixture(scope="module")
+def listed(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[tuple[ConstellationSettings, ConstellationInfo]]:
+    """A second constellation (no destination), started under umask 000, whose intake allows a
+    list of senders: this machine's other address and a documentation address, not 127.0.0.1."""
+    allowed = f"{OTHER},192.0.2.254" if OTHER else "127.0.0.1,192.0.2.254"
+    settings = _settings(pg_admin_url, tmp_path_factory.mktemp("listed"),
+                         {"ANONLIB_ALLOWED_SENDERS": allowed, "ANONLIB_DESTINATIONS": ""})
+    previous = os.umask(0)
+    try:
+        info = manage.up(settings)
+    finally:
+        os.umask(previous)
+    try:
+        yield settings, info
+    finally:
+        manage.down(settings)
+        _drop(pg_admin_url, settings.db_prefix)
+
+
+@needs_other
+def test_a_list_of_allowed_senders_is_enforced(listed: tuple[ConstellationSettings, ConstellationInfo]) -> None:
+    """Several allowed hosts: Orthanc 1.10.1 checks only one host per AET at association, so
+    lua/intake.lua drops the other hosts' instances (Orthanc still tells the sender "Success")
+    and logs each refusal with the caller's address."""
+    settings, info = listed
+    before = count_instances(info.intake)
+    _store(info, CT)  # from 127.0.0.1: not in the list
+    assert count_instances(info.intake) == before
+    accepted = _store(info, MR, host=OTHER)
+    assert accepted.returncode == 0, accepted.stderr
+    assert count_instances(info.intake) == before + 1
+    log = (settings.home / "intake" / "orthanc.log").read_text(errors="replace")
+    assert "C-STORE refused from host 127.0.0.1" in log
+
+
+# -- credentials per node and role -----------------------------------------------------------------
+
+def _status(node: NodeInfo, method: str, path: str, auth: tuple[str, str], **kwargs: object) -> int:
+    return httpx.request(method, f"{node.url}{path}", auth=auth, timeout=30, **kwargs).status_code  # type: ignore[arg-type]
+
+
+def test_one_nodes_credentials_do_not_open_another(stored: ConstellationInfo) -> None:
+    intake, research = stored.intake, stored.research
+    for owner, other in ((research, intake), (intake, research)):
+        for auth in ((owner.username, owner.password), (owner.reader_username, owner.reader_password)):
+            assert _status(other, "GET", "/studies", auth) == 401, (owner.name, auth[0])
+        assert _status(owner, "GET", "/studies", (owner.reader_username, owner.reader_password)) == 200
+
+
+@pytest.mark.parametrize("name", ["intake", "research"])
+def test_the_reader_reads_but_cannot_write(stored: ConstellationInfo, name: str) -> None:
+    node = stored.node(name)
+    reader = (node.reader_username, node.reader_password)
+    if name == "research":  # something to read and to try deleting
+        upload = httpx.post(f"{node.url}/instances", content=CT.read_bytes(), auth=(node.username, node.password))
+        assert upload.status_code == 200
+    [study] = httpx.get(f"{node.url}/studies", auth=reader).json()
+    assert _status(node, "GET", f"/studies/{study}", reader) == 200
+    assert _status(node, "POST", "/tools/find", reader, json={"Level": "Study", "Query": {}}) == 200
+    assert _status(node, "POST", "/tools/lookup", reader, content=CT_STUDY.encode()) == 200
+    assert _status(node, "DELETE", f"/studies/{study}", reader) == 403
+    assert _status(node, "POST", f"/studies/{study}/anonymize", reader, json={}) == 403
+    assert _status(node, "POST", "/instances", reader, content=MR.read_bytes()) == 403
+    assert _status(node, "PUT", f"/studies/{study}/metadata/1024", reader, content=b"x") == 403
+    assert _status(node, "POST", "/tools/reset", reader) == 403
+    assert count_instances(node) == 1
+    assert _status(node, "PUT", f"/studies/{study}/metadata/1024", (node.username, node.password),
+                   content=b"x") == 200  # the worker still writes
+
+
+# -- private files ---------------------------------------------------------------------------------
+
+def test_nothing_under_home_is_readable_by_others(constellation: tuple[ConstellationSettings, ConstellationInfo],
+                                                  stored: ConstellationInfo) -> None:
+    settings, _ = constellation
+    assert (settings.home / "intake" / "storage").is_dir()
+    assert any(p.is_file() for p in (settings.home / "intake" / "storage").rglob("*"))
+    assert _private(settings.home) == {}
+
+
+def test_nothing_is_readable_by_others_under_umask_000(listed: tuple[ConstellationSettings, ConstellationInfo]
+                                                        ) -> None:
+    settings, info = listed
+    assert _store(info, MR, host=OTHER).returncode == 0
+    assert count_instances(info.intake) >= 1
+    assert any(p.is_file() for p in (settings.home / "intake" / "storage").rglob("*"))
+    assert _private(settings.home) == {}
