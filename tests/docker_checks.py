@@ -477,6 +477,8 @@ def check_worker(compose: Mapping[str, Any]) -> list[str]:
     problems = [f"anonlib-worker: {v} is not set" for v in WORKER_VARIABLES if not env.get(v)]
     if str(env.get("TCP_NODELAY")) != "1":
         problems.append("anonlib-worker: TCP_NODELAY=1 is not set")
+    if worker.get("restart") not in ("unless-stopped", "always"):  # the watchdog exits; docker restarts
+        problems.append(f"anonlib-worker: restart is {worker.get('restart')!r}, not unless-stopped")
     export = env.get("ANONLIB_EXPORT_DIR")
     if export and not any(m.target == export and not m.bind for m in mounts(worker)):
         problems.append(f"anonlib-worker: ANONLIB_EXPORT_DIR {export} is not a named (shared) volume")

@@ -242,6 +242,15 @@ def test_missing_worker_variable_is_caught(repo_copy: Path) -> None:
     _assert_caught(repo_copy, "anonlib-worker: ANONLIB_RESEARCH_URL is not set")
 
 
+def test_worker_without_restart_policy_is_caught(repo_copy: Path) -> None:
+    compose = (repo_copy / "docker-compose.yml").read_text()
+    worker = compose.index("  anonlib-worker:")
+    restart = compose.index("    restart: unless-stopped\n", worker)
+    (repo_copy / "docker-compose.yml").write_text(compose[:restart] + compose[restart:].replace(
+        "    restart: unless-stopped\n", "", 1))
+    _assert_caught(repo_copy, "anonlib-worker: restart is None, not unless-stopped")
+
+
 def test_missing_healthchecks_are_caught(repo_copy: Path) -> None:
     _edit(repo_copy / "docker-compose.yml", "pg_isready", "true")
     script = repo_copy / "env/docker/orthanc-healthcheck.py"
