@@ -169,6 +169,7 @@ def _node_env(settings: ConstellationSettings, spec: NodeSpec, node: NodeInfo,
         # only the first modality declaring an AET, so a list is enforced by lua/intake.lua alone.
         "ANONLIB_CHECK_MODALITY_HOST": "true" if len(settings.allowed_senders) == 1 else "false",
         "ANONLIB_LUA_DIR": str(settings.env_dir / "orthanc" / "lua"),
+        "ANONLIB_REMOTE_ACCESS": "true" if settings.remote_access else "false",
         "ANONLIB_RESEARCH_MODALITIES": json.dumps(
             {d.name: _modality(d.aet, d.dicom_host, d.dicom_port, store=False) for d in destinations}),
         "ANONLIB_RESEARCH_PEERS": json.dumps(

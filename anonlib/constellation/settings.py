@@ -71,7 +71,8 @@ class ConstellationSettings:
     (``$ANONLIB_HOME/export``), ``ANONLIB_DESTINATIONS`` (comma-separated names of extra
     destination nodes to start and forward to), ``ANONLIB_ENV_DIR``, ``ANONLIB_ORTHANC``
     (binary), ``ANONLIB_ORTHANC_PLUGINS`` (plugin folder) and ``ANONLIB_ALLOWED_SENDERS`` (IP
-    addresses intake accepts DICOM C-STORE from, default ``127.0.0.1``).
+    addresses intake accepts DICOM C-STORE from, default ``127.0.0.1``) and ``ANONLIB_REMOTE_ACCESS``
+    (``1``: the nodes' REST answers other hosts too; default ``0``, this machine only).
     """
 
     home: Path
@@ -87,6 +88,7 @@ class ConstellationSettings:
     nodes: tuple[NodeSpec, ...] = ()
     scu_aet: str = "ANONLIB_SCU"
     allowed_senders: tuple[str, ...] = ("127.0.0.1",)
+    remote_access: bool = False
 
     @property
     def export(self) -> Path:
@@ -137,4 +139,5 @@ class ConstellationSettings:
             plugins_dir=env.get("ANONLIB_ORTHANC_PLUGINS", "/usr/share/orthanc/plugins"),
             nodes=tuple(nodes),
             allowed_senders=_hosts(env, "ANONLIB_ALLOWED_SENDERS", "127.0.0.1"),
+            remote_access=_int(env, "ANONLIB_REMOTE_ACCESS", 0, 0, 1) == 1,
         )

@@ -167,6 +167,17 @@ def test_a_list_of_allowed_senders_is_enforced(listed: tuple[ConstellationSettin
     assert "C-STORE refused from host 127.0.0.1" in log
 
 
+@needs_other
+def test_rest_answers_this_machine_only(stored: ConstellationInfo) -> None:
+    """Orthanc 1.10.1 binds every address; RemoteAccessAllowed false refuses other hosts' REST
+    even with the right credentials."""
+    for node in stored.nodes.values():
+        auth = (node.username, node.password)
+        assert _status(node, "GET", "/system", auth) == 200
+        port = node.url.rsplit(":", 1)[1]
+        assert httpx.get(f"http://{OTHER}:{port}/system", auth=auth, timeout=30).status_code in (401, 403)
+
+
 # -- credentials per node and role -----------------------------------------------------------------
 
 def _status(node: NodeInfo, method: str, path: str, auth: tuple[str, str], **kwargs: object) -> int:

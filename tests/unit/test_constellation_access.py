@@ -53,6 +53,9 @@ def test_intake_declares_its_senders_for_c_store_only(tmp_path: Path) -> None:
     assert not any(sender[k] for k in ("AllowFind", "AllowFindWorklist", "AllowGet", "AllowMove",
                                        "AllowStorageCommitment"))
     assert (env["ANONLIB_ALLOWED_SENDERS"], env["ANONLIB_CHECK_MODALITY_HOST"]) == ("127.0.0.1", "true")
+    assert env["ANONLIB_REMOTE_ACCESS"] == "false"
+    assert _node_env(_settings(tmp_path, ANONLIB_REMOTE_ACCESS="1"), spec, nodes["intake"], nodes,
+                     "postgresql://x@127.0.0.1/x")["ANONLIB_REMOTE_ACCESS"] == "true"
     destination = json.loads(env["ANONLIB_RESEARCH_MODALITIES"])["dest"]
     assert not any(v for k, v in destination.items() if k.startswith("Allow"))
     assert (env["ANONLIB_ORTHANC_USER"], env["ANONLIB_ORTHANC_READER_USER"]) == ("anonlib-intake", "reader-intake")
