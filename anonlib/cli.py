@@ -118,6 +118,7 @@ def _worker(args: argparse.Namespace) -> int:
     settings = WorkerSettings(concurrency=args.concurrency, interval=args.interval,
                               reconcile_interval=args.reconcile_interval, timing=HeartbeatTiming.from_env(),
                               state_file=Path(state) if state else None, retention=_retention_seconds())
+    os.umask(0o077)  # identified data passes through: the spool, export tree and logs are its owner's only
     asyncio.run(run_worker(load_info(), settings))
     return 0
 

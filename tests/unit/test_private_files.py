@@ -78,3 +78,24 @@ def test_a_read_only_open_of_a_missing_store_creates_nothing(tmp_path: Path, ope
     with pytest.raises(ConfigError, match="missing.sqlite3: no such file"):
         open_lookup(f"sqlite:///{path}", use_default=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_worker_creates_private_files_whatever_the_umask(monkeypatch: pytest.MonkeyPatch,
+                                                          open_umask: None) -> None:
+    """`anonlib worker` (started by `constellation up`, docker or by hand) runs with umask 077:
+    the spool, the export tree and its logs hold identified or re-identifying data."""
+    import anonlib.jobs.runtime
+    import anonlib.jobs.worker
+    from anonlib.cli import main
+
+    seen: list[int] = []
+
+    async def fake_run_worker(_info: object, _settings: object) -> None:
+        mask = os.umask(0)
+        os.umask(mask)
+        seen.append(mask)
+
+    monkeypatch.setattr(anonlib.jobs.worker, "run_worker", fake_run_worker)
+    monkeypatch.setattr(anonlib.jobs.runtime, "load_info", lambda: object())
+    assert main(["worker"]) == 0
+    assert seen == [0o077]
