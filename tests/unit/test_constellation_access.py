@@ -63,3 +63,20 @@ def test_intake_declares_its_senders_for_c_store_only(tmp_path: Path) -> None:
     env = _node_env(many, spec, nodes["intake"], nodes, "postgresql://x@127.0.0.1/x")
     # Orthanc 1.10.1 checks the host of the first modality of an AET only: a list is Lua's job
     assert (env["ANONLIB_ALLOWED_SENDERS"], env["ANONLIB_CHECK_MODALITY_HOST"]) == ("127.0.0.1,10.0.0.5", "false")
+
+
+def test_credentials_are_kept_per_node_and_a_shared_user_is_replaced(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from anonlib.constellation import ConstellationInfo
+
+    settings = _settings(tmp_path)
+    first = _plan_nodes(settings, None)
+    kept = _plan_nodes(settings, ConstellationInfo(home=str(tmp_path), nodes=first, export_dir="", db_url=""))
+    assert all((kept[n].password, kept[n].reader_password) == (first[n].password, first[n].reader_password)
+               for n in first)
+    shared = {n: replace(node, username="anonlib", password="shared", reader_username="", reader_password="")
+              for n, node in first.items()}  # as an `up` before issue 11 described them
+    renewed = _plan_nodes(settings, ConstellationInfo(home=str(tmp_path), nodes=shared, export_dir="", db_url=""))
+    passwords = [p for node in renewed.values() for p in (node.password, node.reader_password)]
+    assert "shared" not in passwords and len(set(passwords)) == 6
