@@ -2,16 +2,15 @@
 
 At start the worker makes sure the queue's schema exists, then runs two things side by side:
 procrastinate's worker (study jobs, ``concurrency`` at a time, in threads) and a loop that every
-``interval`` seconds follows each source node's ``/changes`` feed, every ``reconcile_interval``
-seconds (and at start) reconciles every study, and puts back in the queue the jobs of workers
-that died (stalled: no heartbeat for ``stalled_after`` seconds, never one of this process's own).
-Any number of workers may run on any number of machines that share the database. SIGTERM or
+``interval`` seconds follows each source node's ``/changes`` feed and every ``reconcile_interval``
+seconds (and at start) reconciles every study; every heartbeat interval it also puts back in the
+queue the jobs of workers that died (stalled: no heartbeat for ``stalled_after`` seconds, never
+one of this process's own). Any number of workers may run on any number of machines that share the database. SIGTERM or
 SIGINT stops it cleanly: no new job is taken, running jobs finish, then the process exits.
 
 Finished jobs older than ``retention`` are deleted once an hour (:meth:`JobsDb.prune_finished
 <anonlib.jobs.db.JobsDb.prune_finished>`: failures nobody dealt with stay). A worker that cannot
-heartbeat exits non-zero (:mod:`anonlib.jobs.heartbeat`), and so does one
-whose procrastinate worker stopped by itself (a database error): a supervisor restarts it.
+heartbeat exits non-zero (:mod:`anonlib.jobs.heartbeat`), and so does one whose procrastinate worker stopped by itself (a database error): a supervisor restarts it.
 With ``ANONLIB_WORKER_STATE`` set (the constellation's supervisor does), the worker writes its
 PID and procrastinate worker id to that file, so ``constellation status`` can show its
 heartbeat.
@@ -52,6 +51,7 @@ log = logging.getLogger(__name__)
 class WorkerSettings:
     concurrency: int = 1
     interval: float = 5.0  # seconds between two reads of the changes feeds
+    fetch_interval: float = 2.0  # seconds between two polls for jobs (new jobs also wake it up)
     reconcile_interval: float = 300.0  # seconds between two reconcile passes
     timing: HeartbeatTiming = field(default_factory=HeartbeatTiming)  # heartbeat, watchdog, stalled
     burst: bool = False  # stop when the queue is empty (tests)
@@ -134,6 +134,18 @@ async def _report_state(manager: StudyJobManager, path: Path, stop: asyncio.Even
             await asyncio.wait_for(stop.wait(), timeout=0.5)
 
 
+async def _stalled_loop(app: App, settings: WorkerSettings, stop: asyncio.Event) -> None:
+    """Every heartbeat interval: put the jobs of dead workers back in the queue."""
+    while not stop.is_set():
+        try:
+            if recovered := await _recover_stalled(app, settings.stalled_after):
+                log.warning("%d jobs of stalled workers were put back in the queue", recovered)
+        except pq_exceptions.ConnectorException as exc:
+            log.warning("stalled jobs not checked (%s)", type(exc.__cause__ or exc).__name__)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=settings.timing.interval)
+
+
 async def _catchup_loop(catchup: CatchUp, app: App, settings: WorkerSettings, stop: asyncio.Event) -> None:
     next_reconcile = next_prune = 0.0
     while not stop.is_set():
@@ -147,8 +159,6 @@ async def _catchup_loop(catchup: CatchUp, app: App, settings: WorkerSettings, st
                          f" (back: {', '.join(report.reconnected)})" if report.reconnected else "")
             if reconcile:
                 next_reconcile = started + settings.reconcile_interval
-            if recovered := await _recover_stalled(app, settings.stalled_after):
-                log.warning("%d jobs of stalled workers were put back in the queue", recovered)
             if settings.retention > 0 and started >= next_prune:
                 next_prune = started + settings.prune_interval
                 if pruned := await asyncio.to_thread(catchup.db.prune_finished, settings.retention):
@@ -193,9 +203,10 @@ async def run_worker(info: ConstellationInfo, settings: WorkerSettings | None = 
             worker = asyncio.create_task(app.run_worker_async(
                 queues=[QUEUE], concurrency=settings.concurrency, wait=not settings.burst,
                 install_signal_handlers=False, delete_jobs="never",
-                update_heartbeat_interval=timing.interval, stalled_worker_timeout=timing.stalled_after))
+                update_heartbeat_interval=timing.interval, stalled_worker_timeout=timing.stalled_after,
+                fetch_job_polling_interval=settings.fetch_interval))
             side = asyncio.create_task(_catchup_loop(catchup, app, settings, stop))
-            sides = [side]
+            sides = [side, asyncio.create_task(_stalled_loop(app, settings, stop))]
             if settings.state_file is not None:
                 sides.append(asyncio.create_task(_report_state(manager, settings.state_file, stop)))
             worker_done = asyncio.Event()
