@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -96,3 +97,48 @@ def test_supervisor_restarts_a_killed_worker_and_stops_them(tmp_path: Path) -> N
         supervisor.stop_workers()
     assert not any(pid_alive(pid) for pid in (now, first[1]))
     assert not list(tmp_path.glob("workers/*.pid"))
+
+
+def test_worker_status_names_dead_stale_and_starting_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from anonlib.cli import main
+    from anonlib.constellation import manage, workers
+
+    folder = tmp_path / "workers"
+    folder.mkdir()
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+    alive = [subprocess.Popen(sleeper) for _ in range(3)]
+    try:
+        for index, process in enumerate(alive):  # worker-0 fresh, worker-1 stale, worker-2 not registered
+            worker_files(tmp_path, index)[0].write_text(f"{process.pid}\n")
+            if index < 2:
+                worker_files(tmp_path, index)[2].write_text(f'{{"pid": {process.pid}, "worker_id": {index + 10}}}')
+        worker_files(tmp_path, 3)[0].write_text("999999\n")  # dead
+        (folder / "supervisor.workers").write_text("4\n")
+        (folder / "supervisor.pid").write_text(f"{os.getpid()}\n")
+        monkeypatch.setattr(workers, "_heartbeats", lambda url: {10: 2.0, 11: 45.0})
+        shown = {w.name: (w.state, w.healthy) for w in workers.worker_status(tmp_path, "postgresql://x/y", 30)}
+        assert shown == {"supervisor": ("running", True), "worker-0": ("running", True),
+                         "worker-1": ("stale", False), "worker-2": ("starting", True),
+                         "worker-3": ("stopped", False)}
+        old = time.time() - 100
+        os.utime(worker_files(tmp_path, 2)[0], (old, old))  # never registered, for too long
+        assert workers.worker_status(tmp_path, "u", 30)[3].state == "no heartbeat"
+        monkeypatch.setattr(workers, "_heartbeats", lambda url: None)  # database unreadable
+        assert workers.worker_status(tmp_path, "u", 30)[1].state == "unknown"
+
+        # the CLI: one line per worker with its heartbeat age, exit 1 while one is stale or dead
+        monkeypatch.setattr(workers, "_heartbeats", lambda url: {10: 2.0, 11: 45.0})
+        info = type("Info", (), {"db_url": "postgresql://x/y"})()
+        monkeypatch.setattr(manage, "status", lambda settings: (
+            info, [], workers.worker_status(tmp_path, "u", 30)))
+        monkeypatch.setattr("anonlib.cli._print_held", lambda url: None)
+        monkeypatch.setenv("ANONLIB_HOME", str(tmp_path))
+        assert main(["constellation", "status"]) == 1
+        out = capsys.readouterr().out
+        assert f"worker-1   stale                    pid {alive[1].pid}  heartbeat 45 s ago" in out
+        assert "worker-3   stopped" in out
+    finally:
+        for process in alive:
+            process.kill()
+            process.wait()
