@@ -117,6 +117,23 @@ class Spool:
             log.warning("could not keep the result of study %s of %s (%s)", study_id, node, type(exc).__name__)
             self.discard(node, study_id)
 
+    def count(self, node: str, study_id: str, incident: str) -> int:
+        """Count one more ``incident`` (a PHI-free word) for the study's kept result; how many
+        there were so far (1 when nothing is kept: then nothing can be counted)."""
+        folder = self._folder(node, study_id)
+        if folder is None or not (folder / _STATE).is_file():
+            return 1
+        path = folder / "incidents.json"
+        try:
+            counts = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+            counts[incident] = int(counts.get(incident, 0)) + 1
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                json.dump(counts, out)
+            return int(counts[incident])
+        except (OSError, ValueError, TypeError):
+            return 1
+
     def discard(self, node: str, study_id: str) -> None:
         """Remove what is kept for the study (and leftovers of an interrupted save)."""
         folder = self._folder(node, study_id)

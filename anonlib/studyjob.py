@@ -25,6 +25,7 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -35,8 +36,9 @@ from anonlib.constellation.info import ConstellationInfo
 from anonlib.dicomio import parse_instance
 from anonlib.engine import Identifiers, Outcome, collect_identifiers
 from anonlib.errors import ConfigError, StoreError
-from anonlib.orthanc.client import NotStable, StudyJobError, TransientError, connect
+from anonlib.orthanc.client import NotStable, StudyJobError, TransientError, connect, node_answers
 from anonlib.orthanc.transfer import (
+    DestinationWentDown,
     StudySnapshot,
     delete_study,
     fetch_instances,
@@ -146,6 +148,9 @@ def _quarantine_dir(export: Path) -> Path:
     """Where quarantined instances go: next to the export folder, ``<export>-quarantine``."""
     return export.with_name(export.name + "-quarantine")
 
+
+#: A destination that goes down while receiving the same study this many times is not tried again.
+DESTINATION_DOWN_LIMIT = 2
 
 _CONTEXTS: dict[str, JobContext] = {}
 
@@ -326,7 +331,16 @@ def _deliver(ctx: JobContext, info: ConstellationInfo, research: pyorthanc.Ortha
     result.released, result.quarantined = len(released), len(quarantined)
     if research_study is not None:
         for destination in info.destinations:
-            forward(research, research_name, destination, research_study)
+            known = info.nodes.get(destination)  # a node of the constellation: asked over REST
+            try:
+                forward(research, research_name, destination, research_study,
+                        answers=None if known is None else partial(node_answers, known))
+            except DestinationWentDown as exc:
+                if ctx.spool and ctx.spool.count(result.node, result.study_id, f"down:{destination}") >= \
+                        DESTINATION_DOWN_LIMIT:
+                    raise StudyJobError(f"{exc}, {DESTINATION_DOWN_LIMIT} times: not retried (an instance it "
+                                        "cannot take?); the study is on research and in the export folder") from None
+                raise
             result.forwarded.append(destination)
 
 

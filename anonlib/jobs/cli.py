@@ -24,6 +24,7 @@ def run_jobs_command(args: argparse.Namespace) -> int:
     from anonlib.jobs import status as queue_status
     from anonlib.jobs.commands import describe_job, session
     from anonlib.jobs.held import HELD_EXIT, describe_held, held_hint, held_studies
+    from anonlib.jobs.resume import NodeWatch
     from anonlib.jobs.runtime import load_info
 
     with session(load_info()) as current:
@@ -44,7 +45,9 @@ def run_jobs_command(args: argparse.Namespace) -> int:
             return 0
         if args.action == "retry":
             return _retry(args, current)
-        ok, state = queue_status.wait(current.db, current.sources, timeout=args.timeout, poll=args.poll)
+        watch = NodeWatch(getattr(current.info, "nodes", None) or {})
+        ok, state = queue_status.wait(current.db, current.sources, timeout=args.timeout, poll=args.poll,
+                                      down=lambda: watch.poll()[1])
     if ok and not state.held:
         print(f"done: {sum(state.counts.values())} jobs, nothing pending")
         return 0
@@ -59,7 +62,8 @@ def run_jobs_command(args: argparse.Namespace) -> int:
     if not state.settled:
         print(f"timeout after {args.timeout:g} s: {state.active} jobs queued or running, "
               f"{len(state.unstable)} studies not yet stable, {len(state.undelivered)} stable studies "
-              "not delivered", file=sys.stderr)
+              f"not delivered, {len(state.resuming)} failed jobs to be resumed once their nodes answer",
+              file=sys.stderr)
         for study_id in state.undelivered[:20]:
             print(f"not delivered: {study_id}", file=sys.stderr)
     return 1

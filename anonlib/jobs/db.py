@@ -48,6 +48,7 @@ class JobRow:
     scheduled_at: str
     superseded: bool  # a later job exists for the same study
     force: bool = False  # the job processes its study even if delivered as it is
+    outcome_age: float = 0.0  # seconds since its outcome was recorded
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -81,7 +82,8 @@ SELECT j.id, j.task_name, j.status::text AS status, j.attempts, j.queueing_lock,
        coalesce(o.state, '') AS outcome, coalesce(o.attempt, 0) AS outcome_attempt,
        o.last_update, coalesce(o.error_class, '') AS error_class,
        coalesce(o.error_message, '') AS error_message,
-       coalesce((j.args->>'force')::boolean, false) AS force
+       coalesce((j.args->>'force')::boolean, false) AS force,
+       coalesce(extract(epoch FROM now() - o.updated_at), 0)::float AS outcome_age
   FROM procrastinate_jobs j LEFT JOIN anonlib_job_outcome o ON o.job_id = j.id
  WHERE j.task_name = :task
 """
@@ -215,7 +217,8 @@ class JobsDb:
                 attempts=int(row["attempts"]), outcome=row["outcome"],
                 error_class=row["error_class"], error_message=row["error_message"],
                 scheduled_at=row["scheduled_at"] if row["status"] == "todo" else "",
-                superseded=bool(row["superseded"]), force=bool(row["force"])))
+                superseded=bool(row["superseded"]), force=bool(row["force"]),
+                outcome_age=float(row["outcome_age"] or 0)))
         return result
 
     def job(self, job_id: int) -> JobRow | None:

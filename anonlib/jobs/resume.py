@@ -33,10 +33,10 @@ TRANSIENT_ERRORS = ("TransientError", "OrthancUnavailable", "NotStable")
 Probe = Callable[[NodeInfo], bool]
 
 
-def _answers(node: NodeInfo, timeout: float = 3.0) -> bool:
-    from anonlib.constellation.processes import orthanc_problem
+def _answers(node: NodeInfo) -> bool:
+    from anonlib.orthanc.client import node_answers
 
-    return not orthanc_problem(node.url, node.name, (node.username, node.password), timeout)
+    return node_answers(node)
 
 
 class NodeWatch:

@@ -17,7 +17,7 @@ import pyorthanc
 from anonlib.constellation.info import NodeInfo
 from anonlib.errors import AnonlibError
 
-__all__ = ["connect", "call", "NotFound", "NotStable", "TransientError", "StudyJobError"]
+__all__ = ["connect", "call", "node_answers", "NotFound", "NotStable", "TransientError", "StudyJobError"]
 
 class TransientError(AnonlibError):
     """The job may succeed if tried again later."""
@@ -40,6 +40,16 @@ def connect(node: NodeInfo, timeout: float = 120.0) -> pyorthanc.Orthanc:
     """A REST client for ``node`` (HTTP basic auth, generous timeout for large transfers)."""
     return pyorthanc.Orthanc(node.url, username=node.username, password=node.password,
                              return_raw_response=True, timeout=httpx.Timeout(timeout, connect=10.0))
+
+
+def node_answers(node: NodeInfo, timeout: float = 3.0) -> bool:
+    """Whether the node answers now: ``GET /system`` with its ``Name`` (a bare 200 can come
+    from another server on that port)."""
+    try:
+        answer = httpx.get(f"{node.url}/system", auth=(node.username, node.password), timeout=timeout)
+        return answer.status_code == 200 and answer.json().get("Name") == node.name
+    except (httpx.HTTPError, ValueError):
+        return False
 
 
 def call(node: str, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

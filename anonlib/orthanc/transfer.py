@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -12,12 +12,17 @@ import pyorthanc
 from anonlib.orthanc.client import NotFound, StudyJobError, TransientError, call
 from anonlib.orthanc.stability import is_settled
 
-__all__ = ["JobFailed", "StudySnapshot", "snapshot", "fetch_instances", "upload", "find_study", "study_sop_uids",
+__all__ = ["DestinationWentDown", "JobFailed", "StudySnapshot", "snapshot", "fetch_instances", "upload", "find_study", "study_sop_uids",
            "forward", "follow_job", "delete_study", "destination_answers"]
 
 
 class JobFailed(TransientError):
     """An Orthanc job ended in Failure (or Paused)."""
+
+
+class DestinationWentDown(TransientError):
+    """A destination that answered before a forward stopped answering during it (it may have
+    crashed on one of the study's instances)."""
 
 
 @dataclass(frozen=True)
@@ -79,14 +84,22 @@ def study_sop_uids(client: pyorthanc.Orthanc, node: str, study_id: str) -> set[s
 
 
 def forward(client: pyorthanc.Orthanc, node: str, destination: str, study_id: str,
-            timeout: float = 600.0) -> None:
+            timeout: float = 600.0, answers: Callable[[], bool] | None = None) -> None:
     """Send a study from ``node`` to a destination with an asynchronous Orthanc job, and follow
-    the job to its end. ``destination`` is a DICOM modality name, or ``peer:<name>``."""
+    the job to its end. ``destination`` is a DICOM modality name, or ``peer:<name>``. When the
+    job fails, whether the destination answers (``answers``, by default C-ECHO or the peer's
+    ``/system`` from ``node``; a destination that refuses C-ECHO needs another probe) before
+    and after tells a refusal (:class:`StudyJobError`) and a crash while receiving
+    (:class:`DestinationWentDown`) from a destination that was down (:class:`TransientError`)."""
+    if answers is None:
+        def answers() -> bool:
+            return destination_answers(client, node, destination)
     body = {"Resources": [study_id], "Asynchronous": True, "Synchronous": False}
     if destination.startswith("peer:"):
         name, send = destination[5:], client.post_peers_id_store
     else:
         name, send = destination, client.post_modalities_id_store
+    answered = answers()
     try:
         job = cast(dict[str, Any], call(node, f"forward to {destination}", send, name, json=body))
     except NotFound:
@@ -94,9 +107,12 @@ def forward(client: pyorthanc.Orthanc, node: str, destination: str, study_id: st
     try:
         follow_job(client, node, str(job["ID"]), f"forward to {destination}", timeout)
     except JobFailed as exc:
-        if destination_answers(client, node, destination):
+        if answers():
             raise StudyJobError(f"{exc}; the destination answers, so it refused the study "
                                 "(not retried: see its log)") from None
+        if answered:
+            raise DestinationWentDown(f"{exc}; the destination answered before and went down while "
+                                      "receiving this study") from None
         raise
 
 

@@ -251,3 +251,31 @@ def test_private_spool_survives_a_umask_of_zero(tmp_path: Path) -> None:
         os.umask(old)
     for path in (tmp_path / "spool").rglob("*"):
         assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path
+
+
+def test_jobs_wait_waits_for_a_transient_failure_to_be_resumed() -> None:
+    from anonlib.jobs.status import RESUME_GRACE, QueueStatus, check
+
+    class Db:
+        def counts(self) -> dict[str, int]:
+            return {"failed": 2}
+
+        def deliveries(self, node: str) -> dict[str, Any]:
+            return {}
+
+        def jobs(self, **kwargs: Any) -> list[JobRow]:
+            old = JobRow(1, TASK_NAME, "intake", "s1", "failed", 8, "error", "TransientError", "m", "", False,
+                         outcome_age=RESUME_GRACE + 5)
+            return [old, _job(2, "StudyJobError", "s2")]
+
+    class Listing:
+        def studies(self) -> list[StudyState]:
+            return [StudyState(s, PATIENT, True, "x") for s in ("s1", "s2")]
+
+    down_now: set[str] = {"research"}
+    status = check(Db(), {"intake": Listing()}, lambda: down_now)  # type: ignore[arg-type, dict-item]
+    assert status.resuming == ["s1"] and not status.settled  # research is down: it will be resumed
+    down_now.clear()
+    status = check(Db(), {"intake": Listing()}, lambda: down_now)  # type: ignore[arg-type, dict-item]
+    assert status.resuming == [] and status.settled and not status.done  # old, nodes up: for good
+    assert not QueueStatus(resuming=["s"]).settled

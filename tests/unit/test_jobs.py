@@ -405,12 +405,12 @@ def test_wait_polls_until_settled_or_timeout(monkeypatch: pytest.MonkeyPatch) ->
     from anonlib.jobs import status as status_module
 
     answers = [QueueStatus(counts={"todo": 2}), QueueStatus(undelivered=["s"]), QueueStatus()]
-    monkeypatch.setattr(status_module, "check", lambda db, sources: answers.pop(0))
+    monkeypatch.setattr(status_module, "check", lambda db, sources, down=None: answers.pop(0))
     now = [0.0]
     ok, final = wait(None, {}, timeout=10, poll=1, clock=lambda: now[0],  # type: ignore[arg-type]
                      sleep=lambda s: now.__setitem__(0, now[0] + s))
     assert ok and final.done and now[0] == 2.0
-    monkeypatch.setattr(status_module, "check", lambda db, sources: QueueStatus(counts={"doing": 1}))
+    monkeypatch.setattr(status_module, "check", lambda db, sources, down=None: QueueStatus(counts={"doing": 1}))
     now[0] = 0.0
     ok, final = wait(None, {}, timeout=3, poll=1, clock=lambda: now[0],  # type: ignore[arg-type]
                      sleep=lambda s: now.__setitem__(0, now[0] + s))
