@@ -23,16 +23,15 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import pyorthanc
 
 from anonlib.audit.model import AuditResult
-from anonlib.constellation.info import ConstellationInfo
+from anonlib.constellation.info import ConstellationInfo, NodeInfo
 from anonlib.dicomio import parse_instance
 from anonlib.engine import Identifiers, Outcome, collect_identifiers
 from anonlib.errors import ConfigError, StoreError
@@ -331,10 +330,9 @@ def _deliver(ctx: JobContext, info: ConstellationInfo, research: pyorthanc.Ortha
     result.released, result.quarantined = len(released), len(quarantined)
     if research_study is not None:
         for destination in info.destinations:
-            known = info.nodes.get(destination)  # a node of the constellation: asked over REST
             try:
                 forward(research, research_name, destination, research_study,
-                        answers=None if known is None else partial(node_answers, known))
+                        answers=_rest_probe(info.nodes.get(destination)))
             except DestinationWentDown as exc:
                 if ctx.spool and ctx.spool.count(result.node, result.study_id, f"down:{destination}") >= \
                         DESTINATION_DOWN_LIMIT:
@@ -342,6 +340,18 @@ def _deliver(ctx: JobContext, info: ConstellationInfo, research: pyorthanc.Ortha
                                         "cannot take?); the study is on research and in the export folder") from None
                 raise
             result.forwarded.append(destination)
+
+
+def _rest_probe(node: NodeInfo | None) -> Callable[[], bool] | None:
+    """A destination that is a node of the constellation is asked over REST whether it answers
+    (its DICOM port refuses C-ECHO); others through C-ECHO from research."""
+    if node is None:
+        return None
+
+    def answers() -> bool:
+        return node_answers(node)
+
+    return answers
 
 
 def _audit_gate(ctx: JobContext, ready: list[tuple[str, Outcome, bytes, PatientIdentity, bytes]]) -> str:
