@@ -35,7 +35,7 @@ REQUIRED_SERVICES = ("postgres", "orthanc-intake", "orthanc-research", "anonlib-
 ORTHANC_ROLES = {"orthanc-intake": "intake", "orthanc-research": "research"}
 WORKER_VARIABLES = ("ANONLIB_DB_URL", "ANONLIB_INTAKE_URL", "ANONLIB_RESEARCH_URL",
                     "ANONLIB_INTAKE_USER", "ANONLIB_INTAKE_PASSWORD", "ANONLIB_RESEARCH_USER",
-                    "ANONLIB_RESEARCH_PASSWORD", "ANONLIB_EXPORT_DIR")
+                    "ANONLIB_RESEARCH_PASSWORD", "ANONLIB_EXPORT_DIR", "ANONLIB_STABLE_AGE")
 PUBLISHING_SERVICES = ("orthanc-intake", "orthanc-research")
 POSTGRES_IMAGE = re.compile(r"^postgres:(15|16)(\.\d+)?(-[a-z0-9]+)?$")
 ORTHANC_IMAGE = re.compile(r"^orthancteam/orthanc:(2[45])\.\d{1,2}\.\d+$")

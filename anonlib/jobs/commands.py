@@ -77,7 +77,8 @@ def session(info: ConstellationInfo) -> Iterator[Session]:
 
 def describe_job(job: JobRow) -> str:
     """One PHI-free line: id, task, status, attempts, node, study, outcome, error."""
-    error = f"{job.error_class}: {job.error_message}" if job.error_class else ""
+    error = f"{job.error_class}: {job.error_message}" if job.error_class else (
+        job.error_message if job.outcome == "waiting" else "")  # "not yet stable: queued again in 4 s"
     when = f" (next try {job.scheduled_at})" if job.scheduled_at else ""
     note = " [superseded]" if job.superseded and job.status in ("failed", "aborted") else ""
     return (f"{job.id:>6}  {job.task}  {job.status:<9}{note} {job.attempts:>2}  {job.node:<8} {job.study_id}  "

@@ -279,3 +279,47 @@ def test_jobs_wait_waits_for_a_transient_failure_to_be_resumed() -> None:
     status = check(Db(), {"intake": Listing()}, lambda: down_now)  # type: ignore[arg-type, dict-item]
     assert status.resuming == [] and status.settled and not status.done  # old, nodes up: for good
     assert not QueueStatus(resuming=["s"]).settled
+
+
+def test_a_waiting_job_says_why_in_its_line() -> None:
+    from anonlib.jobs.commands import describe_job
+
+    line = describe_job(JobRow(5, TASK_NAME, "intake", STUDY, "succeeded", 1, "waiting", "",
+                               "intake: study x is not yet stable: queued again in 4 s", "", False))
+    assert "waiting" in line and "not yet stable: queued again in 4 s" in line and "Error" not in line
+
+
+# -- a destination that refuses, crashes or is down ------------------------------------------------
+
+def _research(job_state: str, echo: list[int]) -> Any:
+    """A research node whose forward job ends in ``job_state``; C-ECHO answers ``echo`` in turn."""
+    import httpx
+    import pyorthanc
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path.endswith("/echo"):
+            return httpx.Response(echo.pop(0), json={})
+        if path.endswith("/store"):
+            return httpx.Response(200, json={"ID": "job-1"})
+        if path.startswith("/jobs/"):
+            return httpx.Response(200, json={"State": job_state, "ErrorCode": 9,
+                                             "ErrorDescription": "Error in the network protocol"})
+        return httpx.Response(404, json={})
+
+    return pyorthanc.Orthanc("http://research.invalid", return_raw_response=True,
+                             transport=httpx.MockTransport(handler))
+
+
+@pytest.mark.parametrize("echo, expected, message", [
+    ([200, 200], "StudyJobError", "refused the study"),  # answers before and after: a refusal
+    ([200, 500], "DestinationWentDown", "went down while receiving this study"),  # a crash
+    ([500, 500], "JobFailed", "Orthanc job Failure"),  # it was down: transient
+])
+def test_a_failed_forward_is_told_apart(echo: list[int], expected: str, message: str) -> None:
+    from anonlib.orthanc.transfer import forward
+
+    with pytest.raises(Exception) as caught:
+        forward(_research("Failure", echo), "research", "dest", "study-1")
+    assert type(caught.value).__name__ == expected and message in str(caught.value)
+    forward(_research("Success", [200]), "research", "dest", "study-1")  # and a success is one
