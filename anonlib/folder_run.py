@@ -246,7 +246,8 @@ def run_folder(settings: RunSettings, *, paths: Sequence[Path] | None = None,
             warm_up(plan.burned_in.engine)  # loads while the pre-pass reads the headers
     with _pool(settings, db_url) as pool:
         index = index_inputs(discover_files(settings.source) if paths is None else map(Path, paths),
-                             settings.source, tags=None, collect=_collect_known, pool=pool)
+                             settings.source, tags=None, collect=_collect_known, pool=pool,
+                             limits=plan.limits)
         return _run(settings, db_url, index, _known_by_file(index, plan), pool, on_result)
 
 

@@ -25,6 +25,7 @@ also where later per-study work of the pre-pass belongs: :meth:`InputIndex.by_st
 from __future__ import annotations
 
 import hashlib
+import mmap
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor
@@ -36,7 +37,8 @@ from pydicom.dataset import Dataset
 from pydicom.filereader import read_partial
 from pydicom.tag import BaseTag
 
-from anonlib.dicomio import read_instance
+from anonlib.dicomio import DEFAULT_LIMITS, check_instance, read_instance
+from anonlib.dicomio.limits import Limits
 from anonlib.dicomvalues import text_of
 from anonlib.errors import InputError
 
@@ -156,10 +158,11 @@ def _uid(ds: Dataset, keyword: str) -> str:
 
 
 def read_header(path: Path, label: str, *, tags: Sequence[int] | None = HEADER_TAGS,
-                collect: Collect | None = None) -> InputFile:
+                collect: Collect | None = None, limits: Limits = DEFAULT_LIMITS) -> InputFile:
     """The :class:`InputFile` of one file: ``tags`` of its header (every header element with
     ``tags=None``), never the pixel data — the file is read only up to the last tag wanted —
-    and what ``collect(header)`` returns. Never raises for a bad file: its values stay ""."""
+    and what ``collect(header)`` returns. Never raises for a bad file: its values stay "" (a
+    file beyond ``limits`` is not parsed at all; the main pass rejects it with the reason)."""
     last = max(tags) if tags else _PIXELS - 1
 
     def stop(tag: BaseTag, _vr: str | None, _length: int) -> bool:
@@ -168,6 +171,8 @@ def read_header(path: Path, label: str, *, tags: Sequence[int] | None = HEADER_T
     try:
         with warnings.catch_warnings(), open(path, "rb") as handle:
             warnings.simplefilter("ignore")
+            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+                check_instance(buf, label, limits)
             ds = read_partial(handle, stop_when=stop, force=True,
                               specific_tags=list(tags) if tags else None)
             sop_uid = _uid(ds, "SOPInstanceUID")
@@ -179,20 +184,22 @@ def read_header(path: Path, label: str, *, tags: Sequence[int] | None = HEADER_T
 
 
 def read_headers(batch: Sequence[tuple[Path, str]], tags: Sequence[int] | None = HEADER_TAGS,
-                 collect: Collect | None = None) -> list[InputFile]:
+                 collect: Collect | None = None, limits: Limits = DEFAULT_LIMITS) -> list[InputFile]:
     """:func:`read_header` of each (path, label) of ``batch`` (one task of a process pool)."""
-    return [read_header(path, label, tags=tags, collect=collect) for path, label in batch]
+    return [read_header(path, label, tags=tags, collect=collect, limits=limits) for path, label in batch]
 
 
 def index_inputs(paths: Iterable[Path], root: Path, *, tags: Sequence[int] | None = HEADER_TAGS,
-                 collect: Collect | None = None, pool: Executor | None = None) -> InputIndex:
+                 collect: Collect | None = None, pool: Executor | None = None,
+                 limits: Limits = DEFAULT_LIMITS) -> InputIndex:
     """Read the header of every file in ``paths`` (files under ``root``, each once) in sorted
     order, in this process or, given a ``pool``, in its processes (``collect`` must then be a
     module-level function, and what it returns picklable)."""
     items = [(path, str(path.relative_to(root))) for path in sorted(set(paths))]
     if pool is None:
-        return InputIndex(tuple(read_headers(items, tags, collect)))
+        return InputIndex(tuple(read_headers(items, tags, collect, limits)))
     size = max(16, min(512, len(items) // 32))
     batches = [items[start:start + size] for start in range(0, len(items), size)]
-    return InputIndex(tuple(item for done in pool.map(partial(read_headers, tags=tags, collect=collect),
+    return InputIndex(tuple(item for done in pool.map(partial(read_headers, tags=tags, collect=collect,
+                                                              limits=limits),
                                                       batches) for item in done))

@@ -158,13 +158,15 @@ class InstanceProcessor:
         ``known``: identifiers of its study and patient beyond the file (see the engine);
         ``reading``: what the pixel stage reads of it (the run's sampling; None: decided from
         this file alone, see :func:`anonlib.pixels.select.reading_alone`)."""
-        return self._deidentify_read(lambda pixels: read_instance(path, with_pixels=pixels, label=label),
+        return self._deidentify_read(lambda pixels: read_instance(path, with_pixels=pixels, label=label,
+                                                                   limits=self.plan.limits),
                                      known, reading)
 
     def deidentify_bytes(self, data: bytes, label: str, known: Identifiers | None = None,
                          reading: Reading | None = None) -> tuple[Outcome, bytes, PatientIdentity]:
         """De-identify one instance held in memory (for example fetched from Orthanc)."""
-        return self._deidentify_read(lambda pixels: parse_instance(data, label=label, with_pixels=pixels),
+        return self._deidentify_read(lambda pixels: parse_instance(data, label=label, with_pixels=pixels,
+                                                                    limits=self.plan.limits),
                                      known, reading)
 
     def _deidentify_read(self, read: Callable[[bool], ParsedInstance], known: Identifiers | None = None,

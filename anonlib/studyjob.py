@@ -435,7 +435,7 @@ def study_plan(plan: Plan, instances: list[tuple[str, bytes]],
     infos: list[ImageInfo] = []
     for instance_id, data in instances:
         try:
-            header = parse_instance(data, label="instance").dataset
+            header = parse_instance(data, label="instance", limits=plan.limits).dataset
             found, info = collect_identifiers(header, plan), image_info(header, instance_id, plan)
         except Exception:  # noqa: BLE001 - unreadable here: de-identifying it rejects it with its reason
             continue

@@ -15,6 +15,7 @@ import mmap
 import os
 import struct
 import warnings
+import zlib
 from collections.abc import MutableSequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,11 +30,15 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element, write_dataset, write_file_meta_info
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian
 
+from anonlib.dicomio.limits import LimitExceeded, Limits, check_limits, inflate, size_text
 from anonlib.dicomio.scan import LONG_VRS, Buffer, Malformed, ScanResult, Truncated, dataset_start, scan
 from anonlib.errors import InputError
 
 __all__ = ["ParsedInstance", "read_instance", "parse_instance", "encode_instance", "quiet_pydicom",
-           "settle_unknown_vrs"]
+           "settle_unknown_vrs", "check_instance", "DEFAULT_LIMITS"]
+
+#: The limits used when a caller gives none (:class:`~anonlib.dicomio.limits.Limits`' defaults).
+DEFAULT_LIMITS = Limits()
 
 _UID_CHARS = frozenset("0123456789.")
 _TRAILING_PADDING = 0xFFFCFFFC
@@ -67,15 +72,18 @@ def _looks_like_uid(value: object) -> bool:
     return 0 < len(text) <= 64 and set(text) <= _UID_CHARS and not text.startswith(".")
 
 
-def read_instance(path: Path, *, with_pixels: bool = False, label: str | None = None) -> ParsedInstance:
+def read_instance(path: Path, *, with_pixels: bool = False, label: str | None = None,
+                  limits: Limits = DEFAULT_LIMITS) -> ParsedInstance:
     """Read one file; :class:`InputError` (naming ``label`` or the path, never a value from the
-    file) when it is empty, not DICOM, truncated or unparsable."""
+    file) when it is empty, not DICOM, truncated, unparsable or beyond ``limits``."""
     name = label or str(path)
     try:
         size = os.path.getsize(path)
         if size == 0:
             raise InputError(name, "empty file")
+        _check_size(size, name, limits)
         with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            check_instance(buf, name, limits)
             return _parse(buf, size, name, with_pixels)
     except InputError:
         raise
@@ -83,11 +91,71 @@ def read_instance(path: Path, *, with_pixels: bool = False, label: str | None = 
         raise InputError(name, f"cannot read file ({exc.strerror or type(exc).__name__})") from exc
 
 
-def parse_instance(data: bytes, *, label: str, with_pixels: bool = False) -> ParsedInstance:
+def parse_instance(data: bytes, *, label: str, with_pixels: bool = False,
+                   limits: Limits = DEFAULT_LIMITS) -> ParsedInstance:
     """:func:`read_instance` for bytes already in memory (for example fetched from Orthanc)."""
     if not data:
         raise InputError(label, "empty file")
+    check_instance(data, label, limits)
     return _parse(data, len(data), label, with_pixels)
+
+
+def _check_size(size: int, name: str, limits: Limits) -> None:
+    if size > limits.max_instance_bytes:
+        raise InputError(name, f"instance too large: {size} bytes (limit {size_text(limits.max_instance_bytes)})")
+
+
+_DEFLATED = DeflatedExplicitVRLittleEndian.encode()
+_IMPLICIT = b"1.2.840.10008.1.2"
+_BIG = ExplicitVRBigEndian.encode()
+
+
+def _meta_syntax(buf: Buffer, start: int) -> bytes | None:
+    """The Transfer Syntax UID of the file meta (before ``start``), or None without one."""
+    pos = 132
+    while pos + 8 <= start:
+        group, element = struct.unpack_from("<HH", buf, pos)
+        vr = bytes(buf[pos + 4:pos + 6])
+        if vr in LONG_VRS:
+            length, header = struct.unpack_from("<L", buf, pos + 8)[0], 12
+        else:
+            length, header = struct.unpack_from("<H", buf, pos + 6)[0], 8
+        if (group, element) == (0x0002, 0x0010):
+            return bytes(buf[pos + header:pos + header + length]).rstrip(b"\x00 ")
+        pos += header + length
+    return None
+
+
+def check_instance(buf: Buffer, name: str, limits: Limits = DEFAULT_LIMITS) -> None:
+    """:class:`InputError` with the reason when the instance in ``buf`` breaks ``limits``
+    (:mod:`anonlib.dicomio.limits`) — checked before pydicom reads any of it, a deflated data
+    set inflated in bounded steps. What the check cannot follow is left to the reader."""
+    _check_size(len(buf), name, limits)
+    try:
+        start = dataset_start(buf)
+    except (Truncated, struct.error):
+        return  # a cut file meta: the reader says so
+    syntax = _meta_syntax(buf, start) if start else None
+    try:
+        if syntax == _DEFLATED:
+            try:
+                inflated = inflate(buf[start:], limits)
+            except zlib.error as exc:
+                raise InputError(name, "corrupt deflated data (it cannot be inflated)") from exc
+            problem = check_limits(inflated, 0, limits, implicit=False)
+            if problem:
+                raise InputError(name, f"{problem} in the inflated data set")
+            return
+        # without a file meta, the VR encoding is guessed as pydicom does
+        implicit = not bytes(buf[start + 4:start + 6]).isalpha() if syntax is None else syntax == _IMPLICIT
+        little = syntax != _BIG
+        problem = check_limits(buf, start, limits, implicit=implicit, little=little)
+        if problem and little and check_limits(buf, start, limits, implicit=not implicit) is None:
+            problem = None  # written in the other VR encoding than it declares: the reader copes
+        if problem and syntax is not None:
+            raise InputError(name, problem)
+    except LimitExceeded as exc:
+        raise InputError(name, str(exc)) from exc
 
 
 _DICOMDIR = "1.2.840.10008.1.3.10"
@@ -103,6 +171,10 @@ def _parse(buf: Buffer, size: int, name: str, with_pixels: bool) -> ParsedInstan
         except (InvalidDicomError, EOFError, ValueError, KeyError, TypeError, NotImplementedError,
                 struct.error) as exc:
             raise InputError(name, f"not a readable DICOM file ({type(exc).__name__})") from exc
+        except OSError as exc:  # pydicom's "unexpected end of file" inside a sequence
+            raise InputError(name, "malformed element stream (the data ends inside an element or sequence)") from exc
+        except RecursionError as exc:
+            raise InputError(name, "nesting too deep to parse") from exc
     if not (_looks_like_uid(ds.get("SOPClassUID")) and _looks_like_uid(ds.get("SOPInstanceUID"))):
         meta = getattr(ds, "file_meta", None)
         if (meta is not None and str(meta.get("MediaStorageSOPClassUID", "")) == _DICOMDIR) \
@@ -111,6 +183,8 @@ def _parse(buf: Buffer, size: int, name: str, with_pixels: bool) -> ParsedInstan
                                    "rebuild it from the output")
         raise InputError(name, "not a DICOM instance (no valid SOP Class and SOP Instance UID)")
     syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    if syntax is not None and not _known_syntax(syntax):
+        raise InputError(name, "not a readable DICOM file (its file meta names no known transfer syntax)")
     implicit, little = ds.original_encoding
     if implicit is None:
         raise InputError(name, "not a readable DICOM file (unknown encoding)")
@@ -140,6 +214,11 @@ def _parse(buf: Buffer, size: int, name: str, with_pixels: bool) -> ParsedInstan
     # Data Set Trailing Padding after the pixels has no meaning (PS3.10 7.2) and is dropped.
     return ParsedInstance(ds, bytes(buf[result.pixel_start:result.pixel_end]), size,
                           bytes(buf[:result.pixel_start]))
+
+
+def _known_syntax(syntax: object) -> bool:
+    uid = UID(str(syntax))
+    return not uid.is_private and uid.is_transfer_syntax
 
 
 def _scan_either(buf: Buffer, implicit: bool) -> tuple[ScanResult, bool]:

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from anonlib.data import read_yaml
+from anonlib.dicomio.limits import Limits
 from anonlib.errors import ConfigError
 from anonlib.profile.burned_in import BurnedInPolicy
 from anonlib.profile.codes import check_code
@@ -55,6 +56,8 @@ class Plan:
     #: ImageType values that make an image read whatever its modality (burned_in.yaml).
     at_risk_image_types: frozenset[str] = frozenset()
     table_edition: str = ""
+    #: What one instance may be (sequence depth, value and instance sizes): beyond, it is rejected.
+    limits: Limits = field(default_factory=Limits)
     fingerprint: str = field(default="", compare=False)
 
     def rule_for(self, tag: int) -> Rule | None:
@@ -133,6 +136,7 @@ def build_plan(site: SiteProfile | None = None) -> Plan:
         at_risk_image_types=frozenset(burned["image_types"]),
         unread_modalities=frozenset(burned["not_read_modalities"]),
         table_edition=edition(),
+        limits=site.limits,
     )
     return _with_fingerprint(plan)
 

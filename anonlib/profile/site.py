@@ -17,6 +17,7 @@ Example (every key optional)::
     burned_in: ocr               # ocr | quarantine | allow, or a mapping (anonlib.profile.burned_in)
     pixel_masks:
       - {manufacturer: ACME, model: "US 9.*", rows: 480, columns: 640, regions: [[0, 0, 640, 40]]}
+    limits: {max_depth: 32, max_text_bytes: 1 MiB}   # what one instance may be (anonlib.profile.limits)
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from pydicom.datadict import tag_for_keyword
 from anonlib.errors import ConfigError
 from anonlib.profile.burned_in import BurnedInPolicy, parse_burned_in
 from anonlib.profile.codes import check_code
+from anonlib.profile.limits import Limits, parse_limits
 from anonlib.profile.options import DEFAULT_OPTIONS, Option
 
 __all__ = ["SiteProfile", "MaskRule", "load_site_profile", "parse_tag"]
@@ -88,6 +90,7 @@ class SiteProfile:
     uid_root: str = "2.25"
     burned_in: BurnedInPolicy = field(default_factory=BurnedInPolicy)
     masks: tuple[MaskRule, ...] = ()
+    limits: Limits = field(default_factory=Limits)
 
 
 def _options(raw: Any, dates: str | None) -> frozenset[Option] | None:
@@ -140,7 +143,7 @@ def _masks(raw: Any) -> tuple[MaskRule, ...]:
 def parse_site_profile(data: dict[str, Any], where: str = "profile") -> SiteProfile:
     """A :class:`SiteProfile` from already-parsed YAML data."""
     known = {"name", "options", "dates", "date_shift_days", "pseudonym_prefix", "uid_root",
-             "actions", "keep", "remove", "private_keep", "burned_in", "pixel_masks"}
+             "actions", "keep", "remove", "private_keep", "burned_in", "pixel_masks", "limits"}
     unknown = set(data) - known
     if unknown:
         raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
@@ -167,6 +170,7 @@ def parse_site_profile(data: dict[str, Any], where: str = "profile") -> SiteProf
         uid_root=root,
         burned_in=burned,
         masks=_masks(data.get("pixel_masks")),
+        limits=parse_limits(data.get("limits"), where),
     )
 
 
