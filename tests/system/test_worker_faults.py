@@ -290,8 +290,11 @@ def test_postgres_frozen_past_the_heartbeat_window_then_back(
             finally:
                 db.close()
             proxy.freeze()
+            frozen_at = time.monotonic()
             storescu(info, [s.folder for s in late])  # queued by the plugin while the workers are cut off
-            time.sleep(7)  # > watchdog (3 s) and > stalled_after (5 s)
+            blind = _cli(settings, "jobs", "wait", "--timeout", "2", "--poll", "0.5", timeout=60)
+            assert blind.returncode not in (0, 5), blind.stdout  # never "done" while it cannot see
+            time.sleep(max(0.0, 7 - (time.monotonic() - frozen_at)))  # > watchdog (3 s), > stalled_after (5 s)
             states = [worker_files(settings.home, i)[0] for i in range(2)]
             proxy.thaw()
             _assert_delivered_once(settings, info, SENT)
