@@ -14,7 +14,7 @@ from :func:`libpq_params`. A parameter given in the database URL's query string 
 Environment variables (seconds, integers): ``ANONLIB_PG_CONNECT_TIMEOUT`` (10),
 ``ANONLIB_PG_KEEPALIVES_IDLE`` (30), ``ANONLIB_PG_KEEPALIVES_INTERVAL`` (10),
 ``ANONLIB_PG_KEEPALIVES_COUNT`` (3, a count), ``ANONLIB_PG_TCP_USER_TIMEOUT`` (60),
-``ANONLIB_PG_STATEMENT_TIMEOUT`` (300), ``ANONLIB_PG_IDLE_IN_TRANSACTION_TIMEOUT`` (600);
+``ANONLIB_PG_STATEMENT_TIMEOUT`` (300), ``ANONLIB_PG_IDLE_IN_TRANSACTION_TIMEOUT`` (1800);
 0 turns a timeout off.
 """
 
@@ -49,7 +49,7 @@ class PgSessionSettings:
     keepalives_count: int = 3
     tcp_user_timeout: int = 60
     statement_timeout: int = 300
-    idle_in_transaction_timeout: int = 600
+    idle_in_transaction_timeout: int = 1800  # catch-up holds its lock's transaction idle over HTTP work
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> PgSessionSettings:

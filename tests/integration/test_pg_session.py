@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 
 SHOW = ("statement_timeout", "idle_in_transaction_session_timeout", "tcp_keepalives_idle",
         "tcp_keepalives_interval", "tcp_keepalives_count")
-DEFAULTS = {"statement_timeout": "5min", "idle_in_transaction_session_timeout": "10min",
+DEFAULTS = {"statement_timeout": "5min", "idle_in_transaction_session_timeout": "30min",
             "tcp_keepalives_idle": "30", "tcp_keepalives_interval": "10", "tcp_keepalives_count": "3"}
 CLIENT = {"keepalives": "1", "keepalives_idle": "30", "keepalives_interval": "10", "keepalives_count": "3",
           "tcp_user_timeout": "60000", "connect_timeout": "10"}
@@ -70,7 +70,7 @@ def test_procrastinate_connectors_carry_them(pg_url: str) -> None:
             "current_setting('idle_in_transaction_session_timeout') AS idle, " \
             "current_setting('tcp_keepalives_idle') AS ka, " \
             "(SELECT count(*) FROM pg_stat_activity WHERE pid = pg_backend_pid()) AS seen"
-    expected = {"st": "5min", "idle": "10min", "ka": "30", "seen": 1}
+    expected = {"st": "5min", "idle": "30min", "ka": "30", "seen": 1}
     with make_app(pg_url, sync=True).open() as app:
         assert dict(app.connector.execute_query_one(query)) == expected
 
