@@ -128,6 +128,12 @@ class CatchUp:
 
     def reconcile(self, node: str, report: CatchUpReport | None = None) -> CatchUpReport:
         """Consider every study of ``node`` (see the module docstring)."""
+        return self.reconcile_states(node, self.sources[node].studies(), report)
+
+    def reconcile_states(self, node: str, states: Iterable[StudyState],
+                         report: CatchUpReport | None = None) -> CatchUpReport:
+        """Consider ``states``, every study of ``node`` (listed by the caller: the intake plugin
+        lists them through Orthanc when it starts), under the node's reconcile lock."""
         report = report or CatchUpReport()
         with self.db.try_lock(f"reconcile:{node}") as held:
             if held is None:
@@ -135,7 +141,7 @@ class CatchUp:
                 return report
             records = self.db.deliveries(node)
             jobs = self.db.study_jobs(node)
-            self._consider(node, self.sources[node].studies(), report, records, jobs)
+            self._consider(node, states, report, records, jobs)
         return report
 
     def run_once(self, *, reconcile: bool) -> CatchUpReport:

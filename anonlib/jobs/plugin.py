@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from procrastinate import App
 
@@ -59,6 +59,10 @@ class OrthancRestSource(JsonStudySource):
                 return None
             raise OrthancUnavailable(f"{self.name}: GET {path.split('/')[1]}: {type(exc).__name__}") from None
         return json.loads(answer)
+
+    def list_studies(self) -> list[Any]:
+        """Every study of the node, expanded (``/studies?expand``)."""
+        return list(self._get_json("/studies?expand", "list studies") or [])
 
 
 def _enqueued(items: list[Enqueued]) -> list[dict[str, Any]]:
@@ -125,6 +129,32 @@ class IntakePlugin:
         else:
             self._log(f"anonlib: study {study_id} {'queued as' if found.created else 'already queued in'} "
                       f"job {found.job_id}")
+
+    def on_started(self) -> threading.Thread:
+        """Orthanc (re)started: the StableStudy events of the studies it was receiving when it
+        stopped never come (and it now calls them stable at once). Queue every study of the node
+        not delivered as it is — a reconcile, in a thread so that Orthanc's start is not held up;
+        the study job itself waits for the quiet time of a study cut off by the stop
+        (:mod:`anonlib.orthanc.stability`). Never raises."""
+        thread = threading.Thread(target=self._reconcile, name="anonlib-reconcile", daemon=True)
+        thread.start()
+        return thread
+
+    def _reconcile(self) -> None:
+        from anonlib.jobs.catchup import CatchUp
+        from anonlib.jobs.intake import study_state_from_json
+
+        try:
+            listing = self.source.list_studies()
+            reader = cast(Any, self.source)  # reconcile_states reads it through study() only
+            report = CatchUp(self._jobs_db(), self.queue(), {self.node: reader}).reconcile_states(
+                self.node, [study_state_from_json(item) for item in listing])
+        except Exception as exc:  # noqa: BLE001 - nothing may escape into Orthanc
+            self._error(f"anonlib: reconcile at start failed ({_describe(exc)}); the workers' catch-up "
+                        "will find the studies")
+            return
+        self._log(f"anonlib: node started: {report.considered} stable studies considered, "
+                  f"{report.queued} queued")
 
     # -- REST ---------------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -323,3 +324,52 @@ def test_a_failed_forward_is_told_apart(echo: list[int], expected: str, message:
         forward(_research("Failure", echo), "research", "dest", "study-1")
     assert type(caught.value).__name__ == expected and message in str(caught.value)
     forward(_research("Success", [200]), "research", "dest", "study-1")  # and a success is one
+
+
+# -- intake's plugin when Orthanc (re)starts ---------------------------------------------------
+
+def test_the_plugin_reconciles_when_orthanc_starts() -> None:
+    import json
+    from contextlib import contextmanager
+
+    from anonlib.jobs.plugin import IntakePlugin
+
+    studies = [{"ID": "s-stable", "ParentPatient": PATIENT, "IsStable": True, "LastUpdate": "20240101T120000"},
+               {"ID": "s-arriving", "ParentPatient": PATIENT, "IsStable": False, "LastUpdate": "20240101T120000"}]
+
+    def rest_get(path: str) -> bytes:
+        assert path == "/studies?expand"
+        return json.dumps(studies).encode()
+
+    class Db:
+        @contextmanager
+        def try_lock(self, name: str) -> Iterator[object]:
+            yield object()
+
+        def deliveries(self, node: str, ids: Any = None) -> dict[str, Any]:
+            return {}
+
+        def study_jobs(self, node: str, ids: Any = None) -> dict[str, Any]:
+            return {}
+
+    deferred: list[tuple[str, str, str]] = []
+
+    class Queue:
+        def defer(self, node: str, study_id: str, patient_id: str, **kwargs: Any) -> Enqueued:
+            deferred.append((node, study_id, patient_id))
+            return Enqueued(node, study_id, 1, True)
+
+    logged: list[str] = []
+    plugin = IntakePlugin("intake", "postgresql://x/y", rest_get, logged.append, logged.append)
+    plugin._jobs_db = lambda: Db()  # type: ignore[method-assign, assignment, return-value]
+    plugin.queue = lambda: Queue()  # type: ignore[method-assign, assignment, return-value]
+    plugin.on_started().join(timeout=10)
+    assert deferred == [("intake", "s-stable", PATIENT)]  # the study job waits for its quiet time
+    assert logged == ["anonlib: node started: 1 stable studies considered, 1 queued"]
+
+    def broken(path: str) -> bytes:
+        raise RuntimeError("Orthanc is stopping")
+
+    failing = IntakePlugin("intake", "postgresql://x/y", broken, logged.append, logged.append)
+    failing.on_started().join(timeout=10)  # never raises into Orthanc
+    assert "reconcile at start failed (intake: GET studies?expand: RuntimeError)" in logged[-1]

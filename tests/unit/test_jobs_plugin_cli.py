@@ -155,7 +155,7 @@ class FakeOutput:
 def plugin_module(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
     registered: dict[str, Any] = {}
     orthanc = types.ModuleType("orthanc")
-    orthanc.ChangeType = types.SimpleNamespace(STABLE_STUDY=9, NEW_INSTANCE=1)  # type: ignore[attr-defined]
+    orthanc.ChangeType = types.SimpleNamespace(STABLE_STUDY=9, NEW_INSTANCE=1, ORTHANC_STARTED=10)  # type: ignore[attr-defined]
     orthanc.RestApiGet = fake_rest_get  # type: ignore[attr-defined]
     orthanc.OrthancException = OrthancException  # type: ignore[attr-defined]
     for name in ("LogInfo", "LogWarning", "LogError"):

@@ -1,7 +1,8 @@
 """anonlib's thin Orthanc plugin for the intake node.
 
 It registers two callbacks and hands them to :class:`anonlib.jobs.plugin.IntakePlugin`:
-STABLE_STUDY -> queue the study (idempotent, returns at once, never raises), and the REST
+STABLE_STUDY -> queue the study (idempotent, returns at once, never raises), ORTHANC_STARTED ->
+queue every study not delivered as it is (in a thread), and the REST
 routes ``POST /anonlib/enqueue`` and ``GET /anonlib/jobs``. No DICOM logic and no store-causing
 Orthanc call happen here: studies are read with ``orthanc.RestApiGet`` only, and the work is
 done by ``anonlib worker`` processes. The database is opened on first use.
@@ -32,6 +33,8 @@ PLUGIN = IntakePlugin(
 def on_change(change_type, level, resource_id):  # noqa: ARG001 - Orthanc's signature
     if change_type == orthanc.ChangeType.STABLE_STUDY:
         PLUGIN.on_stable_study(resource_id)
+    elif change_type == orthanc.ChangeType.ORTHANC_STARTED:
+        PLUGIN.on_started()  # a reconcile in a thread: events lost while Orthanc was down
 
 
 def on_rest(output, uri, **request):
