@@ -177,6 +177,8 @@ def process_study(info: ConstellationInfo, study_id: str, *, node: str = "intake
     with connect(source_node) as source, connect(research_node) as research:
         snap = snapshot(source, node, study_id, source_node.stable_age)
         if snap is None:
+            if ctx.spool:
+                ctx.spool.discard(node, study_id)  # a result kept for it will never be delivered
             return StudyResult(node, study_id, "gone", reason="the study is no longer on the node")
         try:
             previous = ctx.processor.store.deliveries(node, [study_id]).get(study_id)

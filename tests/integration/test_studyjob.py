@@ -222,3 +222,40 @@ def test_a_study_that_fails_the_audit_is_held(constellation, corpus: Corpus) -> 
     planted = next(p for p in corpus.patients if p.label == "patient-2").values["A_names"]
     assert not [name for name in planted if name.lower() in held.reason.lower()]  # categories only
 
+
+
+def test_research_is_verified_first_and_a_retry_reuses_the_kept_result(constellation, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Research down: nothing reaches the export folder, and the result that passed the gate is
+    kept (0700); a retry delivers it without de-identifying (or auditing) again; once delivered
+    it is gone."""
+    import stat
+
+    from anonlib.synthetic.batch import write_batch
+
+    settings, info = constellation
+    [made] = write_batch(tmp_path / "batch", studies=1, patients=1, instances=2, seed=61)
+    clear(info.intake)
+    storescu(info, [made.folder])
+    [study] = wait_stable(info.intake)
+    context = JobContext.create(info)
+    exported = sorted(Path(info.export_dir).rglob("*.dcm"))
+    kept = Path(info.home) / "spool" / "intake" / study
+    stop_pidfile(settings.home / "research" / "orthanc.pid")
+    try:
+        with pytest.raises(TransientError, match="research"):
+            process_study(info, study, context=context)
+        assert sorted(Path(info.export_dir).rglob("*.dcm")) == exported  # research comes first
+        assert kept.is_dir() and stat.S_IMODE(kept.stat().st_mode) == 0o700
+
+        def again(*args: object, **kwargs: object) -> None:
+            raise AssertionError("the study was de-identified again")
+
+        monkeypatch.setattr(context.processor, "deidentify_bytes", again)
+        with pytest.raises(TransientError, match="research"):
+            process_study(info, study, context=context)
+    finally:
+        restarted = manage.up(settings)
+    done = process_study(restarted, study, context=context)
+    assert (done.status, done.released, done.forwarded) == ("done", 2, ["dest"])
+    assert len(sorted(Path(info.export_dir).rglob("*.dcm"))) == len(exported) + 2 and not kept.exists()
