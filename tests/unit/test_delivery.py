@@ -373,3 +373,40 @@ def test_the_plugin_reconciles_when_orthanc_starts() -> None:
     failing = IntakePlugin("intake", "postgresql://x/y", broken, logged.append, logged.append)
     failing.on_started().join(timeout=10)  # never raises into Orthanc
     assert "reconcile at start failed (intake: GET studies?expand: RuntimeError)" in logged[-1]
+
+
+def test_catch_up_reconciles_when_a_node_reconnects_and_again_after_its_stable_age(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from anonlib.jobs import catchup as catchup_module
+    from anonlib.jobs.catchup import CatchUp, CatchUpReport
+
+    answering = {"intake": True, "research": True}
+    watch = NodeWatch({n: _node(n) for n in answering}, probe=lambda node: answering[node.name])
+    now = [100.0]
+    resumed: list[float] = []
+    reconciled: list[float] = []
+    monkeypatch.setattr(catchup_module, "resume_failed", lambda db, queue, sources: resumed.append(now[0]) or [])
+    catchup = CatchUp(None, None, {"intake": Source([])}, watch=watch, clock=lambda: now[0])  # type: ignore[arg-type, dict-item]
+    monkeypatch.setattr(catchup, "follow_changes", lambda node, report: report)
+    monkeypatch.setattr(catchup, "reconcile", lambda node, report: reconciled.append(now[0]) or report)
+
+    def tick(seconds: float) -> CatchUpReport:
+        now[0] += seconds
+        return catchup.run_once(reconcile=False)
+
+    assert tick(0).reconnected == ("intake", "research")  # the first look: everything is "back"
+    assert reconciled == [100.0] and resumed == [100.0]
+    tick(1)
+    assert reconciled == [100.0]  # nothing new
+    answering["intake"] = False
+    tick(1)
+    answering["intake"] = True
+    assert tick(1).reconnected == ("intake",)
+    assert reconciled == [100.0, 103.0] and resumed == [100.0, 103.0]
+    tick(1)
+    tick(2)
+    assert reconciled == [100.0, 103.0]
+    tick(1)  # Source.stable_age is 3: once more at 103 + 3 + 1
+    assert reconciled == [100.0, 103.0, 107.0]
+    tick(10)
+    assert reconciled == [100.0, 103.0, 107.0] and resumed == [100.0, 103.0]
