@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydicom.datadict import dictionary_VM
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
@@ -31,6 +33,7 @@ from anonlib.engine.dates import (
     shift_day,
     shift_dt,
 )
+from anonlib.engine.formats import FORMAT_VRS, REPLACEMENTS, conformant
 from anonlib.engine.identifiers import retained_identifiers
 from anonlib.engine.privates import PrivatePolicy
 from anonlib.engine.text import Scrubber
@@ -111,7 +114,7 @@ class Walker:
             elif vr == "PN" or (vr in _DATE_VRS and self.plan.date_mode is DateMode.REMOVE):
                 code, source = "X/Z/D", _BY_VR_SOURCE  # _BY_VR: names and (Safe Harbor) dates
             else:
-                if vr not in _ACTIVE_VRS and not self.record_kept:
+                if vr not in _ACTIVE_VRS and vr not in FORMAT_VRS and not self.record_kept:
                     continue  # fast path: nothing to do, not decoded
                 code, source = "K", _DEFAULT_SOURCE
             self._decide(ds, tag, vr, code, source, seq_path, trail, dummy)
@@ -219,12 +222,23 @@ class Walker:
         elif vr in TEXT_VRS:
             scrub = self.scrubber.clean if (clean or vr in ("LT", "ST", "UT")) else self.scrubber.known
             self._map_values(s, lambda v: fit(scrub(v), vr), letter, "cleaned")
+        elif vr in FORMAT_VRS and not conformant(vr, self._values(s)):
+            self._replace_malformed(s)
         else:
             self._record_kept(s, letter)
 
     def _uid(self, s: _Site, action: str = "U") -> None:
         if s.vr == "SQ":  # defensive: U on a sequence means its UIDs
             self._retain(s, clean=False)
+            return
+        values = self._values(s)
+        if len(values) > 1 and _single_valued(s.tag):
+            # "..\\..\\windows" in a VM 1 UID: one malformed value, mapped as one (never a VM 3
+            # UID that no study lookup finds); the same input always gives the same UID.
+            before = self._before(s) if self.record_values else None
+            s.ds[s.tag] = DataElement(s.tag, "UI", self.uids("\\".join(values)))
+            s.note = "several values in a single-valued UID: mapped as one"
+            self._record(s, action, "uid", before, str(s.ds[s.tag].value))
             return
         self._map_values(s, self.uids, action, "uid")
 
@@ -279,6 +293,18 @@ class Walker:
             self._dummy(s)
         else:
             self._empty(s)
+
+    def _replace_malformed(self, s: _Site) -> None:
+        """A CS, IS or DS value not of its VR's form (:mod:`anonlib.engine.formats`): a dummy
+        for a Type 1 attribute, else emptied — set without decoding the old value (pydicom
+        cannot convert ``../../etc`` to an IS)."""
+        before = "\\".join(self._values(s)) if self.record_values else None
+        type_1 = strength(self.types.type_of(s.seq_path + (s.tag,))) == 1
+        value = REPLACEMENTS.get(s.tag, dummy_value(s.vr)) if type_1 else empty_value(s.vr)
+        s.ds[s.tag] = DataElement(s.tag, s.vr, value)
+        s.note = f"value not a valid {s.vr}: {'dummy' if type_1 else 'emptied'}"
+        self._record(s, "D" if type_1 else "Z", "dummy" if type_1 else "emptied", before,
+                     "" if value is None else str(value))
 
     def _age(self, s: _Site, letter: str) -> None:
         values = self._values(s)
@@ -369,6 +395,13 @@ class _Site:
     trail: Trail
     dummy: bool
     note: str = ""
+
+
+def _single_valued(tag: int) -> bool:
+    try:
+        return dictionary_VM(tag) == "1"
+    except KeyError:
+        return False
 
 
 def _as_list(value: Any) -> list[str]:

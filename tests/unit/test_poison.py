@@ -65,3 +65,32 @@ def test_partial_reason_lists_instances_by_orthanc_id() -> None:
     assert reason == "partial: 1 of 6 instances not delivered: abc-1: nesting too deep (33 levels, limit 32)"
     many = partial_reason([(str(n), "x") for n in range(7)], 9)
     assert many.endswith("and 2 more")
+
+
+@pytest.mark.parametrize(("keyword", "value", "expected"), [
+    ("Modality", "/etc/passwd", "OT"),  # Type 1: a dummy (Modality: OT, other)
+    ("SeriesNumber", "../../etc", None),  # Type 2: emptied
+    ("BodyPartExamined", "../../BODY", ""),  # Type 3: emptied
+    ("PatientPosition", "HFS", "HFS"),  # valid: kept
+])
+def test_kept_values_not_of_their_vr_are_not_copied(processor: InstanceProcessor, keyword: str, value: str,
+                                                    expected: str | None) -> None:
+    from anonlib.synthetic.malformed import path_like
+
+    outcome, data, _ = processor.deidentify_bytes(path_like(keyword, value), keyword)
+    out = pydicom.dcmread(io.BytesIO(data))
+    assert out[keyword].value == expected or (expected is None and out[keyword].value in (None, ""))
+    if value != expected:
+        change = next(c for c in outcome.changes if c.tag == out[keyword].tag)
+        assert change.note.startswith(f"value not a valid {out[keyword].VR}")
+
+
+def test_a_backslash_in_a_single_valued_uid_is_one_malformed_value(processor: InstanceProcessor) -> None:
+    """``..\\..\\windows`` as StudyInstanceUID became three UIDs (VM 3) that no lookup finds."""
+    from anonlib.synthetic.malformed import path_like
+
+    first, data, _ = processor.deidentify_bytes(path_like("StudyInstanceUID", "..\\..\\windows"), "a")
+    second, _, _ = processor.deidentify_bytes(path_like("StudyInstanceUID", "..\\..\\windows", uid="2.25.7"), "b")
+    value = pydicom.dcmread(io.BytesIO(data)).StudyInstanceUID
+    assert isinstance(value, str) and value.startswith("2.25.") and "\\" not in value
+    assert first.keys.new_study_uid == second.keys.new_study_uid == value
