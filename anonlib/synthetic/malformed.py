@@ -30,7 +30,7 @@ from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
 __all__ = ["MalformedFile", "SOURCES", "write_malformed", "nested_content", "deflate_bomb", "un_text",
-           "path_like"]
+           "path_like", "with_uid"]
 
 #: pydicom's offline test files the malformed ones are made from (explicit and implicit VR,
 #: an SR, RT objects, a colour and a compressed image).
@@ -66,6 +66,11 @@ def _bytes(ds: Dataset, syntax: str | None = None) -> bytes:
     return out.getvalue()
 
 
+def with_uid(uid: str, name: str = "CT_small.dcm") -> bytes:
+    """An intact copy of ``name`` with SOP Instance UID ``uid`` (same study as the others)."""
+    return _bytes(_with_uid(_read(name), uid))
+
+
 def _with_uid(ds: Dataset, uid: str) -> Dataset:
     if uid:
         ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = UID(uid)
@@ -77,7 +82,7 @@ def nested_content(depth: int, *, implicit: bool = False, uid: str = "") -> byte
     by hand: pydicom's own writer recurses). 50 levels crashed a research Orthanc; 200 and more
     exhaust pydicom's recursion."""
     data = _bytes(_with_uid(_read("CT_small.dcm"), uid), "1.2.840.10008.1.2" if implicit else "1.2.840.10008.1.2.1")
-    at = data.find(b"\xe0\x7f\x10\x00")  # (0040,A730) sorts before the pixel data
+    at = next(pos for pos in _top_level(data, implicit) if struct.unpack_from("<HH", data, pos) > _CONTENT_SEQUENCE)
     if implicit:
         seq = struct.pack("<HHL", *_CONTENT_SEQUENCE, _SEQ_UNDEFINED)
         value_type = struct.pack("<HHL", 0x0040, 0xA040, 4) + b"TEXT"
@@ -115,11 +120,12 @@ def deflate_bomb(inflated: int, uid: str = "") -> bytes:
     return out.getvalue() + b"".join(parts)
 
 
-def un_text(size: int = 70_000, planted: str = "") -> bytes:
+def un_text(size: int = 70_000, planted: str = "", uid: str = "") -> bytes:
     """CT_small with StudyDescription stored as UN holding ``size`` bytes of text (over 64 KiB:
     pydicom keeps it UN), ``planted`` at its start."""
-    ds = _read("CT_small.dcm")
-    ds.add_new(0x00081030, "UN", (planted + " " + "A" * size).encode())
+    ds = _with_uid(_read("CT_small.dcm"), uid)
+    text = (planted + " " + "A" * size).encode()
+    ds.add_new(0x00081030, "UN", text + (b" " if len(text) % 2 else b""))
     return _bytes(ds)
 
 
@@ -133,6 +139,24 @@ def path_like(keyword: str, value: str, name: str = "CT_small.dcm", uid: str = "
     ds._dict[BaseTag(tag)] = RawDataElement(BaseTag(tag), pydicom.datadict.dictionary_VR(tag), len(raw), raw,
                                              0, False, True)
     return _bytes(ds)
+
+
+def _top_level(data: bytes, implicit: bool) -> Iterator[int]:
+    """Offsets of the top-level elements after the file meta (defined lengths assumed)."""
+    from anonlib.dicomio.scan import LONG_VRS, dataset_start
+
+    pos = dataset_start(data)
+    while pos + 8 <= len(data):
+        yield pos
+        if implicit:
+            length, size = struct.unpack_from("<L", data, pos + 4)[0], 8
+        elif data[pos + 4:pos + 6] in LONG_VRS:
+            length, size = struct.unpack_from("<L", data, pos + 8)[0], 12
+        else:
+            length, size = struct.unpack_from("<H", data, pos + 6)[0], 8
+        if length == _SEQ_UNDEFINED:
+            return
+        pos += size + length
 
 
 def _truncations(data: bytes, rng: random.Random, n: int) -> Iterator[bytes]:

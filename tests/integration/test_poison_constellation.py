@@ -1,0 +1,52 @@
+"""Issue 11: poison instances sent by C-STORE into a real intake are stopped at the engine —
+rejected with their reason, the rest of their study delivered and the study recorded partial —
+and never reach (or crash) the research Orthanc."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from anonlib.jobs.tasks import deidentify_study  # noqa: F401 - the task's module imports cleanly
+from anonlib.profile import SiteProfile
+from anonlib.profile.burned_in import BurnedInPolicy
+from anonlib.store import open_store
+from anonlib.studyjob import JobContext, process_study
+from anonlib.synthetic.malformed import nested_content, un_text, with_uid
+from tests.orthanc_helpers import clear, count_instances, get, storescu, wait_stable
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_poison_instances_are_rejected_and_the_rest_of_the_study_delivered(constellation, tmp_path: Path  # type: ignore[no-untyped-def]
+                                                                          ) -> None:
+    _, info = constellation
+    folder = tmp_path / "send"
+    folder.mkdir()
+    files = {
+        "good-1": with_uid("2.25.1001"), "good-2": with_uid("2.25.1002"),
+        "text-as-un": un_text(70_000, uid="2.25.1003"),  # handled: de-identified and delivered
+        "nested-33": nested_content(33, uid="2.25.1004"),  # past the depth limit (32)
+        "huge-text": un_text(2 << 20, uid="2.25.1005"),  # 2 MiB of text: over the limit
+    }
+    for name, data in files.items():
+        (folder / f"{name}.dcm").write_bytes(data)
+    clear(info.intake)
+    research_before = count_instances(info.research)
+    storescu(info, [folder])
+    [study] = wait_stable(info.intake)
+    assert count_instances(info.intake) == len(files)  # intake took them all
+
+    context = JobContext.create(info, profile=SiteProfile(burned_in=BurnedInPolicy(mode="quarantine")))
+    context.audit_pixels = "off"  # OCR is not what this test is about
+    result = process_study(info, study, context=context)
+
+    assert result.status == "done" and result.rejected == 2 and result.released == 3
+    assert result.reason.startswith("partial: 2 of 5 instances not delivered: ")
+    assert "nesting too deep: sequences nested more than 32 levels" in result.reason
+    assert "value too large: (0008,1030)" in result.reason
+    assert get(info.research, "/system")["Name"]  # research is alive
+    assert count_instances(info.research) == research_before + 3
+    record = open_store(info.db_url).deliveries("intake")[study]
+    assert record.status == "done" and record.reason == result.reason and record.released == 3
