@@ -175,7 +175,7 @@ def test_research_down_past_the_retry_budget_then_back(constellation_factory: Fa
 
 
 def test_intake_restarted_mid_ingest(constellation_factory: Factory, tmp_path: Path) -> None:
-    settings, info = constellation_factory(ANONLIB_STABLE_AGE="8")
+    settings, info = constellation_factory(ANONLIB_STABLE_AGE="10")  # margin for a slow restart
     cut, whole = write_batch(tmp_path / "batch", studies=2, patients=2, instances=4, seed=47)
     cut_files = sorted(cut.folder.glob("*.dcm"))
     log = tmp_path / "worker.log"
