@@ -3,7 +3,11 @@
 A :class:`~anonlib.studyjob.TransientError` (or an Orthanc node that cannot be reached while the
 job reads the study's state) is retried after ``base * 2**attempts`` seconds, capped, up to
 ``max_attempts`` runs in all; then the job fails and keeps its error. A
-:class:`~anonlib.studyjob.StudyJobError` — or any other exception — fails the job at once.
+:class:`~anonlib.studyjob.StudyJobError` — or any other exception — fails the job at once. A
+node that dropped the connection while storing an instance
+(:class:`~anonlib.orthanc.client.NodeDropped`: it may have crashed on it) is tried again once,
+never more, and such a job is not resumed automatically: a poison instance must not crash the
+research node again and again.
 """
 
 from __future__ import annotations
@@ -29,6 +33,16 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, TransientError | OrthancUnavailable)
 
 
+#: Runs in all for a job whose node dropped the connection while storing an instance.
+DROPPED_ATTEMPTS = 2
+
+
+def _dropped(exc: BaseException) -> bool:
+    from anonlib.orthanc.client import NodeDropped
+
+    return isinstance(exc, NodeDropped)
+
+
 @dataclass(frozen=True)
 class StudyRetry(BaseRetryStrategy):
     """Exponential backoff on transient errors: ``min(cap, base * 2**attempts)`` seconds."""
@@ -49,6 +63,8 @@ class StudyRetry(BaseRetryStrategy):
         if not is_transient(exception):
             return None
         if job.attempts + 1 >= self.max_attempts:  # job.attempts counts the earlier runs
+            return None
+        if _dropped(exception) and job.attempts + 1 >= DROPPED_ATTEMPTS:
             return None
         return RetryDecision(retry_at=datetime.datetime.now(datetime.UTC)
                              + datetime.timedelta(seconds=self.delay(job.attempts)))

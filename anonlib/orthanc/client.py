@@ -17,7 +17,8 @@ import pyorthanc
 from anonlib.constellation.info import NodeInfo
 from anonlib.errors import AnonlibError
 
-__all__ = ["connect", "call", "node_answers", "NotFound", "NotStable", "TransientError", "StudyJobError"]
+__all__ = ["connect", "call", "node_answers", "NodeDropped", "NotFound", "NotStable", "TransientError",
+           "StudyJobError"]
 
 class TransientError(AnonlibError):
     """The job may succeed if tried again later."""
@@ -30,6 +31,13 @@ class NotStable(TransientError):
 
 class StudyJobError(AnonlibError):
     """The job cannot succeed as things are; retrying will not help."""
+
+
+class NodeDropped(TransientError):
+    """The node dropped the connection while storing an instance: it may have crashed on that
+    instance. Tried again once (it may have been restarted meanwhile), never more: an
+    instance that crashes a node must not crash it again and again
+    (:mod:`anonlib.jobs.retry`)."""
 
 
 class NotFound(AnonlibError):

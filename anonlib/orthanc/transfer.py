@@ -7,9 +7,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, cast
 
+import httpx
 import pyorthanc
 
-from anonlib.orthanc.client import NotFound, StudyJobError, TransientError, call
+from anonlib.orthanc.client import NodeDropped, NotFound, StudyJobError, TransientError, call
 from anonlib.orthanc.stability import is_settled
 
 __all__ = ["DestinationWentDown", "JobFailed", "StudySnapshot", "snapshot", "fetch_instances", "upload", "find_study", "study_sop_uids",
@@ -63,7 +64,13 @@ def fetch_instances(client: pyorthanc.Orthanc, node: str, ids: tuple[str, ...]) 
 
 def upload(client: pyorthanc.Orthanc, node: str, data: bytes) -> str:
     """Store one instance on the node; returns its Orthanc ID (already stored is fine)."""
-    answer = cast(dict[str, Any], call(node, "upload instance", client.post_instances, data))
+    try:
+        answer = cast(dict[str, Any], call(node, "upload instance", client.post_instances, data))
+    except TransientError as exc:
+        if isinstance(exc.__cause__, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError):
+            raise NodeDropped(f"{node}: the connection dropped while an instance was stored "
+                              "(the node may have crashed on it)") from exc
+        raise
     if answer.get("Status") not in ("Success", "AlreadyStored"):
         raise TransientError(f"{node}: upload answered {answer.get('Status')!r}")
     return str(answer["ID"])

@@ -498,3 +498,37 @@ def test_job_lines_show_what_operators_need() -> None:
     waiting = JobRow(9, TASK_NAME, "intake", STUDY_A, "todo", 1, "error", "TransientError", "x",
                      "2026-01-01T00:00:00+00", False)
     assert "next try 2026-01-01" in describe_job(waiting)
+
+
+def test_a_node_that_dropped_the_connection_while_storing_is_tried_again_once_only() -> None:
+    """Issue 11: an instance that crashes research must not crash it 8 times."""
+    from anonlib.orthanc.client import NodeDropped
+
+    strategy = StudyRetry(max_attempts=8, base_seconds=0, cap_seconds=0)
+    dropped = NodeDropped("research: the connection dropped while an instance was stored")
+    assert strategy.get_retry_decision(exception=dropped, job=_job(0)) is not None
+    assert strategy.get_retry_decision(exception=dropped, job=_job(1)) is None
+    assert strategy.get_retry_decision(exception=TransientError("down"), job=_job(1)) is not None
+
+
+def test_an_upload_the_node_drops_is_node_dropped_a_refused_one_plain_transient() -> None:
+    """The seam: a node that closes the connection in the middle of storing an instance (as a
+    crashing Orthanc does) versus one that is not there at all (down, restarting)."""
+    import httpx
+    import pyorthanc
+
+    from anonlib.orthanc.client import NodeDropped
+    from anonlib.orthanc.transfer import upload
+
+    def dropping(request: httpx.Request) -> httpx.Response:
+        raise httpx.RemoteProtocolError("Server disconnected without sending a response.", request=request)
+
+    def refusing(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("Connection refused", request=request)
+
+    for handler, expected in ((dropping, NodeDropped), (refusing, TransientError)):
+        client = pyorthanc.Orthanc("http://research", return_raw_response=True,
+                                   transport=httpx.MockTransport(handler))
+        with pytest.raises(expected) as info:
+            upload(client, "research", b"DICM")
+        assert (type(info.value) is NodeDropped) == (expected is NodeDropped)
