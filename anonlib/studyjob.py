@@ -341,6 +341,8 @@ def _deliver(ctx: JobContext, info: ConstellationInfo, research: pyorthanc.Ortha
                     raise StudyJobError(f"{exc}, {DESTINATION_DOWN_LIMIT} times: not retried (an instance it "
                                         "cannot take?); the study is on research and in the export folder") from None
                 raise
+            if destination in info.nodes:
+                _verify_destination(info.nodes[destination], set(released), result.new_study_uid)
             result.forwarded.append(destination)
 
 
@@ -411,6 +413,19 @@ def _upload_and_verify(client: pyorthanc.Orthanc, node: str, released: dict[str,
     if missing:
         raise TransientError(f"{node}: {len(missing)} of {len(released)} uploaded instances are missing")
     return research_study
+
+
+def _verify_destination(node: NodeInfo, sop_uids: set[str], study_uid: str) -> None:
+    """A destination that is a node of the constellation holds every released instance after a
+    forward that succeeded — or it dropped some without a word (Orthanc answers "Success" for a
+    C-STORE its filter drops): a permanent error, the same bytes would be dropped again."""
+    with connect(node) as client:
+        found = find_study(client, node.name, study_uid)
+        held = study_sop_uids(client, node.name, found) if found is not None else set()
+    missing = sop_uids - held
+    if missing:
+        raise StudyJobError(f"{node.name}: holds {len(sop_uids) - len(missing)} of {len(sop_uids)} instances after "
+                            "a forward it answered with success: it dropped the others (not retried: see its log)")
 
 
 def _delete_if_unchanged(client: pyorthanc.Orthanc, node: str, study_id: str, last_update: str) -> None:

@@ -259,3 +259,21 @@ def test_research_is_verified_first_and_a_retry_reuses_the_kept_result(constella
     done = process_study(restarted, study, context=context)
     assert (done.status, done.released, done.forwarded) == ("done", 2, ["dest"])
     assert len(sorted(Path(info.export_dir).rglob("*.dcm"))) == len(exported) + 2 and not kept.exists()
+
+
+def test_a_destination_that_drops_instances_silently_is_a_permanent_error(constellation, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Orthanc answers "Success" to a C-STORE its filter drops: a forward that "succeeded" is
+    checked against the destination when it is a node of the constellation."""
+    import anonlib.studyjob as studyjob
+    from anonlib.synthetic.batch import write_batch
+
+    _, info = constellation
+    [made] = write_batch(tmp_path / "batch", studies=1, patients=1, instances=2, seed=67)
+    clear(info.intake)
+    storescu(info, [made.folder])
+    [study] = wait_stable(info.intake)
+    monkeypatch.setattr(studyjob, "forward", lambda *args, **kwargs: None)  # "sent", never arrived
+    with pytest.raises(StudyJobError, match="dest: holds 0 of 2 instances after a forward"):
+        process_study(info, study)
+    assert study not in open_store(info.db_url).deliveries("intake")  # not recorded as delivered
