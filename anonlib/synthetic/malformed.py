@@ -30,7 +30,7 @@ from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
 __all__ = ["MalformedFile", "SOURCES", "write_malformed", "nested_content", "deflate_bomb", "un_text",
-           "path_like", "with_uid"]
+           "path_like", "with_uid", "many_items"]
 
 #: pydicom's offline test files the malformed ones are made from (explicit and implicit VR,
 #: an SR, RT objects, a colour and a compressed image).
@@ -242,6 +242,17 @@ def _many_items(count: int) -> bytes:
     return struct.pack("<HH2sHL", 0x0008, 0x1140, b"SQ", 0, len(value)) + value
 
 
+def _with_many_items(data: bytes, count: int) -> bytes:
+    at = next(pos for pos, _ in _element_offsets(data)  # where (0008,1140) belongs
+              if struct.unpack_from("<HH", data, pos) > (0x0008, 0x1140))
+    return data[:at] + _many_items(count) + data[at:]
+
+
+def many_items(count: int, uid: str = "") -> bytes:
+    """CT_small with a ReferencedImageSequence of ``count`` items."""
+    return _with_many_items(_bytes(_with_uid(_read("CT_small.dcm"), uid), "1.2.840.10008.1.2.1"), count)
+
+
 def _huge_values(rng: random.Random) -> Iterator[tuple[str, bytes]]:
     ds = _read("CT_small.dcm")
     big = copy.deepcopy(ds)
@@ -255,10 +266,7 @@ def _huge_values(rng: random.Random) -> Iterator[tuple[str, bytes]]:
         as_un.add_new(0x00081030, "UN", (planted + " " + "A" * size).encode())
         yield "text as UN", _fresh(as_un, rng)
     for count in (5000, 50000):  # a ReferencedImageSequence of thousands of items, written by hand
-        data = _fresh(ds, rng)
-        at = next(pos for pos, _ in _element_offsets(data)  # where (0008,1140) belongs
-                  if struct.unpack_from("<HH", data, pos) > (0x0008, 0x1140))
-        yield "many items", data[:at] + _many_items(count) + data[at:]
+        yield "many items", _with_many_items(_fresh(ds, rng), count)
 
 
 _PATH_VALUES = (("Modality", "/etc/passwd"), ("SeriesNumber", "../../etc"), ("StudyInstanceUID", "..\\..\\windows"),
