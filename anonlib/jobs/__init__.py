@@ -1,10 +1,11 @@
 """The durable job queue (procrastinate, in the lookup store's PostgreSQL database).
 
 One job per study of a source node (``anonlib.deidentify_study``), deduplicated while queued and
-serialized per patient; retried with backoff on transient errors; caught up from Orthanc's
-``/changes`` feed and reconciled against the delivery records so that no study is missed.
-Modules: ``app`` (procrastinate app, schema), ``tasks`` (the task), ``enqueue`` (study, patient,
-query), ``catchup`` (changes feed, reconcile), ``status`` (wait, retry), ``worker`` (the
+serialized per patient; retried with backoff on transient errors, and resumed when the nodes
+answer again; caught up from Orthanc's ``/changes`` feed and reconciled against the delivery
+records so that no study is missed. Modules: ``app`` (procrastinate app, schema), ``tasks`` (the
+task), ``enqueue`` (study, patient, query), ``catchup`` (changes feed, reconcile), ``resume``
+(node watch, transiently failed jobs queued again), ``status`` (wait, retry), ``worker`` (the
 ``anonlib worker`` process), ``plugin`` (what the Orthanc plugin calls). Importing connects to
 nothing.
 """
