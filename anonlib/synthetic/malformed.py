@@ -30,7 +30,7 @@ from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
 __all__ = ["MalformedFile", "SOURCES", "write_malformed", "nested_content", "deflate_bomb", "un_text",
-           "path_like", "with_uid", "many_items"]
+           "path_like", "with_uid", "many_items", "PATH_VALUES"]
 
 #: pydicom's offline test files the malformed ones are made from (explicit and implicit VR,
 #: an SR, RT objects, a colour and a compressed image).
@@ -269,7 +269,7 @@ def _huge_values(rng: random.Random) -> Iterator[tuple[str, bytes]]:
         yield "many items", _with_many_items(_fresh(ds, rng), count)
 
 
-_PATH_VALUES = (("Modality", "/etc/passwd"), ("SeriesNumber", "../../etc"), ("StudyInstanceUID", "..\\..\\windows"),
+PATH_VALUES = (("Modality", "/etc/passwd"), ("SeriesNumber", "../../etc"), ("StudyInstanceUID", "..\\..\\windows"),
                 ("PatientID", "../../../root"), ("SOPInstanceUID", "../x"), ("SeriesInstanceUID", "/tmp/x"),
                 ("AccessionNumber", "C:\\Windows\\system32"), ("InstanceNumber", "1/../2"),
                 ("BodyPartExamined", "../../BODY"), ("StudyID", "~/.ssh"))
@@ -310,7 +310,7 @@ def _all(rng: random.Random) -> Iterator[tuple[str, str, bytes]]:
     yield "corrupt deflate", "CT_small.dcm", bomb[:len(bomb) // 2] + bytes(64) + bomb[len(bomb) // 2:]
     for kind, data in _huge_values(rng):
         yield kind, "CT_small.dcm", data
-    for keyword, value in _PATH_VALUES:
+    for keyword, value in PATH_VALUES:
         yield "path-like value", "CT_small.dcm", path_like(keyword, value, uid=f"2.25.{rng.getrandbits(120)}")
     for name in ("CT_small.dcm", "MR_small.dcm", "rtplan.dcm"):
         yield from (("invalid character set", name, d) for d in _charsets(name, rng))
