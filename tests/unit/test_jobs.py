@@ -532,3 +532,18 @@ def test_an_upload_the_node_drops_is_node_dropped_a_refused_one_plain_transient(
         with pytest.raises(expected) as info:
             upload(client, "research", b"DICM")
         assert (type(info.value) is NodeDropped) == (expected is NodeDropped)
+
+
+def test_a_partial_study_succeeds_and_its_outcome_names_the_rejected_instances(
+        queue: StudyQueue, connector: InMemoryConnector, runtime: runtime_module.Runtime,
+        outcomes: FakeOutcomes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 11: one poison instance does not fail its study; the job says which and why."""
+    reason = "partial: 1 of 3 instances not delivered: abc-123: nesting too deep (more than 32 levels)"
+    monkeypatch.setattr(runtime, "process", lambda info, study_id, *, node, force=False: StudyResult(
+        node, study_id, "done", instances=3, released=2, rejected=1, reason=reason))
+    job = queue.defer("intake", STUDY_A, PATIENT)
+    run_jobs(queue)
+    assert jobs_of(connector)[0]["status"] == "succeeded"
+    assert job.job_id is not None
+    row = outcomes.rows[job.job_id]
+    assert (row["state"], row["error_class"], row["error_message"]) == ("done", "Partial", reason)
