@@ -85,6 +85,7 @@ class InputIndex:
     """The headers of a run's inputs, in sorted path order."""
 
     files: tuple[InputFile, ...]
+    limits: Limits = DEFAULT_LIMITS  # what a file must keep to be readable (the run's plan)
 
     def by_sop(self) -> dict[str, list[InputFile]]:
         """SOP Instance UID → the files that carry it (in order); unreadable files left out."""
@@ -106,7 +107,7 @@ class InputIndex:
         """The files to process (in order) and the ones skipped as duplicates or conflicts of
         an earlier file with the same SOP Instance UID. Only the files that share a UID are read
         whole, to check that they are readable and to compare their bytes."""
-        groups = {uid: [f for f in files if _readable(f)]
+        groups = {uid: [f for f in files if _readable(f, self.limits)]
                   for uid, files in self.by_sop().items() if len(files) > 1}
         digests: dict[Path, str | None] = {}
 
@@ -132,10 +133,10 @@ class InputIndex:
         return chosen, skipped
 
 
-def _readable(item: InputFile) -> bool:
+def _readable(item: InputFile, limits: Limits = DEFAULT_LIMITS) -> bool:
     """Whether the main pass can read the file (else it is processed alone, to be rejected)."""
     try:
-        read_instance(item.path, label=item.label)
+        read_instance(item.path, label=item.label, limits=limits)
     except InputError:
         return False
     return True
@@ -197,9 +198,9 @@ def index_inputs(paths: Iterable[Path], root: Path, *, tags: Sequence[int] | Non
     module-level function, and what it returns picklable)."""
     items = [(path, str(path.relative_to(root))) for path in sorted(set(paths))]
     if pool is None:
-        return InputIndex(tuple(read_headers(items, tags, collect, limits)))
+        return InputIndex(tuple(read_headers(items, tags, collect, limits)), limits)
     size = max(16, min(512, len(items) // 32))
     batches = [items[start:start + size] for start in range(0, len(items), size)]
     return InputIndex(tuple(item for done in pool.map(partial(read_headers, tags=tags, collect=collect,
                                                               limits=limits),
-                                                      batches) for item in done))
+                                                      batches) for item in done), limits)

@@ -82,7 +82,8 @@ def deidentify_study(context: JobContext, node: str, study_id: str, force: bool 
     if status == "held":  # the audit gate held the study: say why in the job's state
         _record(rt, *where, "held", error_class="AuditHeld", error_message=reason[:MESSAGE_LIMIT], **seen)
     elif status == "done" and reason:  # delivered without its poison instances: say which and why
-        _record(rt, *where, "done", error_class="Partial", error_message=reason[:MESSAGE_LIMIT], **seen)
+        _record(rt, *where, "done", error_class="Partial",
+                error_message=reason.removeprefix("partial: ")[:MESSAGE_LIMIT], **seen)
     else:
         _record(rt, *where, status if status in RESULT_STATES else "done", **seen)
     return {"status": status, "instances": getattr(result, "instances", 0),
