@@ -11,4 +11,5 @@ pytest_plugins = [
     "tests.fixtures.corpus",
     "tests.fixtures.realworld",
     "tests.fixtures.orthanc",
+    "tests.fixtures.figures",
 ]

@@ -36,6 +36,7 @@ from anonlib.constellation.processes import pid_alive, read_pid, stop_pidfile
 from anonlib.jobs.db import JobsDb
 from anonlib.store import open_store
 from anonlib.synthetic.batch import BatchStudy, write_batch
+from tests.fixtures.figures import Figures, phi_hits
 from tests.fixtures.orthanc import Factory
 from tests.orthanc_helpers import count_instances, get, storescu
 
@@ -81,9 +82,9 @@ def _wait_for(what: str, condition, timeout: float = 60.0) -> None:  # type: ign
         time.sleep(0.5)
 
 
-def _delivered_once_and_whole(info: ConstellationInfo, studies: list[BatchStudy]) -> None:
+def _delivered_once_and_whole(info: ConstellationInfo, studies: list[BatchStudy]) -> int:
     """Research, the destination and the export folder hold every instance once; each study's
-    delivery was recorded once, whole."""
+    delivery was recorded once, whole. Returns how many instances research holds."""
     expected = sum(s.instances for s in studies)
     assert count_instances(info.research) == expected
     assert count_instances(info.node("dest")) == expected
@@ -96,6 +97,14 @@ def _delivered_once_and_whole(info: ConstellationInfo, studies: list[BatchStudy]
         record = records[_study_id(info, study)]
         assert (record.status, record.instances, record.released, record.runs) == \
             ("done", study.instances, study.instances, 1), record
+    return expected
+
+
+def _record(figures: Figures, name: str, studies: list[BatchStudy], delivered: int, *texts: str) -> None:
+    sent = sum(s.instances for s in studies)
+    figures.record("fault", name, instances=sent, delivered=delivered, lost=max(0, sent - delivered),
+                   duplicated=max(0, delivered - sent),
+                   phi_in_logs=phi_hits([v for s in studies for v in (s.patient_id, s.study_uid)], *texts))
 
 
 def _no_phi(studies: list[BatchStudy], *texts: str) -> None:
@@ -121,7 +130,7 @@ def _worker_ready(info: ConstellationInfo) -> None:
 
 
 def test_a_study_enqueued_while_still_arriving_waits_and_is_delivered_whole(
-        constellation_factory: Factory, tmp_path: Path) -> None:
+        constellation_factory: Factory, tmp_path: Path, figures: Figures) -> None:
     settings, info = constellation_factory(ANONLIB_STABLE_AGE="4")
     [study] = write_batch(tmp_path / "batch", studies=1, patients=1, instances=6, seed=41)
     files = sorted(study.folder.glob("*.dcm"))
@@ -136,13 +145,16 @@ def test_a_study_enqueued_while_still_arriving_waits_and_is_delivered_whole(
             storescu(info, [one])
         waited = _cli(settings, "jobs", "wait", "--timeout", "60", "--poll", "0.5")
     assert waited.returncode == 0, waited.stdout + waited.stderr + log.read_text(errors="replace")
-    _delivered_once_and_whole(info, [study])
+    delivered = _delivered_once_and_whole(info, [study])
     listing = _cli(settings, "jobs", "list")
     assert "waiting" in listing.stdout and "failed" not in listing.stdout  # a later job, never a failure
-    _no_phi([study], listing.stdout, waited.stdout, waited.stderr, log.read_text(errors="replace"))
+    texts = (listing.stdout, waited.stdout, waited.stderr, log.read_text(errors="replace"))
+    _no_phi([study], *texts)
+    _record(figures, "study enqueued while still arriving", [study], delivered, *texts)
 
 
-def test_research_down_past_the_retry_budget_then_back(constellation_factory: Factory, tmp_path: Path) -> None:
+def test_research_down_past_the_retry_budget_then_back(constellation_factory: Factory, tmp_path: Path,
+                                                      figures: Figures) -> None:
     settings, info = constellation_factory(ANONLIB_STABLE_AGE="2")
     batch = write_batch(tmp_path / "batch", studies=2, patients=2, instances=2, seed=43)
     assert stop_pidfile(settings.home / "research" / "orthanc.pid")
@@ -167,14 +179,16 @@ def test_research_down_past_the_retry_budget_then_back(constellation_factory: Fa
         waited = _cli(settings, "jobs", "wait", "--timeout", "60", "--poll", "0.5")
     text = log.read_text(errors="replace")
     assert waited.returncode == 0, waited.stdout + waited.stderr + text
-    _delivered_once_and_whole(info, batch)
+    delivered = _delivered_once_and_whole(info, batch)
     assert text.count("delivering the result kept from an earlier attempt") >= 2  # no second de-identification
     assert "resumed 2 failed jobs" in text
     assert not [p for p in spool.iterdir()]  # removed after verified delivery
     _no_phi(batch, waited.stdout, waited.stderr, text)
+    _record(figures, "research down past the retry budget, then back", batch, delivered,
+            waited.stdout, waited.stderr, text)
 
 
-def test_intake_restarted_mid_ingest(constellation_factory: Factory, tmp_path: Path) -> None:
+def test_intake_restarted_mid_ingest(constellation_factory: Factory, tmp_path: Path, figures: Figures) -> None:
     settings, info = constellation_factory(ANONLIB_STABLE_AGE="10")  # margin for a slow restart
     cut, whole = write_batch(tmp_path / "batch", studies=2, patients=2, instances=4, seed=47)
     cut_files = sorted(cut.folder.glob("*.dcm"))
@@ -192,8 +206,9 @@ def test_intake_restarted_mid_ingest(constellation_factory: Factory, tmp_path: P
         waited = _cli(settings, "jobs", "wait", "--timeout", "60", "--poll", "0.5")
     text = log.read_text(errors="replace")
     assert waited.returncode == 0, waited.stdout + waited.stderr + text
-    _delivered_once_and_whole(info, [cut, whole])  # within 60 s: no worker pass queued `whole`
+    delivered = _delivered_once_and_whole(info, [cut, whole])  # within 60 s: no worker pass queued `whole`
     _no_phi([cut, whole], waited.stdout, waited.stderr, text)
+    _record(figures, "intake killed mid-ingest, restarted", [cut, whole], delivered, waited.stdout, waited.stderr, text)
 
 
 CRASH_ON = """function ReceivedInstanceFilter(dicom, origin, info)
@@ -205,7 +220,8 @@ end
 """
 
 
-def test_a_destination_crashing_on_one_instance(constellation_factory: Factory, tmp_path: Path) -> None:
+def test_a_destination_crashing_on_one_instance(constellation_factory: Factory, tmp_path: Path,
+                                                figures: Figures) -> None:
     import shutil
 
     from anonlib.engine.uids import UidMapper
@@ -259,3 +275,6 @@ def test_a_destination_crashing_on_one_instance(constellation_factory: Factory, 
     assert count_instances(info.research) == 4  # both on research, each instance once
     assert len(get(info.node("dest"), "/studies")) >= 1
     _no_phi([poison, fine], waited.stdout, waited.stderr, text)
+    # research holds both studies; the destination's failure is reported, not lost
+    _record(figures, "destination crashing on one instance (failed for good, reported)", [poison, fine],
+            count_instances(info.research), waited.stdout, waited.stderr, text)
