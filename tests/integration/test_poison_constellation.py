@@ -20,13 +20,14 @@ from anonlib.profile.burned_in import BurnedInPolicy
 from anonlib.store import open_store
 from anonlib.studyjob import JobContext, process_study
 from anonlib.synthetic.malformed import many_items, un_text, with_uid
+from tests.fixtures.figures import Figures
 from tests.orthanc_helpers import clear, count_instances, get, storescu, wait_stable
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def test_poison_instances_are_rejected_and_the_rest_of_the_study_delivered(constellation, tmp_path: Path  # type: ignore[no-untyped-def]
-                                                                          ) -> None:
+def test_poison_instances_are_rejected_and_the_rest_of_the_study_delivered(constellation, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                                          figures: Figures) -> None:
     _, info = constellation
     folder = tmp_path / "send"
     folder.mkdir()
@@ -55,3 +56,5 @@ def test_poison_instances_are_rejected_and_the_rest_of_the_study_delivered(const
     assert count_instances(info.research) == research_before + 4
     record = open_store(info.db_url).deliveries("intake")[study]
     assert record.status == "done" and record.reason == result.reason and record.released == 4
+    figures.record("malformed", "C-STORE", files=len(files), rejected=result.rejected, delivered=result.released,
+                   unnamed=0, research_alive=1)

@@ -11,9 +11,12 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import pydicom
 import pytest
+from pydicom.data import get_testdata_file
 
-from anonlib.synthetic.malformed import write_malformed
+from anonlib.synthetic.malformed import SOURCES, write_malformed
+from tests.fixtures.figures import Figures, phi_hits
 
 pytestmark = [pytest.mark.slow]
 
@@ -27,7 +30,17 @@ print(json.dumps({"rc": done.returncode, "stdout": done.stdout, "stderr": done.s
 UNCLEAR = ("internal error", "cannot read file", "not a readable DICOM file (OSError", "TypeError")
 
 
-def test_malformed_files_through_the_folder_pipeline(tmp_path: Path) -> None:
+def _identifiers() -> list[str]:
+    """The patients' names and IDs of the source files, and the names the generator plants."""
+    found = {"Zorbalina", "Doe^John"}
+    for name in SOURCES:
+        ds = pydicom.dcmread(str(get_testdata_file(name)), force=True)
+        for value in (str(ds.get("PatientName", "")), str(ds.get("PatientID", ""))):
+            found |= {part for part in value.split("^") if len(part) >= 4} | ({value} if len(value) >= 4 else set())
+    return sorted(found)
+
+
+def test_malformed_files_through_the_folder_pipeline(tmp_path: Path, figures: Figures) -> None:
     files = write_malformed(tmp_path / "src")
     assert len(files) >= 200
     env = {**os.environ, "ANONLIB_HOME": str(tmp_path / "home")}
@@ -66,3 +79,8 @@ def test_malformed_files_through_the_folder_pipeline(tmp_path: Path) -> None:
             assert "unclosed sequence" in reason or "truncated" in reason or "malformed" in reason
     assert sorted(skipped.values()) == ["conflict"] * 3 + ["duplicate"] * 3
     assert not any(by_kind[name] == "text as UN" for name in rejected)  # long text as UN is handled
+    lists = (quarantine / "rejected.csv").read_text() + (quarantine / "conflicts.csv").read_text()
+    hits = phi_hits(_identifiers(), run["stdout"], run["stderr"], lists)
+    assert hits == 0
+    figures.record("malformed", "folder pipeline", files=len(files), rejected=len(rejected),
+                   unnamed=0, tracebacks=0, peak_rss_mb=round(run["peak_kib"] / 1024), phi_in_logs=hits)
