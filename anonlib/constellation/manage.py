@@ -32,6 +32,7 @@ from anonlib.constellation.processes import (
     stop_pidfile,
     wait_orthanc_ready,
 )
+from anonlib.constellation.senders import modality, sender_modalities
 from anonlib.constellation.settings import ConstellationSettings, NodeSpec
 from anonlib.constellation.workers import WorkerStatus, stop_workers, supervise, worker_status
 from anonlib.errors import ConfigError
@@ -162,16 +163,12 @@ def _node_env(settings: ConstellationSettings, spec: NodeSpec, node: NodeInfo,
         "ANONLIB_STABLE_AGE": str(settings.stable_age),
         "ANONLIB_JOBS_HISTORY": str(settings.jobs_history),
         "ANONLIB_ORTHANC_PLUGINS": settings.plugins_dir,
-        "ANONLIB_INTAKE_MODALITIES": json.dumps({"sender": _modality(settings.scu_aet, settings.allowed_senders[0],
-                                                                     104, store=True)}),
-        "ANONLIB_ALLOWED_SENDERS": ",".join(settings.allowed_senders),
-        # one allowed host: other hosts' associations are rejected outright. Orthanc 1.10.1 checks
-        # only the first modality declaring an AET, so a list is enforced by lua/intake.lua alone.
-        "ANONLIB_CHECK_MODALITY_HOST": "true" if len(settings.allowed_senders) == 1 else "false",
+        # each allowed sender its own modality (AET + host), checked by Orthanc at association
+        "ANONLIB_INTAKE_MODALITIES": json.dumps(sender_modalities(settings.allowed_senders)),
         "ANONLIB_LUA_DIR": str(settings.env_dir / "orthanc" / "lua"),
         "ANONLIB_REMOTE_ACCESS": "true" if settings.remote_access else "false",
         "ANONLIB_RESEARCH_MODALITIES": json.dumps(
-            {d.name: _modality(d.aet, d.dicom_host, d.dicom_port, store=False) for d in destinations}),
+            {d.name: modality(d.aet, d.dicom_host, d.dicom_port, store=False) for d in destinations}),
         "ANONLIB_RESEARCH_PEERS": json.dumps(
             {d.name: {"Url": d.url, "Username": d.username, "Password": d.password} for d in destinations}),
         "ANONLIB_PLUGIN_SCRIPT": str(settings.env_dir / "orthanc" / "plugin" / "anonlib_plugin.py"),
@@ -180,15 +177,6 @@ def _node_env(settings: ConstellationSettings, spec: NodeSpec, node: NodeInfo,
         "ANONLIB_DB_URL": info_db_url,
     }
     return env
-
-
-def _modality(aet: str, host: str, port: int, *, store: bool) -> dict[str, object]:
-    """A declared modality that may C-STORE into the node (``store``) and nothing else: no
-    C-FIND, C-GET, C-MOVE, worklist or storage commitment (Orthanc allows them all by default
-    to a declared modality). Outgoing transfers to it are not affected."""
-    return {"AET": aet, "Host": host, "Port": port, "AllowEcho": store, "AllowStore": store,
-            "AllowFind": False, "AllowFindWorklist": False, "AllowGet": False, "AllowMove": False,
-            "AllowStorageCommitment": False}
 
 
 def _new_credentials(node: NodeInfo) -> NodeInfo:

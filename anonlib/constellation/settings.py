@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import getpass
-import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import anonlib
+from anonlib.constellation.senders import Sender, parse_senders
 from anonlib.errors import ConfigError
 from anonlib.settings import anonlib_home
 
@@ -40,20 +40,6 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int = 0, high: in
     return value
 
 
-def _hosts(env: Mapping[str, str], name: str, default: str) -> tuple[str, ...]:
-    """IP addresses separated by commas or spaces (Orthanc 1.10.1 compares the caller's address
-    as text: a host name would never match)."""
-    hosts = []
-    for item in env.get(name, default).replace(",", " ").split():
-        try:
-            hosts.append(str(ipaddress.ip_address(item)))
-        except ValueError:
-            raise ConfigError(f"{name}: {item!r} is not an IP address") from None
-    if not hosts:
-        raise ConfigError(f"{name} names no host (default {default})")
-    return tuple(dict.fromkeys(hosts))
-
-
 def _default_env_dir() -> Path:
     return Path(anonlib.__file__).resolve().parent.parent / "env"
 
@@ -70,8 +56,9 @@ class ConstellationSettings:
     ``..._DICOM_PORT`` (8043/4243), ``ANONLIB_WORKERS`` (2), ``ANONLIB_EXPORT_DIR``
     (``$ANONLIB_HOME/export``), ``ANONLIB_DESTINATIONS`` (comma-separated names of extra
     destination nodes to start and forward to), ``ANONLIB_ENV_DIR``, ``ANONLIB_ORTHANC``
-    (binary), ``ANONLIB_ORTHANC_PLUGINS`` (plugin folder) and ``ANONLIB_ALLOWED_SENDERS`` (IP
-    addresses intake accepts DICOM C-STORE from, default ``127.0.0.1``) and ``ANONLIB_REMOTE_ACCESS``
+    (binary), ``ANONLIB_ORTHANC_PLUGINS`` (plugin folder), ``ANONLIB_ALLOWED_SENDERS`` (who may
+    C-STORE into intake: ``HOST``, AE title ``ANONLIB_SCU``, default ``127.0.0.1``; or
+    ``AET@HOST,AET@HOST``, see :mod:`anonlib.constellation.senders`) and ``ANONLIB_REMOTE_ACCESS``
     (``1``: the nodes' REST answers other hosts too; default ``0``, this machine only).
     """
 
@@ -86,9 +73,14 @@ class ConstellationSettings:
     orthanc_binary: str = "/usr/sbin/Orthanc"
     plugins_dir: str = "/usr/share/orthanc/plugins"
     nodes: tuple[NodeSpec, ...] = ()
-    scu_aet: str = "ANONLIB_SCU"
-    allowed_senders: tuple[str, ...] = ("127.0.0.1",)
+    allowed_senders: tuple[Sender, ...] = (Sender("ANONLIB_SCU", "127.0.0.1"),)
     remote_access: bool = False
+
+    @property
+    def scu_aet(self) -> str:
+        """The AE title a sender on this machine calls intake with (the first sender's otherwise)."""
+        local = [s for s in self.allowed_senders if s.host.startswith("127.")]
+        return (local or list(self.allowed_senders))[0].aet
 
     @property
     def export(self) -> Path:
@@ -138,6 +130,6 @@ class ConstellationSettings:
             orthanc_binary=env.get("ANONLIB_ORTHANC", "/usr/sbin/Orthanc"),
             plugins_dir=env.get("ANONLIB_ORTHANC_PLUGINS", "/usr/share/orthanc/plugins"),
             nodes=tuple(nodes),
-            allowed_senders=_hosts(env, "ANONLIB_ALLOWED_SENDERS", "127.0.0.1"),
+            allowed_senders=parse_senders(env.get("ANONLIB_ALLOWED_SENDERS", "")),
             remote_access=_int(env, "ANONLIB_REMOTE_ACCESS", 0, 0, 1) == 1,
         )

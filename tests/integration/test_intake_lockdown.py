@@ -18,6 +18,7 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from anonlib.constellation import ConstellationInfo, ConstellationSettings, NodeInfo, manage
+from anonlib.synthetic.malformed import nested_content
 from tests.fixtures.orthanc import _drop, _settings
 from tests.orthanc_helpers import count_instances
 
@@ -47,10 +48,17 @@ def _dcmtk(*argv: str) -> subprocess.CompletedProcess[str]:
                           env={**os.environ, "TCP_NODELAY": "1"})
 
 
-def _store(info: ConstellationInfo, path: Path, host: str | None = None) -> subprocess.CompletedProcess[str]:
+def _store(info: ConstellationInfo, path: Path, host: str | None = None, aet: str | None = None
+           ) -> subprocess.CompletedProcess[str]:
+    """storescu from this machine to ``host`` (intake's 127.0.0.1 by default: the call then comes
+    from 127.0.0.1; to OTHER, from OTHER) calling itself ``aet`` (the constellation's sender)."""
     intake = info.intake
-    return _dcmtk("storescu", "-v", "-aet", info.scu_aet, "-aec", intake.aet, host or intake.dicom_host,
+    return _dcmtk("storescu", "-v", "-aet", aet or info.scu_aet, "-aec", intake.aet, host or intake.dicom_host,
                   str(intake.dicom_port), str(path))
+
+
+def _rejected(result: subprocess.CompletedProcess[str]) -> bool:
+    return result.returncode != 0 and "Association Rejected" in result.stderr
 
 
 def _private(home: Path) -> dict[str, str]:
@@ -127,18 +135,22 @@ def test_c_store_from_another_host_is_refused(stored: ConstellationInfo) -> None
     """Intake listens on every address (Orthanc 1.10.1 cannot bind one); a sender calling from
     this machine's other address is not 127.0.0.1: its association is rejected."""
     refused = _store(stored, MR, host=OTHER)
-    assert refused.returncode != 0 and "Association Rejected" in refused.stderr, refused.stderr
+    assert _rejected(refused), refused.stderr
     assert count_instances(stored.intake) == 1  # CT_small only
+
+
+SENDERS = f"ANONLIB_SCU@127.0.0.1,REMOTE_SCU@{OTHER},FAR_SCU@192.0.2.254" if OTHER else \
+    "ANONLIB_SCU@127.0.0.1,FAR_SCU@192.0.2.254"
 
 
 @pytest.fixture(scope="module")
 def listed(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory
            ) -> Iterator[tuple[ConstellationSettings, ConstellationInfo]]:
     """A second constellation (no destination), started under umask 000, whose intake allows a
-    list of senders: this machine's other address and a documentation address, not 127.0.0.1."""
-    allowed = f"{OTHER},192.0.2.254" if OTHER else "127.0.0.1,192.0.2.254"
+    list of senders, each its own AET and host: ANONLIB_SCU on 127.0.0.1, REMOTE_SCU on this
+    machine's other address, FAR_SCU on a documentation address no test calls from."""
     settings = _settings(pg_admin_url, tmp_path_factory.mktemp("listed"),
-                         {"ANONLIB_ALLOWED_SENDERS": allowed, "ANONLIB_DESTINATIONS": ""})
+                         {"ANONLIB_ALLOWED_SENDERS": SENDERS, "ANONLIB_DESTINATIONS": ""})
     previous = os.umask(0)
     try:
         info = manage.up(settings)
@@ -152,19 +164,51 @@ def listed(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory
 
 
 @needs_other
-def test_a_list_of_allowed_senders_is_enforced(listed: tuple[ConstellationSettings, ConstellationInfo]) -> None:
-    """Several allowed hosts: Orthanc 1.10.1 checks only one host per AET at association, so
-    lua/intake.lua drops the other hosts' instances (Orthanc still tells the sender "Success")
-    and logs each refusal with the caller's address."""
-    settings, info = listed
+def test_each_listed_sender_stores_from_its_own_host_only(listed: tuple[ConstellationSettings, ConstellationInfo]
+                                                          ) -> None:
+    """Several senders, each declared as its own modality (AET + host): Orthanc 1.10.1 rejects
+    at association an AET calling from another host than its own (DicomCheckModalityHost, for
+    every declared modality, not only the first) and an AET not declared. No Lua filter."""
+    _, info = listed
+    assert info.scu_aet == "ANONLIB_SCU"
     before = count_instances(info.intake)
-    _store(info, CT)  # from 127.0.0.1: not in the list
-    assert count_instances(info.intake) == before
-    accepted = _store(info, MR, host=OTHER)
-    assert accepted.returncode == 0, accepted.stderr
-    assert count_instances(info.intake) == before + 1
-    log = (settings.home / "intake" / "orthanc.log").read_text(errors="replace")
-    assert "C-STORE refused from host 127.0.0.1" in log
+    for aet, host in (("ANONLIB_SCU", None), ("REMOTE_SCU", OTHER)):  # each from its own host
+        accepted = _store(info, CT if aet == "ANONLIB_SCU" else MR, host=host, aet=aet)
+        assert accepted.returncode == 0 and "Success" in accepted.stderr, (aet, accepted.stderr)
+    assert count_instances(info.intake) == before + 2
+    for aet, host in (("ANONLIB_SCU", OTHER), ("REMOTE_SCU", None),  # a declared AET, the wrong host
+                      ("FAR_SCU", None), ("FAR_SCU", OTHER),  # the last declared, from neither its host
+                      ("STRANGER", None), ("STRANGER", OTHER)):  # never declared
+        refused = _store(info, CT, host=host, aet=aet)
+        assert _rejected(refused), (aet, host, refused.stderr)
+    assert count_instances(info.intake) == before + 2
+
+
+def _intake_alive(settings: ConstellationSettings, info: ConstellationInfo) -> bool:
+    pid = int((settings.home / "intake" / "orthanc.pid").read_text())
+    try:
+        os.kill(pid, 0)
+        return httpx.get(f"{info.intake.url}/system", auth=(info.intake.username, info.intake.password),
+                         timeout=30).json()["Name"] == "intake"
+    except (OSError, httpx.HTTPError):
+        return False
+
+
+@pytest.mark.parametrize("attempt", [1, 2, 3])  # the crash with a Lua filter was intermittent
+def test_deeply_nested_instance_over_c_store_leaves_intake_alive(
+        listed: tuple[ConstellationSettings, ConstellationInfo], tmp_path: Path, attempt: int) -> None:
+    """A 50-level nested ContentSequence sent by C-STORE: intake (a list of senders, so before
+    this the Lua ReceivedInstanceFilter that crashed in liblua5.3) stores it and keeps running.
+    The depth limit is the engine's business later (test_poison_constellation.py)."""
+    settings, info = listed
+    path = tmp_path / "nested.dcm"
+    path.write_bytes(nested_content(50, uid=f"2.25.4242{attempt}"))
+    sent = _store(info, path)
+    assert sent.returncode == 0 and "Success" in sent.stderr, sent.stderr
+    assert _intake_alive(settings, info)
+    found = httpx.post(f"{info.intake.url}/tools/lookup", content=f"2.25.4242{attempt}".encode(),
+                       auth=(info.intake.username, info.intake.password), timeout=30).json()
+    assert [f["Type"] for f in found] == ["Instance"]
 
 
 @needs_other
@@ -226,7 +270,7 @@ def test_nothing_under_home_is_readable_by_others(constellation: tuple[Constella
 def test_nothing_is_readable_by_others_under_umask_000(listed: tuple[ConstellationSettings, ConstellationInfo]
                                                         ) -> None:
     settings, info = listed
-    assert _store(info, MR, host=OTHER).returncode == 0
+    assert _store(info, MR).returncode == 0
     assert count_instances(info.intake) >= 1
     assert any(p.is_file() for p in (settings.home / "intake" / "storage").rglob("*"))
     assert _private(settings.home) == {}

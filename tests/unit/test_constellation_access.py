@@ -11,6 +11,7 @@ import pytest
 
 from anonlib.constellation import ConstellationSettings
 from anonlib.constellation.manage import _node_env, _plan_nodes
+from anonlib.constellation.senders import Sender
 from anonlib.errors import ConfigError
 
 
@@ -20,17 +21,38 @@ def _settings(tmp_path: Path, **env: str) -> ConstellationSettings:
                                            "ANONLIB_DEST_HTTP_PORT": "0", **env})
 
 
-def test_allowed_senders_default_to_loopback_and_take_ip_addresses(tmp_path: Path) -> None:
-    assert _settings(tmp_path).allowed_senders == ("127.0.0.1",)
-    many = _settings(tmp_path, ANONLIB_ALLOWED_SENDERS="10.0.0.5, 127.0.0.1 10.0.0.5,::1")
-    assert many.allowed_senders == ("10.0.0.5", "127.0.0.1", "::1")
+def test_one_host_is_the_sender_anonlib_scu_as_before(tmp_path: Path) -> None:
+    assert _settings(tmp_path).allowed_senders == (Sender("ANONLIB_SCU", "127.0.0.1"),)
+    assert _settings(tmp_path, ANONLIB_ALLOWED_SENDERS=" 10.0.0.5 ").allowed_senders == (Sender("ANONLIB_SCU",
+                                                                                                "10.0.0.5"),)
+    one = _settings(tmp_path, ANONLIB_ALLOWED_SENDERS="CT_1@10.0.0.5")
+    assert one.allowed_senders == (Sender("CT_1", "10.0.0.5"),) and one.scu_aet == "CT_1"
 
 
-@pytest.mark.parametrize("value, message", [("pacs.example.org", "not an IP address"),
-                                            ("10.0.0.300", "not an IP address"), (" , ", "names no host")])
-def test_allowed_senders_refuse_names_and_nothing(tmp_path: Path, value: str, message: str) -> None:
-    with pytest.raises(ConfigError, match=f"ANONLIB_ALLOWED_SENDERS.*{message}"):
+def test_a_list_is_aet_at_host_pairs(tmp_path: Path) -> None:
+    many = _settings(tmp_path, ANONLIB_ALLOWED_SENDERS="CT_1@10.0.0.5, MR-2@10.0.0.6 LOCAL@127.0.0.1,CT_1@10.0.0.5")
+    assert many.allowed_senders == (Sender("CT_1", "10.0.0.5"), Sender("MR-2", "10.0.0.6"),
+                                    Sender("LOCAL", "127.0.0.1"))
+    assert many.scu_aet == "LOCAL"  # the one a storescu on this machine uses
+
+
+@pytest.mark.parametrize("value, message", [
+    ("10.0.0.5,127.0.0.1", r"several senders need an AE title each, as AET@HOST \(e.g. CT_1@10.0.0.5,MR_1@10.0.0.6\)"),
+    ("CT_1@10.0.0.5,10.0.0.6", r"several senders need an AE title each.*'10.0.0.6'"),
+    ("CT_1@10.0.0.5,ct_1@10.0.0.6", "AE title 'ct_1' is given twice .*give each host its own"),
+    ("pacs.example.org", "'pacs.example.org' is not an IP address"),
+    ("CT_1@pacs.example.org", "'pacs.example.org' is not an IP address"),
+    ("10.0.0.300", "not an IP address"),
+    ("::1", "IPv6 address; intake's DICOM port takes IPv4 only"),
+    ("@10.0.0.5", "'' is not an AE title"),
+    ("SEVENTEEN_LETTERS@10.0.0.5", "'SEVENTEEN_LETTERS' is not an AE title"),
+    ("A\\B@10.0.0.5", "is not an AE title"),
+    (" , ", "names no sender"),
+])
+def test_allowed_senders_refused_with_one_line(tmp_path: Path, value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=f"^ANONLIB_ALLOWED_SENDERS.*{message}") as caught:
         _settings(tmp_path, ANONLIB_ALLOWED_SENDERS=value)
+    assert "\n" not in str(caught.value)
 
 
 def test_every_node_and_role_has_its_own_credentials(tmp_path: Path) -> None:
@@ -52,17 +74,37 @@ def test_intake_declares_its_senders_for_c_store_only(tmp_path: Path) -> None:
     assert sender["AET"] == "ANONLIB_SCU" and sender["Host"] == "127.0.0.1" and sender["AllowStore"] is True
     assert not any(sender[k] for k in ("AllowFind", "AllowFindWorklist", "AllowGet", "AllowMove",
                                        "AllowStorageCommitment"))
-    assert (env["ANONLIB_ALLOWED_SENDERS"], env["ANONLIB_CHECK_MODALITY_HOST"]) == ("127.0.0.1", "true")
+    assert list(json.loads(env["ANONLIB_INTAKE_MODALITIES"])) == ["sender"]
     assert env["ANONLIB_REMOTE_ACCESS"] == "false"
     assert _node_env(_settings(tmp_path, ANONLIB_REMOTE_ACCESS="1"), spec, nodes["intake"], nodes,
                      "postgresql://x@127.0.0.1/x")["ANONLIB_REMOTE_ACCESS"] == "true"
     destination = json.loads(env["ANONLIB_RESEARCH_MODALITIES"])["dest"]
     assert not any(v for k, v in destination.items() if k.startswith("Allow"))
     assert (env["ANONLIB_ORTHANC_USER"], env["ANONLIB_ORTHANC_READER_USER"]) == ("anonlib-intake", "reader-intake")
-    many = _settings(tmp_path, ANONLIB_ALLOWED_SENDERS="127.0.0.1,10.0.0.5")
+    many = _settings(tmp_path, ANONLIB_ALLOWED_SENDERS="LOCAL@127.0.0.1,CT_1@10.0.0.5")
     env = _node_env(many, spec, nodes["intake"], nodes, "postgresql://x@127.0.0.1/x")
-    # Orthanc 1.10.1 checks the host of the first modality of an AET only: a list is Lua's job
-    assert (env["ANONLIB_ALLOWED_SENDERS"], env["ANONLIB_CHECK_MODALITY_HOST"]) == ("127.0.0.1,10.0.0.5", "false")
+    # each sender its own modality: Orthanc 1.10.1 checks the host of an AET's first modality only
+    declared = json.loads(env["ANONLIB_INTAKE_MODALITIES"])
+    assert {n: (m["AET"], m["Host"], m["AllowStore"], m["AllowEcho"]) for n, m in declared.items()} == {
+        "sender-1": ("LOCAL", "127.0.0.1", True, True), "sender-2": ("CT_1", "10.0.0.5", True, True)}
+    assert not any(m[k] for m in declared.values() for k in ("AllowFind", "AllowFindWorklist", "AllowGet",
+                                                              "AllowMove", "AllowStorageCommitment"))
+
+
+def test_intake_checks_senders_in_orthanc_and_runs_no_lua_on_instances() -> None:
+    """The host check is Orthanc's (DicomCheckModalityHost) at association; no Lua script on
+    intake defines a callback that is handed the instance (ReceivedInstanceFilter and the
+    On*Instance callbacks make Orthanc convert the whole dataset into a Lua table)."""
+    env_dir = Path(__file__).resolve().parents[2] / "env" / "orthanc"
+    text = (env_dir / "intake" / "intake.json").read_text()
+    config = json.loads(text.replace("${ANONLIB_INTAKE_MODALITIES}", "{}"))
+    assert config["DicomCheckModalityHost"] is True and config["DicomAlwaysAllowStore"] is False
+    assert config["LuaScripts"] == ["${ANONLIB_LUA_DIR}/roles.lua"]
+    roles = (env_dir / "lua" / "roles.lua").read_text()
+    assert "function IncomingHttpRequestFilter(" in roles
+    for callback in ("ReceivedInstanceFilter", "OnStoredInstance", "IncomingCStoreInstanceFilter",
+                     "OutgoingHttpRequestFilter", "OnStableStudy", "OnStableSeries"):
+        assert callback not in roles
 
 
 def test_credentials_are_kept_per_node_and_a_shared_user_is_replaced(tmp_path: Path) -> None:

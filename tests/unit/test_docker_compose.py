@@ -95,13 +95,18 @@ def test_orthanc_configuration_is_what_each_node_needs() -> None:
     env = _env()
     assert config["RegisteredUsers"] == {"anonlib-intake": env["ANONLIB_INTAKE_PASSWORD"],
                                          "reader-intake": env["ANONLIB_INTAKE_READER_PASSWORD"]}
-    assert config["LuaScripts"] == ["/opt/anonlib/lua/roles.lua", "/opt/anonlib/lua/intake.lua"]
+    assert config["LuaScripts"] == ["/opt/anonlib/lua/roles.lua"]  # no Lua on the store path
+    assert config["DicomCheckModalityHost"] is True and config["DicomAlwaysAllowStore"] is False
     assert not any(config[f"DicomAlwaysAllow{k}"] for k in ("Echo", "Store", "Find", "FindWorklist", "Get", "Move"))
     assert config["Plugins"] == [f"{dc.IMAGE_PLUGIN_DIR}/libOrthancPostgreSQLIndex.so",
                                  f"{dc.IMAGE_PLUGIN_DIR}/libOrthancPython.so"]
     assert config["PostgreSQL"]["Database"] == "anonlib_intake"
     sender = config["DicomModalities"]["sender"]
-    assert (sender["AET"], sender["Host"]) == ("ANONLIB_SCU", "host.docker.internal")
+    # the host as intake sees it: the compose network's fixed gateway (a name never matches)
+    assert (sender["AET"], sender["Host"]) == ("ANONLIB_SCU", env["ANONLIB_DOCKER_GATEWAY"])
+    assert sender["AllowStore"] is True
+    assert compose["networks"]["default"]["ipam"]["config"] == [{"subnet": env["ANONLIB_DOCKER_SUBNET"],
+                                                                "gateway": env["ANONLIB_DOCKER_GATEWAY"]}]
     assert not any(sender[f"Allow{k}"] for k in ("Find", "FindWorklist", "Get", "Move", "StorageCommitment"))
     assert image_env["ANONLIB_SITE_PACKAGES"] == "/opt/anonlib/site-packages"
     research, problems = dc.orthanc_configuration(compose["services"]["orthanc-research"], ROOT, {})
@@ -407,4 +412,4 @@ def test_docker_compose_config(tmp_path: Path) -> None:
 
 def test_compose_file_is_plain_yaml_with_extension_fields_only() -> None:
     raw = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    assert set(raw) - {"services", "volumes"} <= {k for k in raw if k.startswith("x-")}
+    assert set(raw) - {"services", "volumes", "networks"} <= {k for k in raw if k.startswith("x-")}
