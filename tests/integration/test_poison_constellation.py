@@ -2,11 +2,10 @@
 rejected with their reason, the rest of their study delivered and the study recorded partial —
 and never reach (or crash) the research Orthanc.
 
-Deep nesting is not sent here: 33 to 50 nested sequences crash the constellation's *intake*
-Orthanc itself on C-STORE (general protection fault in liblua5.3 while it hands the instance to
-the Lua ReceivedInstanceFilter; a plain Orthanc 1.10.1 with the same Lua and plugins survives),
-before any job runs. The engine's depth limit is tested on the same generated files in
-``tests/unit/test_limits.py`` and ``tests/system/test_malformed.py``."""
+The 50-level nesting also proves intake survives it over C-STORE: until intake's Lua
+ReceivedInstanceFilter was removed (senders are now checked by Orthanc at association), Orthanc
+pushed each received instance into a Lua table and 33-50 nested sequences crashed intake in
+liblua5.3 before any job ran."""
 
 from __future__ import annotations
 
@@ -19,7 +18,7 @@ from anonlib.profile import SiteProfile
 from anonlib.profile.burned_in import BurnedInPolicy
 from anonlib.store import open_store
 from anonlib.studyjob import JobContext, process_study
-from anonlib.synthetic.malformed import many_items, un_text, with_uid
+from anonlib.synthetic.malformed import many_items, nested_content, un_text, with_uid
 from tests.fixtures.figures import Figures
 from tests.orthanc_helpers import clear, count_instances, get, storescu, wait_stable
 
@@ -35,6 +34,7 @@ def test_poison_instances_are_rejected_and_the_rest_of_the_study_delivered(const
         "good-1": with_uid("2.25.1001"), "good-2": with_uid("2.25.1002"),
         "text-as-un": un_text(70_000, uid="2.25.1003"),  # handled: de-identified and delivered
         "many-items": many_items(3000, uid="2.25.1004"),  # 3000 references: handled
+        "nested-50": nested_content(50, uid="2.25.1006"),  # past the depth limit (32); crashed research
         "huge-text": un_text(2 << 20, uid="2.25.1005"),  # 2 MiB of text: over the limit
     }
     for name, data in files.items():
@@ -49,9 +49,11 @@ def test_poison_instances_are_rejected_and_the_rest_of_the_study_delivered(const
     context.audit_pixels = "off"  # OCR is not what this test is about
     result = process_study(info, study, context=context)
 
-    assert result.status == "done" and result.rejected == 1 and result.released == 4
-    assert result.reason.startswith("partial: 1 of 5 instances not delivered: ")
-    assert result.reason.endswith("value too large: (0008,1030) holds 2097154 bytes of text (limit 1 MiB)")
+    assert get(info.intake, "/system")["Name"] == "intake"  # intake took 50 levels and lives
+    assert result.status == "done" and result.rejected == 2 and result.released == 4
+    assert result.reason.startswith("partial: 2 of 6 instances not delivered: ")
+    assert "nesting too deep: sequences nested more than 32 levels" in result.reason
+    assert "value too large: (0008,1030) holds 2097154 bytes of text (limit 1 MiB)" in result.reason
     assert get(info.research, "/system")["Name"]  # research is alive
     assert count_instances(info.research) == research_before + 4
     record = open_store(info.db_url).deliveries("intake")[study]
