@@ -2,13 +2,16 @@
 rejected with their reason, the rest of their study delivered and the study recorded partial —
 and never reach (or crash) the research Orthanc.
 
-The 50-level nesting also proves intake survives it over C-STORE: until intake's Lua
-ReceivedInstanceFilter was removed (senders are now checked by Orthanc at association), Orthanc
-pushed each received instance into a Lua table and 33-50 nested sequences crashed intake in
-liblua5.3 before any job ran."""
+Nesting past the engine's depth limit (32) but within intake's guard (40) is taken by intake and
+rejected by the study job; deeper nesting, which would crash Orthanc 1.10.1 whenever a REST call
+parses it (48 levels and more), is refused at C-STORE with a failure status for the sender, and
+intake lives on. (Until intake's Lua ReceivedInstanceFilter was removed, Orthanc pushed each
+received instance into a Lua table and 33-50 nested sequences crashed intake in liblua5.3.)"""
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -34,7 +37,7 @@ def test_poison_instances_are_rejected_and_the_rest_of_the_study_delivered(const
         "good-1": with_uid("2.25.1001"), "good-2": with_uid("2.25.1002"),
         "text-as-un": un_text(70_000, uid="2.25.1003"),  # handled: de-identified and delivered
         "many-items": many_items(3000, uid="2.25.1004"),  # 3000 references: handled
-        "nested-50": nested_content(50, uid="2.25.1006"),  # past the depth limit (32); crashed research
+        "nested-36": nested_content(36, uid="2.25.1006"),  # past the engine's depth limit (32)
         "huge-text": un_text(2 << 20, uid="2.25.1005"),  # 2 MiB of text: over the limit
     }
     for name, data in files.items():
@@ -49,7 +52,7 @@ def test_poison_instances_are_rejected_and_the_rest_of_the_study_delivered(const
     context.audit_pixels = "off"  # OCR is not what this test is about
     result = process_study(info, study, context=context)
 
-    assert get(info.intake, "/system")["Name"] == "intake"  # intake took 50 levels and lives
+    assert get(info.intake, "/system")["Name"] == "intake"  # intake took 36 levels and lives
     assert result.status == "done" and result.rejected == 2 and result.released == 4
     assert result.reason.startswith("partial: 2 of 6 instances not delivered: ")
     assert "nesting too deep: sequences nested more than 32 levels" in result.reason
@@ -60,3 +63,26 @@ def test_poison_instances_are_rejected_and_the_rest_of_the_study_delivered(const
     assert record.status == "done" and record.reason == result.reason and record.released == 4
     figures.record("malformed", "C-STORE", files=len(files), rejected=result.rejected, delivered=result.released,
                    unnamed=0, research_alive=1)
+
+
+def test_nesting_that_would_crash_orthanc_is_refused_at_c_store(constellation, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                                 figures: Figures) -> None:
+    settings, info = constellation
+    clear(info.intake)
+    deep, fine = tmp_path / "deep.dcm", tmp_path / "fine.dcm"
+    deep.write_bytes(nested_content(50, uid="2.25.2001"))
+    fine.write_bytes(with_uid("2.25.2002"))
+    intake = info.intake
+    sent = subprocess.run(["storescu", "-v", "--no-halt", "-aet", info.scu_aet, "-aec", intake.aet, "-R", intake.dicom_host,
+                           str(intake.dicom_port), str(deep), str(fine)],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "TCP_NODELAY": "1"})
+    told = [line for line in (sent.stdout + sent.stderr).splitlines() if "Received Store Response" in line]
+    assert len(told) == 2 and "Refused" in told[0] and "Success" in told[1], told  # the sender is told
+    for _ in range(3):  # what would parse a stored instance again: there is none to parse
+        assert get(intake, "/system")["Name"] == "intake"
+        [instance] = get(intake, "/instances")
+        assert get(intake, f"/instances/{instance}/tags")["0008,0018"]["Value"] == "2.25.2002"
+    log = (settings.home / "intake" / "orthanc.log").read_text(errors="replace")
+    assert "refused: nesting too deep: sequences nested more than 40 levels" in log
+    assert "2.25.2001" not in log  # the refusal names the limit, never the instance
+    figures.record("malformed", "C-STORE refused at intake", files=1, unnamed=0, intake_alive=1)

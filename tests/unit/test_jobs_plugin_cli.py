@@ -162,6 +162,7 @@ def plugin_module(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
         setattr(orthanc, name, lambda message: None)
     orthanc.RegisterOnChangeCallback = lambda cb: registered.__setitem__("change", cb)  # type: ignore[attr-defined]
     orthanc.RegisterRestCallback = lambda uri, cb: registered.__setitem__(uri, cb)  # type: ignore[attr-defined]
+    orthanc.RegisterIncomingCStoreInstanceFilter = lambda cb: registered.__setitem__("cstore", cb)  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "orthanc", orthanc)
     monkeypatch.setenv("ANONLIB_SITE_PACKAGES", str(Path(pytest.__file__).parents[1]))
     monkeypatch.setenv("ANONLIB_DB_URL", "postgresql://nowhere.invalid/db")
@@ -176,7 +177,7 @@ def plugin_module(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
 
 def test_plugin_script_registers_and_delegates(plugin_module: types.ModuleType, connector: InMemoryConnector) -> None:
     registered = plugin_module.registered
-    assert set(registered) == {"change", "/anonlib/(.*)"}
+    assert set(registered) == {"change", "/anonlib/(.*)", "cstore"}
     plugin = plugin_module.PLUGIN
     assert isinstance(plugin, IntakePlugin) and plugin._queue is None  # nothing opened at import
     plugin._app_factory = lambda url: make_app(connector=connector, retry=StudyRetry())
@@ -191,6 +192,26 @@ def test_plugin_script_registers_and_delegates(plugin_module: types.ModuleType, 
     registered["/anonlib/(.*)"](output, "/anonlib/enqueue", method="GET", groups=("enqueue",), get={})
     assert output.answers[0][0] == 200 and json.loads(output.answers[0][1])["queued"][0]["created"] is False
     assert output.answers[1] == (405, "POST")
+
+
+class FakeReceived:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def GetInstanceData(self) -> bytes:  # noqa: N802 - Orthanc's API
+        return self.data
+
+    def GetInstanceRemoteAet(self) -> str:  # noqa: N802
+        return "SENDER"
+
+
+def test_plugin_refuses_at_c_store_what_would_crash_orthanc(plugin_module: types.ModuleType) -> None:
+    from anonlib.synthetic.malformed import nested_content, with_uid
+
+    cstore = plugin_module.registered["cstore"]
+    assert cstore(FakeReceived(with_uid("2.25.5"))) == 0  # stored
+    assert cstore(FakeReceived(nested_content(50))) == -1  # a failure status for the sender, never a silent drop
+    assert cstore(FakeReceived(b"not dicom")) == 0  # left to Orthanc and the study job
 
 
 def test_plugin_survives_an_unreachable_database(plugin_module: types.ModuleType) -> None:
