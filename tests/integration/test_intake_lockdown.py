@@ -19,6 +19,7 @@ from pydicom.data import get_testdata_file
 
 from anonlib.constellation import ConstellationInfo, ConstellationSettings, NodeInfo, manage
 from anonlib.synthetic.malformed import nested_content
+from tests.fixtures.figures import Figures
 from tests.fixtures.orthanc import _drop, _settings
 from tests.orthanc_helpers import count_instances
 
@@ -87,7 +88,7 @@ CALLERS = ["ANONLIB_SCU", "STRANGER", "ANONLIB_INTAKE", "ANONLIB_RESEARCH"]
 
 
 @pytest.mark.parametrize("caller", CALLERS)
-def test_c_find_returns_nothing(stored: ConstellationInfo, caller: str) -> None:
+def test_c_find_returns_nothing(stored: ConstellationInfo, caller: str, figures: Figures) -> None:
     intake = stored.intake
     for level in ("PATIENT", "STUDY"):
         found = _dcmtk("findscu", "-v", "-aet", caller, "-aec", intake.aet, "-S" if level == "STUDY" else "-P",
@@ -96,20 +97,22 @@ def test_c_find_returns_nothing(stored: ConstellationInfo, caller: str) -> None:
         output = found.stdout + found.stderr
         assert CT_NAME not in output and CT_STUDY not in output
         assert "Find Response" not in output or "Pending" not in output
+    figures.record("access", f"C-FIND as {caller}", attempts=2, refused=2, answer="DICOM: nothing returned")
 
 
 @pytest.mark.parametrize("caller", CALLERS)
-def test_c_get_returns_nothing(stored: ConstellationInfo, caller: str, tmp_path: Path) -> None:
+def test_c_get_returns_nothing(stored: ConstellationInfo, caller: str, tmp_path: Path, figures: Figures) -> None:
     intake = stored.intake
     got = _dcmtk("getscu", "-v", "-aet", caller, "-aec", intake.aet, "-S", "-k", "QueryRetrieveLevel=STUDY",
                  "-k", f"StudyInstanceUID={CT_STUDY}", "-od", str(tmp_path), intake.dicom_host,
                  str(intake.dicom_port))
     assert list(tmp_path.iterdir()) == []
     assert "Received C-STORE Request" not in got.stderr
+    figures.record("access", f"C-GET as {caller}", attempts=1, refused=1, answer="DICOM: nothing returned")
 
 
 @pytest.mark.parametrize("caller", CALLERS)
-def test_c_move_sends_nothing(stored: ConstellationInfo, caller: str, tmp_path: Path) -> None:
+def test_c_move_sends_nothing(stored: ConstellationInfo, caller: str, tmp_path: Path, figures: Figures) -> None:
     """The move destination listens (storescp) and is the caller itself; nothing arrives."""
     intake = stored.intake
     with socket.socket() as probe:
@@ -126,6 +129,7 @@ def test_c_move_sends_nothing(stored: ConstellationInfo, caller: str, tmp_path: 
         receiver.wait(timeout=10)
     assert list(tmp_path.iterdir()) == []
     assert "Completed Suboperations    : 1" not in moved.stderr
+    figures.record("access", f"C-MOVE as {caller}", attempts=1, refused=1, answer="DICOM: nothing returned")
 
 
 # -- C-STORE from allowed hosts only ---------------------------------------------------------------
@@ -164,8 +168,8 @@ def listed(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory
 
 
 @needs_other
-def test_each_listed_sender_stores_from_its_own_host_only(listed: tuple[ConstellationSettings, ConstellationInfo]
-                                                          ) -> None:
+def test_each_listed_sender_stores_from_its_own_host_only(listed: tuple[ConstellationSettings, ConstellationInfo],
+                                                          figures: Figures) -> None:
     """Several senders, each declared as its own modality (AET + host): Orthanc 1.10.1 rejects
     at association an AET calling from another host than its own (DicomCheckModalityHost, for
     every declared modality, not only the first) and an AET not declared. No Lua filter."""
@@ -182,6 +186,8 @@ def test_each_listed_sender_stores_from_its_own_host_only(listed: tuple[Constell
         refused = _store(info, CT, host=host, aet=aet)
         assert _rejected(refused), (aet, host, refused.stderr)
     assert count_instances(info.intake) == before + 2
+    figures.record("access", "C-STORE from an undeclared AET or another host", attempts=6, refused=6,
+                   answer="association rejected")
 
 
 def _intake_alive(settings: ConstellationSettings, info: ConstellationInfo) -> bool:
@@ -197,18 +203,18 @@ def _intake_alive(settings: ConstellationSettings, info: ConstellationInfo) -> b
 @pytest.mark.parametrize("attempt", [1, 2, 3])  # the crash with a Lua filter was intermittent
 def test_deeply_nested_instance_over_c_store_leaves_intake_alive(
         listed: tuple[ConstellationSettings, ConstellationInfo], tmp_path: Path, attempt: int) -> None:
-    """A 50-level nested ContentSequence sent by C-STORE: intake (a list of senders, so before
-    this the Lua ReceivedInstanceFilter that crashed in liblua5.3) stores it and keeps running.
-    The depth limit is the engine's business later (test_poison_constellation.py)."""
+    """A 50-level nested ContentSequence sent by C-STORE to an intake with a list of senders
+    (before, the Lua ReceivedInstanceFilter that crashed in liblua5.3): intake's guard refuses it
+    with a failure status, never stores it, and keeps running."""
     settings, info = listed
     path = tmp_path / "nested.dcm"
     path.write_bytes(nested_content(50, uid=f"2.25.4242{attempt}"))
     sent = _store(info, path)
-    assert sent.returncode == 0 and "Success" in sent.stderr, sent.stderr
+    assert sent.returncode != 0 and "Received Store Response (Refused" in sent.stderr, sent.stderr
     assert _intake_alive(settings, info)
     found = httpx.post(f"{info.intake.url}/tools/lookup", content=f"2.25.4242{attempt}".encode(),
                        auth=(info.intake.username, info.intake.password), timeout=30).json()
-    assert [f["Type"] for f in found] == ["Instance"]
+    assert found == []
 
 
 @needs_other
@@ -228,16 +234,21 @@ def _status(node: NodeInfo, method: str, path: str, auth: tuple[str, str], **kwa
     return httpx.request(method, f"{node.url}{path}", auth=auth, timeout=30, **kwargs).status_code  # type: ignore[arg-type]
 
 
-def test_one_nodes_credentials_do_not_open_another(stored: ConstellationInfo) -> None:
+def test_one_nodes_credentials_do_not_open_another(stored: ConstellationInfo, figures: Figures) -> None:
     intake, research = stored.intake, stored.research
+    refused = 0
     for owner, other in ((research, intake), (intake, research)):
-        for auth in ((owner.username, owner.password), (owner.reader_username, owner.reader_password)):
+        for auth in ((owner.username, owner.password), (owner.reader_username, owner.reader_password),
+                     ("", ""), ("orthanc", "orthanc"), (owner.username, "wrong")):
             assert _status(other, "GET", "/studies", auth) == 401, (owner.name, auth[0])
+            refused += 1
         assert _status(owner, "GET", "/studies", (owner.reader_username, owner.reader_password)) == 200
+    figures.record("access", "REST with another node's, no or wrong credentials", attempts=refused,
+                   refused=refused, answer="401")
 
 
 @pytest.mark.parametrize("name", ["intake", "research"])
-def test_the_reader_reads_but_cannot_write(stored: ConstellationInfo, name: str) -> None:
+def test_the_reader_reads_but_cannot_write(stored: ConstellationInfo, name: str, figures: Figures) -> None:
     node = stored.node(name)
     reader = (node.reader_username, node.reader_password)
     if name == "research":  # something to read and to try deleting
@@ -255,6 +266,7 @@ def test_the_reader_reads_but_cannot_write(stored: ConstellationInfo, name: str)
     assert count_instances(node) == 1
     assert _status(node, "PUT", f"/studies/{study}/metadata/1024", (node.username, node.password),
                    content=b"x") == 200  # the worker still writes
+    figures.record("access", f"writes by {name}'s reader", attempts=5, refused=5, answer="403")
 
 
 # -- private files ---------------------------------------------------------------------------------
