@@ -1,0 +1,227 @@
+"""Speed of anonlib against the floors and the other de-identifiers, one command (issue 12).
+
+    .venv/bin/python bench/speed.py [--smoke] [--repeat 3] [--out bench/RESULTS.md]
+                                    [--work bench/.work] [--no-install] [--json FILE]
+                                    [--tools SUBSTR ...] [--corpora NAME ...]
+                                    [--timeout 600] [--audit-timeout 240]
+
+1. Generates the corpora once, cached under ``--work`` (default ``bench/.work``, not committed;
+   see ``bench/speed_corpora.py``): ``ct`` 300 CT slices 512x512 16-bit (150 MB, 6 studies,
+   3 patients), ``mixed`` (CT, MR, RT, SEG, SR, GSPS, SC, US from the synthetic corpus),
+   ``one`` (one CT slice: start-up), ``study-500`` and ``study-5000`` (one study of small
+   CT_small slices: memory flat in the study's size).
+2. Installs each peer from PyPI with default settings in its own virtualenv under
+   ``<work>/venvs`` (``dicognito``, ``dicom-anonymizer``, ``deid``, ``dcmanon``;
+   ``--no-install`` skips those not installed). Nothing is downloaded while measuring.
+3. Runs every tool (``bench/speed_tools.py``) as a whole process on each corpus, rotating the
+   tools' order each round and repeating ``--repeat`` rounds (``study-5000``: one round), with
+   wall time and peak RSS (``wait4``), each run into a fresh output folder and lookup store:
+   ``anonlib deidentify`` with 1 and 2 workers (``--burned-in allow``: no OCR, as no peer reads
+   pixels), ``cp -r`` and an unchanged pydicom read + write (the floors), the peers, and
+   ``anonlib audit`` (``--pixels off``) of anonlib's own output with and without dciodvfy.
+4. Prints, and inserts at the top of the "Issue 12: speed" section of ``--out`` (newest run
+   first, other sections kept), a Markdown section: the machine (CPU, cores, Python, load
+   average before and after, the busiest processes), the commit measured, the peers' versions,
+   one row per corpus and tool (files/s, MB/s, peak RSS, time relative to anonlib with 1 worker,
+   outputs written) and the issue's targets with what was measured.
+
+``--smoke`` (CI, ``tests/integration/test_bench_speed_smoke.py``): tiny corpora (4 CT slices,
+5 mixed files, 1 file, a 20-instance study), one round, peers only when already installed;
+under 30 s. The constellation end to end (C-STORE into intake → delivered, against Orthanc's
+own anonymize + a peer store) is not measured yet.
+
+The anonlib measured is the one importable from the repository holding this file (``PYTHONPATH``
+is set to it), run by the ``anonlib`` script of the interpreter running the bench.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+_REPO = Path(__file__).resolve().parent.parent
+if str(_REPO) not in sys.path:
+    sys.path.insert(0, str(_REPO))
+
+from bench import speed_corpora, speed_report  # noqa: E402
+from bench.speed_corpora import Corpus  # noqa: E402
+from bench.speed_measure import Run, count_dicom, fresh, run_once  # noqa: E402
+from bench.speed_tools import PEERS, Context, Tool, install_peer, peer_version, tools  # noqa: E402
+
+# --smoke runs every tool on the CT corpus, and only these on the others (under 30 s).
+_SMOKE_EVERYWHERE = {"anonlib w1", "floor: cp -r", "floor: pydicom read+write", "dcmanon"}
+
+
+def _shell(argv: list[str]) -> str:
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=20).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def machine() -> dict[str, str]:
+    """What the numbers were measured on."""
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() \
+        else platform.processor()
+    memory = next((line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
+                   if line.startswith("MemTotal")), "0") if Path("/proc/meminfo").exists() else "0"
+    commit = _shell(["git", "-C", str(_REPO), "rev-parse", "--short", "HEAD"])
+    dirty = _shell(["git", "-C", str(_REPO), "status", "--porcelain", "--untracked-files=no"])
+    return {"cpu": cpu, "cores": str(os.cpu_count()), "memory": f"{int(memory) / 1024 / 1024:.1f} GiB",
+            "python": platform.python_version(), "system": platform.platform(),
+            "commit": commit + (" (with local changes)" if dirty else ""),
+            "branch": _shell(["git", "-C", str(_REPO), "rev-parse", "--abbrev-ref", "HEAD"])}
+
+
+def _busiest() -> str:
+    lines = _shell(["ps", "-eo", "pcpu,comm", "--sort=-pcpu"]).splitlines()[1:6]
+    return ", ".join(" ".join(line.split()[::-1]) + "%" for line in lines if line.split())
+
+
+def _env(ctx: Context) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ctx.repo) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["ANONLIB_HOME"] = str(ctx.work / "anonlib-home")
+    env.setdefault("TQDM_DISABLE", "1")
+    return env
+
+
+def log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text).strip("-")
+
+
+def _prepare_audit(ctx: Context, corpus: Corpus, env: dict[str, str], timeout: float) -> tuple[Path, str] | None:
+    """anonlib's own output of ``corpus`` and its lookup store, what the audit rows audit (untimed)."""
+    base = ctx.work / "runs" / corpus.name / "audit-input"
+    out, store = base / "out", base / "store.sqlite3"
+    fresh(base)
+    base.mkdir(parents=True)
+    argv = [*ctx.anonlib(), "deidentify", str(corpus.folder), str(out), "--db", f"sqlite:///{store}",
+            "--burned-in", "allow", "--no-progress"]
+    _, _, code, timed_out, _ = run_once(argv, base / "deidentify.log", timeout=timeout, env=env)
+    return None if code or timed_out else (out, f"sqlite:///{store}")
+
+
+def _measure(ctx: Context, corpus: Corpus, tool: Tool, rnd: int, env: dict[str, str], timeout: float,
+             audit_input: tuple[Path, str] | None) -> Run:
+    base = ctx.work / "runs" / corpus.name / _slug(tool.name)
+    fresh(base)
+    base.mkdir(parents=True)
+    if tool.audit:
+        assert audit_input is not None
+        out, store = audit_input
+    else:
+        out, store = base / "out", f"sqlite:///{base / 'store.sqlite3'}"
+        if tool.group in ("peer", "floor") and tool.name not in ("dicognito", "floor: cp -r"):
+            out.mkdir()
+    seconds, peak, code, timed_out, note = run_once(tool.argv(corpus.folder, out, store), base / "run.log",
+                                                   timeout=timeout, env=env)
+    if tool.audit:
+        verdict = {0: "PASS", 1: "FAIL", 4: "INCOMPLETE"}.get(code)
+        note, code = (f"audit {verdict}", 0) if verdict and not timed_out else (note, code)
+    outputs = corpus.files if tool.audit else count_dicom(out)
+    return Run(corpus.name, tool.name, rnd, seconds, peak, code, timed_out, outputs, note)
+
+
+def _header(info: dict[str, str], load_before: tuple[float, ...], load_after: tuple[float, ...], busiest: str,
+            versions: dict[str, str], args: argparse.Namespace, started: dt.datetime, seconds: float) -> str:
+    mode = "smoke" if args.smoke else "full"
+    peers = ", ".join(f"{p} {v}" if v else f"{p} not installed" for p, v in versions.items())
+    return "\n".join([
+        f"### {started:%Y-%m-%d %H:%M} UTC, {mode} run, {info['branch']} at {info['commit']}",
+        "",
+        f"`{' '.join(['.venv/bin/python', 'bench/speed.py', *sys.argv[1:]])}` — {args.repeat} round(s), "
+        f"{seconds / 60:.1f} min in all.",
+        "",
+        f"Machine: {info['cpu']}, {info['cores']} logical CPUs, {info['memory']}, Python {info['python']}, "
+        f"{info['system']}. Load average before: {' '.join(f'{x:.2f}' for x in load_before)}; "
+        f"after: {' '.join(f'{x:.2f}' for x in load_after)}. Busiest processes before the run: {busiest}.",
+        "",
+        f"Peers (own virtualenvs, PyPI, default settings): {peers}.",
+    ])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny corpora, one round, no peer installs")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds (default 3; --smoke: 1)")
+    parser.add_argument("--out", type=Path, default=None, help="results file to insert the section into")
+    parser.add_argument("--work", type=Path, default=_REPO / "bench" / ".work", help="corpora, venvs, runs")
+    parser.add_argument("--json", type=Path, default=None, help="every run, as JSON")
+    parser.add_argument("--no-install", action="store_true", help="skip peers not installed yet")
+    parser.add_argument("--tools", nargs="+", default=None, help="only tools whose name contains one of these")
+    parser.add_argument("--corpora", nargs="+", default=None, help="only these corpora (ct, mixed, one, study)")
+    parser.add_argument("--timeout", type=float, default=600, help="seconds before a run is killed")
+    parser.add_argument("--audit-timeout", type=float, default=240, help="same, for the audit")
+    args = parser.parse_args(argv)
+    if args.smoke and "--repeat" not in (argv if argv is not None else sys.argv[1:]):
+        args.repeat = 1
+    started, load_before, busiest = dt.datetime.now(dt.UTC), os.getloadavg(), _busiest()
+    ctx = Context(python=Path(sys.executable), repo=_REPO, work=args.work.resolve())
+    ctx.work.mkdir(parents=True, exist_ok=True)
+    env = _env(ctx)
+
+    specs = [s for s in speed_corpora.plan(args.smoke) if not args.corpora or s.name in args.corpora]
+    corpora = [speed_corpora.build(ctx.work, spec, log) for spec in specs]
+    versions = {}
+    for package in PEERS:
+        if not (args.smoke or args.no_install):
+            install_peer(ctx, package, log)
+        versions[package] = peer_version(ctx, package)
+    chosen = [t for t in tools(ctx) if (not t.needs or versions.get(t.needs))
+              and (not args.tools or any(s in t.name for s in args.tools))]
+
+    audit_inputs = {c.name: _prepare_audit(ctx, c, env, args.timeout) for c in corpora
+                    if any(t.audit and c.kind in t.kinds for t in chosen) and not (args.smoke and c.kind != "ct")}
+    runs: list[Run] = []
+    gave_up: set[tuple[str, str]] = set()
+    for rnd in range(args.repeat):
+        for corpus in corpora:
+            if rnd and corpus.files > 1000:
+                continue
+            order = chosen[rnd % len(chosen):] + chosen[:rnd % len(chosen)]
+            for tool in order:
+                if corpus.kind not in tool.kinds or (corpus.name, tool.name) in gave_up:
+                    continue
+                if args.smoke and corpus.kind != "ct" and tool.name not in _SMOKE_EVERYWHERE:
+                    continue
+                if tool.audit and audit_inputs.get(corpus.name) is None:
+                    continue
+                timeout = args.audit_timeout if tool.audit else args.timeout
+                run = _measure(ctx, corpus, tool, rnd, env, timeout, audit_inputs.get(corpus.name))
+                runs.append(run)
+                log(f"round {rnd + 1}/{args.repeat} {corpus.name:11s} {tool.name:28s} {run.seconds:7.2f} s "
+                    f"{run.peak_mb:6.0f} MB  out {run.outputs}  {run.note}")
+                if run.timed_out:
+                    gave_up.add((corpus.name, tool.name))
+
+    all_rows = speed_report.rows(corpora, [t.name for t in chosen], runs)
+    elapsed = (dt.datetime.now(dt.UTC) - started).total_seconds()
+    section = "\n\n".join([
+        _header(machine(), load_before, os.getloadavg(), busiest, versions, args, started, elapsed),
+        speed_report.table(all_rows),
+        "Targets (issue 12):",
+        speed_report.targets(all_rows),
+    ])
+    print(section)
+    if args.out:
+        speed_report.insert_section(args.out, section)
+    if args.json:
+        args.json.write_text(json.dumps([r.__dict__ for r in runs], indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""bench/speed.py --smoke end to end: the tiny corpora through the real ``anonlib deidentify``,
+the floors and ``anonlib audit`` as whole processes, into a Markdown section of RESULTS.md.
+No timing assertion: the numbers only have to be there and sane (a benchmark's numbers are
+read in bench/RESULTS.md, not asserted)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from bench import speed
+from bench.speed_report import SECTION
+
+pytestmark = pytest.mark.slow
+
+EXPECTED = [("ct", "anonlib w1"), ("ct", "anonlib w2"), ("ct", "floor: cp -r"), ("ct", "floor: pydicom read+write"),
+            ("ct", "anonlib audit, no dciodvfy"), ("ct", "anonlib audit, dciodvfy"), ("mixed", "anonlib w1"),
+            ("one", "anonlib w1"), ("study-10", "anonlib w1")]
+FILES = {"ct": 4, "mixed": 5, "one": 1, "study-10": 10}
+
+
+def _rows(markdown: str) -> dict[tuple[str, str], list[str]]:
+    rows = {}
+    for line in markdown.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 12 and cells[0] in FILES:
+            rows[(cells[0], cells[1])] = cells
+    return rows
+
+
+def test_the_smoke_run_writes_a_section_with_every_row(tmp_path: Path) -> None:
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Benchmark results\n\n## Burned-in text (issue 10)\n\nkept\n", encoding="utf-8")
+    runs_file = tmp_path / "runs.json"
+    assert speed.main(["--smoke", "--no-install", "--work", str(tmp_path / "work"), "--out", str(results),
+                       "--json", str(runs_file)]) == 0
+
+    text = results.read_text(encoding="utf-8")
+    assert text.index(SECTION) < text.index("## Burned-in text (issue 10)") and text.endswith("kept\n")
+    assert re.search(r"^### \d{4}-\d\d-\d\d \d\d:\d\d UTC, smoke run, .* at [0-9a-f]{7}", text, re.M)
+    assert "Load average before:" in text and "Python 3." in text
+    rows = _rows(text)
+    for key in EXPECTED:
+        assert key in rows, f"no row for {key}"
+        corpus, tool, files, megabytes, runs, wall, per_second, mb_per_second, peak, ratio, outputs, note = rows[key]
+        assert int(files) == FILES[corpus] and float(megabytes) > 0 and runs == "1"
+        assert float(wall.split()[0]) > 0 and float(per_second) > 0
+        assert 1 <= float(peak) < 2000, f"{key}: peak RSS {peak} MB"
+        if tool.startswith("anonlib audit"):
+            assert note == "audit PASS", f"{key}: {note}"  # anonlib's own output passes its audit
+        else:
+            assert int(outputs) == FILES[corpus] and note == "", f"{key}: {outputs} outputs, {note}"
+    assert rows[("ct", "anonlib w1")][9] == "1.00"
+    assert "| start-up: `anonlib deidentify` of one file ≤ 0.25 s |" in text
+
+    runs = json.loads(runs_file.read_text())
+    assert {(r["corpus"], r["tool"]) for r in runs} >= set(EXPECTED)
+    assert all(not r["timed_out"] for r in runs)
+
+
+def test_a_second_run_goes_first_under_the_section_and_keeps_the_first(tmp_path: Path) -> None:
+    from bench.speed_report import insert_section
+
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Benchmark results\n\n## Burned-in text (issue 10)\n\nkept\n", encoding="utf-8")
+    insert_section(results, "### run A\n\nfirst")
+    insert_section(results, "### run B\n\nsecond")
+    text = results.read_text(encoding="utf-8")
+    assert text.index(SECTION) < text.index("### run B") < text.index("### run A") < text.index("## Burned-in")
+    assert text.count(SECTION) == 1 and text.endswith("kept\n")
