@@ -3,7 +3,7 @@
     .venv/bin/python bench/speed.py [--smoke] [--repeat 3] [--out bench/RESULTS.md]
                                     [--work bench/.work] [--no-install] [--json FILE]
                                     [--tools SUBSTR ...] [--corpora NAME ...]
-                                    [--timeout 600] [--audit-timeout 240]
+                                    [--timeout 600] [--audit-timeout 240] [--prepare]
 
 1. Generates the corpora once, cached under ``--work`` (default ``bench/.work``, not committed;
    see ``bench/speed_corpora.py``): ``ct`` 300 CT slices 512x512 16-bit (150 MB, 6 studies,
@@ -13,7 +13,11 @@
 2. Installs each peer from PyPI with default settings in its own virtualenv under
    ``<work>/venvs`` (``dicognito``, ``dicom-anonymizer``, ``deid``, ``dcmanon``;
    ``--no-install`` skips those not installed). Nothing is downloaded while measuring.
-3. Runs every tool (``bench/speed_tools.py``) as a whole process on each corpus, rotating the
+   ``--prepare`` stops here (to generate and install while the machine is busy).
+3. Runs every tool once untimed on its smallest corpus (a warm-up: bytecode compiled into
+   ``<work>/pycache`` through ``PYTHONPYCACHEPREFIX``, as installed software runs, although this
+   machine sets ``PYTHONDONTWRITEBYTECODE``; corpora in the page cache), then
+   runs every tool (``bench/speed_tools.py``) as a whole process on each corpus, rotating the
    tools' order each round and repeating ``--repeat`` rounds (``study-5000``: one round), with
    wall time and peak RSS (``wait4``), each run into a fresh output folder and lookup store:
    ``anonlib deidentify`` with 1 and 2 workers (``--burned-in allow``: no OCR, as no peer reads
@@ -90,6 +94,11 @@ def _env(ctx: Context) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ctx.repo) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env["ANONLIB_HOME"] = str(ctx.work / "anonlib-home")
+    # Installed software runs from compiled bytecode: with PYTHONDONTWRITEBYTECODE (set on this
+    # machine) every process would compile its imports from source. Compiled once, in the work
+    # folder (nothing written into a venv or the tree), during the warm-up runs.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(ctx.work / "pycache")
     env.setdefault("TQDM_DISABLE", "1")
     return env
 
@@ -103,13 +112,16 @@ def _slug(text: str) -> str:
 
 
 def _prepare_audit(ctx: Context, corpus: Corpus, env: dict[str, str], timeout: float) -> tuple[Path, str] | None:
-    """anonlib's own output of ``corpus`` and its lookup store, what the audit rows audit (untimed)."""
+    """anonlib's own output of ``corpus`` and its lookup store, what the audit rows audit (untimed).
+
+    ``--burned-in quarantine``: images at risk of burned-in text are held back unread, so the
+    audit (pixels off) passes; with ``allow`` it would rightly fail them."""
     base = ctx.work / "runs" / corpus.name / "audit-input"
     out, store = base / "out", base / "store.sqlite3"
     fresh(base)
     base.mkdir(parents=True)
     argv = [*ctx.anonlib(), "deidentify", str(corpus.folder), str(out), "--db", f"sqlite:///{store}",
-            "--burned-in", "allow", "--no-progress"]
+            "--burned-in", "quarantine", "--no-progress"]
     _, _, code, timed_out, _ = run_once(argv, base / "deidentify.log", timeout=timeout, env=env)
     return None if code or timed_out else (out, f"sqlite:///{store}")
 
@@ -135,6 +147,16 @@ def _measure(ctx: Context, corpus: Corpus, tool: Tool, rnd: int, env: dict[str, 
     return Run(corpus.name, tool.name, rnd, seconds, peak, code, timed_out, outputs, note)
 
 
+def _warm_up(ctx: Context, corpora: Sequence[Corpus], chosen: Sequence[Tool], env: dict[str, str], timeout: float,
+             audit_inputs: dict[str, tuple[Path, str] | None]) -> None:
+    """Run each tool once, untimed, on its smallest corpus: bytecode compiled, files in the page cache."""
+    for tool in chosen:
+        fits = [c for c in corpora if c.kind in tool.kinds and (not tool.audit or audit_inputs.get(c.name))]
+        if fits:
+            corpus = min(fits, key=lambda c: c.files)
+            _measure(ctx, corpus, tool, -1, env, timeout, audit_inputs.get(corpus.name))
+
+
 def _header(info: dict[str, str], load_before: tuple[float, ...], load_after: tuple[float, ...], busiest: str,
             versions: dict[str, str], args: argparse.Namespace, started: dt.datetime, seconds: float) -> str:
     mode = "smoke" if args.smoke else "full"
@@ -143,7 +165,9 @@ def _header(info: dict[str, str], load_before: tuple[float, ...], load_after: tu
         f"### {started:%Y-%m-%d %H:%M} UTC, {mode} run, {info['branch']} at {info['commit']}",
         "",
         f"`{' '.join(['.venv/bin/python', 'bench/speed.py', *sys.argv[1:]])}` — {args.repeat} round(s), "
-        f"{seconds / 60:.1f} min in all.",
+        f"{seconds / 60:.1f} min in all; "
+        + ("no warm-up" if args.smoke else "after one untimed warm-up run of each tool")
+        + " (bytecode compiled once into the work folder: `PYTHONPYCACHEPREFIX`, `PYTHONDONTWRITEBYTECODE` unset).",
         "",
         f"Machine: {info['cpu']}, {info['cores']} logical CPUs, {info['memory']}, Python {info['python']}, "
         f"{info['system']}. Load average before: {' '.join(f'{x:.2f}' for x in load_before)}; "
@@ -163,6 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-install", action="store_true", help="skip peers not installed yet")
     parser.add_argument("--tools", nargs="+", default=None, help="only tools whose name contains one of these")
     parser.add_argument("--corpora", nargs="+", default=None, help="only these corpora (ct, mixed, one, study)")
+    parser.add_argument("--prepare", action="store_true", help="generate the corpora, install the peers, stop")
     parser.add_argument("--timeout", type=float, default=600, help="seconds before a run is killed")
     parser.add_argument("--audit-timeout", type=float, default=240, help="same, for the audit")
     args = parser.parse_args(argv)
@@ -180,11 +205,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not (args.smoke or args.no_install):
             install_peer(ctx, package, log)
         versions[package] = peer_version(ctx, package)
+    if args.prepare:
+        return 0
     chosen = [t for t in tools(ctx) if (not t.needs or versions.get(t.needs))
               and (not args.tools or any(s in t.name for s in args.tools))]
 
     audit_inputs = {c.name: _prepare_audit(ctx, c, env, args.timeout) for c in corpora
                     if any(t.audit and c.kind in t.kinds for t in chosen) and not (args.smoke and c.kind != "ct")}
+    if not args.smoke:
+        _warm_up(ctx, corpora, chosen, env, args.timeout, audit_inputs)
     runs: list[Run] = []
     gave_up: set[tuple[str, str]] = set()
     for rnd in range(args.repeat):

@@ -118,7 +118,8 @@ def tools(ctx: Context) -> list[Tool]:
         Tool("dicom-anonymizer", "peer", peer("dicom-anonymizer", "dicom-anonymizer"), needs="dicom-anonymizer",
              kinds=every - {"study"}),
         Tool("deid", "peer", peer("deid", "python", "-c", _DEID), needs="deid", kinds=every - {"study"}),
-        Tool("anonlib audit, no dciodvfy", "audit", audit(False), audit=True, kinds=frozenset({"ct", "mixed"})),
+        Tool("anonlib audit, no dciodvfy", "audit", audit(False), audit=True,
+             kinds=frozenset({"ct", "mixed", "study"})),
         Tool("anonlib audit, dciodvfy", "audit", audit(True), audit=True, kinds=frozenset({"ct", "mixed"})),
     ]
 
