@@ -72,7 +72,7 @@ def print_summary(result: AuditResult) -> None:
     """The headline, one line per check and category with the counts by verdict, and the
     failing and incomplete categories."""
     print(headline(result))
-    for row in result.summary().to_dict("records"):
+    for row in result.summary_rows():
         counts = "  ".join(f"{verdict} {row[verdict]:>4}" for verdict in VERDICTS)
         print(f"  {row['result']:<10}  {row['check']:<12} {row['category']:<28} {counts}")
     failing = result.failing_categories()
@@ -115,12 +115,14 @@ def run_audit_command(args: argparse.Namespace, uid_mapping: UidMapping | None =
         print(f"audit: {result.status} — nothing to audit", file=sys.stderr)
         return EXIT[result.status]
     print_summary(result)
-    from anonlib.audit.report import write_html, write_json
-
     if args.html:
+        from anonlib.audit.report import write_html  # matplotlib and pandas: only for reports
+
         write_html(result, Path(args.html), title="De-identification audit")
         print(f"HTML report: {args.html}")
     if args.json:
+        from anonlib.audit.report import write_json
+
         write_json(result, Path(args.json))
         print(f"JSON summary: {args.json}")
     return EXIT[result.status]

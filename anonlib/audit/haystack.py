@@ -85,25 +85,26 @@ def _walk(ds: Dataset, trail: Trail, encodings: list[str]) -> Iterator[Scanned]:
         tag = int(key)
         if tag in _IMAGE_FRAMES or tag & 0xFFFF == 0:
             continue
-        path = format_path(trail, tag)
         try:
             element = ds[key]
         except Exception:  # noqa: BLE001 - an undecodable element: its bytes are searched
             raw = getattr(ds.get_item(key), "value", None)
             if isinstance(raw, bytes):
-                yield _blob(path, raw, encodings)
+                yield _blob(format_path(trail, tag), raw, encodings)
             continue
         if element.VR == "SQ":
             for index, item in enumerate(element.value or []):
                 if isinstance(item, Dataset):
                     yield from _walk(item, trail + ((tag, index),), encodings)
             continue
-        found = _place(element, tag, path, ds, encodings)
+        found = _place(element, tag, trail, ds, encodings)
         if found is not None:
             yield found
 
 
-def _place(element: DataElement, tag: int, path: str, ds: Dataset, encodings: list[str]) -> Scanned | None:
+def _place(element: DataElement, tag: int, trail: Trail, ds: Dataset, encodings: list[str]) -> Scanned | None:
+    """The place of one element, or None when it is not searched (its path is formatted only
+    for the places searched)."""
     value = element.value
     if value is None or value == "" or value == b"":
         return None
@@ -111,13 +112,13 @@ def _place(element: DataElement, tag: int, path: str, ds: Dataset, encodings: li
         private = (tag >> 16) % 2 == 1
         overlay = (tag >> 16) & 0xFF01 == 0x6000 and tag & 0xFFFF == 0x3000
         hiding = private or element.VR == "UN" or overlay or tag in _HIDING or element.VR not in _BINARY_VRS
-        return _blob(path, value, encodings) if hiding else None
+        return _blob(format_path(trail, tag), value, encodings) if hiding else None
     vr = element.VR
     if vr == "UI":
-        return scan(path, _text(value), words=False)
+        return scan(format_path(trail, tag), _text(value), words=False)
     if vr not in _TEXT_VRS or tag in _CODED or (tag == _CODE_MEANING and is_standard_code(ds)):
         return None
-    return scan(path, _MASK.sub(" ", _text(value)))
+    return scan(format_path(trail, tag), _MASK.sub(" ", _text(value)))
 
 
 def _text(value: object) -> str:

@@ -105,6 +105,19 @@ class AuditResult:
         counts = Counter(f"{f.check}/{f.category}" for f in self.findings if f.verdict == "fail")
         return [name for name, _ in counts.most_common()]
 
+    def summary_rows(self) -> list[dict[str, str | int]]:
+        """:meth:`summary` as rows (dicts), sorted by check and category, without pandas (whose
+        import costs as much as auditing a hundred instances)."""
+        counts: dict[tuple[str, str], Counter[str]] = {}
+        for f in self.findings:
+            counts.setdefault((f.check, f.category), Counter())[f.verdict] += 1
+        rows: list[dict[str, str | int]] = []
+        for (check, category), found in sorted(counts.items()):
+            f, i, w, e, p, s = (found[verdict] for verdict in VERDICTS)
+            result = "FAIL" if f else "INCOMPLETE" if i else "SKIPPED" if s and not (w or e or p) else "PASS"
+            rows.append({"check": check, "category": category, **{v: found[v] for v in VERDICTS}, "result": result})
+        return rows
+
     def frame(self) -> pd.DataFrame:
         """Every finding as a row (for notebooks and reports)."""
         import pandas as pd

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 from anonlib import __version__
 from anonlib.audit.model import VERDICTS, AuditResult
-from anonlib.audit.report_charts import stacked_bars
 from anonlib.audit.report_html import badge, esc, page, section, table
 from anonlib.audit.safe_harbor.dates import regulatory_status
 
@@ -179,6 +178,8 @@ def _legend(result: AuditResult) -> str:
 
 
 def _charts(rows: list[dict[str, Any]], studies: list[dict[str, Any]]) -> str:
+    from anonlib.audit.report_charts import stacked_bars  # matplotlib: only for the HTML report
+
     attention = [(f"{r['check']} / {r['category']}", r) for r in rows if r["fail"] or r["incomplete"] or r["warn"]]
     everything = [(f"{r['check']} / {r['category']}", r) for r in rows if sum(r[v] for v in VERDICTS)]
     per_study = {str(s["study"]): {v: s[v] for v in _ACT_ON}

@@ -22,6 +22,7 @@ from typing import Any, cast
 
 import pydicom
 from pydicom.errors import InvalidDicomError
+from pydicom.filereader import read_partial
 
 from anonlib.audit.model import AuditInput, AuditResult
 from anonlib.audit.pixel_check import PixelMode
@@ -51,11 +52,29 @@ _TEXT_SUFFIXES = {".csv", ".json", ".html", ".htm", ".txt", ".md", ".tsv", ".xml
 
 
 def sop_uid_of(data: bytes | Path) -> str | None:
-    """The SOP Instance UID of a DICOM file, or None when it is not one."""
+    """The SOP Instance UID of a DICOM file, or None when it is not one. The header is read up
+    to (0008,0018) only; read up to the pixel data when it is not found there (elements out of
+    order)."""
+    found = _sop_uid(data, _past_sop_instance_uid)
+    return found if found is not None else _sop_uid(data, _at_pixel_data)
+
+
+_SOP_INSTANCE_UID = 0x00080018
+_PIXEL_DATA = 0x7FE00010
+
+
+def _past_sop_instance_uid(tag: int, vr: str | None, length: int) -> bool:
+    return tag > _SOP_INSTANCE_UID
+
+
+def _at_pixel_data(tag: int, vr: str | None, length: int) -> bool:
+    return tag in (_PIXEL_DATA, 0x7FE00008, 0x7FE00009)  # as dcmread's stop_before_pixels
+
+
+def _sop_uid(data: bytes | Path, stop_when: Callable[[int, str | None, int], bool]) -> str | None:
     try:
-        source: Any = data if isinstance(data, Path) else io.BytesIO(data)
-        ds = pydicom.dcmread(source, stop_before_pixels=True, force=True,
-                             specific_tags=["SOPInstanceUID"])
+        with (open(data, "rb") if isinstance(data, Path) else io.BytesIO(data)) as source:
+            ds = read_partial(source, stop_when, force=True, specific_tags=[_SOP_INSTANCE_UID])
     except (InvalidDicomError, EOFError, ValueError, TypeError, KeyError, OSError):
         return None
     value = ds.get("SOPInstanceUID")

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
@@ -56,6 +57,8 @@ __all__ = ["scan_safe_harbor", "regulatory_status", "detect_date_mode", "PRIVATE
 PRIVATE_CATEGORY = "private"
 FREE_TEXT_CATEGORY = "free text"
 _BIRTH_DATE = 0x00100030
+#: The tags of PIXEL_KEYWORDS (the scan's own pixel findings judge them).
+_PIXEL_TAGS = frozenset(int(tag_for_keyword(word)) for word in PIXEL_KEYWORDS)  # type: ignore[arg-type]
 _CLEAN_GRAPHICS = "113103"
 _PSEUDONYM = ("the patient's pseudonym: a re-identification code, allowed by 164.514(c) when it "
               "is not derived from the individual's information and its key is not disclosed")
@@ -122,53 +125,55 @@ class _Scan:
             tag = int(key)
             if tag & 0xFFFF == 0:
                 continue  # group length
-            path = format_path(trail, tag)
             try:
-                element = ds[tag]
+                element = ds[key]
             except Exception:  # pydicom raises several types on an undecodable value
                 private = bool((tag >> 16) % 2)
-                self.add(PRIVATE_CATEGORY if private else "unreadable", "warn", path,
+                self.add(PRIVATE_CATEGORY if private else "unreadable", "warn", format_path(trail, tag),
                          f"{'private ' if private else ''}element could not be decoded: inspect it")
                 continue
             if (tag >> 16) % 2:
-                self._private(element, path, trail)
+                self._private(element, tag, trail)
             elif element.VR == "SQ":
-                self._sequence(element, path, trail)
-            elif element.keyword not in PIXEL_KEYWORDS:
+                self._sequence(element, tag, trail)
+            elif tag not in _PIXEL_TAGS:
                 values = present_values(element)
                 judgement = self._judge(element, values) if values else None
                 if judgement is not None:
-                    self.add(judgement[0], judgement[1], path, judgement[2])
+                    self.add(judgement[0], judgement[1], format_path(trail, tag), judgement[2])
 
     def _items(self, element: DataElement, trail: Trail) -> None:
         for index, item in enumerate(element.value or []):
             self.walk(item, trail + ((int(element.tag), index),))
 
-    def _private(self, element: DataElement, path: str, trail: Trail) -> None:
+    def _private(self, element: DataElement, tag: int, trail: Trail) -> None:
         if element.VR == "SQ":
             if element.value:
-                self.add(PRIVATE_CATEGORY, "warn", path, "private sequence kept")
+                self.add(PRIVATE_CATEGORY, "warn", format_path(trail, tag), "private sequence kept")
             self._items(element, trail)
         elif present_values(element):
             kind = "private creator" if 0x10 <= element.tag.element <= 0xFF else "private element"
-            self.add(PRIVATE_CATEGORY, "warn", path, f"{kind} kept")
+            self.add(PRIVATE_CATEGORY, "warn", format_path(trail, tag), f"{kind} kept")
 
-    def _sequence(self, element: DataElement, path: str, trail: Trail) -> None:
-        letters = letters_for(element.keyword, "SQ")
+    def _sequence(self, element: DataElement, tag: int, trail: Trail) -> None:
+        keyword = element.keyword
+        letters = letters_for(keyword, "SQ")
         items = element.value or []
         if letters and items:
+            path = format_path(trail, tag)
             if any(_has_content(item) for item in items):
                 self.add(label(letters), "fail", path,
-                         f"{element.keyword}: sequence kept with {len(items)} item(s) holding values")
+                         f"{keyword}: sequence kept with {len(items)} item(s) holding values")
             else:
                 self.add(label(letters), "pass", path,
-                         f"{element.keyword}: sequence kept with empty or dummy values only")
+                         f"{keyword}: sequence kept with empty or dummy values only")
         self._items(element, trail)
 
     # -- verdicts ----------------------------------------------------------------------------
     def _judge(self, element: DataElement, values: list[object]) -> Judgement | None:
-        keyword, vr = element.keyword or "(unknown attribute)", element.VR
-        letters = letters_for(element.keyword, vr)
+        known, vr = element.keyword, element.VR  # the keyword: a dictionary lookup, done once
+        keyword = known or "(unknown attribute)"
+        letters = letters_for(known, vr)
         if vr == "UI":
             if int(element.tag) in self.structural or all(is_registry_uid(as_text(v)) for v in values):
                 return None
@@ -186,7 +191,7 @@ class _Scan:
             overlay: Verdict = "warn" if _CLEAN_GRAPHICS in self.codes else "fail"
             return label(letters), overlay, f"{keyword}: overlay kept; may hold burned-in text"
         dummy = all_dummies(values, vr)
-        if is_free_text(element.keyword, vr, bool(letters)):
+        if is_free_text(known, vr, bool(letters)):
             category = label(letters) if letters else FREE_TEXT_CATEGORY
             if dummy:
                 return (category, "pass", f"{keyword}: dummy text") if letters else None
