@@ -345,6 +345,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    if args.func is _deidentify:
+        from anonlib.lazy_imports import deferred
+
+        with deferred():  # numpy, Pillow, requests: loaded only if a pixel is decoded
+            import pydicom  # noqa: F401
     from anonlib.dicomio import quiet_pydicom
 
     quiet_pydicom()  # pydicom's warnings quote values, which may be identifying

@@ -16,12 +16,11 @@ import re
 from functools import cache
 from typing import Any
 
-import yaml
 from pydicom._uid_dict import UID_dictionary
 from pydicom.datadict import tag_for_keyword
 from pydicom.multival import MultiValue
 
-from anonlib.data import read_verified
+from anonlib.data import load_yaml, read_verified
 
 __all__ = [
     "text_of", "strings_of", "format_path", "parse_da", "age_in_years", "years_between",
@@ -138,7 +137,7 @@ def is_standard_code(item: Any) -> bool:
 
 @cache
 def _registry() -> dict[str, Any]:
-    data: dict[str, Any] = yaml.safe_load(read_verified("registry_uids.yaml")) or {}
+    data: dict[str, Any] = load_yaml(read_verified("registry_uids.yaml")) or {}
     return data
 
 

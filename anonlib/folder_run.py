@@ -16,15 +16,16 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from pydicom.dataset import Dataset
 from sqlalchemy.engine import make_url
-from tqdm import tqdm
 
 from anonlib.dicomio import quiet_pydicom
 from anonlib.engine import IdentifierIndex, Identifiers, ScopeKey, collect_identifiers, scope_key
 from anonlib.errors import ConfigError, PixelError
 from anonlib.inputs import InputFile, InputIndex, index_inputs
+from anonlib.lazy_imports import settle
 from anonlib.pipeline import (
     CONFLICT_LIST,
     MANIFEST,
@@ -197,6 +198,7 @@ def _pool(settings: RunSettings, db_url: str) -> Iterator[ProcessPoolExecutor | 
     if settings.workers <= 1:
         yield None
         return
+    settle()  # modules the command line deferred: loaded before the pool's threads may need them
     # Create the store (schema, secret) once before the workers race to open it.
     open_store(db_url, pseudonym_policy(settings.profile)).close()
     with ProcessPoolExecutor(settings.workers, initializer=_init_worker,
@@ -251,6 +253,23 @@ def run_folder(settings: RunSettings, *, paths: Sequence[Path] | None = None,
         return _run(settings, db_url, index, _known_by_file(index, plan), pool, on_result)
 
 
+class _NoBar:
+    def update(self, _count: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress_bar(total: int, shown: bool) -> Any:
+    """A tqdm bar on stderr, or one that does nothing (tqdm is not imported for it)."""
+    if not shown:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="file", file=sys.stderr, desc="de-identifying")
+
+
 def _run(settings: RunSettings, db_url: str, index: InputIndex, known: dict[str, Identifiers],
          pool: ProcessPoolExecutor | None,
          on_result: Callable[[FileResult, int, int], None] | None) -> RunSummary:
@@ -259,8 +278,7 @@ def _run(settings: RunSettings, db_url: str, index: InputIndex, known: dict[str,
     summary = RunSummary()
     manifest: dict[str, ManifestRow] = {}
     quarantined: dict[str, ManifestRow] = {}
-    bar = tqdm(total=total, unit="file", disable=not settings.progress, file=sys.stderr,
-               desc="de-identifying")
+    bar = _progress_bar(total, settings.progress)
 
     def done(result: FileResult) -> None:
         summary.results.append(result)

@@ -17,7 +17,7 @@ import yaml
 
 from anonlib.errors import StandardDataError
 
-__all__ = ["read_verified", "read_yaml", "manifest"]
+__all__ = ["load_yaml", "read_verified", "read_yaml", "manifest"]
 
 
 @cache
@@ -46,7 +46,17 @@ def read_verified(name: str) -> bytes:
     return data
 
 
+#: libyaml's safe loader when PyYAML was built with it (the same documents, ~20x faster to
+#: parse than the pure-Python one, which cost tens of milliseconds of every start-up).
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def load_yaml(text: str | bytes) -> Any:
+    """``yaml.safe_load(text)``, with libyaml when it is there."""
+    return yaml.load(text, Loader=_SAFE_LOADER)  # noqa: S506 - a safe loader
+
+
 @cache
 def read_yaml(name: str) -> Any:
     """The parsed content of the bundled YAML file ``name`` (read once; do not mutate it)."""
-    return yaml.safe_load(resources.files(__name__).joinpath(name).read_text("utf-8"))
+    return load_yaml(resources.files(__name__).joinpath(name).read_text("utf-8"))

@@ -134,12 +134,20 @@ def _wanted(plan: Plan) -> tuple[dict[int, str], frozenset[int]]:
     return found
 
 
+_RETAINED: dict[str, frozenset[int]] = {}
+
+
 def retained_identifiers(plan: Plan) -> frozenset[int]:
     """Identifying attributes (identifier attributes, person names) that the plan keeps on
     purpose (an option or the site profile says K): kept as they are, never scrubbed — a site
-    that keeps PatientName keeps it, even where its parts are also written elsewhere."""
-    _, kept = _wanted(plan)
-    return frozenset(tag for tag in kept if tag in identifier_tags() or _dictionary_vr(tag) == "PN")
+    that keeps PatientName keeps it, even where its parts are also written elsewhere (cached
+    per plan: every instance's walk asks)."""
+    found = _RETAINED.get(plan.fingerprint)
+    if found is None:
+        _, kept = _wanted(plan)
+        found = _RETAINED[plan.fingerprint] = frozenset(
+            tag for tag in kept if tag in identifier_tags() or _dictionary_vr(tag) == "PN")
+    return found
 
 
 def _dictionary_vr(tag: int) -> str:

@@ -19,10 +19,10 @@ _LONGITUDINAL = {DateMode.SHIFT: "MODIFIED", DateMode.KEEP: "UNMODIFIED", DateMo
 
 
 def _code(value: str, meaning: str) -> Dataset:
-    item = Dataset()
-    item.CodeValue = value
-    item.CodingSchemeDesignator = "DCM"
-    item.CodeMeaning = meaning
+    item = Dataset()  # elements by tag: the keyword lookups cost more than the rest of it
+    item.add_new(0x00080100, "SH", value)  # CodeValue
+    item.add_new(0x00080102, "SH", "DCM")  # CodingSchemeDesignator
+    item.add_new(0x00080104, "LO", meaning)  # CodeMeaning
     return item
 
 

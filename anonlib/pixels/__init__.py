@@ -18,12 +18,21 @@ engine already loaded): see :mod:`anonlib.pixels.detect` for the table.
 
 from __future__ import annotations
 
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from anonlib.errors import PixelError
-from anonlib.pixels.decode import decode_frames
-from anonlib.pixels.detect import detector, find_text, merge_boxes
-from anonlib.pixels.mask import mask_text
 from anonlib.pixels.model import Detector, TextBox
-from anonlib.pixels.render import render_views
+
+if TYPE_CHECKING:
+    from anonlib.pixels.decode import decode_frames
+    from anonlib.pixels.detect import detector, find_text, merge_boxes
+    from anonlib.pixels.mask import mask_text
+    from anonlib.pixels.render import render_views
+
+#: The steps that need numpy, imported on first use (a run that reads no pixel never loads them).
+_STEPS = {"decode_frames": "decode", "detector": "detect", "find_text": "detect", "merge_boxes": "detect",
+          "mask_text": "mask", "render_views": "render"}
 
 __all__ = [
     "TextBox",
@@ -36,3 +45,12 @@ __all__ = [
     "render_views",
     "merge_boxes",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _STEPS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value

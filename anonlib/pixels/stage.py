@@ -54,6 +54,10 @@ def warm_up(name: str) -> None:
     its header pre-pass. The first real use waits for it (:func:`anonlib.pixels.detector` holds
     a lock); a failure here is ignored — that use raises it again, with its reason."""
 
+    from anonlib.lazy_imports import settle
+
+    settle()  # what the command line deferred is loaded here, not raced for by two threads
+
     def load() -> None:
         from anonlib.pixels import detector
 

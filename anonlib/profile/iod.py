@@ -14,10 +14,11 @@ from functools import cache
 from typing import Any
 
 from anonlib.data import read_verified
+from anonlib.errors import StandardDataError
 
 __all__ = ["IodTypes", "iod_types", "normalize_path", "repeating_base", "CONTENT_SEQUENCE"]
 
-DATA_FILE = "iod_attribute_types.json.gz"
+DATA_FILE = "iod_attribute_types.jsonl.gz"
 CONTENT_SEQUENCE = 0x0040A730
 _RANK = {"1": 0, "1C": 1, "2": 2, "2C": 3, "3": 4}
 
@@ -54,33 +55,56 @@ class IodTypes:
     def __init__(self, iod: str | None, types: dict[tuple[int, ...], str]) -> None:
         self.iod = iod
         self._types = types
+        self._seen: dict[tuple[int, ...], str | None] = {}  # path as asked → its Type
 
     def type_of(self, path: tuple[int, ...]) -> str | None:
         """The Type of the attribute at ``path`` (sequence tags then the tag), or None when the
         IOD does not define an attribute there."""
-        return self._types.get(normalize_path(path))
+        try:
+            return self._seen[path]
+        except KeyError:
+            found = self._seen[path] = self._types.get(normalize_path(path))
+            return found
 
     def __len__(self) -> int:
         return len(self._types)
 
 
 @cache
-def _data() -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(gzip.decompress(read_verified(DATA_FILE)))
-    return data
+def _lines() -> list[bytes]:
+    """The data's lines: the index (SOP classes, IODs, where each module is), then one module
+    each — parsed only when an IOD that has it is met (see ``tools/generate_iod_types.py``)."""
+    return gzip.decompress(read_verified(DATA_FILE)).split(b"\n")
+
+
+@cache
+def _index() -> dict[str, Any]:
+    index: dict[str, Any] = json.loads(_lines()[0])
+    return index
+
+
+@cache
+def _module(name: str) -> list[list[Any]]:
+    line = _index()["module_lines"].get(name)
+    if line is None:
+        return []
+    found, rows = json.loads(_lines()[line])
+    if found != name:
+        raise StandardDataError(f"{DATA_FILE}: line {line} holds {found!r}, not {name!r}")
+    return list(rows)
 
 
 @cache
 def iod_types(sop_class_uid: str) -> IodTypes:
     """The attribute Types of the IOD of ``sop_class_uid``; empty for classes the data does not
     know (private SOP classes), so that every attribute then counts as Type 3."""
-    data = _data()
-    iod = data["sop_class_iod"].get(sop_class_uid)
+    index = _index()
+    iod = index["sop_class_iod"].get(sop_class_uid)
     if iod is None:
         return IodTypes(None, {})
     types: dict[tuple[int, ...], str] = {}
-    for module, _usage in data["iod_modules"].get(iod, []):
-        for row in data["modules"].get(module, []):
+    for module, _usage in index["iod_modules"].get(iod, []):
+        for row in _module(module):
             path = normalize_path(tuple(row[:-1]))
             new = row[-1]
             old = types.get(path)

@@ -1,0 +1,94 @@
+"""Start-up cost (issue 12): what a de-identification run imports, and the helpers that keep it small."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import yaml
+
+from anonlib.data import load_yaml
+
+DATA = Path(__file__).resolve().parents[2] / "anonlib" / "data"
+
+
+def test_libyaml_reads_every_bundled_table_as_the_python_loader_does() -> None:
+    for path in sorted(DATA.glob("*.yaml")):
+        text = path.read_text(encoding="utf-8")
+        assert load_yaml(text) == yaml.safe_load(text), path.name
+
+
+def _modules_after(code: str) -> set[str]:
+    script = textwrap.dedent(code) + "\nimport sys\nprint('\\n'.join(sorted(sys.modules)))\n"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                          cwd=Path(__file__).resolve().parents[2])
+    return set(done.stdout.split())
+
+
+def test_deferred_modules_exist_but_are_not_run_until_used() -> None:
+    script = """
+        from anonlib.lazy_imports import deferred
+        with deferred():
+            import pydicom
+        import sys
+        requests = sys.modules["requests"]  # an import statement would load it
+        assert type(requests).__name__ == "_LazyModule", type(requests)
+        assert requests.get is not None  # first use loads it
+        assert type(requests).__name__ == "module"
+    """
+    assert "requests" in _modules_after(script)
+
+
+def test_settle_loads_what_is_still_deferred() -> None:
+    script = """
+        import sys
+        from anonlib.lazy_imports import deferred, settle
+        with deferred():
+            import pydicom
+        settle()
+        lazy = [n for n, m in list(sys.modules.items()) if type(m).__name__ == "_LazyModule"]
+        assert not lazy, lazy
+    """
+    _modules_after(script)
+
+
+def test_the_deidentification_path_imports_no_ocr_table_or_report_library() -> None:
+    loaded = _modules_after("""
+        import anonlib.folder_run, anonlib.pipeline, anonlib.engine, anonlib.cli
+    """)
+    for heavy in ("highdicom", "pandas", "rapidocr_onnxruntime", "onnxruntime", "shapely",
+                  "anonlib.pixels.decode", "anonlib.pixels.detect", "anonlib.audit"):
+        assert heavy not in loaded, heavy
+
+
+def test_pixel_steps_load_on_first_use() -> None:
+    script = """
+        import sys
+        import anonlib.pixels as pixels
+        assert "anonlib.pixels.detect" not in sys.modules
+        assert pixels.find_text.__module__ == "anonlib.pixels.detect"
+        from anonlib.pixels import mask_text, decode_frames, render_views, merge_boxes, detector
+        assert "anonlib.pixels.mask" in sys.modules
+        try:
+            pixels.no_such_step
+        except AttributeError:
+            pass
+        else:
+            raise AssertionError("unknown names must raise AttributeError")
+    """
+    _modules_after(script)
+
+
+def test_iod_types_parse_only_the_modules_of_the_iods_met() -> None:
+    from anonlib.profile import iod
+
+    iod._module.cache_clear()
+    iod.iod_types.cache_clear()
+    types = iod.iod_types("1.2.840.10008.5.1.4.1.1.2")  # CT Image Storage
+    parsed = iod._module.cache_info().currsize
+    assert types.iod == "ct-image" and len(types) > 1000
+    assert parsed == len(iod._index()["iod_modules"]["ct-image"]) < len(iod._index()["module_lines"]) // 10
+    assert types.type_of((0x00100010,)) == "2"  # PatientName, Patient module
+    assert types.type_of((0x00100010,)) == "2"  # asked again: from the memo
