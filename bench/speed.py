@@ -198,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.smoke and "--repeat" not in (argv if argv is not None else sys.argv[1:]):
         args.repeat = 1
-    started, load_before, busiest = dt.datetime.now(dt.UTC), os.getloadavg(), _busiest()
+    started, load_before, busiest, info = dt.datetime.now(dt.UTC), os.getloadavg(), _busiest(), machine()
     ctx = Context(python=Path(sys.executable), repo=_REPO, work=args.work.resolve())
     ctx.work.mkdir(parents=True, exist_ok=True)
     env = _env(ctx)
@@ -246,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     all_rows = speed_report.rows(corpora, [t.name for t in chosen], runs)
     elapsed = (dt.datetime.now(dt.UTC) - started).total_seconds()
     section = "\n\n".join([
-        _header(machine(), load_before, os.getloadavg(), busiest, versions, args, started, elapsed),
+        _header(info, load_before, os.getloadavg(), busiest, versions, args, started, elapsed),
         speed_report.table(all_rows),
         "Targets (issue 12):",
         speed_report.targets(all_rows),
