@@ -109,8 +109,8 @@ class AuditResult:
         """:meth:`summary` as rows (dicts), sorted by check and category, without pandas (whose
         import costs as much as auditing a hundred instances)."""
         counts: dict[tuple[str, str], Counter[str]] = {}
-        for f in self.findings:
-            counts.setdefault((f.check, f.category), Counter())[f.verdict] += 1
+        for finding in self.findings:
+            counts.setdefault((finding.check, finding.category), Counter())[finding.verdict] += 1
         rows: list[dict[str, str | int]] = []
         for (check, category), found in sorted(counts.items()):
             f, i, w, e, p, s = (found[verdict] for verdict in VERDICTS)

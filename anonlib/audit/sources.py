@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, cast
 
-import pydicom
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_partial
 
@@ -52,33 +51,31 @@ _TEXT_SUFFIXES = {".csv", ".json", ".html", ".htm", ".txt", ".md", ".tsv", ".xml
 
 
 def sop_uid_of(data: bytes | Path) -> str | None:
-    """The SOP Instance UID of a DICOM file, or None when it is not one. The header is read up
-    to (0008,0018) only; read up to the pixel data when it is not found there (elements out of
-    order)."""
-    found = _sop_uid(data, _past_sop_instance_uid)
-    return found if found is not None else _sop_uid(data, _at_pixel_data)
+    """The SOP Instance UID of a DICOM file, or None when it is not one (see :func:`_header`)."""
+    ds = _header(data, _SOP_INSTANCE_UID)
+    value = ds.get("SOPInstanceUID") if ds is not None else None
+    return str(value).strip(" \x00") if value else None
 
 
 _SOP_INSTANCE_UID = 0x00080018
-_PIXEL_DATA = 0x7FE00010
+_DEIDENTIFICATION_METHOD = 0x00120063
+_PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # where dcmread's stop_before_pixels stops
+_READ_ERRORS = (InvalidDicomError, EOFError, ValueError, TypeError, KeyError, OSError)
 
 
-def _past_sop_instance_uid(tag: int, vr: str | None, length: int) -> bool:
-    return tag > _SOP_INSTANCE_UID
-
-
-def _at_pixel_data(tag: int, vr: str | None, length: int) -> bool:
-    return tag in (_PIXEL_DATA, 0x7FE00008, 0x7FE00009)  # as dcmread's stop_before_pixels
-
-
-def _sop_uid(data: bytes | Path, stop_when: Callable[[int, str | None, int], bool]) -> str | None:
-    try:
-        with (open(data, "rb") if isinstance(data, Path) else io.BytesIO(data)) as source:
-            ds = read_partial(source, stop_when, force=True, specific_tags=[_SOP_INSTANCE_UID])
-    except (InvalidDicomError, EOFError, ValueError, TypeError, KeyError, OSError):
-        return None
-    value = ds.get("SOPInstanceUID")
-    return str(value).strip(" \x00") if value else None
+def _header(data: bytes | Path, tag: int) -> Any:
+    """The header of ``data`` with element ``tag`` only, read up to ``tag`` (a few hundred
+    bytes); when it is not there (elements out of order) or that read fails, read up to the
+    pixel data, as before. None when the file cannot be read."""
+    for stop in (lambda at, vr, length: at > tag, lambda at, vr, length: at in _PIXEL_TAGS):
+        try:
+            with (open(data, "rb") if isinstance(data, Path) else io.BytesIO(data)) as source:
+                ds = read_partial(source, stop, force=True, specific_tags=[tag])
+        except _READ_ERRORS:
+            ds = None
+        if ds is not None and tag in ds and ds.get_item(tag).value:
+            return ds
+    return ds
 
 
 def _files(root: Path) -> Iterator[Path]:
@@ -223,11 +220,9 @@ _PROFILE = re.compile(r"^profile (?P<name>[\w .+-]{1,48}?)(?: [0-9a-f]{4,16})?$"
 def _profile_marker(data: bytes | Path) -> str:
     """The profile name anonlib wrote into DeidentificationMethod ("" when there is none)."""
     try:
-        source: Any = data if isinstance(data, Path) else io.BytesIO(data)
-        ds = pydicom.dcmread(source, stop_before_pixels=True, force=True,
-                             specific_tags=["DeidentificationMethod"])
-        items = strings_of(ds.get("DeidentificationMethod"))
-    except (InvalidDicomError, EOFError, ValueError, TypeError, KeyError, OSError):
+        ds = _header(data, _DEIDENTIFICATION_METHOD)
+        items = strings_of(ds.get("DeidentificationMethod")) if ds is not None else []
+    except _READ_ERRORS:
         return ""
     for item in items:
         match = _PROFILE.match(item.strip())

@@ -1,5 +1,5 @@
-"""The audit's shortcuts give what the long way gives: the SOP Instance UID read up to (0008,0018)
-only, the summary counted without pandas, and the command printing it without importing pandas
+"""The audit's shortcuts give what the long way gives: the SOP Instance UID and the profile marker read up
+to their element only, the summary counted without pandas, and the command printing it without importing pandas
 or matplotlib (issue 12: the audit's speed)."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
-from anonlib.audit.model import AuditResult, Finding
+from anonlib.audit.model import AuditInput, AuditResult, Finding
 from anonlib.audit.run import AuditOptions, audit
-from anonlib.audit.sources import folder_inputs, sop_uid_of
+from anonlib.audit.sources import folder_inputs, profile_of, sop_uid_of
 from anonlib.synthetic import Corpus
 from anonlib.synthetic.malformed import write_malformed
 
@@ -98,8 +98,20 @@ def test_summary_rows_are_the_summary_without_pandas() -> None:
 def test_the_audit_summary_imports_neither_pandas_nor_matplotlib() -> None:
     code = ("import sys\n"
             "from anonlib.audit.cli import print_summary\n"
-            "from anonlib.audit.model import AuditResult, Finding\n"
+            "from anonlib.audit.model import AuditInput, AuditResult, Finding\n"
             "print_summary(AuditResult(findings=[Finding('leak', 'A names', 'fail')], instances=1))\n"
             "print(sorted(m for m in ('pandas', 'matplotlib') if m in sys.modules))\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert "leak" in done.stdout and done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_profile_marker_is_read_up_to_deidentification_method() -> None:
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.DeidentificationMethod = ["anonlib 1.0", "profile radiology-research 0123abcd"]
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    marked = out.getvalue()
+    plain = Path(get_testdata_file("CT_small.dcm")).read_bytes()
+    assert profile_of([AuditInput("a", marked), AuditInput("b", marked)]) == "radiology-research"
+    assert profile_of([AuditInput("a", marked), AuditInput("b", plain)]) == "radiology-research (mixed)"
+    assert profile_of([AuditInput("a", plain)]) == "unknown"
