@@ -29,7 +29,6 @@ from anonlib.audit.run import AuditOptions, audit
 from anonlib.constellation.info import NodeInfo
 from anonlib.dicomvalues import strings_of
 from anonlib.errors import ConfigError, StoreError
-from anonlib.orthanc.client import call, connect
 from anonlib.store import LookupStore, default_store_url, open_store
 
 __all__ = ["folder_inputs", "orthanc_inputs", "tree_names", "sop_uid_of", "audit_located", "Located",
@@ -142,6 +141,8 @@ def orthanc_inputs(node: NodeInfo, originals: NodeInfo | None, store: LookupStor
                    studies: list[str] | None = None) -> list[AuditInput]:
     """Instances of ``node`` (all, or of the given Orthanc study IDs), with their originals
     fetched from ``originals`` when found there."""
+    from anonlib.orthanc.client import call, connect  # httpx: only for nodes
+
     mapping = _mapping(store)
     inputs = []
     if originals is not None:
@@ -166,6 +167,8 @@ def orthanc_inputs(node: NodeInfo, originals: NodeInfo | None, store: LookupStor
 
 def _check_originals_node(node: NodeInfo) -> None:
     """An originals node that holds no instance is a configuration error."""
+    from anonlib.orthanc.client import call, connect  # httpx: only for nodes
+
     with connect(node) as client:
         found = cast(dict[str, Any], call(node.name, "read statistics", client.get_statistics))
     if not int(found.get("CountInstances", 0)):
@@ -173,6 +176,8 @@ def _check_originals_node(node: NodeInfo) -> None:
 
 
 def _fetch_original(client: Any, node: NodeInfo | None, mapping: dict[str, str], uid: str) -> bytes | None:
+    from anonlib.orthanc.client import call
+
     assert node is not None
     for candidate in (mapping.get(uid), uid):
         if not candidate:

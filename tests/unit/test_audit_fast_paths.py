@@ -95,12 +95,12 @@ def test_summary_rows_are_the_summary_without_pandas() -> None:
     assert results[("conformance", "dciodvfy")] == "INCOMPLETE"
 
 
-def test_the_audit_summary_imports_neither_pandas_nor_matplotlib() -> None:
+def test_the_audit_summary_imports_neither_pandas_nor_matplotlib_nor_httpx() -> None:
     code = ("import sys\n"
             "from anonlib.audit.cli import print_summary\n"
             "from anonlib.audit.model import AuditInput, AuditResult, Finding\n"
             "print_summary(AuditResult(findings=[Finding('leak', 'A names', 'fail')], instances=1))\n"
-            "print(sorted(m for m in ('pandas', 'matplotlib') if m in sys.modules))\n")
+            "print(sorted(m for m in ('pandas', 'matplotlib', 'httpx') if m in sys.modules))\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert "leak" in done.stdout and done.stdout.strip().splitlines()[-1] == "[]"
 
