@@ -131,10 +131,11 @@ def discover_files(root: Path) -> list[Path]:
 _WORKER: InstanceProcessor | None = None
 
 
-def _make_processor(settings: RunSettings, db_url: str) -> InstanceProcessor:
+def _make_processor(settings: RunSettings, db_url: str, plan: Plan | None = None) -> InstanceProcessor:
+    """The processor of this process; ``plan``: the run's, already built from ``settings.profile``."""
     quiet_pydicom()
     store = open_store(db_url, pseudonym_policy(settings.profile))
-    return InstanceProcessor(build_plan(settings.profile), store, FolderSink(settings.output),
+    return InstanceProcessor(plan or build_plan(settings.profile), store, FolderSink(settings.output),
                              FolderSink(settings.quarantine_dir))
 
 
@@ -286,7 +287,7 @@ def _run(settings: RunSettings, db_url: str, index: InputIndex, known: dict[str,
         if on_result is not None:
             on_result(result, len(summary.results), total)
 
-    processor = _make_processor(settings, db_url) if pool is None else None
+    processor = _make_processor(settings, db_url, _PLAN) if pool is None else None
     try:
         for skip in skipped:
             done(FileResult(skip.label, skip.status, reason=skip.reason, kept=skip.kept))
