@@ -56,11 +56,20 @@ def _env(tree: Path, home: Path) -> dict[str, str]:
 
 
 def _run(tree: Path, home: Path, *args: str) -> str:
-    done = subprocess.run([sys.executable, "-m", "anonlib.cli", *args], env=_env(tree, home),
+    # cwd=tree: ``python -m`` puts the working directory first on sys.path, before PYTHONPATH
+    done = subprocess.run([sys.executable, "-m", "anonlib.cli", *args], env=_env(tree, home), cwd=tree,
                           capture_output=True, text=True, check=False)
     if done.returncode not in (0, 1):
         raise SystemExit(f"anonlib {' '.join(args[:1])} failed under {tree} ({done.returncode}):\n{done.stderr}")
     return done.stdout.strip()
+
+
+def _check_tree(tree: Path, home: Path) -> None:
+    """Refuse to compare when ``tree``'s own anonlib is not the one its runs import."""
+    done = subprocess.run([sys.executable, "-c", "import anonlib; print(anonlib.__file__)"], env=_env(tree, home),
+                          cwd=tree, capture_output=True, text=True, check=True)
+    if not Path(done.stdout.strip()).resolve().is_relative_to(tree):
+        raise SystemExit(f"runs under {tree} would import {done.stdout.strip()}, not that tree's anonlib")
 
 
 def _files(root: Path) -> dict[str, Path]:
@@ -89,13 +98,15 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     baseline, candidate = args.baseline.resolve(), args.candidate.resolve()
     home = work / "home"
+    for tree in (baseline, candidate):
+        _check_tree(tree, home)
     corpora = {"example": work / "in" / "example", "ct": work / "in" / "ct"}
     try:
         if not corpora["example"].exists():
             _run(baseline, home, "example-data", str(corpora["example"]), "--seed", "0")
         if not corpora["ct"].exists():
             subprocess.run([sys.executable, "-c", _CT_SCRIPT, str(corpora["ct"]), str(args.ct)], check=True,
-                           env=_env(baseline, home))
+                           env=_env(baseline, home), cwd=baseline)
         template = work / "template.sqlite3"
         if not template.exists():
             for name, source in corpora.items():
