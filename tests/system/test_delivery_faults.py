@@ -36,7 +36,7 @@ from anonlib.constellation.processes import pid_alive, read_pid, stop_pidfile
 from anonlib.jobs.db import JobsDb
 from anonlib.store import open_store
 from anonlib.synthetic.batch import BatchStudy, write_batch
-from tests.fixtures.figures import Figures, phi_hits
+from tests.fixtures.figures import Figures
 from tests.fixtures.orthanc import Factory
 from tests.orthanc_helpers import count_instances, get, storescu
 
@@ -100,13 +100,6 @@ def _delivered_once_and_whole(info: ConstellationInfo, studies: list[BatchStudy]
     return expected
 
 
-def _record(figures: Figures, name: str, studies: list[BatchStudy], delivered: int, *texts: str) -> None:
-    sent = sum(s.instances for s in studies)
-    figures.record("fault", name, instances=sent, delivered=delivered, lost=max(0, sent - delivered),
-                   duplicated=max(0, delivered - sent),
-                   phi_in_logs=phi_hits([v for s in studies for v in (s.patient_id, s.study_uid)], *texts))
-
-
 def _no_phi(studies: list[BatchStudy], *texts: str) -> None:
     everything = "\n".join(texts)
     for study in studies:
@@ -150,7 +143,7 @@ def test_a_study_enqueued_while_still_arriving_waits_and_is_delivered_whole(
     assert "waiting" in listing.stdout and "failed" not in listing.stdout  # a later job, never a failure
     texts = (listing.stdout, waited.stdout, waited.stderr, log.read_text(errors="replace"))
     _no_phi([study], *texts)
-    _record(figures, "study enqueued while still arriving", [study], delivered, *texts)
+    figures.fault("study enqueued while still arriving", [study], delivered, *texts)
 
 
 def test_research_down_past_the_retry_budget_then_back(constellation_factory: Factory, tmp_path: Path,
@@ -184,7 +177,7 @@ def test_research_down_past_the_retry_budget_then_back(constellation_factory: Fa
     assert "resumed 2 failed jobs" in text
     assert not [p for p in spool.iterdir()]  # removed after verified delivery
     _no_phi(batch, waited.stdout, waited.stderr, text)
-    _record(figures, "research down past the retry budget, then back", batch, delivered,
+    figures.fault("research down past the retry budget, then back", batch, delivered,
             waited.stdout, waited.stderr, text)
 
 
@@ -208,7 +201,7 @@ def test_intake_restarted_mid_ingest(constellation_factory: Factory, tmp_path: P
     assert waited.returncode == 0, waited.stdout + waited.stderr + text
     delivered = _delivered_once_and_whole(info, [cut, whole])  # within 60 s: no worker pass queued `whole`
     _no_phi([cut, whole], waited.stdout, waited.stderr, text)
-    _record(figures, "intake killed mid-ingest, restarted", [cut, whole], delivered, waited.stdout, waited.stderr, text)
+    figures.fault("intake killed mid-ingest, restarted", [cut, whole], delivered, waited.stdout, waited.stderr, text)
 
 
 CRASH_ON = """function ReceivedInstanceFilter(dicom, origin, info)
@@ -276,5 +269,5 @@ def test_a_destination_crashing_on_one_instance(constellation_factory: Factory, 
     assert len(get(info.node("dest"), "/studies")) >= 1
     _no_phi([poison, fine], waited.stdout, waited.stderr, text)
     # research holds both studies; the destination's failure is reported, not lost
-    _record(figures, "destination crashing on one instance (failed for good, reported)", [poison, fine],
+    figures.fault("destination crashing on one instance (failed for good, reported)", [poison, fine],
             count_instances(info.research), waited.stdout, waited.stderr, text)

@@ -33,7 +33,7 @@ from anonlib.constellation.workers import stop_workers, supervise
 from anonlib.jobs.db import JobsDb
 from anonlib.store.db import make_engine
 from anonlib.synthetic.batch import BatchStudy, write_batch
-from tests.fixtures.figures import Figures, phi_hits
+from tests.fixtures.figures import Figures
 from tests.orthanc_helpers import count_instances, storescu
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -195,14 +195,7 @@ def test_a_worker_killed_mid_study_is_restarted_and_the_study_delivered_once(
     logs = _logs(settings)
     for study in studies:
         assert study.patient_id not in logs and study.study_uid not in logs
-    _record(figures, "worker SIGKILLed mid-study, restarted", studies, count_instances(info.research) - before, logs)
-
-
-def _record(figures: Figures, name: str, studies: list[BatchStudy], delivered: int, logs: str) -> None:
-    sent = sum(s.instances for s in studies)
-    figures.record("fault", name, instances=sent, delivered=delivered, lost=max(0, sent - delivered),
-                   duplicated=max(0, delivered - sent),
-                   phi_in_logs=phi_hits([v for s in studies for v in (s.patient_id, s.study_uid)], logs))
+    figures.fault("worker SIGKILLed mid-study, restarted", studies, count_instances(info.research) - before, logs)
 
 
 class FreezingProxy:
@@ -319,7 +312,7 @@ def test_postgres_frozen_past_the_heartbeat_window_then_back(
         assert "no heartbeat for" in logs
         for study in first + late:
             assert study.patient_id not in logs and study.study_uid not in logs
-        _record(figures, "PostgreSQL unreachable past the heartbeat window, then back", first + late,
+        figures.fault("PostgreSQL unreachable past the heartbeat window, then back", first + late,
                 count_instances(info.research) - before, logs)
     finally:
         stop_workers(settings.home)  # before the proxy goes
