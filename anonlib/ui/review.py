@@ -106,7 +106,8 @@ class ReviewPanel(w.VBox):  # type: ignore[misc]
         if item is None:
             return
         with self.image:
-            show_html(f"<p>{escape(item.findings.outcome)}: {len(item.findings.boxes)} box(es) found "
+            show_html(f"<p class='anonlib-review-current'>{escape(item.label())}</p>"
+                      f"<p>{escape(item.findings.outcome)}: {len(item.findings.boxes)} box(es) found "
                       f"(red){escape(' — ' + item.findings.reason if item.findings.reason else '')}; "
                       "regions a reviewer asked to mask in amber.</p>")
             try:
@@ -142,10 +143,12 @@ class ReviewPanel(w.VBox):  # type: ignore[misc]
             return
         self.regions = []
         self._show_regions()
+        # refresh first: the "Recorded" line then also says the panel is settled, so a pick made
+        # after it is never overridden by this refresh re-selecting ``item``
+        self.refresh(keep=item.key)
         with self.status:
             show_html(f"<p class='anonlib-review-recorded'>Recorded: {escape(recorded.decision)} "
                       f"for {escape(item.relative or item.key)}. {APPLY_NOTE}</p>")
-        self.refresh(keep=item.key)
 
     @staticmethod
     def _error(out: w.Output, exc: Exception) -> None:

@@ -293,6 +293,8 @@ def _use_review(page: Page, parameters: dict[str, Any]) -> str:
     others = [i for i in items if i.key != burned.key]
     if others:  # and one more decision, on another instance
         picker.select_option(label=others[0].label())
+        # the kernel has switched to it (the image panel names it) before the decision is sent
+        page.locator(".anonlib-review-current", has_text=others[0].label()).wait_for(timeout=60_000)
         page.locator("button.anonlib-review-reject").click()
         page.locator(".anonlib-review-recorded", has_text="Recorded: reject").wait_for(timeout=60_000)
     with SqlStore(parameters["db_url"]) as store:
