@@ -30,6 +30,7 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element, write_dataset, write_file_meta_info
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian
 
+from anonlib.dicomio.encode import element_bytes, encodings_of, file_meta_bytes
 from anonlib.dicomio.limits import LimitExceeded, Limits, check_limits, inflate, size_text
 from anonlib.dicomio.scan import LONG_VRS, Buffer, Malformed, ScanResult, Truncated, dataset_start, scan
 from anonlib.errors import InputError
@@ -249,7 +250,11 @@ def encode_instance(dataset: Dataset, pixel_bytes: bytes | None, source: bytes |
         else:
             out.write(dataset.preamble or b"\x00" * 128)
             out.write(b"DICM")
-            write_file_meta_info(out, dataset.file_meta, enforce_standard=True)
+            meta = file_meta_bytes(dataset.file_meta)
+            if meta is None:
+                write_file_meta_info(out, dataset.file_meta, enforce_standard=True)
+            else:
+                out.write(meta)
             _write_body(out, dataset, source, bool(syntax.is_implicit_VR))
     if pixel_bytes:
         out.write(pixel_bytes)
@@ -300,15 +305,21 @@ def _write_body(out: DicomBytesIO, ds: Dataset, source: bytes, implicit: bool) -
         write_dataset(out, ds)
         return
     charset = ds.get("SpecificCharacterSet", default_encoding)
-    for tag in sorted(ds.keys()):
-        if tag.element == 0 and tag.group > 6:
+    encodings = encodings_of(charset)
+    elements = ds._dict  # noqa: SLF001 - pydicom 3.0's storage (see anonlib.engine.vr)
+    for tag in sorted(elements):
+        if tag & 0xFFFF == 0 and tag >> 16 > 6:
             continue  # retired group lengths are never written (PS3.5 7.2)
-        element = ds.get_item(tag)
+        element = elements[tag]
         span = _raw_span(element, tag, source, implicit)
         if span is not None:
             out.write(source[span[0]:span[1]])
+            continue
+        data = element_bytes(element, encodings, implicit)
+        if data is not None:
+            out.write(data)
         else:
-            write_data_element(out, element, charset)
+            write_data_element(out, ds.get_item(tag), charset)
 
 
 def _raw_span(element: object, tag: int, source: bytes, implicit: bool) -> tuple[int, int] | None:
