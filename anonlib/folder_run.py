@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from pydicom.dataset import Dataset
-from sqlalchemy.engine import make_url
 
 from anonlib.dicomio import quiet_pydicom
 from anonlib.engine import IdentifierIndex, Identifiers, ScopeKey, collect_identifiers, scope_key
@@ -40,6 +39,7 @@ from anonlib.pixels.stage import check_engine, warm_up
 from anonlib.profile import Plan, SiteProfile, build_plan
 from anonlib.sinks.folder import FolderSink, ManifestRow, update_manifest, write_list
 from anonlib.store import open_store
+from anonlib.store.sqlite_file import sqlite_database
 
 __all__ = ["RunSettings", "RunSummary", "run_folder", "discover_files"]
 
@@ -115,12 +115,24 @@ def _check_locations(settings: RunSettings, db_url: str) -> None:
         if inner == outer or outer in inner.parents:
             raise ConfigError(f"the {what} must not be inside (or equal to) the "
                               f"{'output' if outer == output else 'source'} folder")
-    url = make_url(db_url)
-    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-        database = Path(url.database).resolve()
+    database_name = _sqlite_database(db_url)
+    if database_name not in (None, "", ":memory:"):
+        database = Path(database_name).resolve()
         if output == database.parent or output in database.parents:
             raise ConfigError("the lookup store is the re-identification key: it must not live "
                               "inside the output folder")
+
+
+def _sqlite_database(db_url: str) -> str | None:
+    """The file of a SQLite store URL (None for other databases): without SQLAlchemy for the
+    plain ``sqlite:///`` URLs, as SQLAlchemy reads any other."""
+    plain = sqlite_database(db_url)
+    if plain is not None:
+        return plain
+    from sqlalchemy.engine import make_url
+
+    url = make_url(db_url)
+    return url.database if url.get_backend_name() == "sqlite" else None
 
 
 def discover_files(root: Path) -> list[Path]:

@@ -6,9 +6,6 @@ Nothing here connects until a function is called.
 
 from __future__ import annotations
 
-import os
-import sqlite3
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import fields
 from typing import Any
@@ -21,6 +18,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlch
 from anonlib.errors import ConfigError, StoreError
 from anonlib.store.base import DeliveryRecord
 from anonlib.store.pgsession import libpq_params
+from anonlib.store.sqlite_file import SQLITE_BUSY_TIMEOUT_MS, configure_connection, create_private
 from anonlib.store.tables import SCHEMA_LOCK_KEY, SCHEMA_VERSION, delivery, metadata, schema_version
 
 __all__ = [
@@ -37,9 +35,6 @@ __all__ = [
 
 DEFAULT_PG_DRIVER = "postgresql+psycopg2"
 """The driver used for bare ``postgresql://`` URLs (the one anonlib depends on)."""
-
-SQLITE_BUSY_TIMEOUT_MS = 60_000
-"""How long a SQLite writer waits for another process's transaction before failing."""
 
 Insert = postgresql.Insert | sqlite.Insert
 
@@ -78,63 +73,23 @@ def make_engine(url: str) -> Engine:
 
 
 def _configure_sqlite(engine: Engine) -> None:
-    """WAL, a busy timeout and enforced foreign keys on every connection; every transaction
-    starts with ``BEGIN IMMEDIATE`` so concurrent writers queue instead of failing."""
+    """WAL, a busy timeout and enforced foreign keys on every connection
+    (:func:`~anonlib.store.sqlite_file.configure_connection`); every transaction starts with
+    ``BEGIN IMMEDIATE`` so concurrent writers queue instead of failing."""
 
     database = engine.url.database
 
     @event.listens_for(engine, "do_connect")
     def _before_connect(_dialect: Any, _record: Any, _cargs: Any, _cparams: Any) -> None:
-        _create_private(database)  # only engines that connect: a read-only open never does
+        create_private(database)  # only engines that connect: a read-only open never does
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself (below)
-        cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-        _enable_wal(cursor)
-        cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.close()
+        configure_connection(dbapi_connection)  # SQLAlchemy emits BEGIN itself (below)
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-
-def _create_private(database: str | None) -> None:
-    """Create a new SQLite store file readable by its owner only (0600, whatever the umask)
-    before SQLite opens it: it holds the project secret and every patient's pseudonym. SQLite
-    gives its -wal and -shm companions the main file's permissions. An existing file is left as
-    its owner set it; a missing folder or no permission is left for the connection to report."""
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return
-    try:
-        fd = os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except OSError:  # exists already, or cannot be created (connecting says why)
-        return
-    try:
-        os.fchmod(fd, 0o600)  # O_CREAT's mode is masked by the umask: never more, maybe less
-    finally:
-        os.close(fd)
-
-
-def _enable_wal(cursor: Any) -> None:
-    """Switch the file to WAL once. The switch needs an exclusive lock and SQLite may answer
-    SQLITE_BUSY at once, without waiting on the busy timeout, while another process opens the
-    same new file; so the switch is skipped when already done and otherwise retried."""
-    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
-    delay = 0.01
-    while True:
-        try:
-            mode = cursor.execute("PRAGMA journal_mode").fetchone()[0]
-            if str(mode).lower() != "wal":
-                cursor.execute("PRAGMA journal_mode = WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(delay)
-            delay = min(delay * 2, 0.5)
 
 
 def ensure_schema(engine: Engine) -> None:

@@ -1,4 +1,5 @@
-"""Contract tests of the lookup store, run on MemoryStore and on SqlStore over a SQLite file.
+"""Contract tests of the lookup store, run on MemoryStore and, over a SQLite file, on both
+SQL stores: SqlStore (SQLAlchemy) and SqliteStore (the standard library's sqlite3, the default).
 
 ``StoreContract`` is reused by tests/integration/test_store_postgres.py for PostgreSQL, and so
 is :func:`run_race` (several processes asking for the same identities at the same moment).
@@ -9,10 +10,13 @@ from __future__ import annotations
 import multiprocessing
 import re
 import sqlite3
+import subprocess
+import sys
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import closing as closing_resource
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +25,7 @@ from sqlalchemy import func, select
 
 from anonlib.errors import ConfigError, StoreError
 from anonlib.store import (
+    DeliveryRecord,
     InstanceRecord,
     LookupStore,
     MemoryData,
@@ -31,18 +36,23 @@ from anonlib.store import (
     PseudonymPolicy,
     Region,
     ReviewDecision,
+    SqliteStore,
     SqlStore,
     StudyRecord,
     default_store_url,
     open_store,
     rules,
+    tables,
 )
+from anonlib.store import lite as lite_module
 from anonlib.store.db import make_engine
+from anonlib.store.sqlite_file import render_sqlite_url, sqlite_database
 from anonlib.store.tables import metadata, patient, schema_version, secret
 
 PHI_ID = "PHI-7731-DOE^JANE"
 """A patient ID that must never appear in an error message or its traceback."""
 PSEUDONYM = re.compile(r"ANON[0-9A-HJKMNP-TV-Z]{8}")
+TIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d{6})?")
 
 Opener = Callable[..., LookupStore]
 
@@ -301,15 +311,23 @@ class TestMemoryStore(StoreContract):
         return lambda store: store.close()
 
 
+SQLITE_STORES = {"sqlalchemy": SqlStore, "sqlite3": SqliteStore}
+
+
 class TestSqliteStore(StoreContract):
+    @pytest.fixture(params=sorted(SQLITE_STORES))
+    def kind(self, request: pytest.FixtureRequest) -> str:
+        """Which SQL store opens the SQLite file (every test runs on both)."""
+        return str(request.param)
+
     @pytest.fixture
     def url(self, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'lookup.sqlite3'}"
 
     @pytest.fixture
-    def opener(self, url: str, closing: list[LookupStore]) -> Opener:
+    def opener(self, url: str, kind: str, closing: list[LookupStore]) -> Opener:
         def open_(policy: PseudonymPolicy = rules.DEFAULT_POLICY) -> LookupStore:
-            closing.append(SqlStore(url, policy))
+            closing.append(SQLITE_STORES[kind](url, policy))
             return closing[-1]
 
         return open_
@@ -323,12 +341,13 @@ class TestSqliteStore(StoreContract):
         with closing_sqlite(tmp_path / "lookup.sqlite3") as conn:
             assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
-    def test_processes_race_for_the_same_identities(self, url: str) -> None:
-        check_race(url, open_together=True)
+    def test_processes_race_for_the_same_identities(self, url: str, kind: str) -> None:
+        check_race(url, open_together=True, kind=kind)
 
-    def test_an_older_database_gains_the_pixel_tables(self, url: str, tmp_path: Path) -> None:
+    def test_an_older_database_gains_the_pixel_tables(self, url: str, kind: str, tmp_path: Path) -> None:
         """A store created before the pixel stage (no findings or review tables) gets them when a
         writer opens it; a read-only opener sees none and creates nothing."""
+        SqlStore = SQLITE_STORES[kind]  # noqa: N806 - the class under test
         SqlStore(url).close()
         with closing_sqlite(tmp_path / "lookup.sqlite3") as conn:
             conn.execute("DROP TABLE anonlib_pixel_finding")
@@ -343,9 +362,72 @@ class TestSqliteStore(StoreContract):
         with SqlStore(url, readonly=True) as reader:
             assert [d.decision for d in reader.reviews()] == ["reject"]
 
-    def test_unopenable_file_is_a_store_error(self, tmp_path: Path) -> None:
-        with pytest.raises(StoreError, match="could not open"):
-            SqlStore(f"sqlite:///{tmp_path / 'missing' / 'dir' / 'lookup.sqlite3'}")
+    def test_unopenable_file_is_a_store_error(self, kind: str, tmp_path: Path) -> None:
+        with pytest.raises(StoreError, match="could not open.*unable to open database file"):
+            SQLITE_STORES[kind](f"sqlite:///{tmp_path / 'missing' / 'dir' / 'lookup.sqlite3'}")
+
+    def test_both_stores_create_the_same_schema_and_read_each_other(self, tmp_path: Path) -> None:
+        files = {}
+        for kind, store_class in SQLITE_STORES.items():
+            files[kind] = tmp_path / f"{kind}.sqlite3"
+            store_class(f"sqlite:///{files[kind]}").close()
+        schemas = {}
+        for kind, path in files.items():
+            with closing_sqlite(path) as conn:
+                schemas[kind] = conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY rowid").fetchall()
+        assert schemas["sqlite3"] == schemas["sqlalchemy"]
+        assert lite_module.SCHEMA_VERSION == tables.SCHEMA_VERSION
+        assert len(schemas["sqlite3"]) == 18  # 8 tables, 2 indexes, 8 automatic ones
+        url = f"sqlite:///{files['sqlite3']}"
+        with SqliteStore(url) as lite:
+            identity = lite.patient(PatientKey(PHI_ID))
+            lite.record_review(ReviewDecision("1.2", "mask", (Region(0, 1, 2, 3, 4),), "me"))
+            lite.record_pixel_findings(PixelFindings("1.2", "2.5", "masked", "", (PixelBox(0, 1, 2, 3, 4, 0.5),)))
+            expected = (lite.secret(), lite.reviews(), lite.pixel_findings())
+        with SqlStore(url) as sql:
+            assert sql.patient(PatientKey(PHI_ID)) == identity
+            assert (sql.secret(), sql.reviews(), sql.pixel_findings()) == expected
+
+    def test_both_stores_write_the_same_rows(self, tmp_path: Path) -> None:
+        """The same calls leave the same rows (times apart: they are the moment of writing)."""
+        decided = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+        rows = {}
+        for kind, store_class in SQLITE_STORES.items():
+            path = tmp_path / f"{kind}.sqlite3"
+            with store_class(f"sqlite:///{path}") as store:
+                pseudonym = store.patient(PatientKey("P1", "ISS")).pseudonym
+                store.record_study(StudyRecord("1.2.3", "ACC", pseudonym, "2.25.1", "20200101"))
+                store.record_study(StudyRecord("1.2.3", "ACC2", pseudonym, "2.25.1", "20200102"))
+                store.record_instances([InstanceRecord("1.2.3.4", "2.25.2", "1.2.3", "written", "a/b.dcm", "", "ff"),
+                                        InstanceRecord("1.2.3.5", "2.25.3", "1.2.3", "quarantined", "", "why")])
+                store.record_instance(InstanceRecord("1.2.3.4", "2.25.2", "1.2.3", "written", "a/c.dcm", "", "ee"))
+                store.record_delivery(DeliveryRecord("node", "abc", "20200101T000000", 2, 1, 1, "2.25.1", "done"))
+                store.record_delivery(DeliveryRecord("node", "abc", "20200102T000000", 3, 2, 1, "2.25.1", "held", "r"))
+                store.record_pixel_findings(PixelFindings("1.2.3.4", "2.25.2", "masked", "",
+                                                          (PixelBox(0, 1, 2, 3, 4, 0.75),)))
+                store.record_pixel_findings(PixelFindings("1.2.3.5", "2.25.3", "quarantined", "pixels: x"))
+                store.discard_pixel_findings("1.2.3.5", "9.9")
+                store.record_review(ReviewDecision("1.2.3.4", "mask", (Region(0, 5, 6, 7, 8),), "rev", decided))
+                assert store.deliveries("node", []) == {}
+                assert list(store.deliveries("node", ["abc"])) == ["abc"]
+            with closing_sqlite(path) as conn:
+                rows[kind] = {table: conn.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()
+                              for table in ("anonlib_patient", "anonlib_study", "anonlib_instance", "anonlib_delivery",
+                                            "anonlib_pixel_finding", "anonlib_review", "anonlib_schema_version")}
+
+        def without_times(found: dict[str, list[Any]]) -> dict[str, list[Any]]:
+            return {table: [tuple(v for v in row if not (isinstance(v, str) and TIME.fullmatch(v)))
+                            for row in table_rows] for table, table_rows in found.items()}
+
+        assert rows["sqlite3"]["anonlib_review"] == rows["sqlalchemy"]["anonlib_review"]  # the given time
+        lite, sql = without_times(rows["sqlite3"]), without_times(rows["sqlalchemy"])
+        for table in lite:
+            if table == "anonlib_patient":  # random pseudonym and shift: the key and the row count
+                assert [r[1:3] for r in lite[table]] == [r[1:3] for r in sql[table]]
+            elif table == "anonlib_study":
+                assert [r[:2] + r[3:] for r in lite[table]] == [r[:2] + r[3:] for r in sql[table]]
+            else:
+                assert lite[table] == sql[table], table
 
 
 def closing_sqlite(path: Path) -> closing_resource[sqlite3.Connection]:
@@ -370,8 +452,9 @@ BAD_POLICIES = [
 def test_invalid_policy_is_a_config_error(policy: PseudonymPolicy, tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
         MemoryStore(policy)
-    with pytest.raises(ConfigError):
-        SqlStore(f"sqlite:///{tmp_path / 'lookup.sqlite3'}", policy)
+    for store_class in SQLITE_STORES.values():
+        with pytest.raises(ConfigError):
+            store_class(f"sqlite:///{tmp_path / 'lookup.sqlite3'}", policy)
     assert not (tmp_path / "lookup.sqlite3").exists()
 
 
@@ -389,6 +472,7 @@ def test_open_store_defaults_to_sqlite_in_anonlib_home(
     monkeypatch.setenv("ANONLIB_HOME", str(home))
     assert default_store_url() == f"sqlite:///{home / 'lookup.sqlite3'}"
     store = open_store(None)
+    assert isinstance(store, SqliteStore)
     value = store.secret()
     store.close()
     assert (home / "lookup.sqlite3").is_file()
@@ -400,19 +484,41 @@ def test_open_store_defaults_to_sqlite_in_anonlib_home(
         assert again.secret() == value
 
 
+@pytest.mark.parametrize("database", ["/tmp/a b/look+up%.sqlite3", "relative/x.db", ":memory:", "/ü/ä?.db", ""])
+def test_plain_sqlite_urls_read_and_render_as_sqlalchemy_does(database: str) -> None:
+    from sqlalchemy.engine import URL, make_url
+
+    rendered = URL.create("sqlite", database=database).render_as_string(hide_password=False)
+    assert render_sqlite_url(database) == rendered
+    assert sqlite_database(rendered) == (make_url(rendered).database or "")
+
+
+@pytest.mark.parametrize("url", ["postgresql://u@h/db", "sqlite+aiosqlite:///x.db", "sqlite:///x.db?mode=ro",
+                                 "sqlite://host/x.db", "not a url"])
+def test_other_urls_are_left_to_sqlalchemy(url: str) -> None:
+    assert sqlite_database(url) is None
+
+
+def test_opening_the_default_store_does_not_import_sqlalchemy(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'x.sqlite3'}"
+    script = (f"import sys; from anonlib.store import open_store; open_store({url!r}).secret(); "
+              "assert 'sqlalchemy' not in sys.modules, 'sqlalchemy imported'")
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=Path(__file__).resolve().parents[2])
+
+
 # --- several processes at once -------------------------------------------------------------
 
 RACE_PROCESSES = 8
 RACE_KEYS = [PatientKey(f"RACE-{i}", "ISSUER" if i % 2 else "") for i in range(6)]
 
 
-def race_worker(url: str, open_together: bool, barrier: Any, results: Any) -> None:
+def race_worker(url: str, open_together: bool, barrier: Any, results: Any, kind: str = "") -> None:
     """One process: (optionally wait, then) open the store; then for each key wait for the
     others and ask for its identity at the same moment; also ask for the secret together."""
     try:
         if open_together:
             barrier.wait(timeout=120)
-        store = SqlStore(url)
+        store = SQLITE_STORES[kind](url) if kind else open_store(url)
         barrier.wait(timeout=120)
         value = store.secret().hex()
         identities = []
@@ -427,13 +533,14 @@ def race_worker(url: str, open_together: bool, barrier: Any, results: Any) -> No
         results.put(("error", repr(exc), []))
 
 
-def run_race(url: str, open_together: bool, processes: int = RACE_PROCESSES) -> list[Any]:
-    """Start ``processes`` spawned workers on ``url``; return what each reported."""
+def run_race(url: str, open_together: bool, processes: int = RACE_PROCESSES, kind: str = "") -> list[Any]:
+    """Start ``processes`` spawned workers on ``url`` (opened by ``SQLITE_STORES[kind]``, or by
+    :func:`open_store`); return what each reported."""
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(processes)
     results = context.Queue()
     workers = [
-        context.Process(target=race_worker, args=(url, open_together, barrier, results))
+        context.Process(target=race_worker, args=(url, open_together, barrier, results, kind))
         for _ in range(processes)
     ]
     for worker in workers:
@@ -448,9 +555,9 @@ def run_race(url: str, open_together: bool, processes: int = RACE_PROCESSES) -> 
     return reports
 
 
-def check_race(url: str, open_together: bool) -> None:
+def check_race(url: str, open_together: bool, kind: str = "") -> None:
     """All processes saw one secret and one identity per key; the tables hold one row each."""
-    reports = run_race(url, open_together)
+    reports = run_race(url, open_together, kind=kind)
     assert [r for r in reports if r[0] != "ok"] == []
     assert len({r[1] for r in reports}) == 1
     assert len({tuple(r[2]) for r in reports}) == 1
