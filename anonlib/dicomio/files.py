@@ -31,6 +31,7 @@ from pydicom.filewriter import write_data_element, write_dataset, write_file_met
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian
 
 from anonlib.dicomio.encode import element_bytes, encodings_of, file_meta_bytes
+from anonlib.dicomio.header import read_fast
 from anonlib.dicomio.limits import LimitExceeded, Limits, check_limits, inflate, size_text
 from anonlib.dicomio.scan import LONG_VRS, Buffer, Malformed, ScanResult, Truncated, dataset_start, scan
 from anonlib.errors import InputError
@@ -84,6 +85,9 @@ def read_instance(path: Path, *, with_pixels: bool = False, label: str | None = 
             raise InputError(name, "empty file")
         _check_size(size, name, limits)
         with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            fast = None if with_pixels else _read_fast(buf, size, name, limits)
+            if fast is not None:
+                return fast
             check_instance(buf, name, limits)
             return _parse(buf, size, name, with_pixels)
     except InputError:
@@ -97,6 +101,10 @@ def parse_instance(data: bytes, *, label: str, with_pixels: bool = False,
     """:func:`read_instance` for bytes already in memory (for example fetched from Orthanc)."""
     if not data:
         raise InputError(label, "empty file")
+    _check_size(len(data), label, limits)
+    fast = None if with_pixels else _read_fast(data, len(data), label, limits)
+    if fast is not None:
+        return fast
     check_instance(data, label, limits)
     return _parse(data, len(data), label, with_pixels)
 
@@ -176,16 +184,7 @@ def _parse(buf: Buffer, size: int, name: str, with_pixels: bool) -> ParsedInstan
             raise InputError(name, "malformed element stream (the data ends inside an element or sequence)") from exc
         except RecursionError as exc:
             raise InputError(name, "nesting too deep to parse") from exc
-    if not (_looks_like_uid(ds.get("SOPClassUID")) and _looks_like_uid(ds.get("SOPInstanceUID"))):
-        meta = getattr(ds, "file_meta", None)
-        if (meta is not None and str(meta.get("MediaStorageSOPClassUID", "")) == _DICOMDIR) \
-                or 0x00041220 in ds:  # DirectoryRecordSequence
-            raise InputError(name, "a DICOMDIR (a media directory, not an instance): not de-identified; "
-                                   "rebuild it from the output")
-        raise InputError(name, "not a DICOM instance (no valid SOP Class and SOP Instance UID)")
-    syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
-    if syntax is not None and not _known_syntax(syntax):
-        raise InputError(name, "not a readable DICOM file (its file meta names no known transfer syntax)")
+    syntax = _check_dataset(ds, name)
     implicit, little = ds.original_encoding
     if implicit is None:
         raise InputError(name, "not a readable DICOM file (unknown encoding)")
@@ -215,6 +214,34 @@ def _parse(buf: Buffer, size: int, name: str, with_pixels: bool) -> ParsedInstan
     # Data Set Trailing Padding after the pixels has no meaning (PS3.10 7.2) and is dropped.
     return ParsedInstance(ds, bytes(buf[result.pixel_start:result.pixel_end]), size,
                           bytes(buf[:result.pixel_start]))
+
+
+def _check_dataset(ds: Dataset, name: str) -> object:
+    """:class:`InputError` when the data set read is not an instance anonlib can take; else
+    its transfer syntax (None without one)."""
+    if not (_looks_like_uid(ds.get("SOPClassUID")) and _looks_like_uid(ds.get("SOPInstanceUID"))):
+        meta = getattr(ds, "file_meta", None)
+        if (meta is not None and str(meta.get("MediaStorageSOPClassUID", "")) == _DICOMDIR) \
+                or 0x00041220 in ds:  # DirectoryRecordSequence
+            raise InputError(name, "a DICOMDIR (a media directory, not an instance): not de-identified; "
+                                   "rebuild it from the output")
+        raise InputError(name, "not a DICOM instance (no valid SOP Class and SOP Instance UID)")
+    syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    if syntax is not None and not _known_syntax(syntax):
+        raise InputError(name, "not a readable DICOM file (its file meta names no known transfer syntax)")
+    return syntax
+
+
+def _read_fast(buf: Buffer, size: int, name: str, limits: Limits) -> ParsedInstance | None:
+    """:func:`_parse` without the pixels in one pass over the header
+    (:func:`anonlib.dicomio.header.read_fast`), or None when that reader does not take the file."""
+    fast = read_fast(buf, limits)
+    if fast is None:
+        return None
+    _check_dataset(fast.dataset, name)
+    if fast.pixel_start is None:
+        return ParsedInstance(fast.dataset, None, size, fast.header)
+    return ParsedInstance(fast.dataset, bytes(buf[fast.pixel_start:fast.pixel_end]), size, fast.header)
 
 
 def _known_syntax(syntax: object) -> bool:
