@@ -38,6 +38,7 @@ from pydicom.filereader import read_partial
 from pydicom.tag import BaseTag
 
 from anonlib.dicomio import DEFAULT_LIMITS, check_instance, read_instance
+from anonlib.dicomio.header import read_fast
 from anonlib.dicomio.limits import Limits
 from anonlib.dicomvalues import text_of
 from anonlib.errors import InputError
@@ -173,15 +174,37 @@ def read_header(path: Path, label: str, *, tags: Sequence[int] | None = HEADER_T
         with warnings.catch_warnings(), open(path, "rb") as handle:
             warnings.simplefilter("ignore")
             with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-                check_instance(buf, label, limits)
-            ds = read_partial(handle, stop_when=stop, force=True,
-                              specific_tags=list(tags) if tags else None)
+                ds = _read_fast(buf, last, tags, limits)
+                if ds is None:
+                    check_instance(buf, label, limits)
+            if ds is None:
+                ds = read_partial(handle, stop_when=stop, force=True,
+                                  specific_tags=list(tags) if tags else None)
             sop_uid = _uid(ds, "SOPInstanceUID")
             return InputFile(path, label, sop_uid, _uid(ds, "StudyInstanceUID"),
                              text_of(ds, "PatientID"), text_of(ds, "IssuerOfPatientID"),
                              collect(ds) if collect is not None and sop_uid else None)
     except Exception:  # noqa: BLE001 - not readable here: the main pass says why
         return InputFile(path, label)
+
+
+def _read_fast(buf: mmap.mmap, last: int, tags: Sequence[int] | None, limits: Limits) -> Dataset | None:
+    """The header as ``read_partial`` reads it below — up to ``last``, only ``tags`` (and the
+    character set) when given — from one pass over the file (:mod:`anonlib.dicomio.header`,
+    which also checks the limits); None when that reader does not take the file."""
+    fast = read_fast(buf, limits)
+    if fast is None:
+        return None
+    ds = fast.dataset
+    elements = ds._dict  # noqa: SLF001 - pydicom 3.0's storage; in tag order (read_fast's walk)
+    if tags:
+        wanted = {*tags, 0x00080005}
+        for tag in [t for t in elements if int(t) not in wanted or int(t) > last]:
+            del elements[tag]
+    else:
+        for tag in [t for t in reversed(elements) if int(t) > last]:
+            del elements[tag]
+    return ds
 
 
 def read_headers(batch: Sequence[tuple[Path, str]], tags: Sequence[int] | None = HEADER_TAGS,

@@ -144,3 +144,27 @@ def test_elements_after_the_pixel_data_are_left(tmp_path: Path) -> None:
     extra = b"\x09\x00\x10\x00LO\x04\x00ABCD"
     assert read_fast(data[:fast.pixel_end] + extra, Limits()) is None
     assert read_fast(data[:fast.pixel_end], Limits()) is not None
+
+
+def test_the_pre_pass_reads_the_same_headers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """inputs.read_header through the one-pass reader gives what it gave before, identifiers
+    collected under the default plan included."""
+    from anonlib import inputs
+    from anonlib.engine import collect_identifiers, scope_key
+    from anonlib.profile import SiteProfile, build_plan
+
+    plan = build_plan(SiteProfile())
+
+    def collect(ds: pydicom.Dataset) -> object:
+        return scope_key(ds), collect_identifiers(ds, plan), sorted(map(int, ds.keys()))
+
+    paths = [Path(p) for p in PYDICOM_FILES]
+    for tags in (None, inputs.HEADER_TAGS):
+        fast = [inputs.read_header(p, p.name, tags=tags, collect=collect) for p in paths]
+        with monkeypatch.context() as m:
+            m.setattr(inputs, "read_fast", lambda *_: None)
+            slow = [inputs.read_header(p, p.name, tags=tags, collect=collect) for p in paths]
+        for a, b in zip(fast, slow):
+            assert (a.sop_uid, a.study_uid, a.patient_id, a.issuer) == (b.sop_uid, b.study_uid, b.patient_id, b.issuer), a.label
+            assert a.collected == b.collected, a.label
+    assert sum(read_fast(p.read_bytes(), Limits()) is not None for p in paths) >= 40
