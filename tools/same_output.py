@@ -1,7 +1,7 @@
 """Check that a change leaves ``anonlib deidentify``'s output byte-identical (issue 12, Deliver 4).
 
     .venv/bin/python tools/same_output.py --baseline /work/main [--candidate .] [--work DIR]
-        [--ct 120] [--modes ocr,quarantine,allow] [--workers 1,2]
+        [--ct 120] [--modes ocr,quarantine,allow] [--workers 1,2] [--pydicom]
 
 Builds the synthetic corpus (``anonlib example-data``, seed 0) and a batch of deterministic
 512x512 16-bit CT instances (three patients), then primes one lookup store (secret, pseudonyms,
@@ -9,7 +9,8 @@ date shifts) by de-identifying both with the baseline tree. Every run then start
 that store, so baseline and candidate see the same secret and the same patients. Each tree
 (``PYTHONPATH`` = the tree) de-identifies each corpus in each ``--burned-in`` mode and worker
 count; every file of the output and quarantine trees (manifests and lists included) and the
-summary line must be identical. Exit 0 when everything is the same, 1 with the differences
+summary line must be identical. ``--pydicom`` adds a third corpus: every file of pydicom's own test
+and character-set data (every transfer syntax, DICOMDIRs, broken files), copied flat. Exit 0 when everything is the same, 1 with the differences
 listed (paths relative to the output, never a value).
 """
 
@@ -47,6 +48,16 @@ for n in range(count):
     base.file_meta.MediaStorageSOPInstanceUID = base.SOPInstanceUID
     base.InstanceNumber = index + 1
     base.save_as(folder / f"{patient:03d}_{index:04d}.dcm", enforce_file_format=True)
+"""
+
+
+_PYDICOM_SCRIPT = r"""
+import os, shutil, sys
+from pydicom.data import get_charset_files, get_testdata_files
+os.makedirs(sys.argv[1], exist_ok=True)
+paths = sorted(p for p in get_testdata_files() + get_charset_files() if os.path.isfile(p))
+for n, path in enumerate(paths):
+    shutil.copyfile(path, os.path.join(sys.argv[1], f"{n:04d}.dcm"))
 """
 
 
@@ -93,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ct", type=int, default=120, help="CT instances (default 120)")
     parser.add_argument("--modes", default="ocr,quarantine,allow", help="--burned-in modes to run")
     parser.add_argument("--workers", default="1,2", help="worker counts to run")
+    parser.add_argument("--pydicom", action="store_true", help="also pydicom's own test files")
     args = parser.parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="same-output-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -101,11 +113,16 @@ def main(argv: list[str] | None = None) -> int:
     for tree in (baseline, candidate):
         _check_tree(tree, home)
     corpora = {"example": work / "in" / "example", "ct": work / "in" / "ct"}
+    if args.pydicom:
+        corpora["pydicom"] = work / "in" / "pydicom"
     try:
         if not corpora["example"].exists():
             _run(baseline, home, "example-data", str(corpora["example"]), "--seed", "0")
         if not corpora["ct"].exists():
             subprocess.run([sys.executable, "-c", _CT_SCRIPT, str(corpora["ct"]), str(args.ct)], check=True,
+                           env=_env(baseline, home), cwd=baseline)
+        if args.pydicom and not corpora["pydicom"].exists():
+            subprocess.run([sys.executable, "-c", _PYDICOM_SCRIPT, str(corpora["pydicom"])], check=True,
                            env=_env(baseline, home), cwd=baseline)
         template = work / "template.sqlite3"
         if not template.exists():
