@@ -153,14 +153,16 @@ class InstanceProcessor:
         return found
 
     def deidentify_file(self, path: Path, label: str, known: Identifiers | None = None,
-                        reading: Reading | None = None) -> tuple[Outcome, bytes, PatientIdentity]:
+                        reading: Reading | None = None, *,
+                        changes: bool = True) -> tuple[Outcome, bytes, PatientIdentity]:
         """Read and de-identify one file (no writing); InputError/DeidentificationError if bad.
         ``known``: identifiers of its study and patient beyond the file (see the engine);
         ``reading``: what the pixel stage reads of it (the run's sampling; None: decided from
-        this file alone, see :func:`anonlib.pixels.select.reading_alone`)."""
+        this file alone, see :func:`anonlib.pixels.select.reading_alone`); ``changes=False``:
+        the outcome's record of changes is left empty (nothing else differs)."""
         return self._deidentify_read(lambda pixels: read_instance(path, with_pixels=pixels, label=label,
                                                                    limits=self.plan.limits),
-                                     known, reading)
+                                     known, reading, changes)
 
     def deidentify_bytes(self, data: bytes, label: str, known: Identifiers | None = None,
                          reading: Reading | None = None) -> tuple[Outcome, bytes, PatientIdentity]:
@@ -170,7 +172,8 @@ class InstanceProcessor:
                                      known, reading)
 
     def _deidentify_read(self, read: Callable[[bool], ParsedInstance], known: Identifiers | None = None,
-                         reading: Reading | None = None) -> tuple[Outcome, bytes, PatientIdentity]:
+                         reading: Reading | None = None,
+                         changes: bool = True) -> tuple[Outcome, bytes, PatientIdentity]:
         """``read(with_pixels)`` once without pixel data, again with it only when the pixel
         stage reads this instance (or a pixel-mask rule needs the pixels), then de-identify. A
         file read whole at once (``pixel_bytes`` None: deflated, or no pixel data) is not read
@@ -182,13 +185,14 @@ class InstanceProcessor:
             if not chosen.reads and self.review(parsed.dataset) is not None:
                 chosen = REVIEWED  # a decision is applied on every run: its pixels are read
             if chosen.reads:
-                return self.deidentify_parsed(parsed if whole else read(True), known, chosen)
+                return self.deidentify_parsed(parsed if whole else read(True), known, chosen, changes=changes)
         elif not whole and not self.plan.burned_in.reads_pixels and needs_pixel_data(parsed.dataset, self.plan):
             parsed = read(True)
-        return self.deidentify_parsed(parsed, known)
+        return self.deidentify_parsed(parsed, known, changes=changes)
 
     def deidentify_parsed(self, parsed: ParsedInstance, known: Identifiers | None = None,
-                          reading: Reading | None = None) -> tuple[Outcome, bytes, PatientIdentity]:
+                          reading: Reading | None = None, *,
+                          changes: bool = True) -> tuple[Outcome, bytes, PatientIdentity]:
         """De-identify a parsed instance; with ``reading`` (and its pixels parsed) the pixel
         stage reads it first."""
         scan, decision = None, None
@@ -202,7 +206,8 @@ class InstanceProcessor:
         identity = self.identity(patient_key(parsed.dataset))
         lookup = Lookup(self._secret, identity.pseudonym, identity.date_shift_days)
         outcome = deidentify(parsed.dataset, self.plan, lookup, copy=False, known=known,
-                             pixels=None if scan is None else reviewed_scan(scan, decision))
+                             pixels=None if scan is None else reviewed_scan(scan, decision),
+                             record_changes=changes)
         keys = outcome.keys
         findings = machine_findings(keys.original_sop_uid, keys.new_sop_uid, scan, outcome.quarantine,
                                     decision is not None)
@@ -251,7 +256,7 @@ class InstanceProcessor:
         identifying values of its study and patient collected by the run's pre-pass;
         ``reading``: the run's decision for the pixel stage."""
         try:
-            outcome, data, identity = self.deidentify_file(path, label, known, reading)
+            outcome, data, identity = self.deidentify_file(path, label, known, reading, changes=False)
             result = self.deliver(outcome, data, identity, label)
             escalate = bool(outcome.pixel_boxes) or (outcome.quarantine or "").startswith("pixels:")
             return replace(result, text_found=True) if escalate else result

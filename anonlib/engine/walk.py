@@ -77,6 +77,7 @@ class Walker:
     over_89: bool = False
     record_values: bool = False
     record_kept: bool = False
+    record_changes: bool = True  # False: ``changes`` stays empty (a caller that never reads it)
     changes: list[Change] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -150,7 +151,8 @@ class Walker:
         if self.record_values:
             before = self._before(_Site(ds, tag, vr, code, source, None, (), trail, False))
         del ds[tag]
-        self.changes.append(Change(trail, tag, str(vr), code, "X", "removed", source, None, note, before))
+        if self.record_changes:
+            self.changes.append(Change(trail, tag, str(vr), code, "X", "removed", source, None, note, before))
 
     def walk_item(self, item: Dataset, ctx: _Site, index: int, *, dummy: bool) -> None:
         self._walk(item, ctx.seq_path + (ctx.tag,), ctx.trail + ((ctx.tag, index),), dummy=dummy)
@@ -349,6 +351,8 @@ class Walker:
 
     def _record(self, s: _Site, action: str, outcome: str, before: str | None,
                 after: str | None) -> None:
+        if not self.record_changes:
+            return
         self.changes.append(Change(
             trail=s.trail, tag=s.tag, vr=s.vr, code=s.code, action=action,
             outcome=outcome, source=s.source, iod_type=s.type_, note=s.note,
