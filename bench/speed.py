@@ -4,6 +4,7 @@
                                     [--work bench/.work] [--no-install] [--json FILE]
                                     [--tools SUBSTR ...] [--corpora NAME ...]
                                     [--timeout 600] [--audit-timeout 240] [--prepare]
+                                    [--constellation] [--constellation-repeat 2]
 
 1. Generates the corpora once, cached under ``--work`` (default ``bench/.work``, not committed;
    see ``bench/speed_corpora.py``): ``ct`` 300 CT slices 512x512 16-bit (150 MB, 6 studies,
@@ -32,8 +33,14 @@
 
 ``--smoke`` (CI, ``tests/integration/test_bench_speed_smoke.py``): tiny corpora (4 CT slices,
 5 mixed files, 1 file, a 20-instance study), one round, peers only when already installed;
-under 30 s. The constellation end to end (C-STORE into intake → delivered, against Orthanc's
-own anonymize + a peer store) is not measured yet.
+under 30 s.
+
+``--constellation`` adds the constellation end to end (``bench/constellation.py``: C-STORE into
+intake → delivered on research and in the export tree, 2 workers, audit gate on, StableAge 1 s)
+against Orthanc's own anonymize + a peer store, on its own corpora (``const-ct-300``: one
+300-slice CT study; ``const-3x100``: 100 studies of 3 instances), ``--constellation-repeat``
+rounds (default 2), one fresh constellation per run; with ``--smoke``, one 3-slice study and
+two 3-instance studies (about a minute). ``--corpora const`` runs the constellation only.
 
 The anonlib measured is the one importable from the repository holding this file (``PYTHONPATH``
 is set to it), run by the ``anonlib`` script of the interpreter running the bench.
@@ -55,7 +62,7 @@ _REPO = Path(__file__).resolve().parent.parent
 if str(_REPO) not in sys.path:
     sys.path.insert(0, str(_REPO))
 
-from bench import speed_corpora, speed_report  # noqa: E402
+from bench import constellation, speed_corpora, speed_report  # noqa: E402
 from bench.speed_corpora import Corpus  # noqa: E402
 from bench.speed_measure import Run, count_dicom, fresh, run_once  # noqa: E402
 from bench.speed_tools import PEERS, Context, Tool, install_peer, peer_version, tools  # noqa: E402
@@ -195,6 +202,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--prepare", action="store_true", help="generate the corpora, install the peers, stop")
     parser.add_argument("--timeout", type=float, default=600, help="seconds before a run is killed")
     parser.add_argument("--audit-timeout", type=float, default=240, help="same, for the audit")
+    parser.add_argument("--constellation", action="store_true",
+                        help="also the constellation end to end against Orthanc's anonymize + peer store")
+    parser.add_argument("--constellation-repeat", type=int, default=2, help="its rounds (default 2; --smoke: 1)")
     args = parser.parse_args(argv)
     if args.smoke and "--repeat" not in (argv if argv is not None else sys.argv[1:]):
         args.repeat = 1
@@ -243,7 +253,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if run.timed_out:
                     gave_up.add((corpus.name, tool.name))
 
-    all_rows = speed_report.rows(corpora, [t.name for t in chosen], runs)
+    const_corpora: list[Corpus] = []
+    if args.constellation:
+        const_corpora = [c for c in constellation.corpora(ctx.work, args.smoke, log)
+                         if not args.corpora or any(s in c.name for s in args.corpora)]
+        runs += constellation.measure(ctx.work, const_corpora, repeat=1 if args.smoke else args.constellation_repeat,
+                                      timeout=args.timeout, log=log)
+    all_rows = speed_report.rows([*corpora, *const_corpora], [t.name for t in chosen] + list(constellation.TOOLS),
+                                 runs)
     elapsed = (dt.datetime.now(dt.UTC) - started).total_seconds()
     section = "\n\n".join([
         _header(info, load_before, os.getloadavg(), busiest, versions, args, started, elapsed),

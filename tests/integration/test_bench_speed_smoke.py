@@ -71,3 +71,33 @@ def test_a_second_run_goes_first_under_the_section_and_keeps_the_first(tmp_path:
     text = results.read_text(encoding="utf-8")
     assert text.index(SECTION) < text.index("### run B") < text.index("### run A") < text.index("## Burned-in")
     assert text.count(SECTION) == 1 and text.endswith("kept\n")
+
+
+CONSTELLATION_FILES = {"const-ct-3": 3, "const-3x2": 6}
+
+
+def test_the_smoke_run_measures_the_constellation_against_orthanc(tmp_path: Path) -> None:
+    """``--constellation --corpora const``: only the constellation's rows, each run in a real
+    constellation (intake, research, PostgreSQL; 2 workers or Orthanc's own anonymize + a peer
+    store), every instance delivered, and its two targets measured."""
+    from bench.constellation import ANONLIB, NATIVE
+
+    results = tmp_path / "RESULTS.md"
+    assert speed.main(["--smoke", "--no-install", "--constellation", "--corpora", "const", "--work",
+                       str(tmp_path / "work"), "--out", str(results)]) == 0
+    text = results.read_text(encoding="utf-8")
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 12 and cells[0] in CONSTELLATION_FILES:
+            rows[(cells[0], cells[1])] = cells
+    assert set(rows) == {(corpus, tool) for corpus in CONSTELLATION_FILES for tool in (ANONLIB, NATIVE)}
+    for (corpus, tool), cells in rows.items():
+        assert int(cells[2]) == CONSTELLATION_FILES[corpus] and float(cells[6]) > 0
+        assert int(cells[10]) == CONSTELLATION_FILES[corpus], f"{corpus} {tool}: {cells[10]} delivered"
+        assert "StableAge 1 s" in cells[11] and "timed out" not in cells[11]
+        assert 1 <= float(cells[8]) < 2000, f"{corpus} {tool}: peak RSS {cells[8]} MB"
+        if tool == ANONLIB:
+            assert "succeeded" in cells[11] and "failed" not in cells[11], cells[11]
+    targets = [line for line in text.splitlines() if line.startswith(("| constellation end to end", "| 3-instance"))]
+    assert len(targets) == 2 and all("instances/s vs Orthanc" in line for line in targets), targets
