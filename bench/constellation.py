@@ -23,8 +23,11 @@ from the start of the C-STORE until every instance is delivered, then stops ever
     intake's ``/changes`` feed and, for each ``StableStudy``, runs Orthanc's own
     ``POST /studies/{id}/anonymize`` (asynchronous job), then sends the result with
     ``POST /peers/research/store`` (asynchronous job; the peer is declared at run time with
-    ``PUT /peers/research``). Done when research holds every instance. Peak RSS is intake
-    Orthanc's.
+    ``PUT /peers/research``). Done when every study's latest copy is stored on research with
+    all its instances: a study called stable before its last instance came (a gap longer than
+    StableAge in the C-STORE) becomes stable again and is anonymized again, as an
+    ``OnStableStudy`` script would do (Orthanc's anonymize covers the instances present when it
+    starts; the note counts them). Peak RSS is intake Orthanc's.
 
 Both wait for the same stability: a study is taken once Orthanc calls it stable (StableAge
 without a new instance). The bench sets **StableAge to 1 s** (``--stable-age``; the
@@ -319,9 +322,10 @@ def run_native(corpus: Corpus, base: Path, rnd: int, *, stable_age: int, timeout
         intake.put("/peers/research", json={"Url": peer.url, "Username": peer.username,
                                             "Password": peer.password}).raise_for_status()
         since = int(intake.get("/changes", params={"last": ""}).json().get("Last", 0))
-        originals: set[str] = set()
-        anonymizing: dict[str, str] = {}  # job -> original study
-        storing: set[str] = set()  # peer-store jobs
+        originals: dict[str, int] = {}  # original study -> its anonymizations so far
+        anonymizing: dict[str, str] = {}  # anonymize job -> original study
+        storing: dict[str, tuple[str, int]] = {}  # peer-store job -> (original study, its instances)
+        delivered_of: dict[str, int] = {}  # original study -> instances of its latest copy on the peer
         produced: set[str] = set()
         failures = 0
         clock = _Clock(time.perf_counter())
@@ -333,39 +337,46 @@ def run_native(corpus: Corpus, base: Path, rnd: int, *, stable_age: int, timeout
                 page = intake.get("/changes", params={"since": since, "limit": 1000}).json()
                 for change in page.get("Changes", []):
                     study = change["ID"]
-                    if change["ChangeType"] == "StableStudy" and study not in produced and study not in originals:
-                        originals.add(study)
+                    # as an OnStableStudy script would: anonymize each time an original becomes
+                    # stable (again, when an instance came after it was first called stable)
+                    if change["ChangeType"] == "StableStudy" and study not in produced:
+                        originals[study] = originals.get(study, 0) + 1
                         job = intake.post(f"/studies/{study}/anonymize", json={"Asynchronous": True}).json()
                         anonymizing[job["ID"]] = study
                 since = int(page.get("Last", since))
                 for job_id in list(anonymizing):
                     job = intake.get(f"/jobs/{job_id}").json()
                     if job["State"] == "Success":
-                        del anonymizing[job_id]
+                        study = anonymizing.pop(job_id)
                         new = job["Content"]["ID"]
                         produced.add(new)
+                        count = int(intake.get(f"/studies/{new}/statistics").json()["CountInstances"])
                         store = intake.post("/peers/research/store",
                                             json={"Resources": [new], "Asynchronous": True}).json()
-                        storing.add(store["ID"])
+                        storing[store["ID"]] = (study, count)
                     elif job["State"] in ("Failure", "Paused"):
                         del anonymizing[job_id]
                         failures += 1
                 for job_id in list(storing):
                     state = intake.get(f"/jobs/{job_id}").json()["State"]
                     if state in ("Success", "Failure", "Paused"):
-                        storing.discard(job_id)
+                        study, count = storing.pop(job_id)
+                        if state == "Success":
+                            delivered_of[study] = count
                         failures += state != "Success"
-                if not anonymizing and not storing and _count(research) >= corpus.files:
+                if not anonymizing and not storing and sum(delivered_of.values()) >= corpus.files:
                     seconds, timed_out = time.perf_counter() - clock.start, False
                     break
                 time.sleep(POLL)
             peak, _ = _proc_status(info.intake.pid)
-            delivered = _count(research)
+            delivered = sum(delivered_of.values())
         finally:
             intake.close()
             research.close()
             sender.wait(timeout=60)
+    again = sum(n - 1 for n in originals.values())
     note = f"C-STORE {clock.sent:.1f} s; StableAge {stable_age} s; {len(originals)} studies" + (
+        f"; {again} anonymized again (stable again after a late instance)" if again else "") + (
         f"; {failures} Orthanc jobs failed" if failures else "")
     if timed_out:
         note = f"timed out after {timeout:.0f} s: research {delivered}; " + note
