@@ -119,6 +119,9 @@ def _worker(args: argparse.Namespace) -> int:
                               reconcile_interval=args.reconcile_interval, timing=HeartbeatTiming.from_env(),
                               state_file=Path(state) if state else None, retention=_retention_seconds())
     os.umask(0o077)  # identified data passes through: the spool, export tree and logs are its owner's only
+    from anonlib.phases import enable_from_env
+
+    enable_from_env()  # ANONLIB_PHASE_TIMES=1: each study job logs where its time went
     asyncio.run(run_worker(load_info(), settings))
     return 0
 

@@ -47,6 +47,7 @@ from anonlib.orthanc.transfer import (
     study_sop_uids,
     upload,
 )
+from anonlib.phases import PhaseTimer
 from anonlib.pipeline import (
     MANIFEST,
     QUARANTINE_MANIFEST,
@@ -173,15 +174,18 @@ def process_study(info: ConstellationInfo, study_id: str, *, node: str = "intake
     :class:`NotStable`: nothing is recorded, the task takes it again later.
     """
     ctx = context or _context(info)
+    timer = PhaseTimer()
     source_node, research_node = info.node(node), info.research
     with connect(source_node) as source, connect(research_node) as research:
-        snap = snapshot(source, node, study_id, source_node.stable_age)
+        with timer.phase("stability"):
+            snap = snapshot(source, node, study_id, source_node.stable_age)
         if snap is None:
             if ctx.spool:
                 ctx.spool.discard(node, study_id)  # a result kept for it will never be delivered
             return StudyResult(node, study_id, "gone", reason="the study is no longer on the node")
         try:
-            previous = ctx.processor.store.deliveries(node, [study_id]).get(study_id)
+            with timer.phase("lookup"):
+                previous = ctx.processor.store.deliveries(node, [study_id]).get(study_id)
         except StoreError as exc:
             raise TransientError(f"lookup store: {exc}") from exc
         if (not force and previous is not None and previous.status == "done"
@@ -193,41 +197,48 @@ def process_study(info: ConstellationInfo, study_id: str, *, node: str = "intake
         if not snap.is_stable:
             raise NotStable(f"{node}: study {study_id} is not yet stable")
         try:
-            key = spool_key(snap.last_update, snap.instance_ids, ctx.processor.plan.fingerprint,
-                            _reviews_digest(ctx))
-            prepared = ctx.spool.load(node, study_id, key) if ctx.spool else None
+            with timer.phase("lookup"):
+                key = spool_key(snap.last_update, snap.instance_ids, ctx.processor.plan.fingerprint,
+                                _reviews_digest(ctx))
+                prepared = ctx.spool.load(node, study_id, key) if ctx.spool else None
             if prepared is not None:
                 log.info("study %s of %s: delivering the result kept from an earlier attempt", study_id, node)
             else:
-                outcome = _prepare(ctx, source, node, study_id, snap)
+                outcome = _prepare(ctx, source, node, study_id, snap, timer)
                 if isinstance(outcome, StudyResult):  # held by the gate
                     if ctx.spool:
                         ctx.spool.discard(node, study_id)
                     return outcome
                 prepared = outcome
                 if ctx.spool:
-                    ctx.spool.save(node, study_id, key, prepared)
+                    with timer.phase("spool"):
+                        ctx.spool.save(node, study_id, key, prepared)
         except StoreError as exc:
             raise TransientError(f"lookup store: {exc}") from exc
         if len(prepared.new_study_uids) > 1:
             raise StudyJobError(f"{node}: study {study_id} de-identified into {len(prepared.new_study_uids)} studies")
-        _check_unchanged(source, node, study_id, snap, source_node.stable_age)
+        with timer.phase("unchanged"):
+            _check_unchanged(source, node, study_id, snap, source_node.stable_age)
         result = StudyResult(node, study_id, "done", instances=prepared.instances, rejected=prepared.rejected,
                              new_study_uid=next(iter(prepared.new_study_uids), ""), reason=prepared.reason)
-        _deliver(ctx, info, research, research_node.name, prepared, result)
-        _check_unchanged(source, node, study_id, snap, source_node.stable_age)
+        _deliver(ctx, info, research, research_node.name, prepared, result, timer)
+        with timer.phase("unchanged"):
+            _check_unchanged(source, node, study_id, snap, source_node.stable_age)
         try:
-            ctx.processor.store.record_delivery(DeliveryRecord(
-                node, study_id, snap.last_update, len(snap.instance_ids), result.released,
-                result.quarantined, result.new_study_uid, "done", result.reason))
+            with timer.phase("record"):
+                ctx.processor.store.record_delivery(DeliveryRecord(
+                    node, study_id, snap.last_update, len(snap.instance_ids), result.released,
+                    result.quarantined, result.new_study_uid, "done", result.reason))
         except StoreError as exc:
             raise TransientError(f"lookup store: {exc}") from exc
         if ctx.spool:
-            ctx.spool.discard(node, study_id)
+            with timer.phase("spool"):
+                ctx.spool.discard(node, study_id)
         if ctx.delete_after_delivery:
             _delete_if_unchanged(source, node, study_id, snap.last_update)
     log.info("study %s of %s: %d released, %d quarantined, %d rejected, forwarded to %s", study_id,
              node, result.released, result.quarantined, result.rejected, result.forwarded or "none")
+    timer.log(f"study {study_id} of {node}, {result.instances} instances")
     return result
 
 
@@ -238,39 +249,44 @@ def _reviews_digest(ctx: JobContext) -> str:
 
 
 def _prepare(ctx: JobContext, source: pyorthanc.Orthanc, node: str, study_id: str,
-             snap: StudySnapshot) -> Prepared | StudyResult:
+             snap: StudySnapshot, timer: PhaseTimer | None = None) -> Prepared | StudyResult:
     """Fetch, de-identify and audit the study; the held result when the gate holds it, else
     what to deliver (each instance recorded in the store with its place in the trees)."""
+    timer = timer or PhaseTimer()
     result = StudyResult(node, study_id, "held", instances=len(snap.instance_ids))
     ready: list[tuple[str, Outcome, bytes, PatientIdentity, bytes]] = []
     rejected: list[tuple[str, str]] = []  # (instance ID, reason): not delivered; the rest is
-    fetched = list(fetch_instances(source, node, snap.instance_ids))
+    with timer.phase("fetch"):
+        fetched = list(fetch_instances(source, node, snap.instance_ids))
     result.instances -= sum(1 for _, data in fetched if data is None)  # deleted while we worked
     present = [(instance_id, data) for instance_id, data in fetched if data is not None]
-    known, readings, series = study_plan(ctx.processor.plan, present)
+    with timer.phase("identifiers"):
+        known, readings, series = study_plan(ctx.processor.plan, present)
     escalated: set[str] = set()
     first = [item for item in present if readings.get(item[0]) != LATER]
     later = [item for item in present if readings.get(item[0]) == LATER]
-    for wave in (first, later):
-        for instance_id, data in wave:
-            reading = readings.get(instance_id)
-            if reading == LATER and series.get(instance_id) in escalated:
-                reading = ESCALATED
-            try:
-                outcome, encoded, identity = ctx.processor.deidentify_bytes(
-                    data, f"{node}/{instance_id}", known, reading)
-            except StoreError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - one poison instance must not fail its study
-                rejected.append((instance_id, rejection_reason(exc)))
-                log.warning("instance %s of study %s rejected: %s", instance_id, study_id, rejected[-1][1])
-                continue
-            if outcome.pixel_boxes or (outcome.quarantine or "").startswith("pixels:"):
-                escalated.add(series.get(instance_id, ""))
-            ready.append((instance_id, outcome, encoded, identity, data))
+    with timer.phase("deidentify"):
+        for wave in (first, later):
+            for instance_id, data in wave:
+                reading = readings.get(instance_id)
+                if reading == LATER and series.get(instance_id) in escalated:
+                    reading = ESCALATED
+                try:
+                    outcome, encoded, identity = ctx.processor.deidentify_bytes(
+                        data, f"{node}/{instance_id}", known, reading)
+                except StoreError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - one poison instance must not fail its study
+                    rejected.append((instance_id, rejection_reason(exc)))
+                    log.warning("instance %s of study %s rejected: %s", instance_id, study_id, rejected[-1][1])
+                    continue
+                if outcome.pixel_boxes or (outcome.quarantine or "").startswith("pixels:"):
+                    escalated.add(series.get(instance_id, ""))
+                ready.append((instance_id, outcome, encoded, identity, data))
     result.rejected = len(rejected)
     partial = partial_reason(rejected, result.instances)
-    held = _audit_gate(ctx, ready)
+    with timer.phase("gate"):
+        held = _audit_gate(ctx, ready)
     if held:
         result.reason = held + (f"; {partial}" if partial else "")
         result.quarantined = sum(1 for item in ready if item[1].quarantine)
@@ -282,11 +298,12 @@ def _prepare(ctx: JobContext, source: pyorthanc.Orthanc, node: str, study_id: st
         log.warning("study %s of %s held: %s", study_id, node, held)
         return result
     items: list[tuple[ManifestRow, bytes]] = []
-    for _, outcome, encoded, identity, _ in ready:
-        row = ctx.processor.place(outcome, encoded, identity)
-        ctx.processor.record_placed(outcome, identity, row)
-        items.append((row, encoded))
-    ctx.processor.flush()
+    with timer.phase("place"):
+        for _, outcome, encoded, identity, _ in ready:
+            row = ctx.processor.place(outcome, encoded, identity)
+            ctx.processor.record_placed(outcome, identity, row)
+            items.append((row, encoded))
+        ctx.processor.flush()
     new_study_uids = tuple(sorted({row.study_instance_uid for row, _ in items}))
     return Prepared(result.instances, result.rejected, new_study_uids, tuple(items), partial)
 
@@ -313,23 +330,25 @@ def _check_unchanged(source: pyorthanc.Orthanc, node: str, study_id: str, snap: 
 
 
 def _deliver(ctx: JobContext, info: ConstellationInfo, research: pyorthanc.Orthanc, research_name: str,
-             prepared: Prepared, result: StudyResult) -> None:
+             prepared: Prepared, result: StudyResult, timer: PhaseTimer | None = None) -> None:
     """Research first (uploaded and verified), then the export tree (a whole study folder at
     once, :mod:`anonlib.sinks.study_tree`) and its manifests, then each destination."""
+    timer = timer or PhaseTimer()
     released = {row.sop_instance_uid: data for row, data in prepared.items if row.status != "quarantined"}
-    research_study = _upload_and_verify(research, research_name, released, result.new_study_uid)
-    export = Path(info.export_dir)
-    rows = {row.path: row for row, _ in prepared.items if row.status != "quarantined"}
-    quarantined = {row.path: row for row, _ in prepared.items if row.status == "quarantined"}
-    write_studies(export, {row.path: data for row, data in prepared.items if row.path in rows},
-                  drop=list(quarantined))
-    write_studies(_quarantine_dir(export), {row.path: data for row, data in prepared.items
-                                            if row.path in quarantined}, drop=list(rows))
-    if rows or quarantined and (export / MANIFEST).exists():
-        update_manifest(export / MANIFEST, rows, drop=list(quarantined))
-    if quarantined or rows and (_quarantine_dir(export) / QUARANTINE_MANIFEST).exists():
-        update_manifest(_quarantine_dir(export) / QUARANTINE_MANIFEST, quarantined, drop=list(rows))
-    result.released, result.quarantined = len(released), len(quarantined)
+    research_study = _upload_and_verify(research, research_name, released, result.new_study_uid, timer)
+    with timer.phase("export"):
+        export = Path(info.export_dir)
+        rows = {row.path: row for row, _ in prepared.items if row.status != "quarantined"}
+        quarantined = {row.path: row for row, _ in prepared.items if row.status == "quarantined"}
+        write_studies(export, {row.path: data for row, data in prepared.items if row.path in rows},
+                      drop=list(quarantined))
+        write_studies(_quarantine_dir(export), {row.path: data for row, data in prepared.items
+                                                if row.path in quarantined}, drop=list(rows))
+        if rows or quarantined and (export / MANIFEST).exists():
+            update_manifest(export / MANIFEST, rows, drop=list(quarantined))
+        if quarantined or rows and (_quarantine_dir(export) / QUARANTINE_MANIFEST).exists():
+            update_manifest(_quarantine_dir(export) / QUARANTINE_MANIFEST, quarantined, drop=list(rows))
+        result.released, result.quarantined = len(released), len(quarantined)
     if research_study is not None:
         for destination in info.destinations:
             try:
@@ -400,16 +419,19 @@ def hold_reason(result: AuditResult) -> str:
 
 
 def _upload_and_verify(client: pyorthanc.Orthanc, node: str, released: dict[str, bytes],
-                       study_uid: str) -> str | None:
+                       study_uid: str, timer: PhaseTimer | None = None) -> str | None:
     """Upload every released instance, then check the node holds each of them."""
     if not released:
         return None
-    for data in released.values():
-        upload(client, node, data)
-    research_study = find_study(client, node, study_uid)
-    if research_study is None:
-        raise TransientError(f"{node}: the uploaded study is not there")
-    missing = set(released) - study_sop_uids(client, node, research_study)
+    timer = timer or PhaseTimer()
+    with timer.phase("upload"):
+        for data in released.values():
+            upload(client, node, data)
+    with timer.phase("verify"):
+        research_study = find_study(client, node, study_uid)
+        if research_study is None:
+            raise TransientError(f"{node}: the uploaded study is not there")
+        missing = set(released) - study_sop_uids(client, node, research_study)
     if missing:
         raise TransientError(f"{node}: {len(missing)} of {len(released)} uploaded instances are missing")
     return research_study
