@@ -17,7 +17,8 @@ from the start of the C-STORE until every instance is delivered, then stops ever
     the audit gate on as by default (dciodvfy included, pixel check ``sample``). Done when
     research holds every instance and the export folder tree has every file. Peak RSS is the
     largest worker's (``VmHWM``); the note gives the workers' CPU time (user + system) and
-    the time the C-STORE took.
+    the time the C-STORE took. The workers log each study job's phases
+    (``ANONLIB_PHASE_TIMES=1``, :mod:`anonlib.phases`); their sums are printed after each run.
 ``orthanc anonymize + peer store``
     the peer baseline on the same kind of constellation without workers: the driver follows
     intake's ``/changes`` feed and, for each ``StableStudy``, runs Orthanc's own
@@ -171,7 +172,8 @@ def constellation(home: Path, *, workers: int, stable_age: int, pycache: Path) -
            "ANONLIB_INTAKE_HTTP_PORT": "0", "ANONLIB_INTAKE_DICOM_PORT": "0",
            "ANONLIB_RESEARCH_HTTP_PORT": "0", "ANONLIB_RESEARCH_DICOM_PORT": "0"}
     # the workers run this repository's anonlib from compiled bytecode, as installed software does
-    run_env = {"PYTHONPATH": str(_REPO), "PYTHONPYCACHEPREFIX": str(pycache), "TQDM_DISABLE": "1"}
+    run_env = {"PYTHONPATH": str(_REPO), "PYTHONPYCACHEPREFIX": str(pycache), "TQDM_DISABLE": "1",
+               "ANONLIB_PHASE_TIMES": "1"}  # each study job logs its phases (anonlib.phases)
     settings = ConstellationSettings.from_env({**os.environ, **env})
     dont_write = os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     try:
@@ -313,6 +315,30 @@ def _copy_logs(home: Path, base: Path) -> None:
             shutil.copyfile(log, base / log.name)
 
 
+def phase_totals(base: Path) -> tuple[int, dict[str, float]]:
+    """(study jobs, seconds per phase summed over them) from the workers' logs of a run."""
+    from anonlib.phases import parse_line
+
+    jobs = 0
+    totals: dict[str, float] = {}
+    for log in sorted(base.glob("worker-*.log")):
+        for line in log.read_text(errors="replace").splitlines():
+            found = parse_line(line)
+            if found:
+                jobs += 1
+                for name, seconds in found.items():
+                    totals[name] = totals.get(name, 0.0) + seconds
+    return jobs, totals
+
+
+def describe_phases(base: Path) -> str:
+    jobs, totals = phase_totals(base)
+    if not jobs:
+        return ""
+    return f"{jobs} study jobs, seconds summed over them: " + ", ".join(
+        f"{name} {seconds:.2f}" for name, seconds in totals.items())
+
+
 def run_native(corpus: Corpus, base: Path, rnd: int, *, stable_age: int, timeout: float, pycache: Path) -> Run:
     """Orthanc's anonymize + peer store on ``corpus`` (see the module docstring)."""
     home = base / "home"
@@ -407,6 +433,8 @@ def measure(work: Path, chosen: Sequence[Corpus], *, repeat: int = 1, stable_age
                 runs.append(run)
                 log(f"round {rnd + 1}/{repeat} {corpus.name:13s} {tool:32s} {run.seconds:7.2f} s "
                     f"{corpus.files / run.seconds:6.1f}/s {run.peak_mb:5.0f} MB  out {run.outputs}  {run.note}")
+                if phases := describe_phases(base):
+                    log(f"  phases: {phases}")
     return runs
 
 
