@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydicom.dataset import Dataset
 
@@ -40,6 +39,9 @@ from anonlib.profile import Plan, SiteProfile, build_plan
 from anonlib.sinks.folder import FolderSink, ManifestRow, update_manifest, write_list
 from anonlib.store import open_store
 from anonlib.store.sqlite_file import sqlite_database
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
 
 __all__ = ["RunSettings", "RunSummary", "run_folder", "discover_files"]
 
@@ -153,7 +155,7 @@ def _make_processor(settings: RunSettings, db_url: str, plan: Plan | None = None
 
 def _init_worker(settings: RunSettings, db_url: str) -> None:
     global _WORKER
-    _WORKER = _make_processor(settings, db_url)
+    _WORKER = _make_processor(settings, db_url, _PLAN)  # the parent's plan, inherited by fork
     if _WORKER.plan.burned_in.reads_pixels:
         warm_up(_WORKER.plan.burned_in.engine)  # loads while this worker reads its share of headers
 
@@ -211,12 +213,24 @@ def _pool(settings: RunSettings, db_url: str) -> Iterator[ProcessPoolExecutor | 
     if settings.workers <= 1:
         yield None
         return
-    settle()  # modules the command line deferred: loaded before the pool's threads may need them
+    from concurrent.futures import ProcessPoolExecutor
+
+    if _PLAN is None or _PLAN.burned_in.reads_pixels:
+        # The OCR engine loads in a thread of each worker while its main thread reads headers,
+        # and Python 3.11's lazy modules are not thread-safe: load those the command line
+        # deferred before forking. (Without OCR no second thread touches them: skipped, 0.05-0.1 s.)
+        settle()
     # Create the store (schema, secret) once before the workers race to open it.
     open_store(db_url, pseudonym_policy(settings.profile)).close()
     with ProcessPoolExecutor(settings.workers, initializer=_init_worker,
                              initargs=(settings, db_url)) as pool:
         yield pool
+
+
+def batch_size(files: int, workers: int) -> int:
+    """Files per task of the main pass: about 16 tasks per worker, so that the workers finish
+    within a few files of each other (a task is one store transaction), at most 64."""
+    return max(2, min(64, files // (workers * 16)))
 
 
 def _results(settings: RunSettings, items: list[_Item], pool: ProcessPoolExecutor | None,
@@ -229,7 +243,7 @@ def _results(settings: RunSettings, items: list[_Item], pool: ProcessPoolExecuto
         finally:
             processor.flush()
         return
-    size = max(1, min(64, len(items) // (settings.workers * 4) or 1))
+    size = batch_size(len(items), settings.workers)
     for batch in pool.map(_work, [items[start:start + size] for start in range(0, len(items), size)]):
         yield from batch
 

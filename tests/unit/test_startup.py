@@ -59,7 +59,8 @@ def test_the_deidentification_path_imports_no_ocr_table_or_report_library() -> N
         import anonlib.folder_run, anonlib.pipeline, anonlib.engine, anonlib.cli
     """)
     for heavy in ("highdicom", "pandas", "rapidocr_onnxruntime", "onnxruntime", "shapely",
-                  "anonlib.pixels.decode", "anonlib.pixels.detect", "anonlib.audit"):
+                  "anonlib.pixels.decode", "anonlib.pixels.detect", "anonlib.audit",
+                  "sqlalchemy", "concurrent.futures.process"):
         assert heavy not in loaded, heavy
 
 
@@ -92,3 +93,15 @@ def test_iod_types_parse_only_the_modules_of_the_iods_met() -> None:
     assert parsed == len(iod._index()["iod_modules"]["ct-image"]) < len(iod._index()["module_lines"]) // 10
     assert types.type_of((0x00100010,)) == "2"  # PatientName, Patient module
     assert types.type_of((0x00100010,)) == "2"  # asked again: from the memo
+
+
+def test_main_pass_tasks_keep_two_workers_within_a_few_files_of_each_other() -> None:
+    from anonlib.folder_run import batch_size
+
+    assert batch_size(300, 2) == 9  # 34 tasks: the last one is 9 files (was 37)
+    assert batch_size(10, 2) == 2 and batch_size(0, 4) == 2
+    assert batch_size(100_000, 2) == 64  # one store transaction per task, at most 64 records
+    for files in (50, 300, 1000, 5000):
+        for workers in (2, 4):
+            tasks = -(-files // batch_size(files, workers))
+            assert tasks >= min(16 * workers, files // 64), (files, workers)
