@@ -227,6 +227,17 @@ def _pool(settings: RunSettings, db_url: str) -> Iterator[ProcessPoolExecutor | 
         yield pool
 
 
+#: A worker process costs about as much to start as a few files cost to process.
+MIN_FILES_PER_WORKER = 8
+
+
+def worker_count(requested: int, files: int) -> int:
+    """How many workers a run of ``files`` files uses: ``requested`` at most, and no more than
+    one per :data:`MIN_FILES_PER_WORKER` files (one file with ``--workers 2`` runs in this
+    process: the output is the same, without the pool's start)."""
+    return max(1, min(requested, files // MIN_FILES_PER_WORKER))
+
+
 def batch_size(files: int, workers: int) -> int:
     """Files per task of the main pass: about 16 tasks per worker, so that the workers finish
     within a few files of each other (a task is one store transaction), at most 64."""
@@ -266,6 +277,8 @@ def run_folder(settings: RunSettings, *, paths: Sequence[Path] | None = None,
     db_url = settings.db_url or default_store_url()
     _check_locations(settings, db_url)
     plan = _PLAN = build_plan(settings.profile)  # fail on a bad profile before any work
+    files = discover_files(settings.source) if paths is None else [Path(p) for p in paths]
+    settings = replace(settings, workers=worker_count(settings.workers, len(files)))
     if plan.burned_in.reads_pixels:
         try:
             check_engine(plan.burned_in.engine)
@@ -274,8 +287,7 @@ def run_folder(settings: RunSettings, *, paths: Sequence[Path] | None = None,
         if settings.workers <= 1:
             warm_up(plan.burned_in.engine)  # loads while the pre-pass reads the headers
     with _pool(settings, db_url) as pool:
-        index = index_inputs(discover_files(settings.source) if paths is None else map(Path, paths),
-                             settings.source, tags=None, collect=_collect_known, pool=pool,
+        index = index_inputs(files, settings.source, tags=None, collect=_collect_known, pool=pool,
                              limits=plan.limits)
         return _run(settings, db_url, index, _known_by_file(index, plan), pool, on_result)
 

@@ -105,3 +105,12 @@ def test_main_pass_tasks_keep_two_workers_within_a_few_files_of_each_other() -> 
         for workers in (2, 4):
             tasks = -(-files // batch_size(files, workers))
             assert tasks >= min(16 * workers, files // 64), (files, workers)
+
+
+def test_a_run_starts_no_more_workers_than_its_files_need() -> None:
+    from anonlib.folder_run import MIN_FILES_PER_WORKER, worker_count
+
+    assert worker_count(2, 1) == 1  # one file: no pool to start
+    assert worker_count(2, 2 * MIN_FILES_PER_WORKER - 1) == 1
+    assert worker_count(2, 2 * MIN_FILES_PER_WORKER) == 2
+    assert worker_count(4, 300) == 4 and worker_count(1, 300) == 1 and worker_count(3, 0) == 1
