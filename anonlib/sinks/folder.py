@@ -17,7 +17,7 @@ import os
 import re
 import tempfile
 from collections.abc import Collection
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from anonlib.errors import SinkError
@@ -119,11 +119,13 @@ def read_manifest(path: Path) -> dict[str, ManifestRow]:
 
 def write_manifest(path: Path, rows: dict[str, ManifestRow]) -> None:
     """Write ``rows`` sorted by path, atomically; byte-identical when nothing changed."""
+    names = [f.name for f in fields(ManifestRow)]
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=[f.name for f in fields(ManifestRow)], lineterminator="\n")
-    writer.writeheader()
+    writer = csv.writer(out, lineterminator="\n")  # what csv.DictWriter writes, without asdict's deep copies
+    writer.writerow(names)
     for key in sorted(rows):
-        writer.writerow(asdict(rows[key]))
+        row = rows[key]
+        writer.writerow([getattr(row, name) for name in names])
     FolderSink(path.parent).write(path.name, out.getvalue().encode("utf-8"))
 
 

@@ -114,3 +114,24 @@ def test_a_run_starts_no_more_workers_than_its_files_need() -> None:
     assert worker_count(2, 2 * MIN_FILES_PER_WORKER - 1) == 1
     assert worker_count(2, 2 * MIN_FILES_PER_WORKER) == 2
     assert worker_count(4, 300) == 4 and worker_count(1, 300) == 1 and worker_count(3, 0) == 1
+
+
+def test_the_manifest_is_written_as_csv_dictwriter_writes_it(tmp_path: Path) -> None:
+    import csv
+    import io
+    from dataclasses import asdict, fields
+
+    from anonlib.sinks.folder import ManifestRow, read_manifest, write_manifest
+
+    rows = {f"p/{n}.dcm": ManifestRow(f"p/{n}.dcm", "ANON1", "2.25.1", "2.25.2", f"2.25.3.{n}", "1.2.840.1", "CT",
+                                      "20200101", str(n), "ab" * 32, "quarantined" if n % 2 else "written",
+                                      'a "quoted", two-line\nreason' if n == 3 else "")
+            for n in (5, 3, 10)}
+    expected = io.StringIO()
+    writer = csv.DictWriter(expected, fieldnames=[f.name for f in fields(ManifestRow)], lineterminator="\n")
+    writer.writeheader()
+    for key in sorted(rows):
+        writer.writerow(asdict(rows[key]))
+    write_manifest(tmp_path / "manifest.csv", rows)
+    assert (tmp_path / "manifest.csv").read_bytes() == expected.getvalue().encode("utf-8")
+    assert read_manifest(tmp_path / "manifest.csv") == rows
