@@ -95,16 +95,18 @@ def test_iod_types_parse_only_the_modules_of_the_iods_met() -> None:
     assert types.type_of((0x00100010,)) == "2"  # asked again: from the memo
 
 
-def test_main_pass_tasks_keep_two_workers_within_a_few_files_of_each_other() -> None:
-    from anonlib.folder_run import batch_size
+def test_main_pass_tasks_shrink_so_workers_finish_together_with_few_commits() -> None:
+    from anonlib.folder_run import task_sizes
 
-    assert batch_size(300, 2) == 9  # 34 tasks: the last one is 9 files (was 37)
-    assert batch_size(10, 2) == 2 and batch_size(0, 4) == 2
-    assert batch_size(100_000, 2) == 64  # one store transaction per task, at most 64 records
-    for files in (50, 300, 1000, 5000):
+    assert task_sizes(300, 2)[:3] == [64, 59, 44]  # each task ends with a store commit: few, large first
+    assert len(task_sizes(300, 2)) == 15
+    assert task_sizes(0, 2) == [] and task_sizes(3, 2) == [3] and task_sizes(10, 2) == [4, 4, 2]
+    for files in (1, 50, 300, 1000, 5000):
         for workers in (2, 4):
-            tasks = -(-files // batch_size(files, workers))
-            assert tasks >= min(16 * workers, files // 64), (files, workers)
+            sizes = task_sizes(files, workers)
+            assert sum(sizes) == files and max(sizes) <= 64, (files, workers)
+            assert sizes == sorted(sizes, reverse=True)
+            assert all(size <= 4 for size in sizes[-workers:]), (files, workers)  # the last ones: a few files
 
 
 def test_a_run_starts_no_more_workers_than_its_files_need() -> None:
