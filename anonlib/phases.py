@@ -17,7 +17,7 @@ from contextlib import contextmanager
 __all__ = ["PhaseTimer", "LOGGER", "enable_from_env", "parse_line"]
 
 LOGGER = "anonlib.phases"
-_LINE = re.compile(r"phases: (.*)$")
+_LINE = re.compile(r"\bphases: (total .*)$")
 _ITEM = re.compile(r"([a-z][a-z_-]*) (\d+(?:\.\d+)?)")
 
 

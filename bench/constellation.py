@@ -68,7 +68,7 @@ if str(_REPO) not in sys.path:
     sys.path.insert(0, str(_REPO))
 
 from bench.speed_corpora import Corpus, _Spec, build  # noqa: E402
-from bench.speed_measure import Run, count_dicom  # noqa: E402
+from bench.speed_measure import Run  # noqa: E402
 
 __all__ = ["ANONLIB", "NATIVE", "TOOLS", "corpora", "measure", "main"]
 
@@ -207,6 +207,16 @@ def _storescu(info: Any, folder: Path, log: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "TCP_NODELAY": "1"})
 
 
+def count_exported(root: Path) -> int:
+    """DICOM files in the export tree, outside the hidden folders a study is staged in (walked
+    while the workers write it: a folder that vanishes meanwhile is skipped)."""
+    count = 0
+    for _, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        count += sum(1 for name in files if name.endswith(".dcm"))
+    return count
+
+
 def _proc_status(pid: int | None) -> tuple[float, float]:
     """(peak RSS MB ``VmHWM``, CPU seconds user + system) of a live process; zeros when gone."""
     if not pid:
@@ -287,12 +297,12 @@ def run_anonlib(corpus: Corpus, base: Path, rnd: int, *, workers: int, stable_ag
         try:
             while time.perf_counter() - clock.start < timeout:
                 clock.poll_sender(sender)
-                if _count(research) >= corpus.files and count_dicom(export) >= corpus.files:
+                if _count(research) >= corpus.files and count_exported(export) >= corpus.files:
                     seconds, timed_out = time.perf_counter() - clock.start, False
                     break
                 time.sleep(POLL)
             peaks = [_proc_status(pid) for pid in _worker_pids(home)]
-            delivered, exported = _count(research), count_dicom(export)
+            delivered, exported = _count(research), count_exported(export)
             jobs = _settled_jobs(info)
         finally:
             research.close()

@@ -18,6 +18,7 @@ import httpx
 
 from anonlib.constellation.info import NodeInfo
 from anonlib.errors import AnonlibError
+from anonlib.orthanc.http import client_options
 from anonlib.orthanc.stability import is_settled
 
 __all__ = [
@@ -130,7 +131,8 @@ class HttpSource(JsonStudySource):
         self.name = node.name
         self.stable_age = node.stable_age
         self._client = httpx.Client(base_url=node.url, auth=(node.username, node.password),
-                                    timeout=httpx.Timeout(timeout, connect=5.0), transport=transport)
+                                    timeout=httpx.Timeout(timeout, connect=5.0), transport=transport,
+                                    **client_options())
 
     def close(self) -> None:
         self._client.close()

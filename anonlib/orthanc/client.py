@@ -16,9 +16,11 @@ import pyorthanc
 
 from anonlib.constellation.info import NodeInfo
 from anonlib.errors import AnonlibError
+from anonlib.orthanc.http import client_options
 
-__all__ = ["connect", "call", "node_answers", "NodeDropped", "NotFound", "NotStable", "TransientError",
-           "StudyJobError"]
+__all__ = ["connect", "call", "client_options", "node_answers", "NodeDropped", "NotFound", "NotStable",
+           "TransientError", "StudyJobError"]
+
 
 class TransientError(AnonlibError):
     """The job may succeed if tried again later."""
@@ -47,14 +49,16 @@ class NotFound(AnonlibError):
 def connect(node: NodeInfo, timeout: float = 120.0) -> pyorthanc.Orthanc:
     """A REST client for ``node`` (HTTP basic auth, generous timeout for large transfers)."""
     return pyorthanc.Orthanc(node.url, username=node.username, password=node.password,
-                             return_raw_response=True, timeout=httpx.Timeout(timeout, connect=10.0))
+                             return_raw_response=True, timeout=httpx.Timeout(timeout, connect=10.0),
+                             **client_options())
 
 
 def node_answers(node: NodeInfo, timeout: float = 3.0) -> bool:
     """Whether the node answers now: ``GET /system`` with its ``Name`` (a bare 200 can come
     from another server on that port)."""
     try:
-        answer = httpx.get(f"{node.url}/system", auth=(node.username, node.password), timeout=timeout)
+        answer = httpx.get(f"{node.url}/system", auth=(node.username, node.password), timeout=timeout,
+                           **client_options())
         return answer.status_code == 200 and answer.json().get("Name") == node.name
     except (httpx.HTTPError, ValueError):
         return False
