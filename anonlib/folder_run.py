@@ -11,6 +11,7 @@ the reason) and skipped; the run goes on. Only a failure of the lookup store sto
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -288,6 +289,7 @@ def run_folder(settings: RunSettings, *, paths: Sequence[Path] | None = None,
     db_url = settings.db_url or default_store_url()
     _check_locations(settings, db_url)
     plan = _PLAN = build_plan(settings.profile)  # fail on a bad profile before any work
+    warming: threading.Thread | None = None
     files = discover_files(settings.source) if paths is None else [Path(p) for p in paths]
     settings = replace(settings, workers=worker_count(settings.workers, len(files)))
     if plan.burned_in.reads_pixels:
@@ -296,11 +298,15 @@ def run_folder(settings: RunSettings, *, paths: Sequence[Path] | None = None,
         except PixelError as exc:
             raise ConfigError(f"burned_in: ocr: {exc} (or choose --burned-in quarantine)") from exc
         if settings.workers <= 1:
-            warm_up(plan.burned_in.engine)  # loads while the pre-pass reads the headers
-    with _pool(settings, db_url) as pool:
-        index = index_inputs(files, settings.source, tags=None, collect=_collect_known, pool=pool,
-                             limits=plan.limits)
-        return _run(settings, db_url, index, _known_by_file(index, plan), pool, on_result)
+            warming = warm_up(plan.burned_in.engine)  # loads while the pre-pass reads the headers
+    try:
+        with _pool(settings, db_url) as pool:
+            index = index_inputs(files, settings.source, tags=None, collect=_collect_known, pool=pool,
+                                 limits=plan.limits)
+            return _run(settings, db_url, index, _known_by_file(index, plan), pool, on_result)
+    finally:
+        if warming is not None:
+            warming.join()  # a short run may end before the engine has loaded (see warm_up)
 
 
 class _NoBar:

@@ -48,11 +48,13 @@ def check_engine(name: str) -> None:
         raise PixelError(f"unknown OCR engine {name!r} (rapidocr or tesseract)")
 
 
-def warm_up(name: str) -> None:
+def warm_up(name: str) -> threading.Thread:
     """Load OCR engine ``name`` in a background thread (its imports and models take about 0.3 s),
     so that it is ready when the first image is read instead of after: a run calls this before
     its header pre-pass. The first real use waits for it (:func:`anonlib.pixels.detector` holds
-    a lock); a failure here is ignored — that use raises it again, with its reason."""
+    a lock); a failure here is ignored — that use raises it again, with its reason. Returns the
+    thread: join it before the process exits (an interpreter that exits while onnxruntime is
+    loading in it aborts: "terminate called without an active exception")."""
 
     from anonlib.lazy_imports import settle
 
@@ -64,7 +66,9 @@ def warm_up(name: str) -> None:
         with contextlib.suppress(Exception):  # reported by the real use
             detector(name)
 
-    threading.Thread(target=load, name=f"ocr-warm-up-{name}", daemon=True).start()
+    thread = threading.Thread(target=load, name=f"ocr-warm-up-{name}", daemon=True)
+    thread.start()
+    return thread
 
 
 @dataclass(frozen=True)
