@@ -77,16 +77,27 @@ def file_meta_bytes(meta: FileMetaDataset) -> bytes | None:
     """What ``write_file_meta_info(fp, meta, enforce_standard=True)`` writes (and the same
     changes to ``meta``: the version, implementation UID and name when missing, the group
     length), or None when it holds anything this encoder leaves to pydicom."""
-    if any(isinstance(e, RawDataElement) for e in meta._dict.values()):  # noqa: SLF001
+    elements = meta._dict  # noqa: SLF001
+    if any(isinstance(e, RawDataElement) for e in elements.values()):
         return None
-    validate_file_meta(meta, True)  # what enforce_standard adds and checks, as pydicom does first
+    if elements.keys() == _REBUILT and all(not _empty(e.value) for e in elements.values()):
+        # anonlib's own new meta (engine.markers.rebuild_file_meta): validate_file_meta would
+        # only add the version (checked against pydicom's writer in the unit tests)
+        meta.add_new(0x00020001, "OB", b"\x00\x01")
+    else:
+        validate_file_meta(meta, True)  # what enforce_standard adds and checks, as pydicom does first
     try:
         body = b"".join(_element(meta._dict[tag], [default_encoding], False)  # noqa: SLF001
-                        for tag in sorted(meta._dict) if tag != 0x00020000)  # noqa: SLF001
+                        for tag in sorted(meta._dict, key=int) if tag != 0x00020000)  # noqa: SLF001
     except (_Fallback, struct.error, UnicodeError, TypeError, ValueError, AttributeError):
         return None
-    meta.FileMetaInformationGroupLength = len(body)
+    meta.add_new(0x00020000, "UL", len(body))  # as pydicom sets FileMetaInformationGroupLength
     return _SHORT.pack(0x0002, 0x0000, b"UL", 4) + struct.pack("<L", len(body)) + body
+
+
+#: The elements of a meta built by rebuild_file_meta: media storage SOP class and instance,
+#: transfer syntax, implementation class UID and version name.
+_REBUILT = frozenset({0x00020002, 0x00020003, 0x00020010, 0x00020012, 0x00020013})
 
 
 def _header(tag: int, vr: str, length: int, implicit: bool) -> bytes:
@@ -200,7 +211,7 @@ def _dataset(ds: Dataset, parent: list[str], implicit: bool) -> bytes:
         if not _fresh(ds):
             raise _Fallback
     parts = []
-    for tag in sorted(elements):
+    for tag in sorted(elements, key=int):
         if tag & 0xFFFF == 0 and tag >> 16 > 6:
             continue  # retired group lengths are never written (PS3.5 7.2)
         parts.append(_element(elements[tag], parent, implicit))

@@ -334,7 +334,7 @@ def _write_body(out: DicomBytesIO, ds: Dataset, source: bytes, implicit: bool) -
     charset = ds.get("SpecificCharacterSet", default_encoding)
     encodings = encodings_of(charset)
     elements = ds._dict  # noqa: SLF001 - pydicom 3.0's storage (see anonlib.engine.vr)
-    for tag in sorted(elements):
+    for tag in sorted(elements, key=int):
         if tag & 0xFFFF == 0 and tag >> 16 > 6:
             continue  # retired group lengths are never written (PS3.5 7.2)
         element = elements[tag]

@@ -138,9 +138,20 @@ def test_file_meta_bytes_are_pydicoms() -> None:
         m.ImplementationVersionName = "ANONLIB_0_1"
         return m
 
-    theirs, ours = meta(), meta()
-    out = DicomBytesIO()
-    out.is_implicit_VR, out.is_little_endian = False, True
-    write_file_meta_info(out, theirs, enforce_standard=True)
-    assert file_meta_bytes(ours) == out.getvalue()
-    assert ours == theirs  # the same elements added (version, group length)
+    def without_version_name() -> FileMetaDataset:
+        m = meta()
+        del m.ImplementationVersionName
+        return m
+
+    def with_source_ae() -> FileMetaDataset:
+        m = meta()
+        m.SourceApplicationEntityTitle = "AE1"
+        return m
+
+    for make in (meta, without_version_name, with_source_ae):  # anonlib's own meta, and others
+        theirs, ours = make(), make()
+        out = DicomBytesIO()
+        out.is_implicit_VR, out.is_little_endian = False, True
+        write_file_meta_info(out, theirs, enforce_standard=True)
+        assert file_meta_bytes(ours) == out.getvalue(), make.__name__
+        assert ours == theirs  # the same elements added (version, name, group length)
