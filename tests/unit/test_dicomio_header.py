@@ -39,6 +39,10 @@ def _same_dataset(ours: pydicom.Dataset, theirs: pydicom.Dataset) -> None:
     assert ours._character_set == theirs._character_set
     assert ours.preamble == theirs.preamble
     assert ours.file_meta == theirs.file_meta
+    for tag, element in theirs.file_meta._dict.items():  # raw or converted alike
+        assert type(ours.file_meta._dict[tag]) is type(element), hex(tag)
+        assert ours.file_meta._dict[tag] == element, hex(tag)
+    assert list(ours.file_meta._dict) == list(theirs.file_meta._dict)
     assert ours.file_meta.original_encoding == theirs.file_meta.original_encoding
     assert type(ours) is type(theirs)
 
