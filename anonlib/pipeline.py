@@ -160,8 +160,11 @@ class InstanceProcessor:
         ``reading``: what the pixel stage reads of it (the run's sampling; None: decided from
         this file alone, see :func:`anonlib.pixels.select.reading_alone`); ``changes=False``:
         the outcome's record of changes is left empty (nothing else differs)."""
+        # Every private element removed and nothing recorded: the ones that are neither names
+        # (collected as identifiers) nor sequences need not be read into the data set at all.
+        private = changes or self.plan.private.code != "X"
         return self._deidentify_read(lambda pixels: read_instance(path, with_pixels=pixels, label=label,
-                                                                   limits=self.plan.limits),
+                                                                   limits=self.plan.limits, private=private),
                                      known, reading, changes)
 
     def deidentify_bytes(self, data: bytes, label: str, known: Identifiers | None = None,

@@ -75,9 +75,12 @@ def _looks_like_uid(value: object) -> bool:
 
 
 def read_instance(path: Path, *, with_pixels: bool = False, label: str | None = None,
-                  limits: Limits = DEFAULT_LIMITS) -> ParsedInstance:
+                  limits: Limits = DEFAULT_LIMITS, private: bool = True) -> ParsedInstance:
     """Read one file; :class:`InputError` (naming ``label`` or the path, never a value from the
-    file) when it is empty, not DICOM, truncated, unparsable or beyond ``limits``."""
+    file) when it is empty, not DICOM, truncated, unparsable or beyond ``limits``.
+    ``private=False``: top-level private elements other than names and sequences may be left
+    out of the data set (see :func:`anonlib.dicomio.header.read_fast`) — for a caller that
+    removes them all anyway."""
     name = label or str(path)
     try:
         size = os.path.getsize(path)
@@ -85,7 +88,7 @@ def read_instance(path: Path, *, with_pixels: bool = False, label: str | None = 
             raise InputError(name, "empty file")
         _check_size(size, name, limits)
         with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-            fast = None if with_pixels else _read_fast(buf, size, name, limits)
+            fast = None if with_pixels else _read_fast(buf, size, name, limits, private)
             if fast is not None:
                 return fast
             check_instance(buf, name, limits)
@@ -232,10 +235,10 @@ def _check_dataset(ds: Dataset, name: str) -> object:
     return syntax
 
 
-def _read_fast(buf: Buffer, size: int, name: str, limits: Limits) -> ParsedInstance | None:
+def _read_fast(buf: Buffer, size: int, name: str, limits: Limits, private: bool = True) -> ParsedInstance | None:
     """:func:`_parse` without the pixels in one pass over the header
     (:func:`anonlib.dicomio.header.read_fast`), or None when that reader does not take the file."""
-    fast = read_fast(buf, limits)
+    fast = read_fast(buf, limits, private=private)
     if fast is None:
         return None
     _check_dataset(fast.dataset, name)

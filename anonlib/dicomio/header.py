@@ -51,6 +51,11 @@ _IMPLICIT = "1.2.840.10008.1.2"
 _OTHER = frozenset({"1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.2"})  # deflated, big endian
 
 
+#: Private elements kept with ``private=False``: names are collected as identifiers wherever
+#: they are (anonlib.engine.identifiers), and sequences may hold names.
+_PRIVATE_KEPT = frozenset({b"PN", b"SQ"})
+
+
 @dataclass(frozen=True)
 class FastHeader:
     """The data set up to the pixel data, the file's bytes before the pixel data element (the
@@ -63,9 +68,12 @@ class FastHeader:
     pixel_end: int | None
 
 
-def read_fast(buf: Buffer, limits: Limits) -> FastHeader | None:
+def read_fast(buf: Buffer, limits: Limits, *, private: bool = True) -> FastHeader | None:
     """The header of the file in ``buf`` as pydicom reads it (module docstring), or None when
-    this reader does not take the file."""
+    this reader does not take the file. ``private=False`` leaves out the top-level private
+    elements that are neither person names nor sequences (for a caller that removes every
+    private element and records nothing: they would only be built to be deleted); they are
+    still checked, and still in :attr:`FastHeader.header`."""
     n = len(buf)
     if n < 140 or bytes(buf[128:132]) != b"DICM":
         return None
@@ -80,6 +88,8 @@ def read_fast(buf: Buffer, limits: Limits) -> FastHeader | None:
         header = bytes(buf[:pixel[0] if pixel else n])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            if not private:
+                elements = [e for e in elements if not (e[0] >> 16) & 1 or e[1] in _PRIVATE_KEPT]
             dataset = _dataset(header, elements)
     except (struct.error, LimitExceeded, ValueError, KeyError, TypeError, EOFError, NotImplementedError):
         return None

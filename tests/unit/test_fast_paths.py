@@ -43,7 +43,7 @@ def test_pydicoms_files_give_the_same_bytes_through_the_general_paths(tmp_path: 
     store = MemoryStore()  # one secret, one pseudonym and date shift per patient for both
     fast = _outputs(tmp_path, store, PYDICOM_FILES, changes=False)
     with monkeypatch.context() as m:
-        m.setattr(files, "read_fast", lambda *_: None)  # every file read as before
+        m.setattr(files, "read_fast", lambda *_, **__: None)  # every file read as before
         m.setattr(files, "element_bytes", lambda *_: None)  # every element by pydicom's writer
         m.setattr(files, "file_meta_bytes", lambda *_: None)
         slow = _outputs(tmp_path, store, PYDICOM_FILES, changes=True)
@@ -81,3 +81,34 @@ def test_a_file_the_reader_does_not_take_goes_the_general_way(tmp_path: Path,
     files.read_instance(explicit)
     assert calls == []  # taken by the one-pass reader
     assert encoder.element_bytes is files.element_bytes
+
+
+def test_private_elements_left_out_of_the_read_change_nothing(tmp_path: Path) -> None:
+    """With every private element removed and nothing recorded, the reader leaves out the
+    private elements that are neither names nor sequences; a name in a private element is
+    still scrubbed from the free text, as the general path does."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    block = ds.private_block(0x0019, "ACME 1.0", create=True)
+    block.add_new(0x10, "PN", "Zebulon^Quixotic")
+    block.add_new(0x11, "LO", "private text")
+    ds.StudyDescription = "follow-up for Quixotic"  # cleaned (CLEAN_DESCRIPTORS): the name goes
+    path = tmp_path / "in" / "ct.dcm"
+    path.parent.mkdir()
+    ds.save_as(path, enforce_file_format=True)
+    data = path.read_bytes()
+    full, lean = header.read_fast(data, Limits()), header.read_fast(data, Limits(), private=False)
+    assert full is not None and lean is not None
+    privates = [t for t in lean.dataset._dict if (t >> 16) & 1]
+    # the name only: creators and other private elements left out
+    assert [lean.dataset._dict[t].VR for t in privates] == ["PN"]
+    assert sum((t >> 16) & 1 for t in full.dataset._dict) > 10
+    assert {t for t in full.dataset._dict if not (t >> 16) & 1} == set(lean.dataset._dict) - set(privates)
+    store = MemoryStore()
+    fast = _outputs(tmp_path, store, [path], changes=False)["ct.dcm"]
+    slow = _outputs(tmp_path, store, [path], changes=True)["ct.dcm"]
+    assert isinstance(fast, tuple) and isinstance(slow, tuple)
+    assert fast[0] == slow[0]
+    assert b"Quixotic" not in fast[0] and b"ACME" not in fast[0]
