@@ -202,7 +202,7 @@ def _read_fast(buf: mmap.mmap, last: int, tags: Sequence[int] | None, limits: Li
         for tag in [t for t in elements if int(t) not in wanted or int(t) > last]:
             del elements[tag]
     else:
-        for tag in [t for t in reversed(elements) if int(t) > last]:
+        for tag in [t for t in reversed(list(elements)) if int(t) > last]:
             del elements[tag]
     return ds
 

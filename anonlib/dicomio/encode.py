@@ -109,7 +109,7 @@ def _header(tag: int, vr: str, length: int, implicit: bool) -> bytes:
 
 
 def _element(elem: DataElement | RawDataElement, encodings: list[str], implicit: bool) -> bytes:
-    tag, vr = int(elem.tag), elem.VR
+    tag, vr = int(elem.tag), elem.VR or ""
     if isinstance(elem, RawDataElement):
         value = elem.value
         if value is None or elem.length == _UNDEFINED or (not implicit and (not vr or len(vr) != 2)):
@@ -206,10 +206,10 @@ def _dataset(ds: Dataset, parent: list[str], implicit: bool) -> bytes:
     if 0x00080005 in elements:
         raise _Fallback  # an item with its own character set: pydicom's writer
     same = (ds._read_implicit, ds._read_little) == (implicit, True)  # noqa: SLF001
-    if not same or ds.original_character_set != ds._character_set:  # noqa: SLF001
-        # pydicom's writer converts and corrects the whole item: only new items are ours
-        if not _fresh(ds):
-            raise _Fallback
+    # read in another encoding: pydicom's writer converts and corrects the whole item, so
+    # only new items (built in memory) are ours
+    if (not same or ds.original_character_set != ds._character_set) and not _fresh(ds):  # noqa: SLF001
+        raise _Fallback
     parts = []
     for tag in sorted(elements, key=int):
         if tag & 0xFFFF == 0 and tag >> 16 > 6:

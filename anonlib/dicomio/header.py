@@ -23,9 +23,10 @@ import io
 import struct
 import warnings
 from dataclasses import dataclass
+from typing import cast
 
 from pydicom.charset import convert_encodings, default_encoding
-from pydicom.dataelem import RawDataElement, convert_raw_data_element, empty_value_for_VR
+from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element, empty_value_for_VR
 from pydicom.dataset import Dataset, FileDataset
 from pydicom.filereader import _read_file_meta_info
 from pydicom.tag import BaseTag
@@ -43,7 +44,8 @@ _UNDEFINED = 0xFFFFFFFF
 _ITEM, _SEQ_END = 0xFFFEE000, 0xFFFEE0DD
 _CHARSET = 0x00080005
 _VR_NAMES = {vr: vr.decode() for vr in VRS}
-_EMPTY = {name: empty_value_for_VR(name, raw=True) for name in _VR_NAMES.values()}
+_EMPTY: dict[str, bytes | None] = {name: cast(bytes | None, empty_value_for_VR(name, raw=True))
+                                     for name in _VR_NAMES.values()}
 #: Transfer syntaxes whose data set is read here: explicit VR little endian, native or
 #: encapsulated (pydicom reads every syntax it does not know otherwise as explicit VR LE too,
 #: but those are left to it).
@@ -177,7 +179,7 @@ def _padding(buf: Buffer, pos: int, n: int, limit: int) -> bool:
         length, pos = _L.unpack_from(buf, pos + 8)[0], pos + 12
     else:
         pos += 8
-    return length != _UNDEFINED and length <= limit and pos + length == n
+    return bool(length != _UNDEFINED and length <= limit and pos + length == n)
 
 
 def _fragments(buf: Buffer, pos: int, n: int) -> int | None:
@@ -202,7 +204,7 @@ def _dataset(header: bytes, elements: list[_Element]) -> FileDataset | None:
     syntax = file_meta.get("TransferSyntaxUID")
     if syntax is None or str(syntax) == _IMPLICIT or str(syntax) in _OTHER or UID(str(syntax)).is_private:
         return None
-    raw = {}
+    raw: dict[BaseTag, DataElement | RawDataElement] = {}
     for tag, vr, length, body, end in elements:
         name = _VR_NAMES[vr]
         key = BaseTag(tag)
@@ -210,7 +212,7 @@ def _dataset(header: bytes, elements: list[_Element]) -> FileDataset | None:
     dataset = Dataset(raw, parent_encoding=default_encoding)
     encoding: object = default_encoding
     if _CHARSET in raw:
-        encoding = convert_encodings(convert_raw_data_element(raw[BaseTag(_CHARSET)]).value)
+        encoding = convert_encodings(convert_raw_data_element(cast(RawDataElement, raw[BaseTag(_CHARSET)])).value)
     dataset.set_original_encoding(False, True, encoding)  # type: ignore[arg-type]
     ds = FileDataset(fp, dataset, preamble, file_meta, False, True)
     ds.set_original_encoding(False, True, dataset._character_set)  # noqa: SLF001

@@ -11,7 +11,6 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.data import get_charset_files, get_testdata_file, get_testdata_files
-from pydicom.dataelem import RawDataElement
 
 from anonlib.dicomio import files
 from anonlib.dicomio.header import read_fast

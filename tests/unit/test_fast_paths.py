@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from pydicom.data import get_charset_files, get_testdata_files
 
-from anonlib.dicomio import files, header
 from anonlib.dicomio import encode as encoder
+from anonlib.dicomio import files, header
 from anonlib.dicomio.limits import Limits
 from anonlib.errors import AnonlibError
 from anonlib.pipeline import InstanceProcessor
