@@ -301,8 +301,9 @@ def run_folder(settings: RunSettings, *, paths: Sequence[Path] | None = None,
             warming = warm_up(plan.burned_in.engine)  # loads while the pre-pass reads the headers
     try:
         with _pool(settings, db_url) as pool:
+            # _collect_known reads public attributes and private person names only
             index = index_inputs(files, settings.source, tags=None, collect=_collect_known, pool=pool,
-                                 limits=plan.limits)
+                                 limits=plan.limits, private=False)
             return _run(settings, db_url, index, _known_by_file(index, plan), pool, on_result)
     finally:
         if warming is not None:

@@ -160,11 +160,15 @@ def _uid(ds: Dataset, keyword: str) -> str:
 
 
 def read_header(path: Path, label: str, *, tags: Sequence[int] | None = HEADER_TAGS,
-                collect: Collect | None = None, limits: Limits = DEFAULT_LIMITS) -> InputFile:
+                collect: Collect | None = None, limits: Limits = DEFAULT_LIMITS,
+                private: bool = True) -> InputFile:
     """The :class:`InputFile` of one file: ``tags`` of its header (every header element with
     ``tags=None``), never the pixel data — the file is read only up to the last tag wanted —
     and what ``collect(header)`` returns. Never raises for a bad file: its values stay "" (a
-    file beyond ``limits`` is not parsed at all; the main pass rejects it with the reason)."""
+    file beyond ``limits`` is not parsed at all; the main pass rejects it with the reason).
+    ``private=False``: ``collect`` needs no top-level private element but person names and
+    sequences, which may then be all the header holds of them (a faster read, see
+    :func:`anonlib.dicomio.header.read_fast`)."""
     last = max(tags) if tags else _PIXELS - 1
 
     def stop(tag: BaseTag, _vr: str | None, _length: int) -> bool:
@@ -174,7 +178,7 @@ def read_header(path: Path, label: str, *, tags: Sequence[int] | None = HEADER_T
         with warnings.catch_warnings(), open(path, "rb") as handle:
             warnings.simplefilter("ignore")
             with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-                ds = _read_fast(buf, last, tags, limits)
+                ds = _read_fast(buf, last, tags, limits, private)
                 if ds is None:
                     check_instance(buf, label, limits)
             if ds is None:
@@ -188,11 +192,12 @@ def read_header(path: Path, label: str, *, tags: Sequence[int] | None = HEADER_T
         return InputFile(path, label)
 
 
-def _read_fast(buf: mmap.mmap, last: int, tags: Sequence[int] | None, limits: Limits) -> Dataset | None:
+def _read_fast(buf: mmap.mmap, last: int, tags: Sequence[int] | None, limits: Limits,
+               private: bool = True) -> Dataset | None:
     """The header as ``read_partial`` reads it below — up to ``last``, only ``tags`` (and the
     character set) when given — from one pass over the file (:mod:`anonlib.dicomio.header`,
     which also checks the limits); None when that reader does not take the file."""
-    fast = read_fast(buf, limits)
+    fast = read_fast(buf, limits, private=private)
     if fast is None:
         return None
     ds = fast.dataset
@@ -208,22 +213,24 @@ def _read_fast(buf: mmap.mmap, last: int, tags: Sequence[int] | None, limits: Li
 
 
 def read_headers(batch: Sequence[tuple[Path, str]], tags: Sequence[int] | None = HEADER_TAGS,
-                 collect: Collect | None = None, limits: Limits = DEFAULT_LIMITS) -> list[InputFile]:
+                 collect: Collect | None = None, limits: Limits = DEFAULT_LIMITS,
+                 private: bool = True) -> list[InputFile]:
     """:func:`read_header` of each (path, label) of ``batch`` (one task of a process pool)."""
-    return [read_header(path, label, tags=tags, collect=collect, limits=limits) for path, label in batch]
+    return [read_header(path, label, tags=tags, collect=collect, limits=limits, private=private)
+            for path, label in batch]
 
 
 def index_inputs(paths: Iterable[Path], root: Path, *, tags: Sequence[int] | None = HEADER_TAGS,
                  collect: Collect | None = None, pool: Executor | None = None,
-                 limits: Limits = DEFAULT_LIMITS) -> InputIndex:
+                 limits: Limits = DEFAULT_LIMITS, private: bool = True) -> InputIndex:
     """Read the header of every file in ``paths`` (files under ``root``, each once) in sorted
     order, in this process or, given a ``pool``, in its processes (``collect`` must then be a
-    module-level function, and what it returns picklable)."""
+    module-level function, and what it returns picklable); ``private``: see :func:`read_header`."""
     items = [(path, str(path.relative_to(root))) for path in sorted(set(paths))]
     if pool is None:
-        return InputIndex(tuple(read_headers(items, tags, collect, limits)), limits)
+        return InputIndex(tuple(read_headers(items, tags, collect, limits, private)), limits)
     size = max(16, min(512, len(items) // 32))
     batches = [items[start:start + size] for start in range(0, len(items), size)]
     return InputIndex(tuple(item for done in pool.map(partial(read_headers, tags=tags, collect=collect,
-                                                              limits=limits),
+                                                              limits=limits, private=private),
                                                       batches) for item in done), limits)
