@@ -45,7 +45,7 @@ from anonlib.orthanc.transfer import (
     forward,
     snapshot,
     study_sop_uids,
-    upload,
+    upload_all,
 )
 from anonlib.phases import PhaseTimer
 from anonlib.pipeline import (
@@ -425,8 +425,7 @@ def _upload_and_verify(client: pyorthanc.Orthanc, node: str, released: dict[str,
         return None
     timer = timer or PhaseTimer()
     with timer.phase("upload"):
-        for data in released.values():
-            upload(client, node, data)
+        upload_all(client, node, released.values())
     with timer.phase("verify"):
         research_study = find_study(client, node, study_uid)
         if research_study is None:

@@ -51,7 +51,10 @@ log = logging.getLogger(__name__)
 class WorkerSettings:
     concurrency: int = 1
     interval: float = 5.0  # seconds between two reads of the changes feeds
-    fetch_interval: float = 2.0  # seconds between two polls for jobs (new jobs also wake it up)
+    # seconds between two polls for jobs: a new job wakes the worker at once (LISTEN/NOTIFY), but a
+    # job queued for later (a study not stable yet) or one whose patient's lock was just freed is
+    # seen only by polling
+    fetch_interval: float = 0.5
     reconcile_interval: float = 300.0  # seconds between two reconcile passes
     timing: HeartbeatTiming = field(default_factory=HeartbeatTiming)  # heartbeat, watchdog, stalled
     burst: bool = False  # stop when the queue is empty (tests)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -13,7 +14,7 @@ import pyorthanc
 from anonlib.orthanc.client import NodeDropped, NotFound, StudyJobError, TransientError, call
 from anonlib.orthanc.stability import is_settled
 
-__all__ = ["DestinationWentDown", "JobFailed", "StudySnapshot", "snapshot", "fetch_instances", "upload", "find_study", "study_sop_uids",
+__all__ = ["DestinationWentDown", "JobFailed", "StudySnapshot", "snapshot", "fetch_instances", "upload", "upload_all", "find_study", "study_sop_uids",
            "forward", "follow_job", "delete_study", "destination_answers"]
 
 
@@ -74,6 +75,32 @@ def upload(client: pyorthanc.Orthanc, node: str, data: bytes) -> str:
     if answer.get("Status") not in ("Success", "AlreadyStored"):
         raise TransientError(f"{node}: upload answered {answer.get('Status')!r}")
     return str(answer["ID"])
+
+
+#: Instances sent to a node at once by :func:`upload_all`: Orthanc stores them in parallel
+#: (its HTTP server has a pool of threads) while this process builds the next requests.
+UPLOAD_THREADS = 4
+
+
+def upload_all(client: pyorthanc.Orthanc, node: str, instances: Iterable[bytes],
+               threads: int = UPLOAD_THREADS) -> None:
+    """:func:`upload` every instance, ``threads`` at a time. Every upload is finished (or
+    failed) when this returns; a failure raises one of the errors, a :class:`NodeDropped`
+    first: the node may have crashed on one instance, and the uploads that ran beside it then
+    fail too, with other errors, which must not hide it (:mod:`anonlib.jobs.retry`)."""
+    items = list(instances)
+    if threads <= 1 or len(items) <= 1:
+        for data in items:
+            upload(client, node, data)
+        return
+    errors: list[BaseException] = []
+    with ThreadPoolExecutor(max_workers=min(threads, len(items)), thread_name_prefix="upload") as pool:
+        for future in [pool.submit(upload, client, node, data) for data in items]:
+            error = future.exception()
+            if error is not None:
+                errors.append(error)
+    if errors:
+        raise next((e for e in errors if isinstance(e, NodeDropped)), errors[0])
 
 
 def find_study(client: pyorthanc.Orthanc, node: str, study_uid: str) -> str | None:

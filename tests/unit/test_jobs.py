@@ -534,6 +534,44 @@ def test_an_upload_the_node_drops_is_node_dropped_a_refused_one_plain_transient(
         assert (type(info.value) is NodeDropped) == (expected is NodeDropped)
 
 
+def test_parallel_uploads_store_every_instance_and_a_drop_is_not_hidden_by_the_others() -> None:
+    """upload_all sends several instances at once; when the node crashes on one of them (the
+    connection drops) the others fail too (refused): the error raised is still NodeDropped,
+    whatever order the uploads ended in (the retry strategy tries it once only)."""
+    import threading
+
+    import httpx
+    import pyorthanc
+
+    from anonlib.orthanc.client import NodeDropped
+    from anonlib.orthanc.transfer import upload_all
+
+    stored: list[bytes] = []
+    lock = threading.Lock()
+
+    def storing(request: httpx.Request) -> httpx.Response:
+        with lock:
+            stored.append(request.read())
+        return httpx.Response(200, json={"Status": "Success", "ID": "x"})
+
+    client = pyorthanc.Orthanc("http://research", return_raw_response=True, transport=httpx.MockTransport(storing))
+    instances = [f"DICM{n}".encode() for n in range(9)]
+    upload_all(client, "research", instances, threads=4)
+    assert sorted(stored) == sorted(instances)
+
+    def crashing(request: httpx.Request) -> httpx.Response:
+        if request.read() == b"DICM7":  # the last in order: the refused ones come first
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.", request=request)
+        raise httpx.ConnectError("Connection refused", request=request)
+
+    client = pyorthanc.Orthanc("http://research", return_raw_response=True, transport=httpx.MockTransport(crashing))
+    with pytest.raises(NodeDropped):
+        upload_all(client, "research", instances, threads=4)
+    with pytest.raises(TransientError) as refused:
+        upload_all(client, "research", instances[:3], threads=4)
+    assert type(refused.value) is TransientError
+
+
 def test_a_partial_study_succeeds_and_its_outcome_names_the_rejected_instances(
         queue: StudyQueue, connector: InMemoryConnector, runtime: runtime_module.Runtime,
         outcomes: FakeOutcomes, monkeypatch: pytest.MonkeyPatch) -> None:
