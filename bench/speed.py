@@ -5,6 +5,7 @@
                                     [--tools SUBSTR ...] [--corpora NAME ...]
                                     [--timeout 600] [--audit-timeout 240] [--prepare]
                                     [--constellation] [--constellation-repeat 2]
+                                    [--profile | --no-profile]
 
 1. Generates the corpora once, cached under ``--work`` (default ``bench/.work``, not committed;
    see ``bench/speed_corpora.py``): ``ct`` 300 CT slices 512x512 16-bit (150 MB, 6 studies,
@@ -28,8 +29,16 @@
 4. Prints, and inserts at the top of the "Issue 12: speed" section of ``--out`` (newest run
    first, other sections kept), a Markdown section: the machine (CPU, cores, Python, load
    average before and after, the busiest processes), the commit measured, the peers' versions,
-   one row per corpus and tool (files/s, MB/s, peak RSS, time relative to anonlib with 1 worker,
-   outputs written) and the issue's targets with what was measured.
+   one row per corpus and tool (wall and CPU time, files/s, MB/s, peak RSS, time relative to
+   anonlib with 1 worker, outputs written) and the issue's targets with what was measured (wall
+   time gives the verdict; CPU time, user + system of the process and its children from
+   ``wait4``, is the cross-check on a shared machine).
+5. ``--profile`` (on by default, off with ``--smoke``): after the timed rounds, anonlib w1 once
+   more on ``ct`` and on ``one``, untimed, under a CPU-time sampler (``bench/speed_sampler.py``),
+   and the one-file command with ``-X importtime``; ``bench/speed_profile.py`` groups the samples
+   into phases (interpreter, imports, plan, pre-pass, main pass: read / engine / encode / write,
+   store, manifest) and the imports by package, and writes under the targets a line "gap: …;
+   where the time goes: …" for each target not met, then the profile's tables.
 
 ``--smoke`` (CI, ``tests/integration/test_bench_speed_smoke.py``): tiny corpora (4 CT slices,
 5 mixed files, 1 file, a 20-instance study), one round, peers only when already installed;
@@ -62,9 +71,9 @@ _REPO = Path(__file__).resolve().parent.parent
 if str(_REPO) not in sys.path:
     sys.path.insert(0, str(_REPO))
 
-from bench import constellation, speed_corpora, speed_report  # noqa: E402
+from bench import constellation, speed_corpora, speed_profile, speed_report  # noqa: E402
 from bench.speed_corpora import Corpus  # noqa: E402
-from bench.speed_measure import Run, count_dicom, fresh, run_once  # noqa: E402
+from bench.speed_measure import Run, count_dicom, fresh, measure, run_once  # noqa: E402
 from bench.speed_tools import PEERS, Context, Tool, install_peer, peer_version, tools  # noqa: E402
 
 # --smoke runs every tool on the CT corpus, and only these on the others (under 30 s).
@@ -150,13 +159,13 @@ def _measure(ctx: Context, corpus: Corpus, tool: Tool, rnd: int, env: dict[str, 
         out, store = base / "out", f"sqlite:///{base / 'store.sqlite3'}"
         if tool.group in ("peer", "floor") and tool.name not in ("dicognito", "floor: cp -r"):
             out.mkdir()
-    seconds, peak, code, timed_out, note = run_once(tool.argv(corpus.folder, out, store), base / "run.log",
-                                                   timeout=timeout, env=env)
+    got = measure(tool.argv(corpus.folder, out, store), base / "run.log", timeout=timeout, env=env)
+    code, note = got.returncode, got.note
     if tool.audit:
         verdict = {0: "PASS", 1: "FAIL", 4: "INCOMPLETE"}.get(code)
-        note, code = (f"audit {verdict}", 0) if verdict and not timed_out else (note, code)
+        note, code = (f"audit {verdict}", 0) if verdict and not got.timed_out else (note, code)
     outputs = corpus.files if tool.audit else count_dicom(out)
-    return Run(corpus.name, tool.name, rnd, seconds, peak, code, timed_out, outputs, note)
+    return Run(corpus.name, tool.name, rnd, got.seconds, got.peak_mb, code, got.timed_out, outputs, note, got.cpu)
 
 
 def _warm_up(ctx: Context, corpora: Sequence[Corpus], chosen: Sequence[Tool], env: dict[str, str], timeout: float,
@@ -167,6 +176,19 @@ def _warm_up(ctx: Context, corpora: Sequence[Corpus], chosen: Sequence[Tool], en
         if fits:
             corpus = min(fits, key=lambda c: c.files)
             _measure(ctx, corpus, tool, -1, env, timeout, audit_inputs.get(corpus.name))
+
+
+def _profile(ctx: Context, corpora: Sequence[Corpus], chosen: Sequence[Tool], env: dict[str, str],
+             timeout: float) -> speed_profile.ProfileReport | None:
+    """``--profile``: anonlib w1 on ``ct`` and ``one`` once more, untimed, under the sampler."""
+    w1 = next((t for t in chosen if t.name == "anonlib w1"), None)
+    found = {c.name: (c.folder, c.files) for c in corpora if c.name in ("ct", "one")}
+    if w1 is None or not found:
+        return None
+    program = ctx.anonlib()
+    log("profiling anonlib w1 on " + " and ".join(found) + " ...")
+    return speed_profile.run(ctx.python, ctx.work, program, lambda src, out, store: w1.argv(src, out, store)[len(program):],
+                             found, env, timeout)
 
 
 def _header(info: dict[str, str], load_before: tuple[float, ...], load_after: tuple[float, ...], busiest: str,
@@ -205,6 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--constellation", action="store_true",
                         help="also the constellation end to end against Orthanc's anonymize + peer store")
     parser.add_argument("--constellation-repeat", type=int, default=2, help="its rounds (default 2; --smoke: 1)")
+    parser.add_argument("--profile", action=argparse.BooleanOptionalAction, default=None,
+                        help="profile anonlib w1 on ct and one, untimed (default: on, off with --smoke)")
     args = parser.parse_args(argv)
     if args.smoke and "--repeat" not in (argv if argv is not None else sys.argv[1:]):
         args.repeat = 1
@@ -253,6 +277,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if run.timed_out:
                     gave_up.add((corpus.name, tool.name))
 
+    profiled = _profile(ctx, corpora, chosen, env, args.timeout) \
+        if (not args.smoke if args.profile is None else args.profile) else None
     const_corpora: list[Corpus] = []
     if args.constellation:
         const_corpora = [c for c in constellation.corpora(ctx.work, args.smoke, log)
@@ -262,11 +288,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     all_rows = speed_report.rows([*corpora, *const_corpora], [t.name for t in chosen] + list(constellation.TOOLS),
                                  runs)
     elapsed = (dt.datetime.now(dt.UTC) - started).total_seconds()
+    targets = speed_report.targets(all_rows)
     section = "\n\n".join([
         _header(info, load_before, os.getloadavg(), busiest, versions, args, started, elapsed),
         speed_report.table(all_rows),
         "Targets (issue 12):",
-        speed_report.targets(all_rows),
+        targets,
+        *([speed_profile.gap_lines(targets, profiled),
+           speed_profile.markdown(profiled, {r.corpus.name: r.cpu for r in all_rows if r.tool == "anonlib w1"})]
+          if profiled else []),
     ])
     print(section)
     if args.out:

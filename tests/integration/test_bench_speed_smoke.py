@@ -26,7 +26,7 @@ def _rows(markdown: str) -> dict[tuple[str, str], list[str]]:
     rows = {}
     for line in markdown.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 12 and cells[0] in FILES:
+        if len(cells) == 13 and cells[0] in FILES:
             rows[(cells[0], cells[1])] = cells
     return rows
 
@@ -35,7 +35,7 @@ def test_the_smoke_run_writes_a_section_with_every_row(tmp_path: Path) -> None:
     results = tmp_path / "RESULTS.md"
     results.write_text("# Benchmark results\n\n## Burned-in text (issue 10)\n\nkept\n", encoding="utf-8")
     runs_file = tmp_path / "runs.json"
-    assert speed.main(["--smoke", "--no-install", "--work", str(tmp_path / "work"), "--out", str(results),
+    assert speed.main(["--smoke", "--no-install", "--profile", "--work", str(tmp_path / "work"), "--out", str(results),
                        "--json", str(runs_file)]) == 0
 
     text = results.read_text(encoding="utf-8")
@@ -45,17 +45,29 @@ def test_the_smoke_run_writes_a_section_with_every_row(tmp_path: Path) -> None:
     rows = _rows(text)
     for key in EXPECTED:
         assert key in rows, f"no row for {key}"
-        corpus, tool, files, megabytes, runs, wall, per_second, mb_per_second, peak, ratio, outputs, note = rows[key]
+        corpus, tool, files, megabytes, runs, wall, cpu, per_second, mb_per_second, peak, ratio, outputs, note = rows[key]
         assert int(files) == FILES[corpus] and float(megabytes) > 0 and runs == "1"
         assert float(wall.split()[0]) > 0 and float(per_second) > 0
+        # user + system of the process and its children: a 2-worker run's workers are counted too
+        assert 0 < float(cpu) < 4 * float(wall.split()[0]) + 1, f"{key}: CPU {cpu} s, wall {wall}"
         assert 1 <= float(peak) < 2000, f"{key}: peak RSS {peak} MB"
         if tool.startswith("anonlib audit"):
             assert note == "audit PASS", f"{key}: {note}"  # anonlib's own output passes its audit
         else:
             assert int(outputs) == FILES[corpus] and note == "", f"{key}: {outputs} outputs, {note}"
-    assert rows[("ct", "anonlib w1")][9] == "1.00"
+    assert rows[("ct", "anonlib w1")][10] == "1.00"
     assert "| start-up: `anonlib deidentify` of one file ≤ 0.25 s |" in text
+    assert re.search(r"\| start-up: .* \| [0-9.]+ s \(CPU [0-9.]+ s\) \|", text)
 
+    # --profile: the tiny CT corpus and the one file profiled (phases from the samples), the
+    # imports by package, and a gap line for the start-up (a 0.25 s start-up is not reached)
+    assert re.search(r"^CT, anonlib w1 \(4 files\): [0-9.]+ s CPU \(timed runs' median [0-9.]+ s\)", text, re.M)
+    for phase in ("interpreter", "imports", "pre-pass", "main pass: read", "main pass: engine"):
+        assert re.search(rf"^\| {re.escape(phase)} \| \d+ \| \d+ \|$", text, re.M), f"no {phase} row"
+    assert re.search(r"^Start-up, one file: .* the first file written after \d+ ms CPU", text, re.M)
+    assert re.search(r"^\| pydicom \| \d+ \|$", text, re.M) and re.search(r"^\| numpy \| \d+ \|$", text, re.M)
+    gaps = [line for line in text.splitlines() if line.startswith("- gap: ")]
+    assert any(line.startswith("- gap: start-up") and "imports" in line for line in gaps), gaps
     runs = json.loads(runs_file.read_text())
     assert {(r["corpus"], r["tool"]) for r in runs} >= set(EXPECTED)
     assert all(not r["timed_out"] for r in runs)
@@ -89,15 +101,15 @@ def test_the_smoke_run_measures_the_constellation_against_orthanc(tmp_path: Path
     rows = {}
     for line in text.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 12 and cells[0] in CONSTELLATION_FILES:
+        if len(cells) == 13 and cells[0] in CONSTELLATION_FILES:
             rows[(cells[0], cells[1])] = cells
     assert set(rows) == {(corpus, tool) for corpus in CONSTELLATION_FILES for tool in (ANONLIB, NATIVE)}
     for (corpus, tool), cells in rows.items():
-        assert int(cells[2]) == CONSTELLATION_FILES[corpus] and float(cells[6]) > 0
-        assert int(cells[10]) == CONSTELLATION_FILES[corpus], f"{corpus} {tool}: {cells[10]} delivered"
-        assert "StableAge 1 s" in cells[11] and "timed out" not in cells[11]
-        assert 1 <= float(cells[8]) < 2000, f"{corpus} {tool}: peak RSS {cells[8]} MB"
+        assert int(cells[2]) == CONSTELLATION_FILES[corpus] and float(cells[7]) > 0
+        assert int(cells[11]) == CONSTELLATION_FILES[corpus], f"{corpus} {tool}: {cells[11]} delivered"
+        assert "StableAge 1 s" in cells[12] and "timed out" not in cells[12]
+        assert 1 <= float(cells[9]) < 2000, f"{corpus} {tool}: peak RSS {cells[9]} MB"
         if tool == ANONLIB:
-            assert "succeeded" in cells[11] and "failed" not in cells[11], cells[11]
+            assert "succeeded" in cells[12] and "failed" not in cells[12], cells[12]
     targets = [line for line in text.splitlines() if line.startswith(("| constellation end to end", "| 3-instance"))]
     assert len(targets) == 2 and all("instances/s vs Orthanc" in line for line in targets), targets
