@@ -179,16 +179,21 @@ def _warm_up(ctx: Context, corpora: Sequence[Corpus], chosen: Sequence[Tool], en
 
 
 def _profile(ctx: Context, corpora: Sequence[Corpus], chosen: Sequence[Tool], env: dict[str, str],
-             timeout: float) -> speed_profile.ProfileReport | None:
-    """``--profile``: anonlib w1 on ``ct`` and ``one`` once more, untimed, under the sampler."""
+             timeout: float, audit_input: tuple[Path, str] | None) -> speed_profile.ProfileReport | None:
+    """``--profile``: anonlib w1 on ``ct`` and ``one`` and the audit without dciodvfy on ``ct``
+    once more, untimed, under the sampler."""
     w1 = next((t for t in chosen if t.name == "anonlib w1"), None)
+    audit = next((t for t in chosen if t.name == speed_profile.AUDIT), None)
     found = {c.name: (c.folder, c.files) for c in corpora if c.name in ("ct", "one")}
     if w1 is None or not found:
         return None
     program = ctx.anonlib()
-    log("profiling anonlib w1 on " + " and ".join(found) + " ...")
+    audited = None
+    if audit is not None and audit_input is not None and "ct" in found:
+        audited = (audit.argv(found["ct"][0], *audit_input)[len(program):], found["ct"][1])
+    log("profiling anonlib w1 on " + " and ".join(found) + (" and the audit" if audited else "") + " ...")
     return speed_profile.run(ctx.python, ctx.work, program, lambda src, out, store: w1.argv(src, out, store)[len(program):],
-                             found, env, timeout)
+                             found, env, timeout, audited)
 
 
 def _header(info: dict[str, str], load_before: tuple[float, ...], load_after: tuple[float, ...], busiest: str,
@@ -277,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if run.timed_out:
                     gave_up.add((corpus.name, tool.name))
 
-    profiled = _profile(ctx, corpora, chosen, env, args.timeout) \
+    profiled = _profile(ctx, corpora, chosen, env, args.timeout, audit_inputs.get("ct")) \
         if (not args.smoke if args.profile is None else args.profile) else None
     const_corpora: list[Corpus] = []
     if args.constellation:
@@ -295,7 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "Targets (issue 12):",
         targets,
         *([speed_profile.gap_lines(targets, profiled),
-           speed_profile.markdown(profiled, {r.corpus.name: r.cpu for r in all_rows if r.tool == "anonlib w1"})]
+           speed_profile.markdown(profiled, all_rows)]
           if profiled else []),
     ])
     print(section)

@@ -20,9 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.speed_measure import Measured, fresh, measure
+from bench.speed_report import Row
+
+AUDIT = "anonlib audit, no dciodvfy"  # bench/speed_tools.py's name of the audit profiled
 
 __all__ = ["Profile", "PhaseTable", "PHASES", "MAIN_PASS", "phase_of", "phases", "import_groups",
-           "first_file_cpu", "ProfileReport", "run", "markdown", "gap_lines"]
+           "first_file_cpu", "module_of", "module_phases", "ProfileReport", "run", "markdown", "gap_lines"]
 
 # A pattern is "module" (that module or one under it), "module:qualname" (that function, or a
 # function defined inside it) or ":qualname" (that function in any module). A sample's phase is
@@ -133,17 +136,48 @@ def phases(profile: Profile) -> PhaseTable:
     return PhaseTable({p: found[p] for p in ORDER if found.get(p)})
 
 
-def first_file_cpu(profile: Profile) -> float | None:
-    """CPU seconds from the process's start to the end of its first file's write (None: no write)."""
-    by_stack = [phase_of(stack) for stack in profile.stacks]
-    elapsed, writing = profile.interpreter_cpu, False
+def module_of(stack: Sequence[str]) -> str:
+    """The audit's grouping: imports, else the innermost anonlib module (below the CLI) of the
+    stack, else the outermost frame's module below it (the standard library, pydicom…)."""
+    if _first(PHASES[:1], stack):
+        return "imports"
+    for frame in reversed(stack):
+        module = frame.partition(":")[0]
+        if module.startswith("anonlib.") and module != "anonlib.cli":
+            return module
+    return OTHER
+
+
+def module_phases(profile: Profile) -> PhaseTable:
+    """The profile's CPU time by :func:`module_of`, largest first (the interpreter and what was
+    not sampled included)."""
+    found: defaultdict[str, float] = defaultdict(float)
+    by_stack = [module_of(stack) for stack in profile.stacks]
     for index, weight in profile.samples:
-        is_write = by_stack[index].startswith("main pass: write")
+        found[by_stack[index]] += weight / 1e6
+    found["interpreter"] = profile.interpreter_cpu
+    rest = profile.cpu - profile.interpreter_cpu - profile.sampled
+    if rest > 0:
+        found[EXIT] = rest
+    return PhaseTable(dict(sorted(found.items(), key=lambda item: -item[1])))
+
+
+def first_file_cpu(profile: Profile) -> float | None:
+    """CPU seconds from the process's start to the end of its first file's write; when no sample
+    fell in a write (one small file: the write is shorter than a sample), to the end of the last
+    main-pass sample. None: no main-pass sample at all."""
+    by_stack = [phase_of(stack) for stack in profile.stacks]
+    elapsed, writing, main_end = profile.interpreter_cpu, False, None
+    for index, weight in profile.samples:
+        phase = by_stack[index]
+        is_write = phase.startswith("main pass: write")
         if writing and not is_write:
             return elapsed
         writing = writing or is_write
         elapsed += weight / 1e6
-    return elapsed if writing else None
+        if phase.startswith("main pass"):
+            main_end = elapsed
+    return elapsed if writing else main_end
 
 
 # Top-level packages shown under another name (pydicom's pixel plugins and their decoders).
@@ -178,25 +212,38 @@ class ProfileReport:
     ct_files: int = 0
     one: Profile | None = None
     one_seconds: float = 0.0
+    audit: Profile | None = None
+    audit_files: int = 0
     imports: list[tuple[str, float]] = field(default_factory=list)
     imports_total: float = 0.0
     notes: list[str] = field(default_factory=list)
 
 
 def _profiled(python: Path, sampler: Path, args: list[str], base: Path, env: dict[str, str],
-              timeout: float) -> tuple[Profile | None, Measured]:
+              timeout: float, ok: tuple[int, ...] = (0,)) -> tuple[Profile | None, Measured]:
     out = base / "profile.json"
     got = measure([str(python), str(sampler), str(out), "--", *args], base / "run.log", timeout=timeout, env=env)
-    if got.returncode or got.timed_out or not out.exists():
+    if got.returncode not in ok or got.timed_out or not out.exists():
         return None, got
     return Profile.load(out, got.cpu), got
 
 
 def run(python: Path, work: Path, anonlib: list[str], command: Callable[[Path, Path, str], list[str]],
-        corpora: dict[str, tuple[Path, int]], env: dict[str, str], timeout: float) -> ProfileReport:
+        corpora: dict[str, tuple[Path, int]], env: dict[str, str], timeout: float,
+        audit: tuple[list[str], int] | None = None) -> ProfileReport:
     """The profile runs: ``command(src, out, store)`` is anonlib w1's ``deidentify`` arguments
-    after the program ``anonlib``; ``corpora``: name -> (folder, files) for ``ct`` and ``one``."""
+    after the program ``anonlib``; ``corpora``: name -> (folder, files) for ``ct`` and ``one``;
+    ``audit``: the CT audit's arguments (without dciodvfy) and its files, profiled too."""
     report = ProfileReport()
+    if audit is not None:
+        base = work / "runs" / "ct" / "profile-audit"
+        fresh(base)
+        base.mkdir(parents=True)
+        profile, got = _profiled(python, Path(__file__).with_name("speed_sampler.py"), audit[0], base, env, timeout,
+                                 ok=(0, 1, 4))  # PASS, FAIL, INCOMPLETE: the audit ran
+        if profile is None:
+            report.notes.append(f"audit: the profiled run failed ({got.note or got.returncode})")
+        report.audit, report.audit_files = profile, audit[1]
     sampler = Path(__file__).with_name("speed_sampler.py")
     for name in ("ct", "one"):
         if name not in corpora:
@@ -230,11 +277,12 @@ def _phase_rows(table: PhaseTable) -> list[str]:
     return [f"| {p} | {s * 1000:.0f} | {100 * s / total:.0f} |" for p, s in table.seconds.items()]
 
 
-def markdown(report: ProfileReport, timed_cpu: dict[str, float | None] | None = None) -> str:
-    """The profile section: phases of the CT run, the start-up's phases and imports;
-    ``timed_cpu``: corpus -> the timed runs' median CPU seconds of anonlib w1, shown beside the
-    profiled run's (a profiled run far from it was disturbed)."""
-    timed = timed_cpu or {}
+def markdown(report: ProfileReport, all_rows: Sequence[Row] = ()) -> str:
+    """The profile section: phases of the CT run, the start-up's phases and imports, the audit
+    by module; beside each, the timed runs' median CPU seconds from ``all_rows`` (a profiled run
+    far from it was disturbed)."""
+    timed = {r.corpus.name: r.cpu for r in all_rows if r.tool == "anonlib w1"}
+    timed["audit"] = next((r.cpu for r in all_rows if r.corpus.name == "ct" and r.tool == AUDIT), None)
 
     def beside(name: str) -> str:
         cpu = timed.get(name)
@@ -254,6 +302,13 @@ def markdown(report: ProfileReport, timed_cpu: dict[str, float | None] | None = 
         lead = (f"Start-up, one file: {table.total:.2f} s CPU{beside('one')}, {report.one_seconds:.2f} s wall; "
                 + (f"the first file written after {first * 1000:.0f} ms CPU" if first is not None else "no file written"))
         parts.append(f"{lead}\n\n| phase | CPU ms | % |\n|---|---|---|\n" + "\n".join(_phase_rows(table)))
+    if report.audit is not None:
+        table = module_phases(report.audit)
+        shown = list(table.seconds.items())[:10]
+        rows = [f"| {p} | {t * 1000:.0f} | {100 * t / (table.total or 1.0):.0f} |" for p, t in shown]
+        parts.append(f"CT, `anonlib audit` without dciodvfy ({report.audit_files} files): {table.total:.2f} s CPU"
+                     f"{beside('audit')}, by anonlib module (the innermost one of each sample)\n\n"
+                     "| module | CPU ms | % |\n|---|---|---|\n" + "\n".join(rows))
     if report.imports:
         rows = [f"| {g} | {s * 1000:.0f} |" for g, s in report.imports[:8]]
         rest = sum(s for _, s in report.imports[8:])
@@ -281,6 +336,7 @@ def gap_lines(targets_markdown: str, report: ProfileReport) -> str:
     """One line "gap: …; where the time goes: …" per target not met in ``targets_markdown``."""
     ct = phases(report.ct) if report.ct is not None else None
     one = phases(report.one) if report.one is not None else None
+    audit = module_phases(report.audit) if report.audit is not None else None
     lines = []
     for row in targets_markdown.splitlines():
         cells = [c.strip() for c in row.strip().strip("|").split("|")]
@@ -294,7 +350,9 @@ def gap_lines(targets_markdown: str, report: ProfileReport) -> str:
             where = f"{one.describe()}" + (f"; imports by package: {imports}" if imports else "")
         elif "2 workers" in target and ct is not None:
             where = _amdahl(ct)
+        elif "audit without dciodvfy" in target and audit is not None:
+            where = f"anonlib audit on CT (profile below): {audit.describe()}"
         else:
-            where = "not profiled by `--profile` (anonlib deidentify only)"
+            where = "not profiled by `--profile` (anonlib deidentify, and the audit without dciodvfy, only)"
         lines.append(f"- gap: {target} — measured {measured}; where the time goes: {where}")
     return "\n".join(lines)

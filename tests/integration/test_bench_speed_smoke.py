@@ -62,9 +62,10 @@ def test_the_smoke_run_writes_a_section_with_every_row(tmp_path: Path) -> None:
     # --profile: the tiny CT corpus and the one file profiled (phases from the samples), the
     # imports by package, and a gap line for the start-up (a 0.25 s start-up is not reached)
     assert re.search(r"^CT, anonlib w1 \(4 files\): [0-9.]+ s CPU \(timed runs' median [0-9.]+ s\)", text, re.M)
-    for phase in ("interpreter", "imports", "pre-pass", "main pass: read", "main pass: engine"):
-        assert re.search(rf"^\| {re.escape(phase)} \| \d+ \| \d+ \|$", text, re.M), f"no {phase} row"
-    assert re.search(r"^Start-up, one file: .* the first file written after \d+ ms CPU", text, re.M)
+    # (4 small files: a phase of a few ms may get no sample; these always do)
+    for phase in ("interpreter", "imports", r"main pass: [a-z]+"):
+        assert re.search(rf"^\| {phase} \| \d+ \| \d+ \|$", text, re.M), f"no {phase} row"
+    assert re.search(r"^Start-up, one file: [0-9.]+ s CPU .* the first file written after \d+ ms CPU", text, re.M)
     assert re.search(r"^\| pydicom \| \d+ \|$", text, re.M) and re.search(r"^\| numpy \| \d+ \|$", text, re.M)
     gaps = [line for line in text.splitlines() if line.startswith("- gap: ")]
     assert any(line.startswith("- gap: start-up") and "imports" in line for line in gaps), gaps

@@ -13,8 +13,11 @@ import pydicom
 import pytest
 
 from bench import speed_profile
+from bench.speed_corpora import Corpus
+from bench.speed_measure import Run
 from bench.speed_profile import EXIT, OTHER, Profile, first_file_cpu, gap_lines, import_groups, phase_of
 from bench.speed_profile import phases as phases_of
+from bench.speed_report import Row
 from bench.speed_sampler import label
 
 REPO = Path(__file__).resolve().parents[2]
@@ -90,6 +93,10 @@ def test_phases_sum_the_samples_add_the_interpreter_and_what_was_not_sampled() -
     assert table.describe(2) == "imports 100 ms (50 %), not sampled (exit, the profile's dump) 46 ms (23 %)"
     # the first file: everything up to the end of the first run of write samples
     assert first_file_cpu(profile) == pytest.approx(0.030 + 0.100 + 0.010 + 0.005 + 0.003)
+    # no write sample (one small file): the end of the last main-pass sample
+    engine = 5
+    assert first_file_cpu(_profile([(0, 1000), (read, 1000), (engine, 1000), (manifest, 1000)], cpu=0.0)) \
+        == pytest.approx(0.033)
     assert first_file_cpu(_profile([(0, 1000), (plan, 1000)], cpu=0.0)) is None
 
 
@@ -142,9 +149,23 @@ def test_every_target_not_met_gets_a_gap_line_with_where_its_time_goes() -> None
     assert "500 ms of 1500 ms" in workers and "1.50×" in workers
     assert "not profiled" in audit
     assert gap_lines(TARGETS, speed_profile.ProfileReport()).count("not profiled") == 4
-    markdown = speed_profile.markdown(report, {"ct": 1.4})
+    ct_corpus = Corpus("ct", "ct", Path("ct"), 300, 150.0)
+    timed = [Row(ct_corpus, "anonlib w1", [Run("ct", "anonlib w1", 0, 2.0, 80, 0, False, 300, "", 1.4)])]
+    markdown = speed_profile.markdown(report, timed)
     assert "| main pass: read | 600 | 40 |" in markdown and "(timed runs' median 1.40 s)" in markdown
     assert "| pydicom | 60 |" in markdown
+
+
+def test_the_audit_is_grouped_by_its_innermost_anonlib_module() -> None:
+    audit = [*TOP[:3], "anonlib.cli:_audit", "anonlib.audit.run:run_audit"]
+    assert speed_profile.module_of([*audit, "anonlib.audit.leaks:scan", "re:Pattern.finditer"]) == "anonlib.audit.leaks"
+    assert speed_profile.module_of([*audit, *IMPORT, "numpy:<module>"]) == "imports"
+    assert speed_profile.module_of([*TOP[:3], "argparse:ArgumentParser.parse_args"]) == OTHER
+    profile = Profile(0.02, [[*audit, "anonlib.audit.leaks:scan"], [*audit, "anonlib.audit.elements:walk"]],
+                      [(0, 300_000), (1, 100_000), (0, 100_000)], cpu=0.6)
+    table = speed_profile.module_phases(profile)
+    assert list(table.seconds) == ["anonlib.audit.leaks", "anonlib.audit.elements", EXIT, "interpreter"]
+    assert table.seconds["anonlib.audit.leaks"] == pytest.approx(0.4)
 
 
 def test_frame_labels_name_the_module_and_the_function() -> None:
