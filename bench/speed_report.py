@@ -155,7 +155,9 @@ def targets(all_rows: Sequence[Row]) -> str:
         add("peak RSS < 300 MB, flat from 500 to 5,000 instances", "—", None)
     audit = _find(all_rows, "ct", "anonlib audit, no dciodvfy")
     add("audit without dciodvfy ≥ 100 instances/s (CT)",
-        f"{audit.corpus.files / audit.seconds:.1f}/s" if audit else _timed_out(all_rows, "ct", "anonlib audit, no dciodvfy"),
+        f"{audit.corpus.files / audit.seconds:.1f}/s" + (f" (on CPU time {audit.corpus.files / audit.cpu:.1f}/s)"
+                                                         if audit.cpu else "")
+        if audit else _timed_out(all_rows, "ct", "anonlib audit, no dciodvfy"),
         audit.corpus.files / audit.seconds >= 100 if audit else (False if _ran(all_rows, "ct", "anonlib audit, no dciodvfy") else None))
     scaled = [r for r in all_rows if r.corpus.kind == "study" and r.tool == "anonlib audit, no dciodvfy" and r.ok]
     if len(scaled) >= 2:

@@ -58,6 +58,7 @@ def test_the_smoke_run_writes_a_section_with_every_row(tmp_path: Path) -> None:
     assert rows[("ct", "anonlib w1")][10] == "1.00"
     assert "| start-up: `anonlib deidentify` of one file ≤ 0.25 s |" in text
     assert re.search(r"\| start-up: .* \| [0-9.]+ s \(CPU [0-9.]+ s\) \|", text)
+    assert re.search(r"\| audit without dciodvfy .* \| [0-9.]+/s \(on CPU time [0-9.]+/s\) \|", text)
 
     # --profile: the tiny CT corpus and the one file profiled (phases from the samples), the
     # imports by package, and a gap line for the start-up (a 0.25 s start-up is not reached)
