@@ -192,8 +192,22 @@ def _profile(ctx: Context, corpora: Sequence[Corpus], chosen: Sequence[Tool], en
     if audit is not None and audit_input is not None and "ct" in found:
         audited = (audit.argv(found["ct"][0], *audit_input)[len(program):], found["ct"][1])
     log("profiling anonlib w1 on " + " and ".join(found) + (" and the audit" if audited else "") + " ...")
-    return speed_profile.run(ctx.python, ctx.work, program, lambda src, out, store: w1.argv(src, out, store)[len(program):],
-                             found, env, timeout, audited)
+    try:
+        return speed_profile.run(ctx.python, ctx.work, program,
+                                 lambda src, out, store: w1.argv(src, out, store)[len(program):], found, env, timeout,
+                                 audited)
+    except Exception as exc:  # noqa: BLE001 - a broken profile must not lose the timed rounds
+        log(f"the profile failed: {exc!r}")
+        return speed_profile.ProfileReport(notes=[f"The profile failed: {type(exc).__name__}: {exc}"])
+
+
+def _profile_markdown(report: speed_profile.ProfileReport, targets: str,
+                      all_rows: Sequence[speed_report.Row]) -> list[str]:
+    """The gap lines and the profile's tables (a failure to write them noted, the run kept)."""
+    try:
+        return [speed_profile.gap_lines(targets, report), speed_profile.markdown(report, all_rows)]
+    except Exception as exc:  # noqa: BLE001 - a broken profile must not lose the timed rounds
+        return [f"The profile could not be summarised: {type(exc).__name__}: {exc}"]
 
 
 def _header(info: dict[str, str], load_before: tuple[float, ...], load_after: tuple[float, ...], busiest: str,
@@ -299,9 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         speed_report.table(all_rows),
         "Targets (issue 12):",
         targets,
-        *([speed_profile.gap_lines(targets, profiled),
-           speed_profile.markdown(profiled, all_rows)]
-          if profiled else []),
+        *(_profile_markdown(profiled, targets, all_rows) if profiled else []),
     ])
     print(section)
     if args.out:

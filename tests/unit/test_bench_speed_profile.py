@@ -194,3 +194,20 @@ def test_the_sampler_records_a_real_process(tmp_path: Path) -> None:
     assert 0 < profile.interpreter_cpu < 5 and profile.samples
     assert any(frame.startswith("bench.speed_sampler:main") for stack in profile.stacks for frame in stack)
     assert "imports" in phases_of(profile).seconds
+
+
+def test_a_failing_profile_is_noted_and_the_timed_rounds_kept(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from bench import speed
+    from bench.speed_tools import Context, tools
+
+    def broken(*_args: object, **_kwargs: object) -> speed_profile.ProfileReport:
+        raise ValueError("truncated profile")
+
+    monkeypatch.setattr(speed_profile, "run", broken)
+    ctx = Context(python=Path(sys.executable), repo=REPO, work=tmp_path)
+    corpora = [Corpus("ct", "ct", tmp_path, 4, 2.0)]
+    report = speed._profile(ctx, corpora, tools(ctx), {}, 10, None)
+    assert report is not None and report.notes == ["The profile failed: ValueError: truncated profile"]
+    parts = speed._profile_markdown(report, TARGETS, [])
+    assert parts[1].endswith("The profile failed: ValueError: truncated profile")
+    assert "not profiled" in parts[0]
