@@ -51,9 +51,11 @@ MAIN_PASS: list[tuple[str, tuple[str, ...]]] = [
     ("engine", ("anonlib.engine", "anonlib.pipeline:InstanceProcessor.deidentify_parsed", "anonlib.pixels")),
 ]
 OTHER = "other (CLI, summary)"
-EXIT = "not sampled (exit, the profile's dump)"
+EXIT = "exit (not sampled)"
+THREADS = "other threads (not sampled: numpy's OpenBLAS threads…)"
+DUMP = "the profile's own dump (not in the timed runs)"
 ORDER = ["interpreter", "imports", "plan", "pre-pass", *(f"main pass: {p}" for p, _ in MAIN_PASS),
-         "main pass: other", "store", "manifest", OTHER, EXIT]
+         "main pass: other", "store", "manifest", OTHER, THREADS, EXIT, DUMP]
 
 
 def _matches(pattern: str, frame: str) -> bool:
@@ -91,12 +93,14 @@ class Profile:
     stacks: list[list[str]]
     samples: list[tuple[int, int]]
     cpu: float = 0.0
+    dump_cpu: float = 0.0
+    other_threads_cpu: float = 0.0
 
     @classmethod
     def load(cls, path: Path, cpu: float = 0.0) -> Profile:
         data = json.loads(path.read_text(encoding="utf-8"))
         return cls(float(data["interpreter_cpu"]), data["stacks"], [(int(i), int(w)) for i, w in data["samples"]],
-                   cpu)
+                   cpu, float(data.get("dump_cpu", 0.0)), float(data.get("other_threads_cpu", 0.0)))
 
     @property
     def sampled(self) -> float:
@@ -111,15 +115,30 @@ class PhaseTable:
 
     @property
     def total(self) -> float:
-        return sum(self.seconds.values())
+        """The profiled command's CPU seconds (the profile's own dump left out)."""
+        return sum(s for p, s in self.seconds.items() if p != DUMP)
 
     def top(self, count: int, *, skip: Sequence[str] = ()) -> list[tuple[str, float]]:
-        ranked = sorted(((p, s) for p, s in self.seconds.items() if p not in skip), key=lambda x: -x[1])
+        ranked = sorted(((p, s) for p, s in self.seconds.items() if p not in skip and p != DUMP), key=lambda x: -x[1])
         return ranked[:count]
 
     def describe(self, count: int = 4) -> str:
         total = self.total or 1.0
         return ", ".join(f"{p} {s * 1000:.0f} ms ({100 * s / total:.0f} %)" for p, s in self.top(count))
+
+
+def _unsampled(profile: Profile, found: defaultdict[str, float]) -> None:
+    """The interpreter's start before sampling, the profile's own dump, and what the rusage
+    counted beyond both, the samples and the other threads (numpy's OpenBLAS threads spin for a
+    while after its import): the interpreter's exit."""
+    found["interpreter"] = profile.interpreter_cpu
+    if profile.dump_cpu > 0:
+        found[DUMP] = profile.dump_cpu
+    if profile.other_threads_cpu > 0:
+        found[THREADS] = profile.other_threads_cpu
+    rest = profile.cpu - profile.interpreter_cpu - profile.sampled - profile.dump_cpu - profile.other_threads_cpu
+    if rest > 0:
+        found[EXIT] = rest
 
 
 def phases(profile: Profile) -> PhaseTable:
@@ -129,10 +148,7 @@ def phases(profile: Profile) -> PhaseTable:
     by_stack = [phase_of(stack) for stack in profile.stacks]
     for index, weight in profile.samples:
         found[by_stack[index]] += weight / 1e6
-    found["interpreter"] = profile.interpreter_cpu
-    rest = profile.cpu - profile.interpreter_cpu - profile.sampled
-    if rest > 0:
-        found[EXIT] = rest
+    _unsampled(profile, found)
     return PhaseTable({p: found[p] for p in ORDER if found.get(p)})
 
 
@@ -155,10 +171,7 @@ def module_phases(profile: Profile) -> PhaseTable:
     by_stack = [module_of(stack) for stack in profile.stacks]
     for index, weight in profile.samples:
         found[by_stack[index]] += weight / 1e6
-    found["interpreter"] = profile.interpreter_cpu
-    rest = profile.cpu - profile.interpreter_cpu - profile.sampled
-    if rest > 0:
-        found[EXIT] = rest
+    _unsampled(profile, found)
     return PhaseTable(dict(sorted(found.items(), key=lambda item: -item[1])))
 
 
@@ -272,9 +285,10 @@ def run(python: Path, work: Path, anonlib: list[str], command: Callable[[Path, P
     return report
 
 
-def _phase_rows(table: PhaseTable) -> list[str]:
-    total = table.total or 1.0
-    return [f"| {p} | {s * 1000:.0f} | {100 * s / total:.0f} |" for p, s in table.seconds.items()]
+def _phase_rows(table: PhaseTable, total: float | None = None) -> list[str]:
+    total = (table.total if total is None else total) or 1.0
+    return [f"| {p} | {s * 1000:.0f} | {'—' if p == DUMP else f'{100 * s / total:.0f}'} |"
+            for p, s in table.seconds.items()]
 
 
 def markdown(report: ProfileReport, all_rows: Sequence[Row] = ()) -> str:
@@ -305,7 +319,7 @@ def markdown(report: ProfileReport, all_rows: Sequence[Row] = ()) -> str:
     if report.audit is not None:
         table = module_phases(report.audit)
         shown = list(table.seconds.items())[:10]
-        rows = [f"| {p} | {t * 1000:.0f} | {100 * t / (table.total or 1.0):.0f} |" for p, t in shown]
+        rows = _phase_rows(PhaseTable(dict(shown)), table.total)
         parts.append(f"CT, `anonlib audit` without dciodvfy ({report.audit_files} files): {table.total:.2f} s CPU"
                      f"{beside('audit')}, by anonlib module (the innermost one of each sample)\n\n"
                      "| module | CPU ms | % |\n|---|---|---|\n" + "\n".join(rows))
@@ -324,10 +338,11 @@ def _amdahl(table: PhaseTable) -> str:
     """What one worker's profile says of two: the pre-pass and the main pass split between the
     workers, the rest does not (the IOD tables are loaded once by each worker)."""
     serial = sum(s for p, s in table.seconds.items()
-                 if not p.startswith(("main pass", "pre-pass", "store")) or "loaded once" in p)
+                 if p != DUMP and (not p.startswith(("main pass", "pre-pass", "store")) or "loaded once" in p))
     total = table.total or 1.0
     bound = total / (serial + (total - serial) / 2)
-    return (f"the part two workers do not split (interpreter, imports, plan, IOD tables, manifest, exit: "
+    return (f"the part two workers do not split (interpreter, imports, plan, IOD tables, manifest, exit and "
+            f"other threads: "
             f"{serial * 1000:.0f} ms of {total * 1000:.0f} ms CPU in the one-worker profile) bounds them at "
             f"{bound:.2f}× before the pool's own cost (CPU w2/w1 in the row above)")
 

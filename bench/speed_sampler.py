@@ -5,15 +5,19 @@
 Starts sampling before anything of anonlib is imported, runs ``anonlib.cli.main()`` with the
 arguments after ``--`` and writes OUT.json: ``interpreter_cpu`` (CPU seconds the process had
 used when sampling started: the interpreter's own start-up), ``stacks`` (each a list of
-``"module:function"`` frames, outermost first) and ``samples`` (``[stack index, CPU µs]`` in the
-order taken). Read by ``bench/speed_profile.py``.
+``"module:function"`` frames, outermost first), ``samples`` (``[stack index, CPU µs]`` in the
+order taken), ``other_threads_cpu`` (CPU seconds of the threads other than the main one, until
+sampling stopped) and ``dump_cpu`` (CPU seconds spent making this file's data after that).
+Read by ``bench/speed_profile.py``.
 
 How: ``setitimer(ITIMER_PROF)`` sends SIGPROF every ``interval`` of CPU time; the handler
-records the Python stack it interrupted, weighted with the CPU time since the previous sample
-(``time.process_time``), so a long C call (a ``dlopen``, a ``write``) counts in full for the
-Python frame that made it even though the signals it covered were merged into one. Main thread
-only (a one-worker folder run has no other thread doing work). Standard library only: it runs
-on a clean checkout and in CI, where py-spy's ``ptrace`` may be refused.
+records the Python stack it interrupted, weighted with the main thread's CPU time since the
+previous sample (``time.thread_time``), so a long C call (a ``dlopen``, a ``write``) counts in
+full for the Python frame that made it even though the signals it covered were merged into one
+(the kernel's profiling timer ticks every few ms). The main thread only (a one-worker folder run
+does its work there): other threads' CPU time, such as the OpenBLAS threads numpy starts, is
+counted apart, in one sum. Standard library only: it runs on
+a clean checkout and in CI, where py-spy's ``ptrace`` may be refused.
 """
 
 from __future__ import annotations
@@ -55,11 +59,12 @@ class Sampler:
         self.interval = interval
         self.stacks: dict[tuple[CodeType, ...], int] = {}
         self.samples: list[tuple[int, int]] = []
-        self.started = time.process_time()
-        self._last = self.started
+        self.started = time.process_time()  # the interpreter's start: one thread so far
+        self._last = time.thread_time()
+        self.other_threads = 0.0
 
     def _take(self, _signum: int, frame: FrameType | None) -> None:
-        now = time.process_time()
+        now = time.thread_time()
         codes = []
         while frame is not None:
             codes.append(frame.f_code)
@@ -77,13 +82,20 @@ class Sampler:
     def stop(self) -> None:
         signal.setitimer(signal.ITIMER_PROF, 0, 0)
         signal.signal(signal.SIGPROF, signal.SIG_IGN)
-        now = time.process_time()
+        now = time.thread_time()
+        self.other_threads = max(0.0, time.process_time() - now)  # the main thread's CPU is ``now``
         if now > self._last:  # the tail after the last signal
             self.samples.append((self.stacks.setdefault((), len(self.stacks)), round((now - self._last) * 1e6)))
 
     def result(self) -> dict[str, object]:
-        stacks = [[label(code) for code in key] for key in sorted(self.stacks, key=self.stacks.__getitem__)]
-        return {"interpreter_cpu": self.started, "stacks": stacks, "samples": self.samples}
+        """The samples as JSON data; ``dump_cpu``: the CPU seconds this took (labelling the
+        frames: not part of the profiled command)."""
+        began = time.process_time()
+        names: dict[CodeType, str] = {}
+        stacks = [[names[code] if code in names else names.setdefault(code, label(code)) for code in key]
+                  for key in sorted(self.stacks, key=self.stacks.__getitem__)]
+        return {"interpreter_cpu": self.started, "stacks": stacks, "samples": self.samples,
+                "other_threads_cpu": self.other_threads, "dump_cpu": time.process_time() - began}
 
 
 def main(argv: list[str]) -> int:

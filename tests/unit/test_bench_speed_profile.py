@@ -15,7 +15,7 @@ import pytest
 from bench import speed_profile
 from bench.speed_corpora import Corpus
 from bench.speed_measure import Run
-from bench.speed_profile import EXIT, OTHER, Profile, first_file_cpu, gap_lines, import_groups, phase_of
+from bench.speed_profile import DUMP, EXIT, OTHER, Profile, first_file_cpu, gap_lines, import_groups, phase_of
 from bench.speed_profile import phases as phases_of
 from bench.speed_report import Row
 from bench.speed_sampler import label
@@ -90,7 +90,12 @@ def test_phases_sum_the_samples_add_the_interpreter_and_what_was_not_sampled() -
                                            "manifest": 0.001, EXIT: 0.046})
     assert list(table.seconds) == [p for p in speed_profile.ORDER if p in table.seconds]
     assert table.total == pytest.approx(0.200)
-    assert table.describe(2) == "imports 100 ms (50 %), not sampled (exit, the profile's dump) 46 ms (23 %)"
+    assert table.describe(2) == "imports 100 ms (50 %), exit (not sampled) 46 ms (23 %)"
+    # the profile's own dump (labelling the frames) apart: not in the total, the shares, the exit
+    dumped = phases_of(Profile(0.030, profile.stacks, profile.samples, 0.200, dump_cpu=0.040, other_threads_cpu=0.005))
+    assert dumped.seconds[EXIT] == pytest.approx(0.001) and dumped.seconds[DUMP] == pytest.approx(0.040)
+    assert dumped.seconds[speed_profile.THREADS] == pytest.approx(0.005)
+    assert dumped.total == pytest.approx(0.160) and DUMP not in dumped.describe(10)
     # the first file: everything up to the end of the first run of write samples
     assert first_file_cpu(profile) == pytest.approx(0.030 + 0.100 + 0.010 + 0.005 + 0.003)
     # no write sample (one small file): the end of the last main-pass sample
@@ -192,6 +197,7 @@ def test_the_sampler_records_a_real_process(tmp_path: Path) -> None:
     data = json.loads(out.read_text())
     profile = Profile(data["interpreter_cpu"], data["stacks"], [tuple(s) for s in data["samples"]])
     assert 0 < profile.interpreter_cpu < 5 and profile.samples
+    assert data["other_threads_cpu"] >= 0 and 0 <= data["dump_cpu"] < 5
     assert any(frame.startswith("bench.speed_sampler:main") for stack in profile.stacks for frame in stack)
     assert "imports" in phases_of(profile).seconds
 
