@@ -16,7 +16,8 @@ Trail = tuple[tuple[int, int], ...]
 def raw_vr(ds: Dataset, tag: int) -> str | None:
     """The VR of element ``tag`` of ``ds`` without decoding its value: as written (explicit VR),
     else from the dictionary; None when unknown."""
-    vr = getattr(ds.get_item(tag), "VR", None)
+    table = getattr(ds, "_dict", None)  # the elements as read, by tag: no conversion, no read
+    vr = getattr(table.get(tag) if isinstance(table, dict) else ds.get_item(tag), "VR", None)
     if vr:
         return str(vr)
     try:

@@ -40,7 +40,7 @@ import io
 import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -52,7 +52,7 @@ from anonlib.audit.model import Finding
 from anonlib.audit.originals import name_parts
 from anonlib.audit.pixel_select import ImageInfo, header_of, sample_frames, select_images
 
-__all__ = ["PixelMode", "PIXEL_MODES", "PixelCheck", "PixelMatcher", "default_engine", "pixel_values",
+__all__ = ["PixelMode", "PIXEL_MODES", "PixelCheck", "PixelImage", "image_of", "PixelMatcher", "default_engine", "pixel_values",
            "spelled_dates", "clear_cache"]
 
 PixelMode = Literal["sample", "all", "off"]
@@ -168,6 +168,21 @@ def _key(ds: Dataset, engine: str) -> str:
     return digest.hexdigest()
 
 
+@dataclass(frozen=True)
+class PixelImage:
+    """What the selection needs of one released output (see :func:`image_of`)."""
+
+    header: ImageInfo
+    frames: int
+
+
+def image_of(ds: Dataset) -> PixelImage | None:
+    """The selection's view of one output read in full; None when it is not an image the
+    check reads (no pixel data, or pixels that are data)."""
+    header = header_of(0, ds)
+    return PixelImage(header, _frame_count(ds)) if header is not None else None
+
+
 @dataclass
 class _Task:
     label: str
@@ -199,12 +214,18 @@ class PixelCheck:
              values: Mapping[str, set[str]] | None) -> bool:
         """Record one released output (read in full by the audit) for the selection; whether it
         is an image this check may read (its check is finished only in :meth:`run`)."""
-        header = header_of(index, ds)
-        if header is not None:
-            self._headers.append(header)
-            self._frames[index] = _frame_count(ds)
+        return self.add(index, image_of(ds), label=label, output=output, study=study, instance=instance,
+                        values=values)
+
+    def add(self, index: int, image: PixelImage | None, *, label: str, output: bytes | Path, study: str,
+            instance: str, values: Mapping[str, set[str]] | None) -> bool:
+        """:meth:`note` of an output already described by :func:`image_of` (where it was read,
+        possibly another process)."""
+        if image is not None:
+            self._headers.append(replace(image.header, key=str(index)))
+            self._frames[index] = image.frames
             self._tasks[index] = _Task(label, output, study, instance, values)
-        return header is not None
+        return image is not None
 
     def run(self, progress: Callable[[int], None] | None = None) -> list[Finding]:
         """Read the selected images and return the check's findings; ``progress(n)`` is told

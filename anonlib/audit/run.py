@@ -22,10 +22,10 @@ from __future__ import annotations
 import hashlib
 import io
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pydicom
 from pydicom.dataset import Dataset
@@ -36,10 +36,12 @@ from anonlib.audit.conformance import ConformanceRunner
 from anonlib.audit.consistency import Pair, Side, check_consistency, check_original_uids, side_of
 from anonlib.audit.haystack import places
 from anonlib.audit.leaks import find_leaks, find_leaks_in_names
+from anonlib.audit.markers import file_profile_marker, profile_marker, profile_name
 from anonlib.audit.matching import DATE_CATEGORY, Matcher
 from anonlib.audit.model import AuditInput, AuditResult, Check, Finding
 from anonlib.audit.originals import OriginalValues, original_values, patient_key_of
-from anonlib.audit.pixel_check import PIXEL_MODES, PixelCheck, PixelMode
+from anonlib.audit.pixel_check import PIXEL_MODES, PixelCheck, PixelImage, PixelMode, image_of
+from anonlib.audit.pool import ordered_map, workers_for
 from anonlib.errors import ConfigError
 
 __all__ = ["AuditOptions", "Progress", "audit", "digest"]
@@ -115,16 +117,115 @@ class _Progress:
             self.callback(done, self.total)
 
 
+@dataclass(frozen=True)
+class _Shared:
+    """What every instance's checks need of the whole set (read only)."""
+
+    options: AuditOptions
+    expect_originals: bool
+    set_uids: frozenset[str]  # the originals' UIDs searched in every output
+    kept: frozenset[str]  # UIDs the shared policy keeps: never searched
+
+
+@dataclass
+class _Checked:
+    """One output's checks, done where it was read (this process or a worker): its findings
+    in the order the checks ran, and what the set-wide checks and the pixel check need."""
+
+    findings: list[Finding]
+    side: Side | None = None  # None: the output is not a readable DICOM instance
+    study: str = ""
+    instance: str = ""
+    mode: str = ""
+    found_uid: bool = False
+    image: PixelImage | None = None
+    marker: str = ""  # the profile named in DeidentificationMethod
+
+
+def _check_output(item: AuditInput, known: _Original | None, shared: _Shared,
+                  needles: dict[tuple[str, str], Any]) -> _Checked:
+    """Read one output and run its own checks (Safe Harbor, leaks, the search of the set's
+    original UIDs); ``needles``: the leak needles built so far (PHI: local only)."""
+    from anonlib.audit.safe_harbor import detect_date_mode, scan_safe_harbor
+
+    options = shared.options
+    output = _parse(item.output)
+    if output is None or "SOPInstanceUID" not in output:
+        return _Checked([Finding("conformance", "readable", "fail", "", digest(item.label), "",
+                                 "the output is not a readable DICOM instance")])
+    study, instance = digest(str(output.get("StudyInstanceUID", ""))), digest(str(output.SOPInstanceUID))
+    checked = _Checked([], study=study, instance=instance, mode=detect_date_mode(output),
+                       image=image_of(output) if options.pixels != "off" else None,
+                       marker=profile_marker(output))
+    if shared.expect_originals and options.leaks and known is None:
+        checked.findings.append(coverage.missing_original(study, instance, unreadable=item.original is not None))
+    if options.safe_harbor:
+        checked.findings += scan_safe_harbor(output, study=study, instance=instance)
+    searched = list(places(output)) if shared.set_uids or (options.leaks and known is not None) else []
+    if options.leaks and known is not None:
+        matcher = Matcher.of(known.values.values, known.values.uids - shared.kept, cache=needles)
+        checked.findings += find_leaks(matcher, searched, study=study, instance=instance)
+    checked.found_uid = any(not shared.set_uids.isdisjoint(place.dotted) for place in searched)
+    checked.side = side_of(output)
+    return checked
+
+
+def _worker_failed(check: Check, indexes: range, error: BaseException) -> Finding:
+    """A worker process raised or died on ``indexes``: ``check`` did not run for them."""
+    return Finding(check, "all categories", "incomplete", detail=(
+        f"a worker process of the audit stopped ({type(error).__name__}): {len(indexes)} instance(s) "
+        "were not checked"))
+
+
+def _read_originals(inputs: Sequence[AuditInput], workers: int) -> tuple[list[_Original | None], list[Finding]]:
+    """Every input's original read (None: none given, or not a DICOM instance), in
+    ``workers`` processes; the incomplete findings of ranges whose worker failed."""
+    def read(index: int) -> _Original | None:
+        original = inputs[index].original
+        return _read_original(original) if original is not None else None
+
+    if workers <= 1:
+        return [read(index) for index in range(len(inputs))], []
+    originals: list[_Original | None] = []
+    failed: list[Finding] = []
+    for chunk in ordered_map(read, len(inputs), workers):
+        if chunk.results is None:
+            originals += [None] * len(chunk.indexes)
+            failed.append(_worker_failed("leak", chunk.indexes, cast(BaseException, chunk.error)))
+        else:
+            originals += chunk.results
+    return originals, failed
+
+
+def _checked_outputs(inputs: Sequence[AuditInput], originals: Sequence[_Original | None], shared: _Shared,
+                     workers: int) -> Iterator[tuple[range, list[_Checked] | None, BaseException | None]]:
+    """Each output's own checks (:func:`_check_output`), range by range in input order."""
+    needles: dict[tuple[str, str], Any] = {}  # built once per value in this process (PHI: local only)
+
+    def check(index: int) -> _Checked:
+        return _check_output(inputs[index], originals[index], shared, needles)
+
+    if workers <= 1:
+        for index in range(len(inputs)):
+            yield range(index, index + 1), [check(index)], None
+        return
+    for chunk in ordered_map(check, len(inputs), workers):
+        yield chunk.indexes, chunk.results, chunk.error
+
+
 def audit(inputs: Sequence[AuditInput], *, map_uid: Callable[[str], str] | None = None,
           names: Mapping[str, str] | None = None, options: AuditOptions = AuditOptions(),
-          expect_originals: bool = False, progress: Progress | None = None) -> AuditResult:
+          expect_originals: bool = False, progress: Progress | None = None,
+          workers: int | None = None) -> AuditResult:
     """Audit ``inputs``; ``map_uid`` (the project's UID mapping, when the lookup store is known)
     lets the reference check verify where each reference points; ``names`` are file/folder names
     and text files of an output tree, keyed by a PHI-free description of each place.
     ``expect_originals``: originals were given, so an instance without one (or with one that
     cannot be read) makes the audit INCOMPLETE. ``progress(done, total)`` is told as instances
-    are finished."""
-    from anonlib.audit.safe_harbor import detect_date_mode, regulatory_status, scan_safe_harbor
+    are finished. ``workers``: processes reading the instances (1: this one; None: one per core
+    when the set is large enough to gain from it, see :func:`~anonlib.audit.pool.workers_for`);
+    a worker that raises or dies makes the audit INCOMPLETE."""
+    from anonlib.audit.safe_harbor import regulatory_status
 
     enabled: dict[Check, bool] = {"safe_harbor": options.safe_harbor, "leak": options.leaks,
                                   "consistency": options.consistency, "conformance": options.conformance,
@@ -135,47 +236,49 @@ def audit(inputs: Sequence[AuditInput], *, map_uid: Callable[[str], str] | None 
     conformance = options.conformance and coverage.dciodvfy_available()
     if options.conformance and not conformance:
         result.findings.append(coverage.conformance_unavailable(len(inputs)))
-    originals = [_read_original(item.original) if item.original is not None else None for item in inputs]
+    processes = workers_for(len(inputs), workers)
+    originals, failed = _read_originals(inputs, processes)
     every = OriginalValues()
     for known in originals:
         if known is not None:
             every.merge(known.values)
     set_uids = frozenset(every.searched_uids()) if options.consistency else frozenset()
-    runner = ConformanceRunner() if conformance else None
+    shared = _Shared(options, expect_originals, set_uids, frozenset(every.kept))
+    runner = ConformanceRunner() if conformance else None  # its threads start with its first instance
     pixels = PixelCheck(options.pixels, options.pixel_engine) if options.pixels != "off" else None
     tracker = _Progress(progress, len(inputs), runner)
     pairs: list[Pair] = []
     modes: Counter[str] = Counter()
-    needles: dict[tuple[str, str], Any] = {}  # built once per value in this audit (PHI: local only)
+    markers: Counter[str] = Counter()
     try:
-        for item, known in zip(inputs, originals):
-            output = _parse(item.output)
-            if output is None or "SOPInstanceUID" not in output:
-                result.findings.append(Finding("conformance", "readable", "fail", "", digest(item.label), "",
-                                               "the output is not a readable DICOM instance"))
-                tracker.checked_one()
+        for indexes, checked_range, error in _checked_outputs(inputs, originals, shared, processes):
+            if checked_range is None:
+                for check in ("safe_harbor", "leak", "consistency", "conformance", "pixels"):
+                    if enabled[cast(Check, check)]:
+                        failed.append(_worker_failed(cast(Check, check), indexes, cast(BaseException, error)))
+                markers.update(file_profile_marker(inputs[index].output) for index in indexes)
+                tracker.checked_one(len(indexes))
                 continue
-            study, instance = digest(str(output.get("StudyInstanceUID", ""))), digest(str(output.SOPInstanceUID))
-            pending = pixels is not None and pixels.note(
-                len(pairs), output, label=item.label, output=item.output, study=study, instance=instance,
-                values=known.values.values if known is not None else None)
-            modes[detect_date_mode(output)] += 1
-            result.with_originals += known is not None
-            if expect_originals and options.leaks and known is None:
-                result.findings.append(coverage.missing_original(study, instance,
-                                                                 unreadable=item.original is not None))
-            if options.safe_harbor:
-                result.findings += scan_safe_harbor(output, study=study, instance=instance)
-            searched = list(places(output)) if set_uids or (options.leaks and known is not None) else []
-            if options.leaks and known is not None:
-                matcher = Matcher.of(known.values.values, known.values.uids - every.kept, cache=needles)
-                result.findings += find_leaks(matcher, searched, study=study, instance=instance)
-            found_uid = any(not set_uids.isdisjoint(place.dotted) for place in searched)
-            pairs.append(Pair(side_of(output), known.side if known else None, known.key if known else None,
-                              study, instance, original_uid=found_uid))
-            if runner is not None:
-                runner.submit(item.output, item.original, study=study, instance=instance)
-            tracker.checked_one(0 if pending else 1)
+            for index, checked in zip(indexes, checked_range):
+                item, known = inputs[index], originals[index]
+                result.findings += checked.findings
+                if checked.side is None:  # not a readable DICOM instance
+                    markers[file_profile_marker(item.output)] += 1
+                    tracker.checked_one()
+                    continue
+                study, instance = checked.study, checked.instance
+                markers[checked.marker] += 1
+                pending = pixels is not None and pixels.add(
+                    len(pairs), checked.image, label=item.label, output=item.output, study=study, instance=instance,
+                    values=known.values.values if known is not None else None)
+                modes[checked.mode] += 1
+                result.with_originals += known is not None
+                pairs.append(Pair(checked.side, known.side if known else None, known.key if known else None,
+                                  study, instance, original_uid=checked.found_uid))
+                if runner is not None:
+                    runner.submit(item.output, item.original, study=study, instance=instance)
+                tracker.checked_one(0 if pending else 1)
+        result.findings += failed
         if pixels is not None:  # while dciodvfy finishes in its processes
             result.findings += pixels.run(tracker.checked_one)
         if runner is not None:
@@ -184,6 +287,7 @@ def audit(inputs: Sequence[AuditInput], *, map_uid: Callable[[str], str] | None 
     finally:
         if runner is not None:
             runner.close()
+    result.profile = profile_name(markers)
     result.date_mode = modes.most_common(1)[0][0] if modes else "unknown"
     result.regulatory_status = regulatory_status(result.date_mode)
     if options.consistency:

@@ -13,21 +13,16 @@ audit INCOMPLETE (see :func:`~anonlib.audit.run.audit`, ``expect_originals``).
 
 from __future__ import annotations
 
-import io
-import re
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, cast
 
-from pydicom.errors import InvalidDicomError
-from pydicom.filereader import read_partial
-
+from anonlib.audit.markers import SOP_INSTANCE_UID, file_profile_marker, header, profile_name
 from anonlib.audit.model import AuditInput, AuditResult
 from anonlib.audit.pixel_check import PixelMode
 from anonlib.audit.run import AuditOptions, audit
 from anonlib.constellation.info import NodeInfo
-from anonlib.dicomvalues import strings_of
 from anonlib.errors import ConfigError, StoreError
 from anonlib.store import LookupStore, default_store_url, open_store
 
@@ -50,31 +45,11 @@ _TEXT_SUFFIXES = {".csv", ".json", ".html", ".htm", ".txt", ".md", ".tsv", ".xml
 
 
 def sop_uid_of(data: bytes | Path) -> str | None:
-    """The SOP Instance UID of a DICOM file, or None when it is not one (see :func:`_header`)."""
-    ds = _header(data, _SOP_INSTANCE_UID)
+    """The SOP Instance UID of a DICOM file, or None when it is not one (see
+    :func:`~anonlib.audit.markers.header`)."""
+    ds = header(data, SOP_INSTANCE_UID)
     value = ds.get("SOPInstanceUID") if ds is not None else None
     return str(value).strip(" \x00") if value else None
-
-
-_SOP_INSTANCE_UID = 0x00080018
-_DEIDENTIFICATION_METHOD = 0x00120063
-_PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # where dcmread's stop_before_pixels stops
-_READ_ERRORS = (InvalidDicomError, EOFError, ValueError, TypeError, KeyError, OSError)
-
-
-def _header(data: bytes | Path, tag: int) -> Any:
-    """The header of ``data`` with element ``tag`` only, read up to ``tag`` (a few hundred
-    bytes); when it is not there (elements out of order) or that read fails, read up to the
-    pixel data, as before. None when the file cannot be read."""
-    for stop in (lambda at, vr, length: at > tag, lambda at, vr, length: at in _PIXEL_TAGS):
-        try:
-            with (open(data, "rb") if isinstance(data, Path) else io.BytesIO(data)) as source:
-                ds = read_partial(source, stop, force=True, specific_tags=[tag])
-        except _READ_ERRORS:
-            ds = None
-        if ds is not None and tag in ds and ds.get_item(tag).value:
-            return ds
-    return ds
 
 
 def _files(root: Path) -> Iterator[Path]:
@@ -219,32 +194,12 @@ def open_lookup(db_url: str | None, *, use_default: bool) -> LookupStore | None:
     return store
 
 
-_PROFILE = re.compile(r"^profile (?P<name>[\w .+-]{1,48}?)(?: [0-9a-f]{4,16})?$", re.ASCII)
-
-
-def _profile_marker(data: bytes | Path) -> str:
-    """The profile name anonlib wrote into DeidentificationMethod ("" when there is none)."""
-    try:
-        ds = _header(data, _DEIDENTIFICATION_METHOD)
-        items = strings_of(ds.get("DeidentificationMethod")) if ds is not None else []
-    except _READ_ERRORS:
-        return ""
-    for item in items:
-        match = _PROFILE.match(item.strip())
-        if match:
-            return match["name"].strip()
-    return ""
-
-
 def profile_of(inputs: Sequence[AuditInput]) -> str:
     """The de-identification profile the outputs name in their markers (anonlib's
     ``profile NAME FINGERPRINT``): one name, ``a, b (mixed)`` for several, ``unknown`` for
-    none. Only a short name of plain characters is taken, nothing else from the data."""
-    names = Counter(_profile_marker(item.output) for item in inputs)
-    known = [name for name, _ in names.most_common() if name]
-    if not known:
-        return "unknown"
-    return known[0] if len(known) == 1 and not names[""] else ", ".join(known[:5]) + " (mixed)"
+    none. Only a short name of plain characters is taken, nothing else from the data.
+    (:func:`~anonlib.audit.run.audit` finds the same while it reads the outputs.)"""
+    return profile_name(Counter(file_profile_marker(item.output) for item in inputs))
 
 
 def dataset_name(target: Path | NodeInfo) -> str:
@@ -284,5 +239,5 @@ def audit_located(target: Path | NodeInfo, originals: Path | NodeInfo | None = N
     finally:
         if store is not None:
             store.close()
-    result.dataset, result.profile = dataset_name(target), profile_of(inputs)
+    result.dataset = dataset_name(target)  # result.profile: read by audit() with the outputs
     return result

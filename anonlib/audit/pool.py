@@ -1,0 +1,88 @@
+"""Spreading the audit's per-instance work over the cores: worker processes forked from the
+auditing process, each running a function on a range of instance indexes, the results handed
+back range by range in order (so the report is the same as one process would make).
+
+Workers are forked (POSIX), so the function and everything it reads — the inputs, the
+originals already read — are inherited, never pickled; only results travel back. A range
+whose worker raised, or died, is handed back as the error instead of its results: the caller
+makes the audit INCOMPLETE for it (fail closed). Where fork is not available, or the set is
+too small to gain from it, :func:`workers_for` says 1 and the caller stays in its process.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from typing import Generic, TypeVar
+
+__all__ = ["MIN_PER_WORKER", "Chunk", "available_cores", "ordered_map", "workers_for"]
+
+T = TypeVar("T")
+
+#: Fewer instances than this per worker and a pool costs more than it saves (forking and
+#: handing results back cost about as much as auditing a few dozen instances).
+MIN_PER_WORKER = 48
+_CHUNKS_PER_WORKER = 8  # small enough ranges for the workers to finish together
+_MAX_CHUNK = 64
+
+_function: Callable[[int], object] | None = None  # the worker's function (set in the worker)
+
+
+def available_cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def workers_for(count: int, requested: int | None = None) -> int:
+    """How many processes should audit ``count`` instances: ``requested`` when given (1: this
+    process), else one per core with at least :data:`MIN_PER_WORKER` instances each; 1 where
+    processes cannot be forked."""
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    if requested is not None:
+        return max(1, min(requested, count))
+    return max(1, min(available_cores(), count // MIN_PER_WORKER))
+
+
+class Chunk(Generic[T]):
+    """One range of indexes and its results, or the error that stopped them."""
+
+    def __init__(self, indexes: range, results: list[T] | None, error: BaseException | None) -> None:
+        self.indexes, self.results, self.error = indexes, results, error
+
+
+def _install(function: Callable[[int], object]) -> None:
+    global _function
+    _function = function
+
+
+def _run(start: int, stop: int) -> list[object]:
+    assert _function is not None
+    return [_function(index) for index in range(start, stop)]
+
+
+def ordered_map(function: Callable[[int], T], count: int, workers: int) -> Iterator[Chunk[T]]:
+    """``function(i)`` for ``i`` in ``range(count)`` in ``workers`` forked processes, handed
+    back in order as :class:`Chunk`\\ s (see the module docstring). Leaving the iteration early
+    cancels what has not started."""
+    size = max(1, min(_MAX_CHUNK, count // (workers * _CHUNKS_PER_WORKER) or 1))
+    ranges = [range(start, min(start + size, count)) for start in range(0, count, size)]
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                               initializer=_install, initargs=(function,))
+    try:
+        futures: list[tuple[range, Future[list[object]]]] = [
+            (indexes, pool.submit(_run, indexes.start, indexes.stop)) for indexes in ranges]
+        for indexes, future in futures:
+            try:
+                results = future.result()
+            except Exception as exc:  # noqa: BLE001 - a worker raised or died: the caller fails closed
+                yield Chunk(indexes, None, exc)
+            else:
+                yield Chunk(indexes, results, None)  # type: ignore[arg-type]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
