@@ -10,9 +10,9 @@ the value.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
-from anonlib.audit.matching import Matcher, Scanned, scan
+from anonlib.audit.matching import _TOKEN, Matcher, Scanned, fold, scan
 from anonlib.audit.model import Finding
 
 __all__ = ["find_leaks", "find_leaks_in_names"]
@@ -36,8 +36,41 @@ def find_leaks_in_names(matcher: Matcher, names: Mapping[str, str]) -> list[Find
     ``names`` maps a PHI-free description of each place (for example "file or folder name, entry
     12") to its text; the text itself is never reported."""
     findings = []
+    reach = matcher.reach()
     for place, text in names.items():
-        for category in sorted(matcher.categories(scan(place, text))):
+        found: set[str] = set()
+        for piece in _pieces(text, reach):
+            found |= matcher.categories(scan(place, piece))
+        for category in sorted(found):
             findings.append(Finding("leak", category, "fail", "", "", place,
                                     f"an identifying {category} value of an original is here"))
     return findings
+
+
+#: Texts longer than this are searched in pieces of about this many characters (a manifest of
+#: thousands of rows, tokenised at once, would hold tens of MB: the audit's memory would grow
+#: with the size of the set).
+PIECE = 1 << 16
+
+
+def _pieces(text: str, reach: int) -> Iterator[str]:
+    """``text`` in pieces of whole lines, each extended by the lines that hold the next
+    ``reach`` tokens (the longest value's words and the token after it), so that every value
+    found in the whole text is found in a piece and nothing else is: a line break separates
+    words as it does in the whole text, and nothing is glued across it."""
+    if len(text) <= 2 * PIECE:
+        yield text
+        return
+    lines = text.split("\n")
+    start = 0
+    while start < len(lines):
+        end, size = start, 0
+        while end < len(lines) and (size < PIECE or end == start):
+            size += len(lines[end]) + 1
+            end += 1
+        stop, extra = end, 0
+        while stop < len(lines) and extra < reach:
+            extra += min(len(_TOKEN.findall(fold(lines[stop], drop_controls=drop))) for drop in (True, False))
+            stop += 1
+        yield "\n".join(lines[start:stop])
+        start = end

@@ -210,6 +210,11 @@ class Matcher:
     def __bool__(self) -> bool:
         return bool(self.first or self.uids)
 
+    def reach(self) -> int:
+        """How many tokens from its first one a match looks at: the longest needle's words and
+        the token after it."""
+        return 1 + max((len(needle.words) for needles in self.first.values() for needle in needles), default=0)
+
     def categories(self, place: Scanned) -> set[str]:
         """The categories of the needles found in ``place``."""
         found: set[str] = set()
