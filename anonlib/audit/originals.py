@@ -69,6 +69,16 @@ class OriginalValues:
         self.uids |= other.uids
         self.kept |= other.kept
 
+    def shared(self, pool: dict[frozenset[str], set[str]]) -> OriginalValues:
+        """These values with each set replaced by an equal one already in ``pool`` (added when
+        new): the instances of a study hold the same names, dates and IDs, kept once. The sets
+        are never changed after the original is read."""
+        def one(found: set[str]) -> set[str]:
+            return pool.setdefault(frozenset(found), found)
+
+        return OriginalValues({category: one(found) for category, found in self.values.items()},
+                              self.uids, one(self.kept))
+
     def searched_uids(self) -> set[str]:
         """The UIDs to search for: never one that the policy keeps anywhere."""
         return self.uids - self.kept

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from itertools import islice
 from typing import Generic, TypeVar
 
 __all__ = ["MIN_PER_WORKER", "Chunk", "available_cores", "ordered_map", "workers_for"]
@@ -26,6 +28,7 @@ T = TypeVar("T")
 MIN_PER_WORKER = 48
 _CHUNKS_PER_WORKER = 8  # small enough ranges for the workers to finish together
 _MAX_CHUNK = 64
+_AHEAD = 3  # ranges queued per worker
 
 _function: Callable[[int], object] | None = None  # the worker's function (set in the worker)
 
@@ -75,14 +78,31 @@ def ordered_map(function: Callable[[int], T], count: int, workers: int) -> Itera
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
                                initializer=_install, initargs=(function,))
     try:
-        futures: list[tuple[range, Future[list[object]]]] = [
-            (indexes, pool.submit(_run, indexes.start, indexes.stop)) for indexes in ranges]
-        for indexes, future in futures:
+        # A few ranges ahead per worker, not all: results handed back wait for the caller, and
+        # holding them all would make the caller's memory grow with the size of the set.
+        pending: deque[tuple[range, Future[list[object]]]] = deque()
+        queued = iter(ranges)
+
+        def submit(indexes: range) -> None:
             try:
-                results = future.result()
+                future = pool.submit(_run, indexes.start, indexes.stop)
+            except Exception as exc:  # noqa: BLE001 - the pool is broken: so is every range left
+                future = Future()
+                future.set_exception(exc)
+            pending.append((indexes, future))
+
+        for indexes in islice(queued, workers * _AHEAD):
+            submit(indexes)
+        while pending:
+            indexes, future = pending.popleft()
+            try:
+                chunk: Chunk[T] = Chunk(indexes, future.result(), None)  # type: ignore[arg-type]
             except Exception as exc:  # noqa: BLE001 - a worker raised or died: the caller fails closed
-                yield Chunk(indexes, None, exc)
-            else:
-                yield Chunk(indexes, results, None)  # type: ignore[arg-type]
+                chunk = Chunk(indexes, None, exc)
+            del future
+            for following in islice(queued, 1):
+                submit(following)
+            yield chunk
+            del chunk
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

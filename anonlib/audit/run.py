@@ -90,11 +90,30 @@ class _Original:
     values: OriginalValues
 
 
-def _read_original(data: bytes | Path) -> _Original | None:
+#: Sharing strings and sets alike (see :func:`_compact`, :meth:`OriginalValues.shared`) stops
+#: when this many are kept: sharing is only a saving.
+_SHARED_MAX = 1 << 16
+
+
+def _compact(findings: list[Finding], strings: dict[str, str]) -> list[Finding]:
+    """``findings`` holding the strings many instances' findings hold alike (tag paths, the
+    words of findings) once, from ``strings`` (this audit's): the audit's memory stays flat in
+    the size of the set."""
+    if len(strings) >= _SHARED_MAX:
+        return findings
+    share = strings.setdefault
+    return [Finding(f.check, share(f.category, f.category), f.verdict, f.study, f.instance,
+                    share(f.path, f.path), share(f.detail, f.detail)) for f in findings]
+
+
+def _read_original(data: bytes | Path, sets: dict[frozenset[str], set[str]]) -> _Original | None:
+    """The original's :class:`_Original`; its sets of values shared through ``sets`` (this
+    audit's, PHI: local only) with the other instances of the set."""
     ds = _parse(data, header_only=True)
     if ds is None or "SOPInstanceUID" not in ds:
         return None  # what was given as its original is not a DICOM instance
-    return _Original(side_of(ds), patient_key_of(ds), original_values(ds))
+    values = original_values(ds)
+    return _Original(side_of(ds), patient_key_of(ds), values.shared(sets) if len(sets) < _SHARED_MAX else values)
 
 
 class _Progress:
@@ -180,9 +199,11 @@ def _worker_failed(check: Check, indexes: range, error: BaseException) -> Findin
 def _read_originals(inputs: Sequence[AuditInput], workers: int) -> tuple[list[_Original | None], list[Finding]]:
     """Every input's original read (None: none given, or not a DICOM instance), in
     ``workers`` processes; the incomplete findings of ranges whose worker failed."""
+    sets: dict[frozenset[str], set[str]] = {}  # PHI: local only
+
     def read(index: int) -> _Original | None:
         original = inputs[index].original
-        return _read_original(original) if original is not None else None
+        return _read_original(original, sets) if original is not None else None
 
     if workers <= 1:
         return [read(index) for index in range(len(inputs))], []
@@ -192,8 +213,9 @@ def _read_originals(inputs: Sequence[AuditInput], workers: int) -> tuple[list[_O
         if chunk.results is None:
             originals += [None] * len(chunk.indexes)
             failed.append(_worker_failed("leak", chunk.indexes, cast(BaseException, chunk.error)))
-        else:
-            originals += chunk.results
+        else:  # shared again here: each range was handed back with its own copies
+            originals += [_Original(known.side, known.key, known.values.shared(sets))
+                          if known is not None and len(sets) < _SHARED_MAX else known for known in chunk.results]
     return originals, failed
 
 
@@ -250,6 +272,7 @@ def audit(inputs: Sequence[AuditInput], *, map_uid: Callable[[str], str] | None 
     pairs: list[Pair] = []
     modes: Counter[str] = Counter()
     markers: Counter[str] = Counter()
+    strings: dict[str, str] = {}
     try:
         for indexes, checked_range, error in _checked_outputs(inputs, originals, shared, processes):
             if checked_range is None:
@@ -261,7 +284,7 @@ def audit(inputs: Sequence[AuditInput], *, map_uid: Callable[[str], str] | None 
                 continue
             for index, checked in zip(indexes, checked_range):
                 item, known = inputs[index], originals[index]
-                result.findings += checked.findings
+                result.findings += _compact(checked.findings, strings)
                 if checked.side is None:  # not a readable DICOM instance
                     markers[file_profile_marker(item.output)] += 1
                     tracker.checked_one()
