@@ -276,9 +276,9 @@ def audit(inputs: Sequence[AuditInput], *, map_uid: Callable[[str], str] | None 
     try:
         for indexes, checked_range, error in _checked_outputs(inputs, originals, shared, processes):
             if checked_range is None:
-                for check in ("safe_harbor", "leak", "consistency", "conformance", "pixels"):
-                    if enabled[cast(Check, check)]:
-                        failed.append(_worker_failed(cast(Check, check), indexes, cast(BaseException, error)))
+                for check, on in enabled.items():
+                    if on:
+                        failed.append(_worker_failed(check, indexes, cast(BaseException, error)))
                 markers.update(file_profile_marker(inputs[index].output) for index in indexes)
                 tracker.checked_one(len(indexes))
                 continue

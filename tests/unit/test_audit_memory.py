@@ -9,14 +9,14 @@ import random
 import pytest
 
 from anonlib.audit import leaks
-from anonlib.audit.matching import Matcher
+from anonlib.audit.matching import Matcher, scan
 
 
 def _found(matcher: Matcher, text: str, reach: int) -> tuple[set[str], set[str]]:
-    whole = matcher.categories(leaks.scan("place", text))
+    whole = matcher.categories(scan("place", text))
     pieces: set[str] = set()
     for piece in leaks._pieces(text, reach):
-        pieces |= matcher.categories(leaks.scan("place", piece))
+        pieces |= matcher.categories(scan("place", piece))
     return whole, pieces
 
 

@@ -128,7 +128,8 @@ def test_the_pixel_check_told_in_a_worker_selects_what_it_selects_here(corpus: C
             ds = pydicom.dcmread(file.path, force=True)
         except Exception:  # noqa: BLE001 - a bad file: not an image either way
             continue
-        kwargs = dict(label=f"#{index}", output=file.path, study="s", instance="i", values=None)
-        assert here.note(index, ds, **kwargs) == there.add(index, image_of(ds), **kwargs)
+        noted = here.note(index, ds, label=f"#{index}", output=file.path, study="s", instance="i", values=None)
+        added = there.add(index, image_of(ds), label=f"#{index}", output=file.path, study="s", instance="i", values=None)
+        assert noted == added
     assert here._headers == there._headers and here._frames == there._frames
     assert here._headers  # the corpus has images
