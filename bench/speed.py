@@ -34,11 +34,12 @@
    time gives the verdict; CPU time, user + system of the process and its children from
    ``wait4``, is the cross-check on a shared machine).
 5. ``--profile`` (on by default, off with ``--smoke``): after the timed rounds, anonlib w1 once
-   more on ``ct`` and on ``one``, untimed, under a CPU-time sampler (``bench/speed_sampler.py``),
-   and the one-file command with ``-X importtime``; ``bench/speed_profile.py`` groups the samples
-   into phases (interpreter, imports, plan, pre-pass, main pass: read / engine / encode / write,
-   store, manifest) and the imports by package, and writes under the targets a line "gap: …;
-   where the time goes: …" for each target not met, then the profile's tables.
+   more on ``ct`` and on ``one`` and the audit without dciodvfy on ``ct``, untimed, under a
+   CPU-time sampler (``bench/speed_sampler.py``), and the one-file command with ``-X importtime``;
+   ``bench/speed_profile.py`` groups the samples into phases (interpreter, imports, plan,
+   pre-pass, main pass: read / engine / encode / write, store, manifest; the audit by module) and
+   the imports by package, and writes under the targets a line "gap: …; where the time goes: …"
+   for each target not met, then the profile's tables.
 
 ``--smoke`` (CI, ``tests/integration/test_bench_speed_smoke.py``): tiny corpora (4 CT slices,
 5 mixed files, 1 file, a 20-instance study), one round, peers only when already installed;

@@ -67,6 +67,7 @@ def test_the_smoke_run_writes_a_section_with_every_row(tmp_path: Path) -> None:
     for phase in ("interpreter", "imports", r"main pass: [a-z]+"):
         assert re.search(rf"^\| {phase} \| \d+ \| \d+ \|$", text, re.M), f"no {phase} row"
     assert re.search(r"^Start-up, one file: [0-9.]+ s CPU .* the first file written after \d+ ms CPU", text, re.M)
+    assert re.search(r"^CT, `anonlib audit` without dciodvfy \(4 files\): [0-9.]+ s CPU", text, re.M)
     assert re.search(r"^\| pydicom \| \d+ \|$", text, re.M) and re.search(r"^\| numpy \| \d+ \|$", text, re.M)
     gaps = [line for line in text.splitlines() if line.startswith("- gap: ")]
     assert any(line.startswith("- gap: start-up") and "imports" in line for line in gaps), gaps
