@@ -375,13 +375,19 @@ def run_native(corpus: Corpus, base: Path, rnd: int, *, stable_age: int, timeout
                     study = change["ID"]
                     # as an OnStableStudy script would: anonymize each time an original becomes
                     # stable (again, when an instance came after it was first called stable)
-                    if change["ChangeType"] == "StableStudy" and study not in produced:
-                        originals[study] = originals.get(study, 0) + 1
-                        job = intake.post(f"/studies/{study}/anonymize", json={"Asynchronous": True}).json()
-                        anonymizing[job["ID"]] = study
+                    if change["ChangeType"] != "StableStudy" or study in produced:
+                        continue
+                    if "AnonymizedFrom" in intake.get(f"/studies/{study}").json():
+                        produced.add(study)  # a copy, stable before its job's end was seen
+                        continue
+                    originals[study] = originals.get(study, 0) + 1
+                    job = intake.post(f"/studies/{study}/anonymize", json={"Asynchronous": True}).json()
+                    anonymizing[job["ID"]] = study
                 since = int(page.get("Last", since))
+                states = {job["ID"]: job for job in intake.get("/jobs", params={"expand": ""}).json()} \
+                    if anonymizing or storing else {}
                 for job_id in list(anonymizing):
-                    job = intake.get(f"/jobs/{job_id}").json()
+                    job = states.get(job_id, {"State": "Pending"})
                     if job["State"] == "Success":
                         study = anonymizing.pop(job_id)
                         new = job["Content"]["ID"]
@@ -394,7 +400,7 @@ def run_native(corpus: Corpus, base: Path, rnd: int, *, stable_age: int, timeout
                         del anonymizing[job_id]
                         failures += 1
                 for job_id in list(storing):
-                    state = intake.get(f"/jobs/{job_id}").json()["State"]
+                    state = states.get(job_id, {}).get("State", "Pending")
                     if state in ("Success", "Failure", "Paused"):
                         study, count = storing.pop(job_id)
                         if state == "Success":
