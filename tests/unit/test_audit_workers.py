@@ -11,6 +11,7 @@ import pydicom
 import pytest
 
 from anonlib.audit import run as audit_run
+from anonlib.audit import sources as audit_sources
 from anonlib.audit.model import AuditInput, AuditResult
 from anonlib.audit.pixel_check import PixelCheck, image_of
 from anonlib.audit.pool import MIN_PER_WORKER, ordered_map, workers_for
@@ -65,6 +66,7 @@ def test_ordered_map_hands_back_in_order() -> None:
 def passing(tmp_path_factory: pytest.TempPathFactory) -> list[AuditInput]:
     """60 CT instances de-identified by the engine, with their originals: the audit passes."""
     base = tmp_path_factory.mktemp("workers")
+    _BASE.append(base)
     write_batch(base / "in", studies=2, patients=2, instances=30, seed=3)
     db = f"sqlite:///{base / 'store.sqlite3'}"
     run_folder(RunSettings(base / "in", base / "out", db_url=db))
@@ -75,6 +77,33 @@ def passing(tmp_path_factory: pytest.TempPathFactory) -> list[AuditInput]:
         store.close()
     assert len(inputs) == 60
     return inputs
+
+
+_BASE: list[Path] = []
+
+
+def test_the_uids_read_in_workers_match_outputs_to_the_same_originals(passing: list[AuditInput],
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """folder_inputs reads the SOP Instance UIDs of many files in workers: the same inputs; a
+    worker that dies has its files read again in this process."""
+    base = _BASE[0]
+    expected = [(i.label, i.output, i.original) for i in passing]
+    monkeypatch.setattr(audit_sources, "_UIDS_PER_WORKER", 1)
+    assert workers_for(60 * MIN_PER_WORKER) > 1
+    store = open_store(f"sqlite:///{base / 'store.sqlite3'}")
+    try:
+        assert [(i.label, i.output, i.original) for i in folder_inputs(base / "out", base / "in", store)] == expected
+        parent, real = os.getpid(), audit_sources.sop_uid_of
+
+        def dies_in_workers(data: bytes | Path) -> str | None:
+            if os.getpid() != parent:
+                os._exit(9)
+            return real(data)
+
+        monkeypatch.setattr(audit_sources, "sop_uid_of", dies_in_workers)
+        assert [(i.label, i.output, i.original) for i in folder_inputs(base / "out", base / "in", store)] == expected
+    finally:
+        store.close()
 
 
 def _broken(monkeypatch: pytest.MonkeyPatch, name: str, target: object, how: str) -> None:
