@@ -5,14 +5,16 @@ back range by range in order (so the report is the same as one process would mak
 Workers are forked (POSIX), so the function and everything it reads — the inputs, the
 originals already read — are inherited, never pickled; only results travel back. A range
 whose worker raised, or died, is handed back as the error instead of its results: the caller
-makes the audit INCOMPLETE for it (fail closed). Where fork is not available, or the set is
-too small to gain from it, :func:`workers_for` says 1 and the caller stays in its process.
+makes the audit INCOMPLETE for it (fail closed). Where fork is not the default (anywhere but
+Linux), or the set is too small to gain from it, :func:`workers_for` says 1 and the caller
+stays in its process.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -44,8 +46,8 @@ def available_cores() -> int:
 def workers_for(count: int, requested: int | None = None) -> int:
     """How many processes should audit ``count`` instances: ``requested`` when given (1: this
     process), else one per core with at least :data:`MIN_PER_WORKER` instances each; 1 where
-    processes cannot be forked."""
-    if "fork" not in multiprocessing.get_all_start_methods():
+    processes are not forked by default (anywhere but Linux)."""
+    if not sys.platform.startswith("linux"):  # fork is safe and the default only there (macOS: spawn)
         return 1
     if requested is not None:
         return max(1, min(requested, count))
