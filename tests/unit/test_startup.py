@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -137,3 +138,18 @@ def test_the_manifest_is_written_as_csv_dictwriter_writes_it(tmp_path: Path) -> 
     write_manifest(tmp_path / "manifest.csv", rows)
     assert (tmp_path / "manifest.csv").read_bytes() == expected.getvalue().encode("utf-8")
     assert read_manifest(tmp_path / "manifest.csv") == rows
+
+
+def test_the_cli_runs_numpy_with_one_blas_thread_unless_told_otherwise(tmp_path: Path) -> None:
+    script = textwrap.dedent(f"""
+        import os, sys
+        from anonlib import cli
+        cli.main(["deidentify", "--burned-in", "allow", {str(tmp_path / "missing")!r}, {str(tmp_path / "out")!r}])
+        print(os.environ.get("OPENBLAS_NUM_THREADS"))
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    default = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    assert default.stdout.strip().splitlines()[-1] == "1"
+    chosen = subprocess.run([sys.executable, "-c", script], env={**env, "OPENBLAS_NUM_THREADS": "2"},
+                            capture_output=True, text=True, check=True)
+    assert chosen.stdout.strip().splitlines()[-1] == "2"
