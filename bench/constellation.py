@@ -314,6 +314,8 @@ def run_anonlib(corpus: Corpus, base: Path, rnd: int, *, workers: int, stable_ag
     if timed_out:
         note = f"timed out after {timeout:.0f} s: research {delivered}, export {exported}; " + note
         seconds = time.perf_counter() - clock.start
+    if summary := phase_summary(base):
+        note += f"; job phases: {summary}"
     return Run(corpus.name, ANONLIB if workers == 2 else f"constellation w{workers}", rnd, seconds, peak,
                0, timed_out, min(delivered, exported), note)
 
@@ -341,6 +343,18 @@ def phase_totals(base: Path) -> tuple[int, dict[str, float]]:
     return jobs, totals
 
 
+def phase_summary(base: Path, count: int = 4) -> str:
+    """The largest phases of a run's study jobs with their share of the jobs' time, in one
+    phrase without ";" (it goes into a run's note): "gate 6.94 s (53 %), … of 13.04 s in 1 job(s)"."""
+    jobs, totals = phase_totals(base)
+    total = totals.get("total", 0.0)
+    if not jobs or total <= 0:
+        return ""
+    largest = sorted(((n, s) for n, s in totals.items() if n != "total"), key=lambda item: -item[1])[:count]
+    return (", ".join(f"{name} {seconds:.2f} s ({100 * seconds / total:.0f} %)" for name, seconds in largest)
+            + f" of {total:.2f} s in {jobs} job(s)")
+
+
 def describe_phases(base: Path) -> str:
     jobs, totals = phase_totals(base)
     if not jobs:
@@ -363,7 +377,8 @@ def run_native(corpus: Corpus, base: Path, rnd: int, *, stable_age: int, timeout
         storing: dict[str, tuple[str, int]] = {}  # peer-store job -> (original study, its instances)
         delivered_of: dict[str, int] = {}  # original study -> instances of its latest copy on the peer
         produced: set[str] = set()
-        failures = 0
+        failures = reconciled = 0
+        idle_since: float | None = None
         clock = _Clock(time.perf_counter())
         sender = _storescu(info, corpus.folder, base / "storescu.log")
         timed_out, seconds = True, 0.0
@@ -403,12 +418,27 @@ def run_native(corpus: Corpus, base: Path, rnd: int, *, stable_age: int, timeout
                     state = states.get(job_id, {}).get("State", "Pending")
                     if state in ("Success", "Failure", "Paused"):
                         study, count = storing.pop(job_id)
-                        if state == "Success":
-                            delivered_of[study] = count
+                        if state == "Success":  # copies may finish out of order: the largest counts
+                            delivered_of[study] = max(delivered_of.get(study, 0), count)
                         failures += state != "Success"
                 if not anonymizing and not storing and sum(delivered_of.values()) >= corpus.files:
                     seconds, timed_out = time.perf_counter() - clock.start, False
                     break
+                if anonymizing or storing or not clock.sent:
+                    idle_since = None
+                elif idle_since is None:
+                    idle_since = time.perf_counter()
+                elif time.perf_counter() - idle_since > stable_age + 5:
+                    # Orthanc can fail to call a study stable again after a late instance (see
+                    # orthanc-notes.md): anonymize what its latest copy misses, as a reconcile would
+                    idle_since = None
+                    for study in originals:
+                        held = int(intake.get(f"/studies/{study}/statistics").json()["CountInstances"])
+                        if held > delivered_of.get(study, 0):
+                            reconciled += 1
+                            originals[study] += 1
+                            job = intake.post(f"/studies/{study}/anonymize", json={"Asynchronous": True}).json()
+                            anonymizing[job["ID"]] = study
                 time.sleep(POLL)
             peak, _ = _proc_status(info.intake.pid)
             delivered = sum(delivered_of.values())
@@ -416,10 +446,11 @@ def run_native(corpus: Corpus, base: Path, rnd: int, *, stable_age: int, timeout
             intake.close()
             research.close()
             sender.wait(timeout=60)
-    again = sum(n - 1 for n in originals.values())
+    again = sum(n - 1 for n in originals.values()) - reconciled
     note = f"C-STORE {clock.sent:.1f} s; StableAge {stable_age} s; {len(originals)} studies" + (
         f"; {again} anonymized again (stable again after a late instance)" if again else "") + (
-        f"; {failures} Orthanc jobs failed" if failures else "")
+        f"; {failures} Orthanc jobs failed" if failures else "") + (
+        f"; {reconciled} anonymized again by the bench (no new StableStudy came)" if reconciled else "")
     if timed_out:
         note = f"timed out after {timeout:.0f} s: research {delivered}; " + note
         seconds = time.perf_counter() - clock.start

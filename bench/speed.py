@@ -206,7 +206,7 @@ def _profile_markdown(report: speed_profile.ProfileReport, targets: str,
                       all_rows: Sequence[speed_report.Row]) -> list[str]:
     """The gap lines and the profile's tables (a failure to write them noted, the run kept)."""
     try:
-        return [speed_profile.gap_lines(targets, report), speed_profile.markdown(report, all_rows)]
+        return [speed_profile.gap_lines(targets, report, all_rows), speed_profile.markdown(report, all_rows)]
     except Exception as exc:  # noqa: BLE001 - a broken profile must not lose the timed rounds
         return [f"The profile could not be summarised: {type(exc).__name__}: {exc}"]
 

@@ -52,6 +52,7 @@ MAIN_PASS: list[tuple[str, tuple[str, ...]]] = [
 ]
 OTHER = "other (CLI, summary)"
 EXIT = "exit (not sampled)"
+WORKERS_EXIT = "worker processes and exit (not sampled)"
 THREADS = "other threads (not sampled: numpy's OpenBLAS threads…)"
 DUMP = "the profile's own dump (not in the timed runs)"
 ORDER = ["interpreter", "imports", "plan", "pre-pass", *(f"main pass: {p}" for p, _ in MAIN_PASS),
@@ -127,7 +128,7 @@ class PhaseTable:
         return ", ".join(f"{p} {s * 1000:.0f} ms ({100 * s / total:.0f} %)" for p, s in self.top(count))
 
 
-def _unsampled(profile: Profile, found: defaultdict[str, float]) -> None:
+def _unsampled(profile: Profile, found: defaultdict[str, float], rest: str = EXIT) -> None:
     """The interpreter's start before sampling, the profile's own dump, and what the rusage
     counted beyond both, the samples and the other threads (numpy's OpenBLAS threads spin for a
     while after its import): the interpreter's exit."""
@@ -136,9 +137,9 @@ def _unsampled(profile: Profile, found: defaultdict[str, float]) -> None:
         found[DUMP] = profile.dump_cpu
     if profile.other_threads_cpu > 0:
         found[THREADS] = profile.other_threads_cpu
-    rest = profile.cpu - profile.interpreter_cpu - profile.sampled - profile.dump_cpu - profile.other_threads_cpu
-    if rest > 0:
-        found[EXIT] = rest
+    unsampled = profile.cpu - profile.interpreter_cpu - profile.sampled - profile.dump_cpu - profile.other_threads_cpu
+    if unsampled > 0:
+        found[rest] = unsampled
 
 
 def phases(profile: Profile) -> PhaseTable:
@@ -166,12 +167,13 @@ def module_of(stack: Sequence[str]) -> str:
 
 def module_phases(profile: Profile) -> PhaseTable:
     """The profile's CPU time by :func:`module_of`, largest first (the interpreter and what was
-    not sampled included)."""
+    not sampled included: the audit's forked worker processes count there, as the sampler sees
+    the main process only)."""
     found: defaultdict[str, float] = defaultdict(float)
     by_stack = [module_of(stack) for stack in profile.stacks]
     for index, weight in profile.samples:
         found[by_stack[index]] += weight / 1e6
-    _unsampled(profile, found)
+    _unsampled(profile, found, WORKERS_EXIT)
     return PhaseTable(dict(sorted(found.items(), key=lambda item: -item[1])))
 
 
@@ -347,8 +349,20 @@ def _amdahl(table: PhaseTable) -> str:
             f"{bound:.2f}× before the pool's own cost (CPU w2/w1 in the row above)")
 
 
-def gap_lines(targets_markdown: str, report: ProfileReport) -> str:
-    """One line "gap: …; where the time goes: …" per target not met in ``targets_markdown``."""
+def _job_phases(rows: Sequence[Row], corpus_prefix: str) -> str | None:
+    """The constellation rows' study-job phases (``bench/constellation.py`` notes them per run)."""
+    notes = [run.note.partition("job phases: ")[2] for row in rows
+             if row.corpus.name.startswith(corpus_prefix) and row.tool.startswith("constellation")
+             for run in row.runs if "job phases: " in run.note]
+    if not notes:
+        return None
+    return "the study jobs' phases (`ANONLIB_PHASE_TIMES`), per run: " + " | ".join(
+        n.partition(";")[0] for n in notes)
+
+
+def gap_lines(targets_markdown: str, report: ProfileReport, rows: Sequence[Row] = ()) -> str:
+    """One line "gap: …; where the time goes: …" per target not met in ``targets_markdown``
+    (the constellation's from its rows' job phases: the profile does not cover it)."""
     ct = phases(report.ct) if report.ct is not None else None
     one = phases(report.one) if report.one is not None else None
     audit = module_phases(report.audit) if report.audit is not None else None
@@ -358,7 +372,10 @@ def gap_lines(targets_markdown: str, report: ProfileReport) -> str:
         if len(cells) != 3 or cells[2] != "**not met**":
             continue
         target, measured = cells[0], cells[1]
-        if ("dcmanon" in target or "dicognito" in target) and ct is not None:
+        if "constellation" in target or "3-instance" in target:
+            where = _job_phases(rows, "const-3x" if "3-instance" in target else "const-ct") or (
+                "not profiled by `--profile`; no job phases recorded")
+        elif ("dcmanon" in target or "dicognito" in target) and ct is not None:
             where = f"anonlib w1 on CT (profile below): {ct.describe()}"
         elif "start-up" in target and one is not None:
             imports = ", ".join(f"{g} {s * 1000:.0f} ms" for g, s in report.imports[:4])

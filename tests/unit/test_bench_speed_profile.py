@@ -15,7 +15,17 @@ import pytest
 from bench import speed_profile
 from bench.speed_corpora import Corpus
 from bench.speed_measure import Run
-from bench.speed_profile import DUMP, EXIT, OTHER, Profile, first_file_cpu, gap_lines, import_groups, phase_of
+from bench.speed_profile import (
+    DUMP,
+    EXIT,
+    OTHER,
+    WORKERS_EXIT,
+    Profile,
+    first_file_cpu,
+    gap_lines,
+    import_groups,
+    phase_of,
+)
 from bench.speed_profile import phases as phases_of
 from bench.speed_report import Row
 from bench.speed_sampler import label
@@ -169,7 +179,7 @@ def test_the_audit_is_grouped_by_its_innermost_anonlib_module() -> None:
     profile = Profile(0.02, [[*audit, "anonlib.audit.leaks:scan"], [*audit, "anonlib.audit.elements:walk"]],
                       [(0, 300_000), (1, 100_000), (0, 100_000)], cpu=0.6)
     table = speed_profile.module_phases(profile)
-    assert list(table.seconds) == ["anonlib.audit.leaks", "anonlib.audit.elements", EXIT, "interpreter"]
+    assert list(table.seconds) == ["anonlib.audit.leaks", "anonlib.audit.elements", WORKERS_EXIT, "interpreter"]
     assert table.seconds["anonlib.audit.leaks"] == pytest.approx(0.4)
 
 
@@ -217,3 +227,24 @@ def test_a_failing_profile_is_noted_and_the_timed_rounds_kept(monkeypatch: pytes
     parts = speed._profile_markdown(report, TARGETS, [])
     assert parts[1].endswith("The profile failed: ValueError: truncated profile")
     assert "not profiled" in parts[0]
+
+
+def test_the_constellation_targets_get_their_study_jobs_phases_not_the_folder_runs_profile(tmp_path: Path) -> None:
+    from bench.constellation import phase_summary
+
+    (tmp_path / "worker-1.log").write_text(
+        "INFO anonlib.phases: study abc: phases: total 10.000 fetch 1.000 deidentify 2.000 gate 6.000 upload 0.500\n"
+        "INFO something else\n")
+    summary = phase_summary(tmp_path, count=2)
+    assert summary == "gate 6.00 s (60 %), deidentify 2.00 s (20 %) of 10.00 s in 1 job(s)"
+    assert phase_summary(tmp_path / "none") == ""
+    targets = ("| target | measured | verdict |\n|---|---|---|\n"
+               "| constellation end to end ≥ Orthanc anonymize + peer store, ≥ 100 instances/s (one CT study, "
+               "2 workers) | 16.6 instances/s | **not met** |\n"
+               "| 3-instance studies ≥ half of that | 17.1 instances/s | **not met** |\n")
+    ct_run = Run("const-ct-300", "constellation w2", 0, 18.0, 800, 0, False, 300,
+                 f"C-STORE 3.6 s; StableAge 1 s; job phases: {summary}")
+    rows = [Row(Corpus("const-ct-300", "const-ct", Path("c"), 300, 150.0), "constellation w2", [ct_run])]
+    ct_line, small_line = gap_lines(targets, speed_profile.ProfileReport(), rows).splitlines()
+    assert "gate 6.00 s (60 %)" in ct_line and "1.64×" not in ct_line and "workers do not split" not in ct_line
+    assert "no job phases recorded" in small_line
