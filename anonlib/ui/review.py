@@ -106,14 +106,15 @@ class ReviewPanel(w.VBox):  # type: ignore[misc]
         if item is None:
             return
         with self.image:
-            show_html(f"<p class='anonlib-review-current'>{escape(item.label())}</p>"
-                      f"<p>{escape(item.findings.outcome)}: {len(item.findings.boxes)} box(es) found "
+            show_html(f"<p>{escape(item.findings.outcome)}: {len(item.findings.boxes)} box(es) found "
                       f"(red){escape(' — ' + item.findings.reason if item.findings.reason else '')}; "
                       "regions a reviewer asked to mask in amber.</p>")
             try:
                 show(pr.item_figure(item))
             except Exception as exc:  # noqa: BLE001 - shown to the user
                 self._error(self.image, exc)
+            # the caption comes last: once it names the instance, the panel below has stopped moving
+            show_html(f"<p class='anonlib-review-current'>Shown: {escape(item.label())}</p>")
 
     def add_region(self) -> None:
         self.regions.append(Region(self.frame.value, self.x.value, self.y.value, self.width.value,
