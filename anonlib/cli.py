@@ -69,7 +69,9 @@ def _constellation(args: argparse.Namespace) -> int:
 
     settings = ConstellationSettings.from_env()
     if args.action == "up":
-        info = manage.up(settings, workers=args.workers)
+        for item in manage.exposed_paths(settings) if args.fix_permissions else []:
+            print(f"tightened {item.path} (was mode {item.mode:04o}): chmod -R go-rwx", file=sys.stderr)
+        info = manage.up(settings, workers=args.workers, fix_permissions=args.fix_permissions)
         for node in info.nodes.values():
             print(f"{node.name:<10} {node.url}  DICOM {node.dicom_host}:{node.dicom_port} AET {node.aet}")
         print(f"workers    {len(info.workers)} running")
@@ -77,8 +79,11 @@ def _constellation(args: argparse.Namespace) -> int:
         print(f"described in {settings.info_path}")
         return 0
     if args.action == "status":
+        exposed = manage.exposed_paths(settings)
+        for item in exposed:  # identified data other users can read: a fault, like a dead node
+            print(f"anonlib: warning: {item.line()}", file=sys.stderr)
         info, nodes, workers = manage.status(settings)
-        healthy = all(n.ready for n in nodes) and all(w.healthy for w in workers)
+        healthy = all(n.ready for n in nodes) and all(w.healthy for w in workers) and not exposed
         for state_of in nodes:
             state = ("ready" if state_of.ready else
                      "running, not answering" if state_of.alive else "stopped")
@@ -249,6 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     const.add_argument("action", choices=["up", "status", "down"])
     const.add_argument("--workers", type=int, default=None, metavar="N",
                        help="worker processes to start (default: $ANONLIB_WORKERS or 2)")
+    const.add_argument("--fix-permissions", action="store_true",
+                       help="up: remove other users' access (chmod -R go-rwx) to ANONLIB_HOME, node folders "
+                            "and store files left open by an older anonlib, instead of refusing to start")
     const.set_defaults(func=_constellation)
 
     worker = commands.add_parser("worker", help="run a job worker (study jobs + catch-up) until SIGTERM")

@@ -37,10 +37,11 @@ from anonlib.constellation.settings import ConstellationSettings, NodeSpec
 from anonlib.constellation.workers import WorkerStatus, stop_workers, supervise, worker_status
 from anonlib.errors import ConfigError
 from anonlib.jobs.heartbeat import HeartbeatTiming
+from anonlib.permissions import Exposed, exposed, tighten
 from anonlib.settings import private_dir
 from anonlib.store.pgsession import libpq_params
 
-__all__ = ["up", "down", "status", "NodeStatus", "ensure_packages", "ensure_postgres"]
+__all__ = ["up", "down", "status", "NodeStatus", "ensure_packages", "ensure_postgres", "exposed_paths"]
 
 PACKAGES = ("orthanc", "orthanc-python", "orthanc-postgresql", "dcmtk")
 ORDER = {"destination": 0, "research": 1, "intake": 2}
@@ -256,10 +257,43 @@ def _start_workers(settings: ConstellationSettings, count: int) -> list[int]:
     return supervise(settings.home, count)
 
 
+# -- permissions ------------------------------------------------------------------------------
+
+def exposed_paths(settings: ConstellationSettings) -> list[Exposed]:
+    """``ANONLIB_HOME``, each node's folder and storage and the SQLite stores in ``ANONLIB_HOME``
+    that other users may open (made so by an older anonlib, or by hand); the export folder is
+    meant to be shared and is not checked."""
+    home = settings.home
+    paths = [home]
+    for spec in settings.nodes:
+        paths += [home / spec.name, home / spec.name / "storage"]
+    if home.is_dir():
+        paths += sorted(p for p in home.iterdir() if ".sqlite" in p.name and p.is_file())
+    return exposed(paths)
+
+
+def _check_permissions(settings: ConstellationSettings, fix: bool) -> list[Exposed]:
+    """Refuse to start on identified data other users can read, or (``fix``) tighten it as
+    ``chmod -R go-rwx`` would; returns what was tightened."""
+    found = exposed_paths(settings)
+    if found and not fix:
+        raise ConfigError("\n".join(f.line() for f in found)
+                          + "\n(or run `anonlib constellation up --fix-permissions`)")
+    for item in found:
+        tighten(item.path)
+    return found
+
+
 # -- commands ---------------------------------------------------------------------------------
 
-def up(settings: ConstellationSettings, *, workers: int | None = None) -> ConstellationInfo:
-    """Start (or complete) the constellation; returns its description (also saved to disk)."""
+def up(settings: ConstellationSettings, *, workers: int | None = None,
+       fix_permissions: bool = False) -> ConstellationInfo:
+    """Start (or complete) the constellation; returns its description (also saved to disk).
+
+    Refuses (:class:`ConfigError`, one line per path) when ``ANONLIB_HOME``, a node's folder or
+    storage or a store file in ``ANONLIB_HOME`` is open to other users, unless
+    ``fix_permissions``, which tightens them first."""
+    _check_permissions(settings, fix_permissions)
     ensure_packages(settings)
     started_pg = ensure_postgres(settings.pg_admin_url)
     ensure_databases(settings.pg_admin_url,

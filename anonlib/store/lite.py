@@ -40,7 +40,7 @@ from anonlib.store.base import (
     ReviewDecision,
     StudyRecord,
 )
-from anonlib.store.sqlite_file import configure_connection, create_private, sqlite_database
+from anonlib.store.sqlite_file import configure_connection, create_private, sqlite_database, warn_if_open
 from anonlib.store.sqlite_schema import TABLES
 
 __all__ = ["SqliteStore"]
@@ -120,6 +120,8 @@ class SqliteStore(ClosingMixin):
         self._tables: frozenset[str] = _TABLE_NAMES
         try:
             if readonly:
+                if database:
+                    warn_if_open(database)
                 self._conn = _connect_readonly(database)
                 self._conn.isolation_level = None
             else:

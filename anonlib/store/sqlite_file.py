@@ -9,15 +9,19 @@ whichever opened it. Nothing here connects until a function is called.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sqlite3
 import time
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
+from anonlib.permissions import OPEN_BITS, Exposed
+
 __all__ = ["SQLITE_BUSY_TIMEOUT_MS", "configure_connection", "create_private", "enable_wal",
-           "render_sqlite_url", "sqlite_database"]
+           "render_sqlite_url", "sqlite_database", "warn_if_open"]
 
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 """How long a SQLite writer waits for another process's transaction before failing."""
@@ -46,17 +50,32 @@ def create_private(database: str | None) -> None:
     """Create a new SQLite store file readable by its owner only (0600, whatever the umask)
     before SQLite opens it: it holds the project secret and every patient's pseudonym. SQLite
     gives its -wal and -shm companions the main file's permissions. An existing file is left as
-    its owner set it; a missing folder or no permission is left for the connection to report."""
+    its owner set it, with a warning (one line: path, mode, fix) when other users may open it;
+    a missing folder or no permission is left for the connection to report."""
     if not database or database == ":memory:" or database.startswith("file:"):
         return
     try:
         fd = os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except OSError:  # exists already, or cannot be created (connecting says why)
+    except FileExistsError:
+        warn_if_open(database)
+        return
+    except OSError:  # cannot be created (connecting says why)
         return
     try:
         os.fchmod(fd, 0o600)  # O_CREAT's mode is masked by the umask: never more, maybe less
     finally:
         os.close(fd)
+
+
+def warn_if_open(database: str) -> None:
+    """Log a warning when an existing store file is open to the group or others (an older
+    anonlib created them 0644): it holds the re-identification key."""
+    try:
+        mode = os.stat(database).st_mode & 0o7777
+    except OSError:
+        return
+    if mode & OPEN_BITS:
+        logging.getLogger(__name__).warning("lookup store %s", Exposed(Path(database), mode).line())
 
 
 def enable_wal(cursor: Any) -> None:
