@@ -143,21 +143,10 @@ def _environ(extra: dict[str, str]) -> Iterator[None]:
 
 
 def _drop(admin_url: str, prefix: str) -> None:
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.pool import NullPool
+    from anonlib.constellation import manage
 
-    assert prefix.startswith(PREFIX)
-    url = make_url(admin_url)
-    if url.drivername == "postgresql":
-        url = url.set(drivername="postgresql+psycopg2")
-    engine = create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        names = [r[0] for r in conn.execute(text("select datname from pg_database"))
-                 if r[0] == prefix or r[0].startswith(prefix + "_")]
-        for name in names:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    engine.dispose()
+    assert prefix.startswith(PREFIX)  # never drop anything else
+    manage.drop_databases(admin_url, prefix)
 
 
 @contextlib.contextmanager

@@ -134,6 +134,24 @@ def ensure_databases(admin_url: str, names: list[str]) -> None:
         engine.dispose()
 
 
+def drop_databases(admin_url: str, prefix: str) -> list[str]:
+    """Drop the databases named ``prefix`` or ``prefix_*`` (forcibly: open sessions are ended)
+    and return their names. For tests and benchmarks, whose every run owns a random prefix;
+    nothing in the product calls it."""
+    if not prefix:
+        raise ValueError("a database prefix is required")
+    engine = _engine(admin_url)
+    try:
+        with engine.connect() as conn:
+            names = [row[0] for row in conn.execute(text("select datname from pg_database"))
+                     if row[0] == prefix or row[0].startswith(prefix + "_")]
+            for name in names:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        return names
+    finally:
+        engine.dispose()
+
+
 def database_url(admin_url: str, database: str) -> str:
     return make_url(admin_url).set(database=database).render_as_string(hide_password=False)
 

@@ -21,6 +21,7 @@ from sqlalchemy import text
 
 from anonlib.audit.dciodvfy import introduced_errors, run_dciodvfy
 from anonlib.audit.references import identities, references
+from anonlib.constellation.manage import drop_databases
 from anonlib.engine.uids import UidMapper, is_registry_uid
 from anonlib.folder_run import RunSettings, RunSummary, run_folder
 from anonlib.pipeline import MANIFEST
@@ -42,9 +43,8 @@ def module_pg_url(pg_admin_url: str) -> Iterator[str]:
     try:
         yield make_url(pg_admin_url).set(database=name).render_as_string(hide_password=False)
     finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+        drop_databases(pg_admin_url, name)
 
 
 @dataclass

@@ -21,6 +21,7 @@ import pytest
 import yaml
 from sqlalchemy import text
 
+from anonlib.constellation.manage import drop_databases
 from tests import docker_checks as dc
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -373,10 +374,8 @@ def test_init_script_creates_the_databases_once(pg_admin_url: str) -> None:
             found = {r[0] for r in conn.execute(text("select datname from pg_database"))}
         assert set(names) <= found
     finally:
-        with engine.connect() as conn:
-            for name in names:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
         engine.dispose()
+        drop_databases(pg_admin_url, prefix)
 
 
 # -- docker compose itself, when a client is installed -------------------------------------------
