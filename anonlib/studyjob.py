@@ -9,7 +9,8 @@ did not change meanwhile; upload to the research node and verify that it holds e
 instance; only then write the study's folder of the organized tree on disk, whole at once;
 forward the study to the configured destinations with Orthanc's asynchronous jobs, following
 each to its end; check again that the study did not change; and only then record the delivery
-as done. Nothing is deleted from the source unless asked, and only after all that.
+as done. Nothing is deleted from the source unless asked, and only after all that; a study
+with a rejected or quarantined instance is never deleted (it stays whole on the source).
 
 Errors say what the queue should do: :class:`TransientError` — try again later (a node or the
 database is unreachable, a transfer failed); :class:`StudyJobError` — do not retry, keep the
@@ -235,7 +236,7 @@ def process_study(info: ConstellationInfo, study_id: str, *, node: str = "intake
             with timer.phase("spool"):
                 ctx.spool.discard(node, study_id)
         if ctx.delete_after_delivery:
-            _delete_if_unchanged(source, node, study_id, snap.last_update)
+            _delete_if_whole(source, node, study_id, snap, result)
     log.info("study %s of %s: %d released, %d quarantined, %d rejected, forwarded to %s", study_id,
              node, result.released, result.quarantined, result.rejected, result.forwarded or "none")
     timer.log(f"study {study_id} of {node}, {result.instances} instances")
@@ -449,10 +450,21 @@ def _verify_destination(node: NodeInfo, sop_uids: set[str], study_uid: str) -> N
                             "a forward it answered with success: it dropped the others (not retried: see its log)")
 
 
-def _delete_if_unchanged(client: pyorthanc.Orthanc, node: str, study_id: str, last_update: str) -> None:
-    """Delete the identified study from the source, unless it changed while we delivered it."""
+def _delete_if_whole(client: pyorthanc.Orthanc, node: str, study_id: str, snap: StudySnapshot,
+                     result: StudyResult) -> None:
+    """Delete the identified study from the source once every instance of it was released and
+    verified, unless it changed while we delivered it. A study with a rejected or quarantined
+    instance stays whole on the source: that instance was delivered nowhere (or only to the
+    quarantine tree, de-identified), and another run for it (a fixed limit, a reviewer's
+    release) needs its original and the rest of its study (the identifying values collected
+    from every instance, the gate's originals). Deleting only the released instances would
+    change the study and start a run that records it again without them."""
+    if result.rejected or result.quarantined:
+        log.info("study %s of %s kept on the node (not deleted): %d rejected, %d quarantined",
+                 study_id, node, result.rejected, result.quarantined)
+        return
     now = snapshot(client, node, study_id)
-    if now is not None and now.last_update == last_update:
+    if now is not None and now.last_update == snap.last_update and now.instance_ids == snap.instance_ids:
         delete_study(client, node, study_id)
 
 

@@ -48,7 +48,8 @@ def test_poison_instances_are_rejected_and_the_rest_of_the_study_delivered(const
     [study] = wait_stable(info.intake)
     assert count_instances(info.intake) == len(files)  # intake took them all
 
-    context = JobContext.create(info, profile=SiteProfile(burned_in=BurnedInPolicy(mode="quarantine")))
+    context = JobContext.create(info, profile=SiteProfile(burned_in=BurnedInPolicy(mode="quarantine")),
+                                delete_after_delivery=True)
     context.audit_pixels = "off"  # OCR is not what this test is about
     result = process_study(info, study, context=context)
 
@@ -57,6 +58,7 @@ def test_poison_instances_are_rejected_and_the_rest_of_the_study_delivered(const
     assert result.reason.startswith("partial: 2 of 6 instances not delivered: ")
     assert "nesting too deep: sequences nested more than 32 levels" in result.reason
     assert "value too large: (0008,1030) holds 2097154 bytes of text (limit 1 MiB)" in result.reason
+    assert count_instances(info.intake) == len(files)  # partial: kept whole on intake, deletion asked or not
     assert get(info.research, "/system")["Name"]  # research is alive
     assert count_instances(info.research) == research_before + 4
     record = open_store(info.db_url).deliveries("intake")[study]

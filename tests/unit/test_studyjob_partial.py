@@ -1,0 +1,82 @@
+"""The study job on a partial study, without servers (:mod:`tests.fake_orthanc`): what it
+keeps on intake, which per-instance failures reject one instance instead of failing the study,
+which delivery failures are not worth eight attempts, and where every rejection reason ends
+up (issue 11, Deliver items 2 and 4)."""
+
+from __future__ import annotations
+
+import copy
+import io
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+
+from anonlib.pipeline import InstanceProcessor
+from anonlib.profile import SiteProfile, build_plan
+from anonlib.profile.burned_in import BurnedInPolicy
+from anonlib.sinks.folder import FolderSink
+from anonlib.store.memory import MemoryStore
+from anonlib.studyjob import JobContext, StudyResult, _quarantine_dir, process_study
+from tests.fake_orthanc import FakeNode, info_for, install
+
+STUDY = "0a0a0a0a-0a0a0a0a-0a0a0a0a-0a0a0a0a-0a0a0a0a"
+CT = pydicom.dcmread(str(get_testdata_file("CT_small.dcm")))
+
+
+def _instance(uid: str, **values: str) -> bytes:
+    ds = copy.deepcopy(CT)
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = uid
+    for keyword, value in values.items():
+        setattr(ds, keyword, value)
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+GOOD = {f"i{n}": _instance(f"2.25.90{n}") for n in range(1, 4)}
+POISON = {"i9": b"DICM but not really"}  # rejected by the engine: cannot be read
+FACE = {"i8": _instance("2.25.908", RecognizableVisualFeatures="YES")}  # quarantined
+
+
+@pytest.fixture()
+def context(tmp_path: Path) -> JobContext:
+    info = info_for(str(tmp_path / "home"), str(tmp_path / "export"), "memory://")
+    export = Path(info.export_dir)
+    processor = InstanceProcessor(build_plan(SiteProfile(burned_in=BurnedInPolicy(mode="allow"))), MemoryStore(),
+                                  FolderSink(export), FolderSink(_quarantine_dir(export)))
+    return JobContext(info, processor, delete_after_delivery=True, audit=False)
+
+
+def _run(monkeypatch: pytest.MonkeyPatch, context: JobContext, instances: dict[str, bytes],
+         research: FakeNode | None = None) -> tuple[StudyResult, FakeNode, FakeNode]:
+    intake, research = FakeNode("intake"), research or FakeNode("research")
+    intake.add_study(STUDY, instances)
+    install(monkeypatch, intake, research)
+    return process_study(context.info, STUDY, context=context), intake, research
+
+
+# -- 1. delete after delivery never deletes what was not delivered --------------------------------
+
+def test_a_whole_study_is_deleted_from_intake_after_delivery(monkeypatch: pytest.MonkeyPatch,
+                                                             context: JobContext) -> None:
+    result, intake, research = _run(monkeypatch, context, GOOD)
+    assert result.status == "done" and result.released == 3
+    assert len(research.sop_uids()) == 3
+    assert intake.deleted_studies == [STUDY] and not intake.studies
+
+
+@pytest.mark.parametrize("extra, rejected, quarantined", [(POISON, 1, 0), (FACE, 0, 1), ({**POISON, **FACE}, 1, 1)])
+def test_a_study_with_rejected_or_quarantined_instances_stays_whole_on_intake(
+        monkeypatch: pytest.MonkeyPatch, context: JobContext, extra: dict[str, bytes], rejected: int,
+        quarantined: int) -> None:
+    """With delete-after-delivery on, the released instances are on research, and the study on
+    intake is left as it is: the rejected or quarantined instance is nowhere else (or only in
+    the quarantine tree, de-identified), and a later run needs the whole study around it."""
+    result, intake, research = _run(monkeypatch, context, {**GOOD, **extra})
+    assert result.status == "done" and result.released == 3
+    assert (result.rejected, result.quarantined) == (rejected, quarantined)
+    assert len(research.sop_uids()) == 3
+    assert intake.deleted_studies == [] and intake.deleted_instances == []
+    assert intake.studies[STUDY].keys() == {*GOOD, *extra}
