@@ -22,8 +22,10 @@ from typing import Any
 from pydicom.datadict import dictionary_VR
 
 from anonlib.dicomio.scan import LONG_VRS, PIXEL_TAGS, Buffer
+from anonlib.errors import ConfigError
 
-__all__ = ["Limits", "LimitExceeded", "check_limits", "inflate", "size_text", "TEXT_VRS", "VRS"]
+__all__ = ["DEPTH_REASON", "Limits", "LimitExceeded", "MAX_SAFE_DEPTH", "check_limits", "inflate", "size_text", "TEXT_VRS",
+           "VRS"]
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 _UNDEFINED = 0xFFFFFFFF
@@ -37,15 +39,30 @@ TEXT_VRS = frozenset({b"AE", b"AS", b"CS", b"DA", b"DS", b"DT", b"IS", b"LO", b"
                       b"ST", b"TM", b"UC", b"UI", b"UR", b"UT"})
 
 
+#: The deepest nesting ``max_depth`` may allow. Orthanc 1.10.1 crashes parsing an instance nested
+#: 48 levels or more in a REST call (research's ``POST /instances``; a PACS built on DCMTK may be
+#: no better, and the folder pipeline's output goes to one), and intake refuses deeper than this
+#: at C-STORE; a margin below 48 and no real study anywhere near it (issue 11).
+MAX_SAFE_DEPTH = 40
+DEPTH_REASON = (f"at most {MAX_SAFE_DEPTH}: Orthanc 1.10.1 crashes parsing instances nested 48 levels "
+                f"or more, and intake refuses deeper than {MAX_SAFE_DEPTH}")
+
+
 @dataclass(frozen=True)
 class Limits:
-    """What one instance may be (site profile ``limits:``; sizes in bytes)."""
+    """What one instance may be (site profile ``limits:``; sizes in bytes). ``max_depth`` above
+    :data:`MAX_SAFE_DEPTH` raises :class:`~anonlib.errors.ConfigError`: the engine would release
+    instances that crash Orthanc."""
 
     max_depth: int = 32  # sequences nested in sequences
     max_text_bytes: int = 1 * MiB  # one value of a text VR (a report in UT is a few kB)
     max_element_bytes: int = 512 * MiB  # any other element but the pixel data (waveforms, PDFs, private blobs)
     max_inflated_bytes: int = 256 * MiB  # a deflated data set once inflated
     max_instance_bytes: int = 4 * GiB  # the file (a large multi-frame image is a few hundred MB)
+
+    def __post_init__(self) -> None:
+        if self.max_depth > MAX_SAFE_DEPTH:
+            raise ConfigError(f"limits.max_depth {self.max_depth} is too deep: {DEPTH_REASON}")
 
 
 class LimitExceeded(ValueError):

@@ -18,13 +18,14 @@ The check walks the element stream without recursion and without decoding a valu
 from __future__ import annotations
 
 from anonlib.dicomio.files import check_instance
-from anonlib.dicomio.limits import GiB, LimitExceeded, Limits, size_text
+from anonlib.dicomio.limits import MAX_SAFE_DEPTH, GiB, LimitExceeded, Limits, size_text
 from anonlib.errors import InputError
 
 __all__ = ["INTAKE_LIMITS", "INTAKE_MAX_DEPTH", "refusal"]
 
-#: Deeper than any real study, shallower than what crashes Orthanc 1.10.1's REST threads (48).
-INTAKE_MAX_DEPTH = 40
+#: Deeper than any real study, shallower than what crashes Orthanc 1.10.1's REST threads (48);
+#: also the most the engine's ``limits.max_depth`` may be set to.
+INTAKE_MAX_DEPTH = MAX_SAFE_DEPTH
 #: Only the depth, the inflated size and the instance size are guarded here; the text and
 #: element limits are the engine's to apply (with the instance quarantined, not refused).
 INTAKE_LIMITS = Limits(max_depth=INTAKE_MAX_DEPTH, max_text_bytes=4 * GiB, max_element_bytes=4 * GiB)

@@ -1,7 +1,7 @@
 """The profile's ``limits:`` section: what one instance may be before it is rejected.
 
     limits:
-      max_depth: 32               # sequences nested in sequences
+      max_depth: 32               # sequences nested in sequences (at most 40: Orthanc crashes at 48)
       max_text_bytes: 1 MiB       # one value of a text VR
       max_element_bytes: 512 MiB  # any other element except the pixel data
       max_inflated_bytes: 256 MiB # a deflated data set, inflated
@@ -17,7 +17,7 @@ import re
 from dataclasses import fields, replace
 from typing import Any
 
-from anonlib.dicomio.limits import GiB, KiB, Limits, MiB
+from anonlib.dicomio.limits import DEPTH_REASON, MAX_SAFE_DEPTH, GiB, KiB, Limits, MiB
 from anonlib.errors import ConfigError
 
 __all__ = ["Limits", "parse_limits", "parse_size"]
@@ -47,8 +47,10 @@ def parse_limits(raw: Any, where: str = "profile") -> Limits:
     values: dict[str, int] = {}
     for name, value in raw.items():
         if name == "max_depth":
-            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1000:
-                raise ConfigError(f"{where}: limits.max_depth must be a whole number from 1 to 1000")
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{where}: limits.max_depth must be a whole number from 1 to {MAX_SAFE_DEPTH}")
+            if value > MAX_SAFE_DEPTH:
+                raise ConfigError(f"{where}: limits.max_depth {value} is too deep: {DEPTH_REASON}")
             values[name] = value
         else:
             values[name] = parse_size(value, f"{where}: limits.{name}")

@@ -70,3 +70,23 @@ def test_limits_come_from_the_site_profile() -> None:
     for bad in ({"max_depth": 0}, {"max_text_bytes": "lots"}, {"depth": 3}, {"max_element_bytes": -1}):
         with pytest.raises(ConfigError):
             parse_limits(bad)
+
+
+def test_max_depth_is_capped_below_orthancs_crash_zone() -> None:
+    """Orthanc 1.10.1 crashes parsing 48 levels (README): a profile that let the engine release a
+    45-level instance to research is refused, naming the setting and why; 40 (intake's own
+    refusal threshold) is the most allowed, in the profile and in code alike."""
+    from anonlib.jobs.intake_guard import INTAKE_MAX_DEPTH
+
+    assert INTAKE_MAX_DEPTH == 40 < 48
+    assert parse_limits({"max_depth": 40}).max_depth == 40
+    for deep in (41, 45, 1000):
+        with pytest.raises(ConfigError, match=rf"^site\.yaml: limits\.max_depth {deep} is too deep: at most 40: "
+                                              r"Orthanc 1\.10\.1 crashes parsing instances nested 48 levels"):
+            parse_limits({"max_depth": deep}, where="site.yaml")
+        with pytest.raises(ConfigError, match=rf"limits\.max_depth {deep} is too deep"):
+            parse_site_profile({"limits": {"max_depth": deep}})
+        with pytest.raises(ConfigError, match="too deep: at most 40"):
+            Limits(max_depth=deep)
+    with pytest.raises(ConfigError, match="from 1 to 40"):
+        parse_limits({"max_depth": 0})
