@@ -278,8 +278,7 @@ def _prepare(ctx: JobContext, source: pyorthanc.Orthanc, node: str, study_id: st
                 except StoreError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - one poison instance must not fail its study
-                    rejected.append((instance_id, rejection_reason(exc)))
-                    log.warning("instance %s of study %s rejected: %s", instance_id, study_id, rejected[-1][1])
+                    _reject(rejected, instance_id, study_id, exc)
                     continue
                 if outcome.pixel_boxes or (outcome.quarantine or "").startswith("pixels:"):
                     escalated.add(series.get(instance_id, ""))
@@ -300,13 +299,28 @@ def _prepare(ctx: JobContext, source: pyorthanc.Orthanc, node: str, study_id: st
         return result
     items: list[tuple[ManifestRow, bytes]] = []
     with timer.phase("place"):
-        for _, outcome, encoded, identity, _ in ready:
-            row = ctx.processor.place(outcome, encoded, identity)
-            ctx.processor.record_placed(outcome, identity, row)
+        for instance_id, outcome, encoded, identity, _ in ready:
+            try:  # what the gate passed, one instance at a time: a failure rejects that one
+                row = ctx.processor.place(outcome, encoded, identity)
+                ctx.processor.record_placed(outcome, identity, row)
+            except StoreError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one instance must not fail its study
+                _reject(rejected, instance_id, study_id, exc, "placing it")
+                continue
             items.append((row, encoded))
         ctx.processor.flush()
     new_study_uids = tuple(sorted({row.study_instance_uid for row, _ in items}))
-    return Prepared(result.instances, result.rejected, new_study_uids, tuple(items), partial)
+    return Prepared(result.instances, len(rejected), new_study_uids, tuple(items),
+                    partial_reason(rejected, result.instances))
+
+
+def _reject(rejected: list[tuple[str, str]], instance_id: str, study_id: str, exc: Exception,
+            stage: str = "") -> None:
+    """Reject one instance of the study (not delivered) with its PHI-free reason (and the
+    stage after de-identification that failed, if any)."""
+    rejected.append((instance_id, rejection_reason(exc) + (f" ({stage})" if stage else "")))
+    log.warning("instance %s of study %s rejected: %s", instance_id, study_id, rejected[-1][1])
 
 
 def partial_reason(rejected: list[tuple[str, str]], instances: int, limit: int = 5) -> str:

@@ -13,6 +13,7 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
+from anonlib.engine import Outcome
 from anonlib.pipeline import InstanceProcessor
 from anonlib.profile import SiteProfile, build_plan
 from anonlib.profile.burned_in import BurnedInPolicy
@@ -80,3 +81,31 @@ def test_a_study_with_rejected_or_quarantined_instances_stays_whole_on_intake(
     assert len(research.sop_uids()) == 3
     assert intake.deleted_studies == [] and intake.deleted_instances == []
     assert intake.studies[STUDY].keys() == {*GOOD, *extra}
+
+
+# -- 2. every step per instance before delivery rejects that instance, not the study --------------
+
+@pytest.mark.parametrize("method", ["place", "record_placed"])
+def test_an_unexpected_error_placing_one_instance_rejects_only_that_one(
+        monkeypatch: pytest.MonkeyPatch, context: JobContext, tmp_path: Path, method: str) -> None:
+    processor = context.processor
+    real = getattr(processor, method)
+    bad = ""
+
+    def failing(outcome: Outcome, *args: object) -> object:
+        nonlocal bad
+        if outcome.keys.original_sop_uid == "2.25.902":
+            bad = outcome.keys.new_sop_uid
+            raise TypeError("value 'Doe^John' is not a str")  # a value in the message: never shown
+        return real(outcome, *args)
+
+    monkeypatch.setattr(processor, method, failing)
+    result, intake, research = _run(monkeypatch, context, GOOD)
+    assert result.status == "done" and (result.released, result.rejected) == (2, 1)
+    assert result.reason == "partial: 1 of 3 instances not delivered: i2: internal error (TypeError) (placing it)"
+    assert bad and len(research.sop_uids()) == 2 and bad not in research.sop_uids()
+    exported = {p.stem for p in (tmp_path / "export").rglob("*.dcm")}
+    assert len(exported) == 2 and bad not in exported
+    assert processor.store.instance("2.25.902") is None  # no record of an instance never delivered
+    assert processor.store.deliveries("intake")[STUDY].reason == result.reason
+    assert intake.studies[STUDY].keys() == GOOD.keys()  # partial: kept on intake
