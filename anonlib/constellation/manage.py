@@ -21,6 +21,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from anonlib.constellation.info import ConstellationInfo, NodeInfo
+from anonlib.constellation.listen import EVERY_ADDRESS, build_shim, listening_addresses, shim_env
 from anonlib.constellation.processes import (
     ProcessError,
     assemble_config,
@@ -195,6 +196,13 @@ def _node_env(settings: ConstellationSettings, spec: NodeSpec, node: NodeInfo,
         "ANONLIB_HOME": str(settings.home),
         "ANONLIB_DB_URL": info_db_url,
     }
+    for name in ("LD_PRELOAD", "ANONLIB_BIND_ADDRESS", "ANONLIB_BIND_PORTS"):
+        env.pop(name, None)  # the shim only as set here (a caller's LD_PRELOAD is kept below)
+    if settings.dicom_listen is not None:  # only the DICOM port: REST keeps RemoteAccessAllowed
+        env.update(shim_env(settings.shim_path, settings.dicom_listen, [node.dicom_port],
+                            os.environ.get("LD_PRELOAD", "")))
+    elif os.environ.get("LD_PRELOAD"):
+        env["LD_PRELOAD"] = os.environ["LD_PRELOAD"]
     return env
 
 
@@ -225,6 +233,11 @@ def _plan_nodes(settings: ConstellationSettings, old: ConstellationInfo | None) 
         if previous is not None and not previous.reader_password:
             stop_pidfile(settings.home / spec.name / "orthanc.pid", grace=5)
             previous = _new_credentials(replace(previous, pid=None))
+        if previous is not None and pid_alive(previous.pid) and (
+                _listens_wide(settings, previous) or previous.dicom_host != settings.dicom_host):
+            # started before ANONLIB_DICOM_LISTEN (an older anonlib) or it changed: started again
+            stop_pidfile(settings.home / spec.name / "orthanc.pid", grace=5)
+            previous = replace(previous, pid=None)
         if previous is not None and pid_alive(previous.pid) and _ready(previous):
             nodes[spec.name] = previous
             taken.update({_http_port(previous), previous.dicom_port})
@@ -234,7 +247,7 @@ def _plan_nodes(settings: ConstellationSettings, old: ConstellationInfo | None) 
         dicom = free_port(previous.dicom_port if previous else spec.dicom_port, taken)
         taken.add(dicom)
         planned = NodeInfo(name=spec.name, role=spec.role, url=f"http://127.0.0.1:{http}", username="",
-                           password="", dicom_host="127.0.0.1", dicom_port=dicom, aet=spec.aet,
+                           password="", dicom_host=settings.dicom_host, dicom_port=dicom, aet=spec.aet,
                            database=settings.database(spec.name), pid=None)
         nodes[spec.name] = _new_credentials(planned) if previous is None else replace(
             planned, username=previous.username, password=previous.password,
@@ -256,6 +269,7 @@ def _start_node(settings: ConstellationSettings, spec: NodeSpec, node: NodeInfo,
                             env=_node_env(settings, spec, node, nodes, db_url))
         try:
             wait_orthanc_ready(node.url, node.name, (node.username, node.password), pid, log=log)
+            _check_listening(settings, node, home)
             return replace(node, pid=pid)
         except ProcessError:
             stop_pidfile(home / "orthanc.pid", grace=5)
@@ -266,6 +280,21 @@ def _start_node(settings: ConstellationSettings, spec: NodeSpec, node: NodeInfo,
             node = replace(node, url=f"http://127.0.0.1:{http}", dicom_port=free_port(0, taken | {http}))
             nodes[node.name] = node
     raise ProcessError(f"Orthanc {node.name} could not start")  # pragma: no cover
+
+
+def _listens_wide(settings: ConstellationSettings, node: NodeInfo) -> bool:
+    """The node's DICOM port is on every address although ``ANONLIB_DICOM_LISTEN`` names one."""
+    return settings.dicom_listen is not None and any(
+        a in EVERY_ADDRESS for a in listening_addresses(node.dicom_port))
+
+
+def _check_listening(settings: ConstellationSettings, node: NodeInfo, home: Path) -> None:
+    """Fail closed: a node whose DICOM port listens on every address although
+    ``ANONLIB_DICOM_LISTEN`` names one (the shim did not take) is stopped."""
+    if _listens_wide(settings, node):
+        stop_pidfile(home / "orthanc.pid", grace=5)
+        raise ConfigError(f"Orthanc {node.name} listened for DICOM on every address (0.0.0.0:{node.dicom_port}) "
+                          f"despite ANONLIB_DICOM_LISTEN={settings.dicom_listen}: stopped")
 
 
 # -- workers ----------------------------------------------------------------------------------
@@ -312,6 +341,8 @@ def up(settings: ConstellationSettings, *, workers: int | None = None,
     storage or a store file in ``ANONLIB_HOME`` is open to other users, unless
     ``fix_permissions``, which tightens them first."""
     _check_permissions(settings, fix_permissions)
+    if settings.dicom_listen is not None:
+        build_shim(settings.env_dir, settings.shim_path)  # fails closed, before anything starts
     ensure_packages(settings)
     started_pg = ensure_postgres(settings.pg_admin_url)
     ensure_databases(settings.pg_admin_url,

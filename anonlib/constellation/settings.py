@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import anonlib
+from anonlib.constellation.listen import SHIM_NAME, parse_listen
 from anonlib.constellation.senders import Sender, parse_senders
 from anonlib.errors import ConfigError
 from anonlib.settings import anonlib_home
@@ -58,8 +59,11 @@ class ConstellationSettings:
     destination nodes to start and forward to), ``ANONLIB_ENV_DIR``, ``ANONLIB_ORTHANC``
     (binary), ``ANONLIB_ORTHANC_PLUGINS`` (plugin folder), ``ANONLIB_ALLOWED_SENDERS`` (who may
     C-STORE into intake: ``HOST``, AE title ``ANONLIB_SCU``, default ``127.0.0.1``; or
-    ``AET@HOST,AET@HOST``, see :mod:`anonlib.constellation.senders`) and ``ANONLIB_REMOTE_ACCESS``
-    (``1``: the nodes' REST answers other hosts too; default ``0``, this machine only).
+    ``AET@HOST,AET@HOST``, see :mod:`anonlib.constellation.senders`), ``ANONLIB_REMOTE_ACCESS``
+    (``1``: the nodes' REST answers other hosts too; default ``0``, this machine only),
+    ``ANONLIB_DICOM_LISTEN`` (the address the nodes' DICOM ports listen on, default ``127.0.0.1``;
+    ``0.0.0.0``: every address; see :mod:`anonlib.constellation.listen`) and ``ANONLIB_BINDSHIM``
+    (where the bind shim is built, default ``build/bindshim/`` next to ``ANONLIB_ENV_DIR``).
     """
 
     home: Path
@@ -75,6 +79,18 @@ class ConstellationSettings:
     nodes: tuple[NodeSpec, ...] = ()
     allowed_senders: tuple[Sender, ...] = (Sender("ANONLIB_SCU", "127.0.0.1"),)
     remote_access: bool = False
+    dicom_listen: str | None = "127.0.0.1"  # None: every address
+    bindshim: Path | None = None
+
+    @property
+    def shim_path(self) -> Path:
+        """Where the bind shim is (built)."""
+        return self.bindshim or self.env_dir.parent / "build" / "bindshim" / SHIM_NAME
+
+    @property
+    def dicom_host(self) -> str:
+        """The address other nodes and local senders reach a node's DICOM port at."""
+        return self.dicom_listen or "127.0.0.1"
 
     @property
     def scu_aet(self) -> str:
@@ -132,4 +148,6 @@ class ConstellationSettings:
             nodes=tuple(nodes),
             allowed_senders=parse_senders(env.get("ANONLIB_ALLOWED_SENDERS", "")),
             remote_access=_int(env, "ANONLIB_REMOTE_ACCESS", 0, 0, 1) == 1,
+            dicom_listen=parse_listen(env.get("ANONLIB_DICOM_LISTEN", "")),
+            bindshim=Path(env["ANONLIB_BINDSHIM"]) if env.get("ANONLIB_BINDSHIM") else None,
         )

@@ -18,6 +18,7 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from anonlib.constellation import ConstellationInfo, ConstellationSettings, NodeInfo, manage
+from anonlib.constellation.listen import listening_addresses
 from anonlib.synthetic.malformed import nested_content
 from tests.fixtures.figures import Figures
 from tests.fixtures.orthanc import _drop, _settings
@@ -134,12 +135,34 @@ def test_c_move_sends_nothing(stored: ConstellationInfo, caller: str, tmp_path: 
 
 # -- C-STORE from allowed hosts only ---------------------------------------------------------------
 
+def _ss_listening(port: int) -> list[str]:
+    """``ss -ltn``'s local addresses listening on ``port``."""
+    out = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, timeout=30,
+                         check=True).stdout
+    return sorted(line.split()[3].rsplit(":", 1)[0] for line in out.splitlines() if line.strip())
+
+
+def test_dicom_listens_on_loopback_only_rest_as_before(stored: ConstellationInfo) -> None:
+    """ANONLIB_DICOM_LISTEN's default (127.0.0.1): every node's DICOM port is bound to 127.0.0.1
+    only (Orthanc 1.10.1 cannot do it; the bind shim does), storescu to 127.0.0.1 still works (the
+    fixture's C-STORE); the REST port is untouched (every address, RemoteAccessAllowed false)."""
+    for node in stored.nodes.values():
+        assert listening_addresses(node.dicom_port) == ["127.0.0.1"], node.name
+        assert _ss_listening(node.dicom_port) == ["127.0.0.1"], node.name
+        http = int(node.url.rsplit(":", 1)[1])
+        assert "0.0.0.0" in listening_addresses(http), node.name
+        assert _ss_listening(http) == ["0.0.0.0"], node.name
+
+
 @needs_other
-def test_c_store_from_another_host_is_refused(stored: ConstellationInfo) -> None:
-    """Intake listens on every address (Orthanc 1.10.1 cannot bind one); a sender calling from
-    this machine's other address is not 127.0.0.1: its association is rejected."""
+def test_dicom_from_another_address_finds_no_port(stored: ConstellationInfo) -> None:
+    """This machine's other address: a TCP connection to intake's DICOM port is refused (nothing
+    listens there), so storescu gets no association and nothing is stored."""
+    assert OTHER is not None
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((OTHER, stored.intake.dicom_port), timeout=10).close()
     refused = _store(stored, MR, host=OTHER)
-    assert _rejected(refused), refused.stderr
+    assert refused.returncode != 0 and "Association Request Failed" in refused.stderr, refused.stderr
     assert count_instances(stored.intake) == 1  # CT_small only
 
 
@@ -152,9 +175,11 @@ def listed(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory
            ) -> Iterator[tuple[ConstellationSettings, ConstellationInfo]]:
     """A second constellation (no destination), started under umask 000, whose intake allows a
     list of senders, each its own AET and host: ANONLIB_SCU on 127.0.0.1, REMOTE_SCU on this
-    machine's other address, FAR_SCU on a documentation address no test calls from."""
+    machine's other address, FAR_SCU on a documentation address no test calls from. Senders on
+    other hosts need intake's DICOM port on every address: ANONLIB_DICOM_LISTEN=0.0.0.0."""
     settings = _settings(pg_admin_url, tmp_path_factory.mktemp("listed"),
-                         {"ANONLIB_ALLOWED_SENDERS": SENDERS, "ANONLIB_DESTINATIONS": ""})
+                         {"ANONLIB_ALLOWED_SENDERS": SENDERS, "ANONLIB_DESTINATIONS": "",
+                          "ANONLIB_DICOM_LISTEN": "0.0.0.0"})
     previous = os.umask(0)
     try:
         info = manage.up(settings)
@@ -190,6 +215,17 @@ def test_each_listed_sender_stores_from_its_own_host_only(listed: tuple[Constell
                    answer="association rejected")
 
 
+def test_listening_on_every_address_runs_no_shim(listed: tuple[ConstellationSettings, ConstellationInfo]
+                                                ) -> None:
+    """ANONLIB_DICOM_LISTEN=0.0.0.0: Orthanc runs without the shim and binds every address, as
+    Orthanc 1.10.1 does by itself; the host check above is what guards it then."""
+    settings, info = listed
+    assert "0.0.0.0" in listening_addresses(info.intake.dicom_port)
+    pid = int((settings.home / "intake" / "orthanc.pid").read_text())
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    assert not [v for v in environ if v.startswith((b"LD_PRELOAD=", b"ANONLIB_BIND_"))]
+
+
 def _intake_alive(settings: ConstellationSettings, info: ConstellationInfo) -> bool:
     pid = int((settings.home / "intake" / "orthanc.pid").read_text())
     try:
@@ -219,8 +255,8 @@ def test_deeply_nested_instance_over_c_store_leaves_intake_alive(
 
 @needs_other
 def test_rest_answers_this_machine_only(stored: ConstellationInfo) -> None:
-    """Orthanc 1.10.1 binds every address; RemoteAccessAllowed false refuses other hosts' REST
-    even with the right credentials."""
+    """REST listens on every address (the shim moves only the DICOM port); RemoteAccessAllowed
+    false refuses other hosts' REST even with the right credentials."""
     for node in stored.nodes.values():
         auth = (node.username, node.password)
         assert _status(node, "GET", "/system", auth) == 200
@@ -286,3 +322,23 @@ def test_nothing_is_readable_by_others_under_umask_000(listed: tuple[Constellati
     assert count_instances(info.intake) >= 1
     assert any(p.is_file() for p in (settings.home / "intake" / "storage").rglob("*"))
     assert _private(settings.home) == {}
+
+
+def test_a_shim_that_does_not_take_stops_up(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory,
+                                            tmp_path: Path) -> None:
+    """Fail closed: with a library in ANONLIB_BINDSHIM that is not the shim (so Orthanc binds
+    every address), `up` finds the DICOM port on 0.0.0.0, stops that node and says so."""
+    fake = tmp_path / "not-the-shim.so"  # an empty library, newer than the shim's source: not rebuilt
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(fake), "-x", "c", "/dev/null"], check=True, timeout=60)
+    settings = _settings(pg_admin_url, tmp_path_factory.mktemp("noshim"),
+                         {"ANONLIB_DESTINATIONS": "", "ANONLIB_BINDSHIM": str(fake)})
+    try:
+        with pytest.raises(Exception, match=r"listened for DICOM on every address \(0\.0\.0\.0:\d+\) despite "
+                                            r"ANONLIB_DICOM_LISTEN=127\.0\.0\.1: stopped"):
+            manage.up(settings)
+        pidfile = settings.home / "research" / "orthanc.pid"
+        assert not pidfile.exists() or not manage.pid_alive(int(pidfile.read_text()))
+    finally:
+        if settings.info_path.exists():
+            manage.down(settings)
+        _drop(pg_admin_url, settings.db_prefix)
