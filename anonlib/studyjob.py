@@ -15,8 +15,9 @@ with a rejected or quarantined instance is never deleted (it stays whole on the 
 Errors say what the queue should do: :class:`TransientError` — try again later (a node or the
 database is unreachable, a transfer failed); :class:`StudyJobError` — do not retry, keep the
 error for a human; :class:`NotStable` (a TransientError) — the study is still arriving or
-changed while the job worked: take it again later. A study that no longer exists is not an error
-(status ``gone``).
+changed while the job worked: take it again later; :class:`UploadNotKept` (a TransientError) —
+research answered "Success" and does not hold what it was sent: tried again once, not more. A
+study that no longer exists is not an error (status ``gone``).
 """
 
 from __future__ import annotations
@@ -36,7 +37,14 @@ from anonlib.constellation.info import ConstellationInfo, NodeInfo
 from anonlib.dicomio import parse_instance
 from anonlib.engine import Identifiers, Outcome, collect_identifiers
 from anonlib.errors import ConfigError, StoreError
-from anonlib.orthanc.client import NotStable, StudyJobError, TransientError, connect, node_answers
+from anonlib.orthanc.client import (
+    NotStable,
+    StudyJobError,
+    TransientError,
+    UploadNotKept,
+    connect,
+    node_answers,
+)
 from anonlib.orthanc.transfer import (
     DestinationWentDown,
     StudySnapshot,
@@ -435,7 +443,8 @@ def hold_reason(result: AuditResult) -> str:
 
 def _upload_and_verify(client: pyorthanc.Orthanc, node: str, released: dict[str, bytes],
                        study_uid: str, timer: PhaseTimer | None = None) -> str | None:
-    """Upload every released instance, then check the node holds each of them."""
+    """Upload every released instance, then check the node holds each of them (else
+    :class:`UploadNotKept`: tried again once, not eight times)."""
     if not released:
         return None
     timer = timer or PhaseTimer()
@@ -444,10 +453,11 @@ def _upload_and_verify(client: pyorthanc.Orthanc, node: str, released: dict[str,
     with timer.phase("verify"):
         research_study = find_study(client, node, study_uid)
         if research_study is None:
-            raise TransientError(f"{node}: the uploaded study is not there")
+            raise UploadNotKept(f"{node}: the uploaded study is not there (tried again once: see its log)")
         missing = set(released) - study_sop_uids(client, node, research_study)
     if missing:
-        raise TransientError(f"{node}: {len(missing)} of {len(released)} uploaded instances are missing")
+        raise UploadNotKept(f"{node}: {len(missing)} of {len(released)} uploaded instances are missing "
+                            "(tried again once: see its log)")
     return research_study
 
 

@@ -1,12 +1,14 @@
 """An in-memory Orthanc for the study job's unit tests: the handful of REST calls
 :mod:`anonlib.orthanc.transfer` makes, answered as pyorthanc's raw responses, so that
 :func:`anonlib.studyjob.process_study` runs without servers (``install`` replaces its
-``connect``). A node can be told to accept uploads and keep none of them (``drop_uploads``)."""
+``connect``). A node can be told to accept uploads and keep none of them (``drop_uploads``) or only the
+first ones (``keep_at_most``)."""
 
 from __future__ import annotations
 
 import hashlib
 import io
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +37,9 @@ class FakeNode:
     uids: dict[str, str] = field(default_factory=dict)  # study ID -> StudyInstanceUID (uploads)
     last_update: str = LAST_UPDATE
     drop_uploads: bool = False  # answer Success to an upload and keep nothing
+    keep_at_most: int | None = None  # answer Success to every upload, keep only the first ones
     uploads: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)  # uploads come in threads
     deleted_studies: list[str] = field(default_factory=list)
     deleted_instances: list[str] = field(default_factory=list)
 
@@ -104,13 +108,15 @@ class FakeClient:
         return _answer("GET", f"{self.url}/instances/{instance_id}/file", 404)
 
     def post_instances(self, data: bytes) -> httpx.Response:
-        self.node.uploads += 1
         ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
         study_uid, sop_uid = str(ds.StudyInstanceUID), str(ds.SOPInstanceUID)
         study_id, instance_id = _id(study_uid), _id(study_uid, sop_uid)
-        if not self.node.drop_uploads:
-            self.node.uids[study_id] = study_uid
-            self.node.studies.setdefault(study_id, {})[instance_id] = data
+        with self.node.lock:
+            self.node.uploads += 1
+            limit = self.node.keep_at_most
+            if not self.node.drop_uploads and (limit is None or self.node.uploads <= limit):
+                self.node.uids[study_id] = study_uid
+                self.node.studies.setdefault(study_id, {})[instance_id] = data
         return _answer("POST", self.url, body={"Status": "Success", "ID": instance_id})
 
     def post(self, url: str, content: bytes = b"") -> httpx.Response:

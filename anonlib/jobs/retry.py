@@ -5,9 +5,11 @@ job reads the study's state) is retried after ``base * 2**attempts`` seconds, ca
 ``max_attempts`` runs in all; then the job fails and keeps its error. A
 :class:`~anonlib.studyjob.StudyJobError` — or any other exception — fails the job at once. A
 node that dropped the connection while storing an instance
-(:class:`~anonlib.orthanc.client.NodeDropped`: it may have crashed on it) is tried again once,
-never more, and such a job is not resumed automatically: a poison instance must not crash the
-research node again and again.
+(:class:`~anonlib.orthanc.client.NodeDropped`: it may have crashed on it), or that accepted an
+upload and does not hold what it accepted (:class:`~anonlib.orthanc.client.UploadNotKept`: a
+malformed UID, a filter dropping it), is tried again once, never more, and such a job is not
+resumed automatically: a poison instance must not crash the research node again and again, nor
+be sent eight times to a node that keeps none of it.
 """
 
 from __future__ import annotations
@@ -33,14 +35,15 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, TransientError | OrthancUnavailable)
 
 
-#: Runs in all for a job whose node dropped the connection while storing an instance.
+#: Runs in all for a job whose node dropped the connection while storing an instance, or did
+#: not keep what it accepted.
 DROPPED_ATTEMPTS = 2
 
 
 def _dropped(exc: BaseException) -> bool:
-    from anonlib.orthanc.client import NodeDropped
+    from anonlib.orthanc.client import NodeDropped, UploadNotKept
 
-    return isinstance(exc, NodeDropped)
+    return isinstance(exc, NodeDropped | UploadNotKept)
 
 
 @dataclass(frozen=True)

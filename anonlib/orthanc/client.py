@@ -19,7 +19,7 @@ from anonlib.errors import AnonlibError
 from anonlib.orthanc.http import client_options
 
 __all__ = ["connect", "call", "client_options", "node_answers", "NodeDropped", "NotFound", "NotStable",
-           "TransientError", "StudyJobError"]
+           "TransientError", "StudyJobError", "UploadNotKept"]
 
 
 class TransientError(AnonlibError):
@@ -40,6 +40,13 @@ class NodeDropped(TransientError):
     instance. Tried again once (it may have been restarted meanwhile), never more: an
     instance that crashes a node must not crash it again and again
     (:mod:`anonlib.jobs.retry`)."""
+
+
+class UploadNotKept(TransientError):
+    """The node answered "Success" to the upload of a study's instances and then does not hold
+    them all: it dropped them, or cannot find them by the UIDs they carry (a malformed UID).
+    Tried again once (the node may have changed meanwhile), never more: the same bytes would
+    not be kept again (:mod:`anonlib.jobs.retry`)."""
 
 
 class NotFound(AnonlibError):

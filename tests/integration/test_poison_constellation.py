@@ -14,6 +14,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 
 from anonlib.jobs.tasks import deidentify_study  # noqa: F401 - the task's module imports cleanly
@@ -21,7 +22,7 @@ from anonlib.profile import SiteProfile
 from anonlib.profile.burned_in import BurnedInPolicy
 from anonlib.store import open_store
 from anonlib.studyjob import JobContext, process_study
-from anonlib.synthetic.malformed import many_items, nested_content, un_text, with_uid
+from anonlib.synthetic.malformed import many_items, nested_content, path_like, un_text, with_uid
 from tests.fixtures.figures import Figures
 from tests.orthanc_helpers import clear, count_instances, get, storescu, wait_stable
 
@@ -88,3 +89,25 @@ def test_nesting_that_would_crash_orthanc_is_refused_at_c_store(constellation, t
     assert "refused: nesting too deep: sequences nested more than 40 levels" in log
     assert "2.25.2001" not in log  # the refusal names the limit, never the instance
     figures.record("malformed", "C-STORE refused at intake", files=1, unnamed=0, intake_alive=1)
+
+
+def test_a_study_whose_uid_is_a_path_is_delivered_on_the_first_attempt(constellation, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """StudyInstanceUID ``..\\..\\windows`` (a backslash: three values of a single-valued UID)
+    was uploaded, never found on research by its UID and retried 8 times as transient; the
+    engine maps it to one UID, so research holds the study after the job's first run."""
+    _, info = constellation
+    clear(info.intake)
+    path = tmp_path / "windows.dcm"
+    path.write_bytes(path_like("StudyInstanceUID", "..\\..\\windows", uid="2.25.3001"))
+    storescu(info, [path])
+    [study] = wait_stable(info.intake)
+    context = JobContext.create(info)
+    context.audit_pixels = "off"
+    result = process_study(info, study, context=context)  # UploadNotKept here would mean a retry
+    assert result.status == "done" and result.released == 1 and result.rejected == 0
+    assert result.new_study_uid.startswith("2.25.") and "\\" not in result.new_study_uid
+    research = info.research
+    found = httpx.post(f"{research.url}/tools/lookup", content=result.new_study_uid.encode(),
+                       auth=(research.username, research.password), timeout=60).json()
+    [research_study] = [item["ID"] for item in found if item["Type"] == "Study"]
+    assert len(get(research, f"/studies/{research_study}/instances")) == 1

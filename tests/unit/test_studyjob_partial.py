@@ -19,7 +19,7 @@ from anonlib.profile import SiteProfile, build_plan
 from anonlib.profile.burned_in import BurnedInPolicy
 from anonlib.sinks.folder import FolderSink
 from anonlib.store.memory import MemoryStore
-from anonlib.studyjob import JobContext, StudyResult, _quarantine_dir, process_study
+from anonlib.studyjob import JobContext, StudyResult, TransientError, _quarantine_dir, process_study
 from tests.fake_orthanc import FakeNode, info_for, install
 
 STUDY = "0a0a0a0a-0a0a0a0a-0a0a0a0a-0a0a0a0a-0a0a0a0a"
@@ -109,3 +109,39 @@ def test_an_unexpected_error_placing_one_instance_rejects_only_that_one(
     assert processor.store.instance("2.25.902") is None  # no record of an instance never delivered
     assert processor.store.deliveries("intake")[STUDY].reason == result.reason
     assert intake.studies[STUDY].keys() == GOOD.keys()  # partial: kept on intake
+
+
+# -- 3. a node that accepts an upload and keeps none of it: one retry, not eight --------------------
+
+def test_an_upload_research_accepts_and_does_not_keep_is_tried_again_once_only(
+        monkeypatch: pytest.MonkeyPatch, context: JobContext) -> None:
+    """Research answers "Success" to every upload and holds nothing (as for a UID it cannot
+    look up): UploadNotKept, which the queue retries once — like a node that dropped the
+    connection — while a node that is down is retried up to the budget."""
+    from procrastinate.jobs import Job
+
+    from anonlib.jobs.app import TASK_NAME
+    from anonlib.jobs.retry import StudyRetry
+    from anonlib.orthanc.client import UploadNotKept
+
+    research = FakeNode("research", drop_uploads=True)
+    with pytest.raises(UploadNotKept, match="research: the uploaded study is not there") as raised:
+        _run(monkeypatch, context, GOOD, research)
+    assert research.uploads == 3
+
+    def job(attempts: int) -> Job:
+        return Job(id=1, queue="studies", lock=None, queueing_lock=None, task_name=TASK_NAME, attempts=attempts)
+
+    strategy = StudyRetry(max_attempts=8, base_seconds=0, cap_seconds=0)
+    assert strategy.get_retry_decision(exception=raised.value, job=job(0)) is not None  # tried again once
+    assert strategy.get_retry_decision(exception=raised.value, job=job(1)) is None  # then failed for good
+    assert strategy.get_retry_decision(exception=TransientError("research: down"), job=job(6)) is not None
+
+
+def test_some_instances_missing_after_an_upload_are_not_kept_either(
+        monkeypatch: pytest.MonkeyPatch, context: JobContext) -> None:
+    from anonlib.orthanc.client import UploadNotKept
+
+    research = FakeNode("research", keep_at_most=2)
+    with pytest.raises(UploadNotKept, match="research: 1 of 3 uploaded instances are missing"):
+        _run(monkeypatch, context, GOOD, research)
