@@ -4,11 +4,12 @@ pydicom's ``write_data_element`` writes each element through a fresh buffer, loo
 writer up, converts the character sets and (for sequence items) re-checks the item's
 encoding on every call; for the thirty-odd elements the engine changes in a typical instance
 and the new file meta that is a fifth of the per-file cost (issue 12). :func:`element_bytes`
-produces the *same bytes* for the common cases — text, UIDs, names, dates as text, unsigned
-and signed integers, OB, and sequences of such items — calling pydicom's own value encoders
-(``encode_string``, ``PersonName.encode``) for the text, and returns None for anything else
-(number strings, ambiguous VRs, values over 64 KiB in a 16-bit length, items read in another
-encoding...): the caller then uses pydicom's writer, as before. Tested element by element
+produces the *same bytes* for the common cases — text, UIDs, names, dates as text, number
+strings (DS, IS: each value's original string, so numpy is not loaded to rule out an array),
+unsigned and signed integers, OB, and sequences of such items — calling pydicom's own value
+encoders (``encode_string``, ``PersonName.encode``) for the text, and returns None for anything
+else (ambiguous VRs, values over 64 KiB in a 16-bit length, items read in another encoding...):
+the caller then uses pydicom's writer, as before. Tested element by element
 against pydicom's writer (tests/unit/test_dicomio_encode.py).
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import MutableSequence
+from decimal import Decimal
 
 from pydicom.charset import convert_encodings, default_encoding, encode_string
 from pydicom.dataelem import DataElement, RawDataElement
@@ -42,6 +44,8 @@ _DATE_VRS = frozenset({"DA", "DT", "TM"})
 _TEXT_VRS = frozenset({"LO", "LT", "SH", "ST", "UC", "UT"})
 _NUMBER_FORMATS = {"US": "H", "UL": "L", "SS": "h", "SL": "l", "FL": "f", "FD": "d", "SV": "q", "UV": "Q"}
 _MULTI = (MultiValue, list, tuple)
+#: pydicom's ``write_number_string``: the original strings (or ``str``), joined, padded with a space.
+_NUMBER_STRING_VRS = frozenset({"DS", "IS"})
 
 
 class _Fallback(Exception):
@@ -176,6 +180,9 @@ def _value(elem: DataElement, vr: str, encodings: list[str]) -> bytes:
             raise _Fallback
         data = b"\\".join(name.encode(encodings) for name in names)
         return data + b" " if len(data) % 2 else data
+    if vr in _NUMBER_STRING_VRS:
+        text = _number_string(value)
+        return (text + " " if len(text) % 2 else text).encode(default_encoding)
     if vr in _NUMBER_FORMATS and elem.tag not in _LUT_DESCRIPTORS:
         fmt = _NUMBER_FORMATS[vr]
         if isinstance(value, int | float) and not isinstance(value, bool):
@@ -186,6 +193,24 @@ def _value(elem: DataElement, vr: str, encodings: list[str]) -> bytes:
     if vr == "OB" and isinstance(value, bytes):
         return value + b"\x00" if len(value) % 2 else value
     raise _Fallback
+
+
+def _number_string(value: object) -> str:
+    """pydicom's ``write_number_string``: each value's original string, or ``str`` of it."""
+    if isinstance(value, _MULTI):
+        return "\\".join(_one_number(v) for v in value)
+    return _one_number(value)
+
+
+def _one_number(value: object) -> str:
+    if not isinstance(value, str | int | float | Decimal):
+        raise _Fallback  # numpy arrays (pydicom joins their items), anything unusual
+    if hasattr(value, "original_string"):
+        original = value.original_string
+        if not isinstance(original, str):
+            raise _Fallback
+        return original
+    return str(value)
 
 
 # pydicom writes the first value of these US-or-SS descriptors as US whatever the VR

@@ -30,29 +30,108 @@ def _modules_after(code: str) -> set[str]:
 
 def test_deferred_modules_exist_but_are_not_run_until_used() -> None:
     script = """
-        from anonlib.lazy_imports import deferred
+        import sys
+        from anonlib.lazy_imports import deferred, is_deferred
         with deferred():
             import pydicom
-        import sys
-        requests = sys.modules["requests"]  # an import statement would load it
-        assert type(requests).__name__ == "_LazyModule", type(requests)
-        assert requests.get is not None  # first use loads it
-        assert type(requests).__name__ == "module"
+        import numpy  # a second import statement does not run it (LazyLoader's did)
+        import numpy as np
+        assert is_deferred("numpy") and is_deferred("requests"), sys.modules["numpy"]
+        assert "numpy._core" not in sys.modules
+        assert isinstance(np.zeros(2), np.ndarray)  # first use runs it
+        assert not is_deferred("numpy") and "numpy._core" in sys.modules
+        import pylibjpeg.utils  # a submodule: its package runs first
+        assert not is_deferred("pylibjpeg") and pylibjpeg.utils.Decoder is not None
     """
-    assert "requests" in _modules_after(script)
+    _modules_after(script)
+
+
+def test_pydicoms_pixel_plugins_are_the_same_when_registered_on_first_use() -> None:
+    query = """
+        import pydicom.uid as u
+        from pydicom.pixels.decoders.base import get_decoder
+        from pydicom.pixels.encoders.base import get_encoder
+        for uid in (u.JPEG2000Lossless, u.JPEGBaseline8Bit, u.RLELossless, u.JPEGLSLossless, u.HTJ2K):
+            print(uid, get_decoder(uid).available_plugins, get_decoder(uid).missing_dependencies)
+            print(get_decoder(uid).__doc__)
+        print(get_encoder(u.RLELossless).available_plugins, get_encoder(u.JPEG2000Lossless).__doc__)
+        import pydicom
+        from pydicom.data import get_testdata_file
+        print(pydicom.dcmread(get_testdata_file("JPEG2000.dcm")).pixel_array.sum())
+    """
+    plain = subprocess.run([sys.executable, "-c", "import pydicom\n" + textwrap.dedent(query)],
+                           capture_output=True, text=True, check=True).stdout
+    lazy = subprocess.run([sys.executable, "-c", textwrap.dedent("""
+        from anonlib.lazy_imports import deferred, is_deferred
+        with deferred():
+            import pydicom
+        assert is_deferred("pydicom.pixel_data_handlers.pylibjpeg_handler")
+    """) + textwrap.dedent(query)], capture_output=True, text=True, check=True,
+        cwd=Path(__file__).resolve().parents[2]).stdout
+    assert "pylibjpeg" in plain and lazy == plain
 
 
 def test_settle_loads_what_is_still_deferred() -> None:
     script = """
         import sys
-        from anonlib.lazy_imports import deferred, settle
+        from anonlib.lazy_imports import deferred, is_deferred, settle
         with deferred():
             import pydicom
         settle()
-        lazy = [n for n, m in list(sys.modules.items()) if type(m).__name__ == "_LazyModule"]
+        lazy = [name for name in list(sys.modules) if is_deferred(name)]
         assert not lazy, lazy
+        from pydicom.pixels.decoders.base import get_decoder
+        assert "_later" not in vars(get_decoder(pydicom.uid.JPEG2000Lossless))
     """
     _modules_after(script)
+
+
+def test_deidentifying_a_file_runs_no_pixel_library(tmp_path: Path) -> None:
+    """``anonlib deidentify`` of one CT file (no pixel decoded) in a fresh interpreter: numpy,
+    Pillow's image module, the pixel codecs, pandas, highdicom and SQLAlchemy never run."""
+    from pydicom.data import get_testdata_file
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "ct.dcm").write_bytes(Path(str(get_testdata_file("CT_small.dcm"))).read_bytes())
+    ran = _modules_after(f"""
+        import sys
+        from anonlib import cli
+        from anonlib.lazy_imports import is_deferred
+        assert cli.main(["deidentify", {str(tmp_path / "in")!r}, {str(tmp_path / "out")!r}, "--burned-in", "allow",
+                         "--db", "sqlite:///{tmp_path / "store.sqlite3"}", "--no-progress"]) == 0
+        for name in [name for name in sys.modules if is_deferred(name)]:
+            del sys.modules[name]
+    """)
+    assert (tmp_path / "out" / "manifest.csv").exists()
+    for library in ("numpy", "PIL.Image", "pylibjpeg", "openjpeg", "jpeg_ls", "pandas", "highdicom", "sqlalchemy",
+                    "requests"):
+        assert library not in ran, library
+
+
+def test_the_command_line_exits_at_once_with_its_status_and_its_output(tmp_path: Path) -> None:
+    """The console script's deidentify skips the interpreter's teardown: the status, the printed
+    summary, the manifest and the caller's own ``finally`` (the bench's profile dump) stay."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "not-dicom.dcm").write_bytes(b"not a DICOM file" * 20)
+    script = textwrap.dedent(f"""
+        import atexit, sys
+        atexit.register(lambda: open({str(tmp_path / "atexit")!r}, "w").close())  # skipped
+        sys.argv = ["anonlib", "deidentify", {str(tmp_path / "in")!r}, {str(tmp_path / "out")!r}, "--strict",
+                    "--burned-in", "allow", "--db", "sqlite:///{tmp_path / "store.sqlite3"}", "--no-progress"]
+        from anonlib.cli import main
+        try:
+            status = main()
+        finally:
+            open({str(tmp_path / "finally")!r}, "w").close()
+        sys.exit(status)
+    """)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COV")}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 1, done.stderr  # --strict with a rejected file
+    assert "1 rejected" in done.stdout and "rejected:" in done.stderr
+    assert (tmp_path / "finally").exists() and (tmp_path / "out" / "manifest.csv").exists()
+    assert not (tmp_path / "atexit").exists()
 
 
 def test_the_deidentification_path_imports_no_ocr_table_or_report_library() -> None:
