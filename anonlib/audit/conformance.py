@@ -5,7 +5,11 @@ markers are checked by the Safe Harbor scan and reported under this check.)
 dciodvfy is a subprocess of its own per file, so :class:`ConformanceRunner` runs the instances
 in a thread pool of one thread per core and hands the findings back in input order. dciodvfy
 cannot read the Deflated transfer syntax: such files are validated inflated (re-encoded as
-Explicit VR Little Endian), the original and the output alike."""
+Explicit VR Little Endian), the original and the output alike.
+
+The original is validated only when its report can change the findings: an output whose report
+has no error and no warning passes whatever its original's says (nothing can be introduced), so
+its original is not run (:func:`needs_original`; the findings are the same, tested)."""
 
 from __future__ import annotations
 
@@ -25,7 +29,7 @@ from anonlib.audit.dciodvfy import DciodvfyNotFoundError, DciodvfyReport, introd
 from anonlib.audit.model import Finding, Verdict
 from anonlib.errors import AnonlibError
 
-__all__ = ["check_conformance", "ConformanceRunner", "workers"]
+__all__ = ["check_conformance", "compare_reports", "ConformanceRunner", "needs_original", "validate", "workers"]
 
 
 def workers() -> int:
@@ -69,20 +73,30 @@ def _report(data: bytes | Path, folder: Path, name: str) -> DciodvfyReport:
         path.unlink(missing_ok=True)
 
 
-def check_conformance(output: bytes | Path, original: bytes | Path | None, *, study: str,
-                      instance: str) -> list[Finding]:
-    """dciodvfy findings for one instance (see the module docstring); files are validated
-    where they are, bytes through a temporary file."""
-    try:
-        with tempfile.TemporaryDirectory(prefix="anonlib-audit-") as tmp:
-            after = _report(output, Path(tmp), "output.dcm")
-            before = _report(original, Path(tmp), "original.dcm") if original is not None else None
-    except DciodvfyNotFoundError:
-        raise
-    except AnonlibError as exc:  # dciodvfy did not finish on this instance: not checked
-        return [Finding("conformance", "dciodvfy", "incomplete", study, instance, "",
-                        f"the conformance of this instance could not be checked ({exc.__class__.__name__}: "
-                        "dciodvfy did not finish)")]
+def validate(data: bytes | Path) -> DciodvfyReport:
+    """dciodvfy's report of one file: a file where it is, bytes through a temporary file.
+    Raises as :func:`~anonlib.audit.dciodvfy.run_dciodvfy`."""
+    with tempfile.TemporaryDirectory(prefix="anonlib-audit-") as tmp:
+        return _report(data, Path(tmp), "instance.dcm")
+
+
+def needs_original(after: DciodvfyReport) -> bool:
+    """Whether the original's report can change the findings of an output with report
+    ``after``: not when the output has no error and no warning (nothing introduced, whatever
+    the original's report says)."""
+    return bool(after.errors or after.warnings)
+
+
+def _incomplete(study: str, instance: str, exc: AnonlibError) -> list[Finding]:
+    """dciodvfy did not finish on this instance: not checked."""
+    return [Finding("conformance", "dciodvfy", "incomplete", study, instance, "",
+                    f"the conformance of this instance could not be checked ({exc.__class__.__name__}: "
+                    "dciodvfy did not finish)")]
+
+
+def compare_reports(after: DciodvfyReport, before: DciodvfyReport | None, *, study: str,
+                    instance: str) -> list[Finding]:
+    """The findings of an output's report against its original's (None: no original given)."""
     findings: list[Finding] = []
     if before is None:
         for error in after.errors:
@@ -104,20 +118,81 @@ def check_conformance(output: bytes | Path, original: bytes | Path | None, *, st
     return findings
 
 
+_CLEAN = DciodvfyReport()  # stands for an original not validated (see needs_original)
+
+
+def check_conformance(output: bytes | Path, original: bytes | Path | None, *, study: str,
+                      instance: str) -> list[Finding]:
+    """dciodvfy findings for one instance (see the module docstring); files are validated
+    where they are, bytes through a temporary file."""
+    try:
+        after = validate(output)
+        before = (validate(original) if needs_original(after) else _CLEAN) if original is not None else None
+    except DciodvfyNotFoundError:
+        raise
+    except AnonlibError as exc:
+        return _incomplete(study, instance, exc)
+    return compare_reports(after, before, study=study, instance=instance)
+
+
+class _Validator:
+    """dciodvfy reports of files as they are handed over, in a thread pool of one thread per core."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=workers(), thread_name_prefix="dciodvfy")
+
+    def submit(self, data: bytes | Path) -> Future[DciodvfyReport]:
+        return self._pool.submit(validate, data)
+
+    def close(self) -> None:
+        """Stop: reports that have not started are dropped."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
 class ConformanceRunner:
     """:func:`check_conformance` of many instances at once (see the module docstring)."""
 
     def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=workers(), thread_name_prefix="dciodvfy")
+        self._validator = _Validator()
         self._futures: list[Future[list[Finding]]] = []
         self._finished = 0  # counted as they finish: done() is asked once per instance
         self._lock = threading.Lock()
 
     def submit(self, output: bytes | Path, original: bytes | Path | None, *, study: str, instance: str) -> None:
-        """Queue one instance."""
-        future = self._pool.submit(check_conformance, output, original, study=study, instance=instance)
+        """Queue one instance: its output's report, then its original's when needed, then the
+        comparison."""
+        future: Future[list[Finding]] = Future()
         future.add_done_callback(self._count)
         self._futures.append(future)
+        after = self._validator.submit(output)
+
+        def finish(before: Future[DciodvfyReport] | None) -> None:
+            try:
+                report = before.result() if before is not None else (_CLEAN if original is not None else None)
+                future.set_result(compare_reports(after.result(), report, study=study, instance=instance))
+            except DciodvfyNotFoundError as exc:
+                future.set_exception(exc)
+            except AnonlibError as exc:
+                future.set_result(_incomplete(study, instance, exc))
+            except BaseException as exc:  # noqa: BLE001 - handed to results(), which re-raises it
+                future.set_exception(exc)
+
+        def output_done(_: Future[DciodvfyReport]) -> None:
+            if after.cancelled():
+                future.cancel()
+                return
+            failed = after.exception() is not None
+            if original is None or failed or not needs_original(after.result()):
+                finish(None)
+                return
+            try:
+                before = self._validator.submit(original)
+            except RuntimeError:  # the pool was shut down (close): not run
+                future.cancel()
+                return
+            before.add_done_callback(lambda done: future.cancel() if done.cancelled() else finish(done))
+
+        after.add_done_callback(output_done)
 
     def _count(self, _: Future[list[Finding]]) -> None:
         with self._lock:
@@ -138,8 +213,8 @@ class ConformanceRunner:
                     finished(count)
             return [future.result() for future in self._futures]
         finally:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self.close()
 
     def close(self) -> None:
         """Stop: queued instances that have not started are dropped."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._validator.close()
