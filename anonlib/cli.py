@@ -99,15 +99,18 @@ def _constellation(args: argparse.Namespace) -> int:
 
 
 def _print_held(db_url: str) -> None:
-    """The count of studies the audit gate holds (``unknown`` when the database cannot be read)."""
+    """The counts of studies the audit gate holds and of studies delivered partially
+    (``unknown`` when the database cannot be read)."""
     from anonlib.jobs.held import count_held, held_hint
+    from anonlib.jobs.partial import count_partial, partial_hint
 
     try:
-        held = count_held(db_url)
+        held, partial = count_held(db_url), count_partial(db_url)
     except StoreError as exc:
         print(f"held       unknown (the database cannot be read: {exc})")
         return
     print(f"held       {held_hint(held) if held else 'no study held by the audit gate'}")
+    print(f"partial    {partial_hint(partial) if partial else 'no study delivered partially'}")
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -280,8 +283,10 @@ def build_parser() -> argparse.ArgumentParser:
     jobs = commands.add_parser("jobs", help="list, retry or wait for study jobs")
     jobs_actions = jobs.add_subparsers(dest="action", required=True)
     listing = jobs_actions.add_parser("list", help="study jobs, newest first")
-    listing.add_argument("--status", choices=["todo", "doing", "succeeded", "failed", "cancelled", "aborted", "held"],
-                         help="a job status, or held: the studies the audit gate holds, with the reason")
+    listing.add_argument("--status", choices=["todo", "doing", "succeeded", "failed", "cancelled", "aborted", "held",
+                                              "partial"],
+                         help="a job status; held: the studies the audit gate holds, with the reason; partial: "
+                              "the studies delivered without some instances, with every rejected instance")
     listing.add_argument("--limit", type=int, default=200, metavar="N")
     retry = jobs_actions.add_parser("retry", help="queue a failed job's study again, or every held study")
     retry_what = retry.add_mutually_exclusive_group(required=True)

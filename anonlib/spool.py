@@ -45,6 +45,7 @@ class Prepared:
     new_study_uids: tuple[str, ...]
     items: tuple[tuple[ManifestRow, bytes], ...]
     reason: str = ""  # "partial: ..." when some instances were rejected (PHI-free)
+    rejections: tuple[tuple[str, str], ...] = ()  # every rejected instance: (Orthanc ID, reason)
 
 
 def spool_key(last_update: str, instance_ids: Sequence[str], plan_fingerprint: str, reviews: str) -> str:
@@ -82,8 +83,9 @@ class Spool:
                 if hashlib.sha256(data).hexdigest() != row.sha256:
                     raise ValueError("a kept file does not match its digest")
                 items.append((row, data))
+            rejections = tuple((str(i), str(r)) for i, r in state.get("rejections", []))
             return Prepared(int(state["instances"]), int(state["rejected"]),
-                            tuple(state["new_study_uids"]), tuple(items), str(state.get("reason", "")))
+                            tuple(state["new_study_uids"]), tuple(items), str(state.get("reason", "")), rejections)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.info("kept result of study %s of %s not used (%s)", study_id, node,
                      exc if isinstance(exc, ValueError) else type(exc).__name__)
@@ -107,7 +109,7 @@ class Spool:
                 items.append({"file": name, "row": asdict(row)})
             state = {"key": key, "instances": prepared.instances, "rejected": prepared.rejected,
                      "new_study_uids": list(prepared.new_study_uids), "items": items,
-                     "reason": prepared.reason}
+                     "reason": prepared.reason, "rejections": [list(r) for r in prepared.rejections]}
             with os.fdopen(os.open(staging / _STATE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w",
                            encoding="utf-8") as out:
                 json.dump(state, out)

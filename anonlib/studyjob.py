@@ -94,6 +94,9 @@ class StudyResult:
     new_study_uid: str = ""
     forwarded: list[str] = field(default_factory=list)
     reason: str = ""  # why it is held; or, delivered without some instances, ``partial: ...``
+    #: every instance not delivered: (Orthanc instance ID, PHI-free reason) — the reason above
+    #: names only the first few; the task records them all (:mod:`anonlib.jobs.partial`)
+    rejections: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -229,7 +232,8 @@ def process_study(info: ConstellationInfo, study_id: str, *, node: str = "intake
         with timer.phase("unchanged"):
             _check_unchanged(source, node, study_id, snap, source_node.stable_age)
         result = StudyResult(node, study_id, "done", instances=prepared.instances, rejected=prepared.rejected,
-                             new_study_uid=next(iter(prepared.new_study_uids), ""), reason=prepared.reason)
+                             new_study_uid=next(iter(prepared.new_study_uids), ""), reason=prepared.reason,
+                             rejections=list(prepared.rejections))
         _deliver(ctx, info, research, research_node.name, prepared, result, timer)
         with timer.phase("unchanged"):
             _check_unchanged(source, node, study_id, snap, source_node.stable_age)
@@ -297,6 +301,7 @@ def _prepare(ctx: JobContext, source: pyorthanc.Orthanc, node: str, study_id: st
         held = _audit_gate(ctx, ready)
     if held:
         result.reason = held + (f"; {partial}" if partial else "")
+        result.rejections = list(rejected)
         result.quarantined = sum(1 for item in ready if item[1].quarantine)
         result.new_study_uid = ready[0][1].keys.new_study_uid if ready else ""
         ctx.processor.store.record_delivery(DeliveryRecord(
@@ -320,7 +325,7 @@ def _prepare(ctx: JobContext, source: pyorthanc.Orthanc, node: str, study_id: st
         ctx.processor.flush()
     new_study_uids = tuple(sorted({row.study_instance_uid for row, _ in items}))
     return Prepared(result.instances, len(rejected), new_study_uids, tuple(items),
-                    partial_reason(rejected, result.instances))
+                    partial_reason(rejected, result.instances), tuple(rejected))
 
 
 def _reject(rejected: list[tuple[str, str]], instance_id: str, study_id: str, exc: Exception,
@@ -333,11 +338,13 @@ def _reject(rejected: list[tuple[str, str]], instance_id: str, study_id: str, ex
 
 def partial_reason(rejected: list[tuple[str, str]], instances: int, limit: int = 5) -> str:
     """Why a delivered study is partial, PHI-free (Orthanc instance IDs and the reasons):
-    ``partial: 1 of 6 instances not delivered: <id>: nesting too deep (...)``; "" when whole."""
+    ``partial: 1 of 6 instances not delivered: <id>: nesting too deep (...)``; "" when whole.
+    The first ``limit`` are named; every one is recorded apart (:mod:`anonlib.jobs.partial`)."""
     if not rejected:
         return ""
     shown = "; ".join(f"{instance_id}: {reason}" for instance_id, reason in rejected[:limit])
-    more = f"; and {len(rejected) - limit} more" if len(rejected) > limit else ""
+    more = (f"; and {len(rejected) - limit} more (anonlib jobs list --status partial)"
+            if len(rejected) > limit else "")
     return f"partial: {len(rejected)} of {instances} instances not delivered: {shown}{more}"
 
 

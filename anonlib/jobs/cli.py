@@ -3,6 +3,8 @@
 ``wait`` exits 0 when everything that arrived is delivered, 1 on timeout or failed jobs, and
 :data:`~anonlib.jobs.held.HELD_EXIT` (5) when everything settled but the audit gate holds
 studies; ``list --status held`` shows them with the reason and ``retry --held`` re-runs them.
+Studies delivered without some instances are counted (exit status unchanged) and listed with
+every rejected instance by ``list --status partial`` (:mod:`anonlib.jobs.partial`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ def run_jobs_command(args: argparse.Namespace) -> int:
     from anonlib.jobs import status as queue_status
     from anonlib.jobs.commands import describe_job, session
     from anonlib.jobs.held import HELD_EXIT, describe_held, held_hint, held_studies
+    from anonlib.jobs.partial import describe_partial, partial_hint, partial_studies
     from anonlib.jobs.resume import NodeWatch
     from anonlib.jobs.runtime import load_info
 
@@ -35,21 +38,32 @@ def run_jobs_command(args: argparse.Namespace) -> int:
                     print(describe_held(study))
                 print(held_hint(len(held)) if held else "no study held")
                 return 0
+            if args.status == "partial":
+                partial = partial_studies(current.db)
+                for one in partial[:args.limit]:
+                    print("\n".join(describe_partial(one)))
+                print(partial_hint(len(partial)) if partial else "no study delivered partially")
+                return 0
             for job in current.db.jobs(status=args.status, limit=args.limit):
                 print(describe_job(job))
             counts = current.db.counts()
             print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no jobs")
-            held_now = len(current.db.held())
+            held_now, partial_now = len(current.db.held()), len(current.db.partial())
             if held_now:
                 print(held_hint(held_now))
+            if partial_now:
+                print(partial_hint(partial_now))
             return 0
         if args.action == "retry":
             return _retry(args, current)
         watch = NodeWatch(getattr(current.info, "nodes", None) or {})
         ok, state = queue_status.wait(current.db, current.sources, timeout=args.timeout, poll=args.poll,
                                       down=lambda: watch.poll()[1])
+    if state.partial:
+        print(partial_hint(len(state.partial)), file=sys.stderr)
     if ok and not state.held:
-        print(f"done: {sum(state.counts.values())} jobs, nothing pending")
+        print(f"done: {sum(state.counts.values())} jobs, nothing pending"
+              + (f", {len(state.partial)} delivered partially" if state.partial else ""))
         return 0
     if ok:
         print(f"done: {sum(state.counts.values())} jobs, nothing pending, but {len(state.held)} held")

@@ -11,18 +11,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from sqlalchemy import Connection, func, select, text
+from sqlalchemy import Connection, func, select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import SQLAlchemyError
 
 from anonlib.jobs.app import TASK_NAME
 from anonlib.jobs.locks import parse_queueing_lock, study_queueing_lock
-from anonlib.jobs.tables import change_cursor, job_outcome
+from anonlib.jobs.tables import change_cursor, job_outcome, rejected_instance
 from anonlib.store.base import DeliveryRecord
 from anonlib.store.db import delivery_query, delivery_records, make_engine, store_error
 from anonlib.store.tables import delivery
 
-__all__ = ["JobRow", "JobsDb", "StudyJobs", "advisory_key"]
+__all__ = ["JobRow", "JobsDb", "RejectedInstance", "StudyJobs", "advisory_key"]
 
 FAILED = ("failed", "aborted")
 
@@ -52,6 +52,16 @@ class JobRow:
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class RejectedInstance:
+    """One instance a study job did not deliver (PHI-free: its Orthanc ID and the reason)."""
+
+    node: str
+    study_id: str
+    instance_id: str
+    reason: str
 
 
 @dataclass
@@ -165,6 +175,33 @@ class JobsDb:
         with self._begin("could not record a job outcome") as conn:
             conn.execute(statement)
 
+    # -- rejected instances ----------------------------------------------------------------------
+
+    def record_rejections(self, node: str, study_id: str, last_update: str,
+                          rejections: Sequence[tuple[str, str]]) -> None:
+        """Replace the rejected instances recorded for a study (none: the study is whole now)
+        with ``rejections``, (Orthanc instance ID, PHI-free reason) each."""
+        rows = [dict(node=node, study_id=study_id, instance_id=instance_id, reason=reason, last_update=last_update)
+                for instance_id, reason in dict(rejections).items()]
+        with self._begin("could not record rejected instances") as conn:
+            conn.execute(rejected_instance.delete().where(rejected_instance.c.node == node,
+                                                          rejected_instance.c.study_id == study_id))
+            if rows:
+                conn.execute(insert(rejected_instance), rows)
+
+    def rejections(self, studies: Sequence[tuple[str, str]] | None = None) -> list[RejectedInstance]:
+        """The rejected instances of these ``(node, study)`` (of every study when None), by node,
+        study and instance."""
+        columns = rejected_instance.c
+        query = select(columns.node, columns.study_id, columns.instance_id, columns.reason).order_by(
+            columns.node, columns.study_id, columns.instance_id)
+        if studies is not None:
+            if not studies:
+                return []
+            query = query.where(tuple_(columns.node, columns.study_id).in_([tuple(s) for s in studies]))
+        with self._begin("could not read the rejected instances") as conn:
+            return [RejectedInstance(*row) for row in conn.execute(query).all()]
+
     # -- deliveries (written by the study job) -----------------------------------------------
 
     def deliveries(self, node: str, study_ids: Sequence[str] | None = None) -> dict[str, DeliveryRecord]:
@@ -180,6 +217,15 @@ class JobsDb:
         query = (select(*(delivery.c[f.name] for f in fields(DeliveryRecord))).where(delivery.c.status == "held")
                  .order_by(delivery.c.node, delivery.c.orthanc_study_id))
         with self._begin("could not read the held studies") as conn:
+            return list(delivery_records(conn.execute(query)).values())
+
+    def partial(self) -> list[DeliveryRecord]:
+        """The delivery records of every study delivered without some of its instances
+        (``done``, reason ``partial: ...``), of every node, by node and study."""
+        query = (select(*(delivery.c[f.name] for f in fields(DeliveryRecord)))
+                 .where(delivery.c.status == "done", delivery.c.reason.startswith("partial:"))
+                 .order_by(delivery.c.node, delivery.c.orthanc_study_id))
+        with self._begin("could not read the partial studies") as conn:
             return list(delivery_records(conn.execute(query)).values())
 
     # -- procrastinate's jobs, read-only ------------------------------------------------------

@@ -10,7 +10,7 @@ environment when that file is absent, as in docker; also importable from here);
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -35,6 +35,10 @@ class OutcomeLog(Protocol):
                        last_update: str = "", instances: int = 0, error_class: str = "",
                        error_message: str = "") -> None:
         """Insert or replace the outcome of a job's latest attempt."""
+
+    def record_rejections(self, node: str, study_id: str, last_update: str,
+                          rejections: Sequence[tuple[str, str]]) -> None:
+        """Replace the rejected instances recorded for a study: (instance ID, PHI-free reason)."""
 
 
 Process = Callable[..., Any]  # process_study(info, study_id, node=..., force=...) -> StudyResult

@@ -6,7 +6,8 @@ delivery record matching its current LastUpdate (and no job that failed because 
 down waits to be resumed, :mod:`anonlib.jobs.resume`). The third matters: a study that just became
 stable but whose event is not processed yet has no job, yet is not done. "Done" is not
 "delivered": a study the audit gate held has a record too, and is listed in
-:attr:`QueueStatus.held` (see :mod:`anonlib.jobs.held`).
+:attr:`QueueStatus.held` (see :mod:`anonlib.jobs.held`); one delivered without some instances
+in :attr:`QueueStatus.partial` (see :mod:`anonlib.jobs.partial`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class QueueStatus:
     undelivered: list[str] = field(default_factory=list)
     failures: list[JobRow] = field(default_factory=list)
     held: list[str] = field(default_factory=list)  # stable studies the audit gate holds as they are
+    partial: list[str] = field(default_factory=list)  # delivered without some instances (anonlib.jobs.partial)
     #: studies whose job failed on a transient error that a worker will resume (a node is down,
     #: or the failure is younger than RESUME_GRACE seconds): not settled yet
     resuming: list[str] = field(default_factory=list)
@@ -72,6 +74,8 @@ def check(db: JobsDb, sources: Mapping[str, HttpSource], down: Callable[[], set[
                 status.undelivered.append(state.study_id)
             elif record is not None and record.status == "held":
                 status.held.append(state.study_id)
+            elif record is not None and record.reason.startswith("partial:"):
+                status.partial.append(state.study_id)
     status.failures = db.jobs(outstanding_failures=True, limit=None)
     transient = [f for f in status.failures if f.error_class in TRANSIENT_ERRORS]
     if transient and down is not None:

@@ -24,7 +24,8 @@ from sqlalchemy import (
     text,
 )
 
-__all__ = ["QUEUE_SCHEMA_LOCK_KEY", "OUTCOME_STATES", "change_cursor", "job_outcome", "metadata", "upgrade"]
+__all__ = ["QUEUE_SCHEMA_LOCK_KEY", "OUTCOME_STATES", "change_cursor", "job_outcome", "metadata", "rejected_instance",
+           "upgrade"]
 
 QUEUE_SCHEMA_LOCK_KEY = 7020671389173113457
 """PostgreSQL advisory lock key (``b"anonlibq"``) serializing the queue's schema creation."""
@@ -77,6 +78,23 @@ job_outcome = Table(
     comment=(
         "Per study job: the study state its last attempt saw (LastUpdate, instances) and how it "
         "ended, with a PHI-free error."
+    ),
+)
+
+
+rejected_instance = Table(
+    "anonlib_rejected_instance",
+    metadata,
+    _text("node", default_empty=False),
+    _text("study_id", default_empty=False),
+    _text("instance_id", default_empty=False),
+    _text("reason"),
+    _text("last_update"),
+    Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=_NOW),
+    PrimaryKeyConstraint("node", "study_id", "instance_id", name="anonlib_rejected_instance_pkey"),
+    comment=(
+        "Per study: each instance not delivered (Orthanc instance ID) with its PHI-free reason, as "
+        "of the study's last processing."
     ),
 )
 

@@ -7,7 +7,9 @@ while this attempt covers the study's current state) and calls
 :func:`anonlib.studyjob.process_study`, which itself does nothing for a study already delivered
 in its current state (``unchanged``) unless ``force``. Every end — success or error — is written to
 ``anonlib_job_outcome`` with the error's class and, for anonlib's own (PHI-free) errors, its
-message; other exceptions keep only their class. Retries: :mod:`anonlib.jobs.retry`.
+message; other exceptions keep only their class. Every instance a delivered (or held) study was
+processed without is written to ``anonlib_rejected_instance`` with its reason
+(:mod:`anonlib.jobs.partial`). Retries: :mod:`anonlib.jobs.retry`.
 """
 
 from __future__ import annotations
@@ -52,6 +54,16 @@ def _record(rt: runtime_module.Runtime, *args: Any, **kwargs: Any) -> None:
         log.warning("could not record a job outcome (%s)", type(exc).__name__)
 
 
+def _record_rejections(rt: runtime_module.Runtime, node: str, study_id: str, last_update: str,
+                       rejections: list[tuple[str, str]]) -> None:
+    """Like outcomes, informational: failing to write them never fails the job (the delivery
+    record's reason names the first few, the worker's log all)."""
+    try:
+        rt.outcomes.record_rejections(node, study_id, last_update, rejections)
+    except AnonlibError as exc:
+        log.warning("could not record the rejected instances of study %s (%s)", study_id, type(exc).__name__)
+
+
 def deidentify_study(context: JobContext, node: str, study_id: str, force: bool = False) -> dict[str, Any]:
     """Run the study job for ``study_id`` of ``node`` (see the module docstring)."""
     rt = runtime_module.current()
@@ -79,6 +91,9 @@ def deidentify_study(context: JobContext, node: str, study_id: str, force: bool 
         raise
     status = str(getattr(result, "status", "done"))
     reason = str(getattr(result, "reason", "") or "")
+    if status in ("done", "held"):  # every instance not delivered, with its reason (none: whole)
+        _record_rejections(rt, node, study_id, str(seen.get("last_update", "")),
+                           list(getattr(result, "rejections", None) or []))
     if status == "held":  # the audit gate held the study: say why in the job's state
         _record(rt, *where, "held", error_class="AuditHeld", error_message=reason[:MESSAGE_LIMIT], **seen)
     elif status == "done" and reason:  # delivered without its poison instances: say which and why

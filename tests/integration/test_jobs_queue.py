@@ -81,7 +81,7 @@ def test_jobs_sql_and_tables_build_the_same_schema(pg_new_database: Callable[[],
         engine.dispose()
     ensure_queue_schema(from_code)
     expected, actual = _describe(from_sql), _describe(from_code)
-    assert set(expected) == {"anonlib_change_cursor", "anonlib_job_outcome"}
+    assert set(expected) == {"anonlib_change_cursor", "anonlib_job_outcome", "anonlib_rejected_instance"}
     assert all(expected[t]["columns"] for t in expected)
     assert actual == expected
     assert f"pg_advisory_xact_lock({QUEUE_SCHEMA_LOCK_KEY})" in JOBS_SQL.read_text(encoding="utf-8")
@@ -242,5 +242,28 @@ def test_outcome_states_are_checked(pg_url: str) -> None:
             rows = conn.execute(text("SELECT job_id, attempt, state FROM anonlib_job_outcome")).all()
         engine.dispose()
         assert [tuple(r) for r in rows] == [(1, 2, "done")]
+    finally:
+        db.close()
+
+
+def test_rejected_instances_are_kept_each_and_partial_studies_listed(pg_url: str) -> None:
+    ensure_queue_schema(pg_url)
+    study, other = "77777777-0000aaaa", "77777777-0000bbbb"
+    with open_store(pg_url) as store:
+        store.record_delivery(DeliveryRecord("intake", study, LAST_UPDATE, 14, 2, 0, "2.25.9", "done",
+                                             "partial: 12 of 14 instances not delivered: ..."))
+        store.record_delivery(DeliveryRecord("intake", other, LAST_UPDATE, 3, 3, 0, "2.25.8", "done"))
+    db = JobsDb(pg_url)
+    try:
+        rejected = [(f"{n:08x}-0000", f"reason {n}") for n in range(12)]
+        db.record_rejections("intake", study, LAST_UPDATE, rejected)
+        db.record_rejections("intake", other, LAST_UPDATE, [("x", "a"), ("x", "b")])  # once per instance
+        assert [(r.instance_id, r.reason) for r in db.rejections([("intake", study)])] == rejected
+        assert [(r.instance_id, r.reason) for r in db.rejections([("intake", other)])] == [("x", "b")]
+        assert study in {r.orthanc_study_id for r in db.partial()}
+        assert other not in {r.orthanc_study_id for r in db.partial()}
+        db.record_rejections("intake", study, LAST_UPDATE, [])  # processed again, whole
+        assert db.rejections([("intake", study)]) == [] and len(db.rejections([("intake", other)])) == 1
+        assert db.rejections([]) == []
     finally:
         db.close()

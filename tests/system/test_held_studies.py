@@ -139,3 +139,46 @@ def test_the_gate_holds_a_study_released_with_the_patients_name_burned_in(conste
     done = process_study(info, study_id, context=masking, force=True)
     assert done.status == "done" and done.released == 1, done.reason
     assert count_instances(info.research) == 1
+
+
+def test_a_partial_study_is_counted_and_every_rejection_listed(constellation_factory: Factory,
+                                                               tmp_path: Path) -> None:
+    """Issue 11: a study of 2 good and 6 poison instances (nested past the engine's limit) is
+    delivered partially by a worker deleting after delivery: ``jobs wait`` says so (exit 0),
+    ``jobs list --status partial`` names all 6 rejected instances with their reason (the study's
+    reason names 5), ``constellation status`` counts it, and intake keeps the whole study."""
+    from anonlib.synthetic.malformed import nested_content, with_uid
+    from tests.orthanc_helpers import get
+
+    settings, info = constellation_factory()
+    folder = tmp_path / "send"
+    folder.mkdir()
+    for n in range(2):
+        (folder / f"good-{n}.dcm").write_bytes(with_uid(f"2.25.4100{n}"))
+    for n in range(6):
+        (folder / f"deep-{n}.dcm").write_bytes(nested_content(36, uid=f"2.25.4200{n}"))
+    storescu(info, [folder])
+    wait_stable(info.intake)
+    log = tmp_path / "worker.log"
+    worker = _start_worker(settings, log, ANONLIB_DELETE_AFTER_DELIVERY="1", ANONLIB_AUDIT_PIXELS="off")
+    try:
+        waited = _cli(settings, "jobs", "wait", "--timeout", "240")
+    finally:
+        assert _stop_worker(worker) == 0
+    assert waited.returncode == 0, waited.stdout + waited.stderr + log.read_text(errors="replace")
+    assert "nothing pending, 1 delivered partially" in waited.stdout
+    assert "1 study delivered partially" in waited.stderr and "anonlib jobs list --status partial" in waited.stderr
+    assert count_instances(info.research) == 2 and count_instances(info.intake) == 8  # kept whole
+
+    listing = _cli(settings, "jobs", "list", "--status", "partial")
+    assert listing.returncode == 0, listing.stderr
+    rejected = [line.split()[1] for line in listing.stdout.splitlines() if line.startswith("  rejected ")]
+    deep = {i for i in get(info.intake, "/instances")
+            if get(info.intake, f"/instances/{i}/simplified-tags")["SOPInstanceUID"].startswith("2.25.4200")}
+    assert sorted(rejected) == sorted(deep) and len(deep) == 6  # every one, by Orthanc ID
+    assert listing.stdout.count("nesting too deep") == 6
+    assert "2 of 8 instances released, 6 rejected" in listing.stdout
+    status = _cli(settings, "constellation", "status")
+    assert "1 study delivered partially" in status.stdout, status.stdout + status.stderr
+    everything = waited.stdout + waited.stderr + listing.stdout + status.stdout
+    assert "2.25.4200" not in everything and "2.25.4100" not in everything  # Orthanc IDs only

@@ -147,6 +147,9 @@ class Outcomes:
     def record_outcome(self, job_id: int, node: str, study_id: str, attempt: int, state: str, **kw: Any) -> None:
         self.rows.append((state, kw))
 
+    def record_rejections(self, *args: Any) -> None:
+        pass
+
 
 def _run(source: Source, process: Any, requeue: Any) -> tuple[Outcomes, list[dict[str, Any]]]:
     connector = InMemoryConnector()

@@ -66,11 +66,15 @@ class FakeSource:
 class FakeOutcomes:
     rows: dict[int, dict[str, Any]] = field(default_factory=dict)
     history: list[tuple[int, int, str]] = field(default_factory=list)
+    rejections: dict[tuple[str, str], list[tuple[str, str]]] = field(default_factory=dict)
 
     def record_outcome(self, job_id: int, node: str, study_id: str, attempt: int, state: str,
                        **kwargs: Any) -> None:
         self.rows[job_id] = {"node": node, "study_id": study_id, "attempt": attempt, "state": state, **kwargs}
         self.history.append((job_id, attempt, state))
+
+    def record_rejections(self, node: str, study_id: str, last_update: str, rejections: Any) -> None:
+        self.rejections[(node, study_id)] = list(rejections)
 
 
 @dataclass

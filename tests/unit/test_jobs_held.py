@@ -1,7 +1,10 @@
 """Held studies are never silent (fakes at the seams, no database): ``jobs wait`` exits 5 and
 says how many and how to see them; ``jobs list --status held`` lists them with the gate's
 reason; ``jobs retry --held`` queues each again, forced, and the study job runs forced;
-``constellation status`` counts them; the gate's reason names categories and counts only."""
+``constellation status`` counts them; the gate's reason names categories and counts only. And
+partial studies keep every rejection reason: the task records each rejected instance, not only
+the five the reason names; ``jobs list --status partial`` shows them all; ``jobs list``, ``jobs
+wait`` and ``constellation status`` say how many studies were delivered partially."""
 
 from __future__ import annotations
 
@@ -17,14 +20,15 @@ from anonlib.audit.model import AuditResult, Finding
 from anonlib.cli import main
 from anonlib.jobs import runtime as runtime_module
 from anonlib.jobs.app import TASK_NAME, make_app
-from anonlib.jobs.db import JobRow
+from anonlib.jobs.db import JobRow, RejectedInstance
 from anonlib.jobs.enqueue import StudyQueue
 from anonlib.jobs.held import HELD_EXIT, held_hint
 from anonlib.jobs.intake import StudyState
+from anonlib.jobs.partial import partial_hint
 from anonlib.jobs.retry import StudyRetry
 from anonlib.jobs.status import check
 from anonlib.store.base import DeliveryRecord
-from anonlib.studyjob import StudyResult, hold_reason
+from anonlib.studyjob import StudyResult, hold_reason, partial_reason
 
 PATIENT = "fa558bce-587a86d3-ad0da9b3-9d043d9d-4f5c5718"
 DONE, HELD, GONE = "11111111-aaaaaaaa", "22222222-bbbbbbbb", "33333333-cccccccc"
@@ -59,6 +63,7 @@ class FakeDb:
     """The JobsDb calls the status check and the held listing make."""
 
     records: dict[str, DeliveryRecord] = field(default_factory=dict)
+    rejected: list[RejectedInstance] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         return {"succeeded": 2}
@@ -68,6 +73,12 @@ class FakeDb:
 
     def held(self) -> list[DeliveryRecord]:
         return [r for r in self.records.values() if r.status == "held"]
+
+    def partial(self) -> list[DeliveryRecord]:
+        return [r for r in self.records.values() if r.status == "done" and r.reason.startswith("partial:")]
+
+    def rejections(self, studies: Any = None) -> list[RejectedInstance]:
+        return [r for r in self.rejected if studies is None or (r.node, r.study_id) in studies]
 
     def jobs(self, *, outstanding_failures: bool = False, latest_of: Any = None, **_: Any) -> list[JobRow]:
         if outstanding_failures:
@@ -167,15 +178,19 @@ class _NoOutcomes:
     def record_outcome(self, *args: Any, **kwargs: Any) -> None:
         pass
 
+    def record_rejections(self, *args: Any) -> None:
+        pass
+
 
 def test_constellation_status_counts_held_studies(monkeypatch: pytest.MonkeyPatch, db: FakeDb,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     from anonlib.constellation import manage
-    from anonlib.jobs import held
+    from anonlib.jobs import held, partial
 
     info = type("Info", (), {"db_url": "postgresql://x/y"})()
     monkeypatch.setattr(manage, "status", lambda settings: (info, [], []))
     monkeypatch.setattr(held, "JobsDb", lambda url: db)
+    monkeypatch.setattr(partial, "JobsDb", lambda url: db)
     assert main(["constellation", "status"]) == 0
     assert "1 study held by the audit gate" in capsys.readouterr().out
 
@@ -193,3 +208,102 @@ def test_the_gate_reason_names_categories_and_counts_only() -> None:
         Finding("leak", "originals", "incomplete", "s", f"i{n}", "", "no original matched") for n in range(2)])
     assert hold_reason(incomplete) == "audit incomplete: 2 of 5 instances without their original (leak/originals)"
     assert hold_reason(AuditResult(instances=1)) == ""
+
+
+# -- partial studies: every rejection reason kept and shown (issue 11) --------------------------------
+
+PARTIAL = "44444444-dddddddd"
+REJECTED = [(f"{n:08x}-0000", f"nesting too deep: sequences nested more than 32 levels (#{n})") for n in range(12)]
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.outcomes: list[dict[str, Any]] = []
+        self.rejections: dict[tuple[str, str], list[tuple[str, str]]] = {}
+
+    def record_outcome(self, *args: Any, **kwargs: Any) -> None:
+        self.outcomes.append({"state": args[4], **kwargs})
+
+    def record_rejections(self, node: str, study_id: str, last_update: str, rejections: Any) -> None:
+        self.rejections[(node, study_id)] = list(rejections)
+
+
+def _run(queue: StudyQueue, result: StudyResult) -> Recorder:
+    recorder = Recorder()
+    fake = runtime_module.Runtime(info=None, process=lambda *a, **k: result, outcomes=recorder,
+                                  source=lambda node: FakeSource({PARTIAL: StudyState(PARTIAL, PATIENT, True,
+                                                                                      LAST_UPDATE, 14)}))
+    previous = runtime_module.install(fake)
+    try:
+        queue.defer("intake", PARTIAL, PATIENT)
+        queue.app.run_worker(wait=False, install_signal_handlers=False, listen_notify=False)
+    finally:
+        runtime_module.install(previous)
+    return recorder
+
+
+def test_the_task_records_every_rejected_instance_not_only_the_five_named(queue: StudyQueue,
+                                                                         connector: InMemoryConnector) -> None:
+    reason = partial_reason(REJECTED, 14)
+    assert reason.count("nesting too deep") == 5 and reason.endswith(
+        "and 7 more (anonlib jobs list --status partial)")
+    recorder = _run(queue, StudyResult("intake", PARTIAL, "done", instances=14, released=2, rejected=12,
+                                       reason=reason, rejections=list(REJECTED)))
+    assert recorder.rejections == {("intake", PARTIAL): REJECTED}  # all twelve, with their reasons
+    assert recorder.outcomes[-1]["error_class"] == "Partial"
+    [job] = connector.jobs.values()
+    assert job["status"] == "succeeded"
+
+
+def test_a_study_processed_whole_again_clears_its_rejections(queue: StudyQueue) -> None:
+    recorder = _run(queue, StudyResult("intake", PARTIAL, "done", instances=14, released=14))
+    assert recorder.rejections == {("intake", PARTIAL): []}
+
+
+@pytest.fixture
+def partial_db(db: FakeDb, source: FakeSource) -> FakeDb:
+    db.records[PARTIAL] = _record(PARTIAL, "done", partial_reason(REJECTED, 14))
+    db.rejected = [RejectedInstance("intake", PARTIAL, i, r) for i, r in REJECTED]
+    source.states[PARTIAL] = StudyState(PARTIAL, PATIENT, True, LAST_UPDATE, None)
+    return db
+
+
+def test_jobs_list_partial_shows_every_rejected_instance(cli_session: None, partial_db: FakeDb,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["jobs", "list", "--status", "partial"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("partial  intake") and PARTIAL in lines[0] and "12 rejected" in lines[0]
+    assert lines[1:13] == [f"  rejected {i}  {r}" for i, r in REJECTED]
+    assert lines[13] == partial_hint(1) and len(lines) == 14
+    assert DONE not in "\n".join(lines) and HELD not in "\n".join(lines)
+    partial_db.rejected = []  # delivered partially before each rejection was kept
+    assert main(["jobs", "list", "--status", "partial"]) == 0
+    assert "not recorded one by one" in capsys.readouterr().out.splitlines()[1]
+    assert main(["jobs", "list"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == partial_hint(1)  # the plain listing says so too
+
+
+def test_jobs_wait_says_how_many_studies_were_partial(cli_session: None, partial_db: FakeDb,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    partial_db.records[HELD] = _record(HELD, "done")  # nothing held: wait succeeds
+    assert main(["jobs", "wait", "--timeout", "1"]) == 0
+    captured = capsys.readouterr()
+    assert "nothing pending, 1 delivered partially" in captured.out
+    assert partial_hint(1) in captured.err and "anonlib jobs list --status partial" in captured.err
+    partial_db.records[PARTIAL] = _record(PARTIAL, "done")  # processed again, whole
+    assert main(["jobs", "wait", "--timeout", "1"]) == 0
+    assert "partial" not in capsys.readouterr().out
+
+
+def test_constellation_status_counts_partial_studies(monkeypatch: pytest.MonkeyPatch, partial_db: FakeDb,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from anonlib.constellation import manage
+    from anonlib.jobs import held, partial
+
+    info = type("Info", (), {"db_url": "postgresql://x/y"})()
+    monkeypatch.setattr(manage, "status", lambda settings: (info, [], []))
+    monkeypatch.setattr(held, "JobsDb", lambda url: partial_db)
+    monkeypatch.setattr(partial, "JobsDb", lambda url: partial_db)
+    assert main(["constellation", "status"]) == 0
+    out = capsys.readouterr().out
+    assert "partial    " + partial_hint(1) in out and "1 study held by the audit gate" in out

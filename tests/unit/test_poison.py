@@ -64,7 +64,7 @@ def test_partial_reason_lists_instances_by_orthanc_id() -> None:
     reason = partial_reason([("abc-1", "nesting too deep (33 levels, limit 32)")], 6)
     assert reason == "partial: 1 of 6 instances not delivered: abc-1: nesting too deep (33 levels, limit 32)"
     many = partial_reason([(str(n), "x") for n in range(7)], 9)
-    assert many.endswith("and 2 more")
+    assert many.endswith("and 2 more (anonlib jobs list --status partial)")
 
 
 @pytest.mark.parametrize(("keyword", "value", "expected"), [

@@ -145,3 +145,24 @@ def test_some_instances_missing_after_an_upload_are_not_kept_either(
     research = FakeNode("research", keep_at_most=2)
     with pytest.raises(UploadNotKept, match="research: 1 of 3 uploaded instances are missing"):
         _run(monkeypatch, context, GOOD, research)
+
+
+# -- 4. every rejection reason is kept, not only the five the reason names -------------------------
+
+def test_every_rejected_instance_leaves_the_study_job_with_its_reason(monkeypatch: pytest.MonkeyPatch,
+                                                                      context: JobContext, tmp_path: Path) -> None:
+    poison = {f"p{n}": b"DICM but not really %d" % n for n in range(7)}
+    result, _, research = _run(monkeypatch, context, {**GOOD, **poison})
+    assert result.status == "done" and (result.released, result.rejected) == (3, 7)
+    assert sorted(i for i, _ in result.rejections) == sorted(poison)  # all seven, not five
+    assert {r for _, r in result.rejections} == {"not a DICOM instance (no valid SOP Class and SOP Instance UID)"}
+    assert result.reason.endswith("and 2 more (anonlib jobs list --status partial)")
+
+
+def test_a_kept_result_keeps_its_rejections(tmp_path: Path) -> None:
+    from anonlib.spool import Prepared, Spool
+
+    spool = Spool(tmp_path / "spool")
+    prepared = Prepared(9, 7, (), (), "partial: ...", tuple((f"p{n}", "cannot read") for n in range(7)))
+    spool.save("intake", STUDY, "k", prepared)
+    assert spool.load("intake", STUDY, "k") == prepared
