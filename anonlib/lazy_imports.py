@@ -12,7 +12,9 @@ touches none of them. :func:`deferred` makes those imports lazy while pydicom lo
   it), or when a submodule of it is imported (so a package's ``__init__`` always runs first);
 - pydicom's pixel plugin registries (``pydicom.pixels.common.CoderBase``) record the plugins
   added while pydicom loads and register them (import the plugin, ``is_available()``) the first
-  time a registry is asked for its plugins.
+  time a registry is asked for its plugins;
+- ``pydicom._version`` reads pydicom's version from its ``METADATA`` file beside the package
+  instead of importing :mod:`importlib.metadata` (the same string; a unit test compares them).
 
 A de-identification run that never decodes pixels never pays for them, and one that does pays
 on first use. Only the command line uses it, in one thread, before any other thread starts;
@@ -27,6 +29,7 @@ import importlib.machinery
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -42,6 +45,7 @@ OPTIONAL: tuple[str, ...] = (
 )
 
 _REGISTRY_MODULE = "pydicom.pixels.common"
+_VERSION_MODULE = "pydicom._version"
 
 #: name -> (module, its real loader, the __getattr__ hook installed)
 _pending: dict[str, tuple[ModuleType, importlib.abc.Loader, Callable[[str], Any]]] = {}
@@ -151,6 +155,64 @@ def _defer_plugins(base: type) -> None:
     base._unavailable = state("_unavailable")  # type: ignore[attr-defined]
 
 
+def _installed_version(spec: importlib.machinery.ModuleSpec) -> str | None:
+    """pydicom's version from the ``pydicom-*.dist-info`` beside the package, or None."""
+    if not spec.origin:
+        return None
+    site = Path(spec.origin).parent.parent
+    found = sorted(site.glob("pydicom-*.dist-info/METADATA"))
+    if len(found) != 1:
+        return None
+    try:
+        header = found[0].read_text("utf-8").split("\n\n", 1)[0].splitlines()
+    except OSError:
+        return None
+    names = [line[6:].strip() for line in header if line.startswith("Name: ")]
+    versions = [line[9:].strip() for line in header if line.startswith("Version: ")]
+    if names != ["pydicom"] or len(versions) != 1 or not versions[0]:
+        return None
+    return versions[0]
+
+
+class _VersionWithoutMetadata(importlib.abc.Loader):
+    """Runs ``pydicom._version`` with ``importlib.metadata.version("pydicom")`` answered from
+    pydicom's own METADATA file: importing :mod:`importlib.metadata` (email, zipfile, csv,
+    inspect...) and scanning ``sys.path`` cost more than the rest of pydicom's header code."""
+
+    def __init__(self, real: importlib.abc.Loader, version: str) -> None:
+        self.real, self.version = real, version
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
+        return self.real.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        if module.__spec__ is not None:
+            module.__spec__.loader = self.real
+        module.__loader__ = self.real
+        known = self.version
+
+        def version(distribution_name: str) -> str:
+            if distribution_name == "pydicom":
+                return known
+            sys.modules.pop("importlib.metadata", None)
+            import importlib.metadata
+
+            return importlib.metadata.version(distribution_name)
+
+        stand_in = ModuleType("importlib.metadata")
+        stand_in.version = version  # type: ignore[attr-defined]
+        before = sys.modules.get("importlib.metadata")
+        sys.modules["importlib.metadata"] = stand_in
+        try:
+            self.real.exec_module(module)
+        finally:
+            if sys.modules.get("importlib.metadata") is stand_in:
+                if before is None:
+                    del sys.modules["importlib.metadata"]
+                else:
+                    sys.modules["importlib.metadata"] = before
+
+
 class _LazyFinder(importlib.abc.MetaPathFinder):
     def __init__(self, names: Sequence[str]) -> None:
         self.names = frozenset(names)
@@ -161,7 +223,7 @@ class _LazyFinder(importlib.abc.MetaPathFinder):
         while parent:  # a submodule of a deferred package: the package's own code runs first
             _load(parent)
             parent = parent.rpartition(".")[0]
-        if fullname not in self.names and fullname != _REGISTRY_MODULE:
+        if fullname not in self.names and fullname not in (_REGISTRY_MODULE, _VERSION_MODULE):
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):
@@ -171,7 +233,13 @@ class _LazyFinder(importlib.abc.MetaPathFinder):
                 continue
             if spec.loader is None or not hasattr(spec.loader, "exec_module"):
                 return spec
-            spec.loader = _ThenPatch(spec.loader) if fullname == _REGISTRY_MODULE else _OnFirstUse(spec.loader)
+            if fullname == _VERSION_MODULE:
+                if "importlib.metadata" not in sys.modules and (version := _installed_version(spec)):
+                    spec.loader = _VersionWithoutMetadata(spec.loader, version)
+            elif fullname == _REGISTRY_MODULE:
+                spec.loader = _ThenPatch(spec.loader)
+            else:
+                spec.loader = _OnFirstUse(spec.loader)
             return spec
         return None
 

@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydicom.datadict import tag_for_keyword
 
 from anonlib.errors import ConfigError
@@ -176,6 +175,8 @@ def parse_site_profile(data: dict[str, Any], where: str = "profile") -> SiteProf
 
 def load_site_profile(path: Path) -> SiteProfile:
     """Read and validate a site profile YAML file."""
+    import yaml  # here: a run without a profile does not import PyYAML (issue 12)
+
     try:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from anonlib.data import load_yaml
+from anonlib.data import PARSED_TABLES, load_yaml, parse_yaml, parsed_tables_text
 
 DATA = Path(__file__).resolve().parents[2] / "anonlib" / "data"
 
@@ -18,7 +18,19 @@ DATA = Path(__file__).resolve().parents[2] / "anonlib" / "data"
 def test_libyaml_reads_every_bundled_table_as_the_python_loader_does() -> None:
     for path in sorted(DATA.glob("*.yaml")):
         text = path.read_text(encoding="utf-8")
-        assert load_yaml(text) == yaml.safe_load(text), path.name
+        assert parse_yaml(text) == yaml.safe_load(text), path.name
+
+
+def test_the_parsed_tables_are_current_and_the_same_data_as_the_yaml() -> None:
+    assert (DATA / PARSED_TABLES).read_text(encoding="utf-8") == parsed_tables_text(), (
+        'rebuild: python -c "from anonlib.data import write_parsed_tables; write_parsed_tables()"')
+    for path in sorted(DATA.glob("*.yaml")):
+        text = path.read_text(encoding="utf-8")
+        first = load_yaml(text)
+        assert first == yaml.safe_load(text), path.name  # JSON keeps every type these tables use
+        assert first is not load_yaml(text)  # a fresh copy each time: callers may not share it
+    edited = (DATA / "identifiers.yaml").read_text(encoding="utf-8") + "\nextra_key: 1\n"
+    assert load_yaml(edited)["extra_key"] == 1  # not listed: parsed
 
 
 def _modules_after(code: str) -> set[str]:
@@ -71,6 +83,21 @@ def test_pydicoms_pixel_plugins_are_the_same_when_registered_on_first_use() -> N
     assert "pylibjpeg" in plain and lazy == plain
 
 
+def test_pydicoms_version_is_read_without_importlib_metadata() -> None:
+    script = """
+        import sys
+        from anonlib.lazy_imports import deferred
+        with deferred():
+            import pydicom
+        assert "importlib.metadata" not in sys.modules
+        from importlib.metadata import version
+        assert pydicom.__version__ == version("pydicom"), pydicom.__version__
+        assert pydicom._version.__version_info__ == tuple(version("pydicom").split(".")[:3])
+        assert version("numpy")  # the real module, not the stand-in
+    """
+    _modules_after(script)
+
+
 def test_settle_loads_what_is_still_deferred() -> None:
     script = """
         import sys
@@ -104,7 +131,7 @@ def test_deidentifying_a_file_runs_no_pixel_library(tmp_path: Path) -> None:
     """)
     assert (tmp_path / "out" / "manifest.csv").exists()
     for library in ("numpy", "PIL.Image", "pylibjpeg", "openjpeg", "jpeg_ls", "pandas", "highdicom", "sqlalchemy",
-                    "requests"):
+                    "requests", "importlib.metadata", "yaml"):
         assert library not in ran, library
 
 
