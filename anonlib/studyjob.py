@@ -458,7 +458,7 @@ def _upload_and_verify(client: pyorthanc.Orthanc, node: str, released: dict[str,
     with timer.phase("upload"):
         upload_all(client, node, released.values())
     with timer.phase("verify"):
-        research_study = find_study(client, node, study_uid)
+        research_study = find_study(client, node, study_uid, released)
         if research_study is None:
             raise UploadNotKept(f"{node}: the uploaded study is not there (tried again once: see its log)")
         missing = set(released) - study_sop_uids(client, node, research_study)
@@ -473,7 +473,7 @@ def _verify_destination(node: NodeInfo, sop_uids: set[str], study_uid: str) -> N
     forward that succeeded — or it dropped some without a word (Orthanc answers "Success" for a
     C-STORE its filter drops): a permanent error, the same bytes would be dropped again."""
     with connect(node) as client:
-        found = find_study(client, node.name, study_uid)
+        found = find_study(client, node.name, study_uid, sop_uids)
         held = study_sop_uids(client, node.name, found) if found is not None else set()
     missing = sop_uids - held
     if missing:

@@ -58,6 +58,13 @@ def render(rows: list[dict[str, Any]], when: datetime) -> str:
              + "".join(f"; {r['name']}: {r['files']}" for r in malformed) + " |",
              f"| malformed inputs without a named reason, or with a traceback | "
              f"{_sum(malformed, 'unnamed') + _sum(malformed, 'tracebacks')} |"]
+    for r in malformed:
+        if "refused_at_c_store" in r:  # every generated file by C-STORE: what became of each
+            lines.append(f"| {r['name']}: what became of the {r['files']} files | "
+                         f"{r.get('refused_by_sender', 0)} refused by the sender (cannot be framed), "
+                         f"{r['refused_at_c_store']} refused at C-STORE, {r.get('rejected', 0)} stored and "
+                         f"rejected with a reason, {r.get('duplicates', 0)} duplicates kept once, "
+                         f"{r.get('delivered', 0)} delivered |")
     peak = max((r.get("peak_rss_mb", 0) for r in malformed), default=0)
     if peak:
         lines.append(f"| peak memory on malformed inputs | {peak:.0f} MB |")

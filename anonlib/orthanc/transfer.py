@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, cast
@@ -103,11 +103,16 @@ def upload_all(client: pyorthanc.Orthanc, node: str, instances: Iterable[bytes],
         raise next((e for e in errors if isinstance(e, NodeDropped)), errors[0])
 
 
-def find_study(client: pyorthanc.Orthanc, node: str, study_uid: str) -> str | None:
-    """The Orthanc ID of the study with this Study Instance UID on the node, if any."""
+def find_study(client: pyorthanc.Orthanc, node: str, study_uid: str, holding: Collection[str] = ()) -> str | None:
+    """The Orthanc ID of the study with this Study Instance UID on the node, if any. One UID
+    can be under two patients (a damaged PatientID): Orthanc then holds two studies with it, and
+    with ``holding`` (SOP Instance UIDs) the one that holds most of them is returned."""
     found = cast(list[dict[str, Any]], call(
         node, "look up study", client.post, f"{client.url}/tools/lookup", content=study_uid.encode("ascii")))
-    studies = [item["ID"] for item in found if item.get("Type") == "Study"]
+    studies = [str(item["ID"]) for item in found if item.get("Type") == "Study"]
+    if len(studies) > 1 and holding:
+        wanted = set(holding)
+        return max(studies, key=lambda study: len(wanted & study_sop_uids(client, node, study)))
     return studies[0] if studies else None
 
 

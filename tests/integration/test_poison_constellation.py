@@ -10,11 +10,13 @@ received instance into a Lua table and 33-50 nested sequences crashed intake in 
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 from pathlib import Path
 
 import httpx
+import pydicom
 import pytest
 
 from anonlib.jobs.tasks import deidentify_study  # noqa: F401 - the task's module imports cleanly
@@ -111,3 +113,27 @@ def test_a_study_whose_uid_is_a_path_is_delivered_on_the_first_attempt(constella
                        auth=(research.username, research.password), timeout=60).json()
     [research_study] = [item["ID"] for item in found if item["Type"] == "Study"]
     assert len(get(research, f"/studies/{research_study}/instances")) == 1
+
+
+def test_one_study_uid_under_two_patients_is_delivered_twice(constellation, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A damaged PatientID (a flipped byte) puts one StudyInstanceUID under two patients: intake
+    and research each hold two Orthanc studies with that UID; each job verifies its own upload
+    (found in the research study that holds it, not whichever study the UID finds first)."""
+    _, info = constellation
+    folder = tmp_path / "two"
+    folder.mkdir()
+    (folder / "a.dcm").write_bytes(with_uid("2.25.4001"))
+    other = pydicom.dcmread(io.BytesIO(with_uid("2.25.4002")))
+    other.PatientID = str(other.PatientID) + "X"
+    other.save_as(folder / "b.dcm", enforce_file_format=True)
+    clear(info.intake)
+    research_before = count_instances(info.research)
+    storescu(info, [folder])
+    studies = wait_stable(info.intake)
+    assert len(studies) == 2
+    context = JobContext.create(info, profile=SiteProfile(burned_in=BurnedInPolicy(mode="quarantine")))
+    context.audit_pixels = "off"
+    for study in studies:
+        result = process_study(info, study, context=context)
+        assert result.status == "done" and result.released == 1, result
+    assert count_instances(info.research) == research_before + 2

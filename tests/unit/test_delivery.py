@@ -329,6 +329,29 @@ def test_a_failed_forward_is_told_apart(echo: list[int], expected: str, message:
     forward(_research("Success", [200]), "research", "dest", "study-1")  # and a success is one
 
 
+def test_of_two_studies_with_one_uid_the_one_holding_the_instances_is_found() -> None:
+    """A damaged PatientID puts one StudyInstanceUID under two patients: two Orthanc studies."""
+    import httpx
+    import pyorthanc
+
+    from anonlib.orthanc.transfer import find_study
+
+    held = {"s-1": ["2.25.1"], "s-2": ["2.25.2", "2.25.3"]}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path == "/tools/lookup":
+            return httpx.Response(200, json=[{"ID": "s-1", "Type": "Study"}, {"ID": "s-2", "Type": "Study"}])
+        study = path.split("/")[2]
+        return httpx.Response(200, json=[{"MainDicomTags": {"SOPInstanceUID": uid}} for uid in held[study]])
+
+    client = pyorthanc.Orthanc("http://research.invalid", return_raw_response=True,
+                               transport=httpx.MockTransport(handler))
+    assert find_study(client, "research", "1.2.3", {"2.25.2", "2.25.3"}) == "s-2"
+    assert find_study(client, "research", "1.2.3", {"2.25.1"}) == "s-1"
+    assert find_study(client, "research", "1.2.3") == "s-1"  # without instances: the first
+
+
 # -- intake's plugin when Orthanc (re)starts ---------------------------------------------------
 
 def test_the_plugin_reconciles_when_orthanc_starts() -> None:

@@ -56,5 +56,21 @@ def test_the_readme_block_is_replaced(tmp_path: Path, monkeypatch: pytest.Monkey
     assert text.startswith("intro\n") and text.endswith(f"{tool.END}\nrest\n")
 
 
+def test_malformed_files_by_c_store_get_their_own_row() -> None:
+    tool = _tool()
+    rows = [{"kind": "malformed", "name": "folder pipeline", "files": 212, "unnamed": 0, "tracebacks": 0,
+             "peak_rss_mb": 238},
+            {"kind": "malformed", "name": "C-STORE (generated files)", "files": 211, "refused_by_sender": 2,
+             "refused_at_c_store": 110, "rejected": 40, "duplicates": 3, "delivered": 56, "unnamed": 0,
+             "tracebacks": 0, "peak_rss_mb": 301}]
+    table = tool.render(rows, datetime(2026, 12, 7, tzinfo=UTC))
+    assert "| malformed inputs tried | 423; folder pipeline: 212; C-STORE (generated files): 211 |" in table
+    assert ("| C-STORE (generated files): what became of the 211 files | 2 refused by the sender (cannot be "
+            "framed), 110 refused at C-STORE, 40 stored and rejected with a reason, 3 duplicates kept once, "
+            "56 delivered |") in table
+    assert "| peak memory on malformed inputs | 301 MB |" in table
+    assert "what became of" not in tool.render(rows[:1], datetime(2026, 12, 7, tzinfo=UTC))
+
+
 def test_phi_hits_counts_every_occurrence() -> None:
     assert phi_hits(["PAT1", ""], "x PAT1 y PAT1", "PAT1") == 3
