@@ -83,11 +83,17 @@ def _constellation(args: argparse.Namespace) -> int:
         for item in exposed:  # identified data other users can read: a fault, like a dead node
             print(f"anonlib: warning: {item.line()}", file=sys.stderr)
         info, nodes, workers = manage.status(settings)
-        healthy = all(n.ready for n in nodes) and all(w.healthy for w in workers) and not exposed
+        watching = manage.node_watch_state(settings)
+        healthy = (all(n.ready for n in nodes) and all(w.healthy for w in workers) and not exposed
+                   and watching != "stopped")
         for state_of in nodes:
             state = ("ready" if state_of.ready else
                      "running, not answering" if state_of.alive else "stopped")
-            print(f"{state_of.name:<10} {state:<24} {state_of.url}")
+            again = state_of.restarts
+            restarted = (f"  restarted {again.count} time{'s' if again.count != 1 else ''}, last at {again.last} "
+                         f"(it had ended: {again.ended})" if again else "")
+            print(f"{state_of.name:<10} {state:<24} {state_of.url}{restarted}")
+        print(f"{'nodes-sup':<10} {watching}")
         for worker in workers:
             beat = f"heartbeat {worker.heartbeat_age:.0f} s ago" if worker.heartbeat_age is not None else ""
             print(f"{worker.name:<10} {worker.state:<24} pid {worker.pid}  {beat}".rstrip())

@@ -27,6 +27,7 @@ FAULTS = (  # issue 11, item 5
     "research down past the retry budget, then back",
     "destination crashing on one instance (failed for good, reported)",
     "study enqueued while still arriving",
+    "intake crashed by a 20,000-level nesting, restarted",
 )
 
 

@@ -22,6 +22,15 @@ from sqlalchemy.engine import make_url
 
 from anonlib.constellation.info import ConstellationInfo, NodeInfo
 from anonlib.constellation.listen import EVERY_ADDRESS, build_shim, listening_addresses, shim_env
+from anonlib.constellation.nodewatch import (
+    LaunchSpec,
+    Restarts,
+    restarts,
+    stop_watch,
+    watch_alive,
+    watch_nodes,
+    watch_pidfile,
+)
 from anonlib.constellation.processes import (
     ProcessError,
     assemble_config,
@@ -29,6 +38,7 @@ from anonlib.constellation.processes import (
     orthanc_problem,
     pid_alive,
     port_free,
+    read_pid,
     start_process,
     stop_pidfile,
     wait_orthanc_ready,
@@ -42,7 +52,7 @@ from anonlib.permissions import Exposed, exposed, tighten
 from anonlib.settings import private_dir
 from anonlib.store.pgsession import libpq_params
 
-__all__ = ["up", "down", "status", "NodeStatus", "ensure_packages", "ensure_postgres", "exposed_paths"]
+__all__ = ["up", "down", "status", "node_watch_state", "NodeStatus", "ensure_packages", "ensure_postgres", "exposed_paths"]
 
 PACKAGES = ("orthanc", "orthanc-python", "orthanc-postgresql", "dcmtk")
 ORDER = {"destination": 0, "research": 1, "intake": 2}
@@ -55,6 +65,7 @@ class NodeStatus:
     alive: bool
     ready: bool
     url: str
+    restarts: Restarts | None = None  # started again by the node supervisor (how often, when last)
 
 
 # -- prerequisites ----------------------------------------------------------------------------
@@ -264,12 +275,14 @@ def _start_node(settings: ConstellationSettings, spec: NodeSpec, node: NodeInfo,
     config = assemble_config(settings.env_dir, spec.role, home / "config")
     log = home / "orthanc.log"
     for attempt in range(attempts):
-        pid = start_process([settings.orthanc_binary, str(config), f"--logfile={log}"],
-                            pidfile=home / "orthanc.pid", logfile=home / "orthanc.stdout",
-                            env=_node_env(settings, spec, node, nodes, db_url))
+        launch = LaunchSpec(node.name, [settings.orthanc_binary, str(config), f"--logfile={log}"],
+                            _node_env(settings, spec, node, nodes, db_url), str(home / "orthanc.pid"),
+                            str(home / "orthanc.stdout"))
+        pid = start_process(launch.argv, pidfile=Path(launch.pidfile), logfile=Path(launch.logfile), env=launch.env)
         try:
             wait_orthanc_ready(node.url, node.name, (node.username, node.password), pid, log=log)
             _check_listening(settings, node, home)
+            launch.save(settings.home)  # what the node supervisor starts again, unchanged
             return replace(node, pid=pid)
         except ProcessError:
             stop_pidfile(home / "orthanc.pid", grace=5)
@@ -348,7 +361,8 @@ def up(settings: ConstellationSettings, *, workers: int | None = None,
     ensure_databases(settings.pg_admin_url,
                      [settings.database()] + [settings.database(n.name) for n in settings.nodes])
     db_url = database_url(settings.pg_admin_url, settings.database())
-    old = ConstellationInfo.load(settings.info_path) if settings.info_path.exists() else None
+    stop_watch(settings.home)  # nothing starts a node behind this `up`'s back (started again below)
+    old = _current_pids(settings, ConstellationInfo.load(settings.info_path)) if settings.info_path.exists() else None
     nodes = _plan_nodes(settings, old)
     private_dir(settings.export)
     for spec in sorted(settings.nodes, key=lambda s: ORDER[s.role]):
@@ -365,7 +379,19 @@ def up(settings: ConstellationSettings, *, workers: int | None = None,
     count = settings.workers if workers is None else workers
     info = replace(info, workers=_start_workers(settings, count))
     info.save(settings.info_path)
+    if settings.node_restart:
+        watch_nodes(settings.home, [spec.name for spec in sorted(settings.nodes, key=lambda s: ORDER[s.role])])
     return info
+
+
+def _current_pids(settings: ConstellationSettings, info: ConstellationInfo) -> ConstellationInfo:
+    """``info`` with each node's PID from its PID file: the node supervisor may have started a
+    node again since ``constellation.json`` was written."""
+    nodes = {}
+    for name, node in info.nodes.items():
+        pid = read_pid(settings.home / name / "orthanc.pid")
+        nodes[name] = replace(node, pid=pid) if pid_alive(pid) else node
+    return replace(info, nodes=nodes)
 
 
 def _prepare_database(db_url: str) -> None:
@@ -383,18 +409,29 @@ def _prepare_database(db_url: str) -> None:
 def status(settings: ConstellationSettings) -> tuple[ConstellationInfo, list[NodeStatus], list[WorkerStatus]]:
     """The description on disk, each node's state and each worker's (with its heartbeat age;
     stale past the watchdog timeout of ``ANONLIB_WORKER_*``)."""
-    info = ConstellationInfo.load(settings.info_path)
-    nodes = [NodeStatus(n.name, n.pid, pid_alive(n.pid), _ready(n), n.url) for n in info.nodes.values()]
+    info = _current_pids(settings, ConstellationInfo.load(settings.info_path))
+    nodes = [NodeStatus(n.name, n.pid, pid_alive(n.pid), _ready(n), n.url, restarts(settings.home, n.name))
+             for n in info.nodes.values()]
     workers = worker_status(settings.home, info.db_url, HeartbeatTiming.from_env().watchdog)
     return info, nodes, workers
 
 
+def node_watch_state(settings: ConstellationSettings) -> str:
+    """The node supervisor: ``running``; ``stopped`` (a fault: it died, the nodes are not watched);
+    ``off`` (not started: ``ANONLIB_NODE_RESTART=0``, or no `up` since the last `down`)."""
+    if watch_alive(settings.home):
+        return "running"
+    return "stopped" if settings.node_restart and watch_pidfile(settings.home).exists() else "off"
+
+
 def down(settings: ConstellationSettings) -> list[str]:
-    """Stop the workers and nodes ``up`` started (and PostgreSQL, only if ``up`` started it)."""
+    """Stop the node supervisor, the workers and the nodes ``up`` started (and PostgreSQL, only
+    if ``up`` started it)."""
     if not settings.info_path.exists():
         raise ConfigError(f"{settings.info_path}: nothing to stop (no constellation description)")
-    info = ConstellationInfo.load(settings.info_path)
-    stopped = stop_workers(settings.home)
+    info = _current_pids(settings, ConstellationInfo.load(settings.info_path))
+    stopped = ["node supervisor"] if stop_watch(settings.home) else []  # first: it would start them again
+    stopped += stop_workers(settings.home)
     for node in sorted(info.nodes.values(), key=lambda n: -ORDER.get(n.role, 0)):
         if stop_pidfile(settings.home / node.name / "orthanc.pid"):
             stopped.append(node.name)

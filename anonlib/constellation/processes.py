@@ -24,7 +24,7 @@ from anonlib.errors import AnonlibError
 from anonlib.settings import private_dir, private_umask
 
 __all__ = [
-    "ProcessError", "port_free", "free_port", "start_process", "stop_pidfile", "pid_alive",
+    "ProcessError", "port_free", "free_port", "start_child", "start_process", "stop_pidfile", "pid_alive",
     "read_pid", "assemble_config", "orthanc_problem", "wait_orthanc_ready",
 ]
 
@@ -86,6 +86,12 @@ def start_process(argv: list[str], *, pidfile: Path, logfile: Path, env: Mapping
     """Start ``argv`` detached; write its PID to ``pidfile``; its output goes to ``logfile``.
     The process runs with umask 077: what it creates (Orthanc's storage and logs, a worker's
     export tree) is its owner's only, like the PID and log files written here."""
+    return start_child(argv, pidfile=pidfile, logfile=logfile, env=env, cwd=cwd).pid
+
+
+def start_child(argv: list[str], *, pidfile: Path, logfile: Path, env: Mapping[str, str],
+                cwd: Path | None = None) -> subprocess.Popen[bytes]:
+    """:func:`start_process`, returning the child (whose exit status its parent can read)."""
     with private_umask():
         private_dir(pidfile.parent)
         with open(logfile, "ab") as log:
@@ -95,7 +101,7 @@ def start_process(argv: list[str], *, pidfile: Path, logfile: Path, env: Mapping
             except OSError as exc:
                 raise ProcessError(f"cannot start {argv[0]}: {exc.strerror}") from exc
         pidfile.write_text(f"{process.pid}\n")
-    return process.pid
+    return process
 
 
 def stop_pidfile(pidfile: Path, *, grace: float = 20.0) -> bool:

@@ -63,7 +63,10 @@ class ConstellationSettings:
     (``1``: the nodes' REST answers other hosts too; default ``0``, this machine only),
     ``ANONLIB_DICOM_LISTEN`` (the address the nodes' DICOM ports listen on, default ``127.0.0.1``;
     ``0.0.0.0``: every address; see :mod:`anonlib.constellation.listen`) and ``ANONLIB_BINDSHIM``
-    (where the bind shim is built, default ``build/bindshim/`` next to ``ANONLIB_ENV_DIR``).
+    (where the bind shim is built, default ``build/bindshim/`` next to ``ANONLIB_ENV_DIR``),
+    ``ANONLIB_NODE_RESTART`` (``1``, the default: a node supervisor starts a node that died again,
+    see :mod:`anonlib.constellation.nodewatch`; ``0``: nodes are not watched, e.g. when something
+    else supervises them, or a test stops a node on purpose).
     """
 
     home: Path
@@ -81,6 +84,7 @@ class ConstellationSettings:
     remote_access: bool = False
     dicom_listen: str | None = "127.0.0.1"  # None: every address
     bindshim: Path | None = None
+    node_restart: bool = True
 
     @property
     def shim_path(self) -> Path:
@@ -150,4 +154,5 @@ class ConstellationSettings:
             remote_access=_int(env, "ANONLIB_REMOTE_ACCESS", 0, 0, 1) == 1,
             dicom_listen=parse_listen(env.get("ANONLIB_DICOM_LISTEN", "")),
             bindshim=Path(env["ANONLIB_BINDSHIM"]) if env.get("ANONLIB_BINDSHIM") else None,
+            node_restart=_int(env, "ANONLIB_NODE_RESTART", 1, 0, 1) == 1,
         )

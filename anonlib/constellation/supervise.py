@@ -26,13 +26,19 @@ from pathlib import Path
 
 from anonlib.constellation.processes import pid_alive, read_pid, stop_pidfile
 
-__all__ = ["HEALTHY_AFTER", "Slot", "Supervisor", "main", "worker_files"]
+__all__ = ["HEALTHY_AFTER", "Slot", "Supervisor", "main", "next_pause", "worker_files"]
 
 log = logging.getLogger("anonlib.supervise")
 
 HEALTHY_AFTER = 60.0
 """A worker that ran this long had a healthy life: its next restart is immediate."""
 MAX_PAUSE = 30.0
+
+
+def next_pause(pause: float, lived: float) -> float:
+    """The pause before starting again a process that lived ``lived`` seconds, after the pause
+    ``pause`` before its start: none after a healthy life, else doubling from 1 s to 30 s."""
+    return 0.0 if lived >= HEALTHY_AFTER else min(MAX_PAUSE, max(1.0, pause * 2))
 
 
 def worker_files(home: Path, index: int) -> tuple[Path, Path, Path]:
@@ -93,8 +99,7 @@ class Supervisor:
         log.info("worker-%d started, pid %d", slot.index, slot.process.pid)
 
     def _schedule(self, slot: Slot, now: float) -> None:
-        lived = now - slot.started
-        slot.pause = 0.0 if lived >= HEALTHY_AFTER else min(MAX_PAUSE, max(1.0, slot.pause * 2))
+        slot.pause = next_pause(slot.pause, now - slot.started)
         slot.next_start = now + slot.pause
 
     def adopt_or_start(self) -> None:
