@@ -193,6 +193,7 @@ def _node_env(settings: ConstellationSettings, spec: NodeSpec, node: NodeInfo,
         "ANONLIB_ORTHANC_DB": node.database,
         "ANONLIB_STABLE_AGE": str(settings.stable_age),
         "ANONLIB_JOBS_HISTORY": str(settings.jobs_history),
+        "ANONLIB_INTAKE_SCP_TIMEOUT": str(settings.intake_scp_timeout),  # read by intake.json only
         "ANONLIB_ORTHANC_PLUGINS": settings.plugins_dir,
         # each allowed sender its own modality (AET + host), checked by Orthanc at association
         "ANONLIB_INTAKE_MODALITIES": json.dumps(sender_modalities(settings.allowed_senders)),

@@ -53,6 +53,10 @@ class ConstellationSettings:
     default ``postgresql://<user>@127.0.0.1:5432/postgres``), ``ANONLIB_DB_PREFIX`` (database
     names: ``<prefix>`` for the lookup store and jobs, ``<prefix>_intake``, ``<prefix>_research``),
     ``ANONLIB_STABLE_AGE`` (seconds, default 60), ``ANONLIB_JOBS_HISTORY`` (default 1000),
+    ``ANONLIB_INTAKE_SCP_TIMEOUT`` (intake's ``DicomScpTimeout``, seconds, default 10: how long
+    intake waits for a sender's next PDU, or command, before it aborts the association; a
+    C-STORE whose data set intake cannot read is never answered and holds one of intake's
+    DICOM threads that long unless the sender gives up),
     ``ANONLIB_INTAKE_HTTP_PORT``/``..._DICOM_PORT`` (8042/4242), ``ANONLIB_RESEARCH_HTTP_PORT``/
     ``..._DICOM_PORT`` (8043/4243), ``ANONLIB_WORKERS`` (2), ``ANONLIB_EXPORT_DIR``
     (``$ANONLIB_HOME/export``), ``ANONLIB_DESTINATIONS`` (comma-separated names of extra
@@ -74,6 +78,7 @@ class ConstellationSettings:
     db_prefix: str = "anonlib"
     stable_age: int = 60
     jobs_history: int = 1000
+    intake_scp_timeout: int = 10
     workers: int = 2
     export_dir: Path | None = None
     env_dir: Path = field(default_factory=_default_env_dir)
@@ -144,6 +149,7 @@ class ConstellationSettings:
             db_prefix=prefix,
             stable_age=_int(env, "ANONLIB_STABLE_AGE", 60, 1, 86400),
             jobs_history=_int(env, "ANONLIB_JOBS_HISTORY", 1000, 10, 1_000_000),
+            intake_scp_timeout=_int(env, "ANONLIB_INTAKE_SCP_TIMEOUT", 10, 1, 3600),
             workers=_int(env, "ANONLIB_WORKERS", 2, 0, 64),
             export_dir=Path(export).expanduser() if export else None,
             env_dir=Path(env["ANONLIB_ENV_DIR"]) if env.get("ANONLIB_ENV_DIR") else _default_env_dir(),

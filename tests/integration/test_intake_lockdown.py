@@ -10,12 +10,14 @@ import os
 import socket
 import stat
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from pydicom.data import get_testdata_file
+from pynetdicom import AE, _config, build_context
 
 from anonlib.constellation import ConstellationInfo, ConstellationSettings, NodeInfo, manage
 from anonlib.constellation.listen import listening_addresses
@@ -168,6 +170,7 @@ def test_dicom_from_another_address_finds_no_port(stored: ConstellationInfo) -> 
 
 SENDERS = f"ANONLIB_SCU@127.0.0.1,REMOTE_SCU@{OTHER},FAR_SCU@192.0.2.254" if OTHER else \
     "ANONLIB_SCU@127.0.0.1,FAR_SCU@192.0.2.254"
+SCP_TIMEOUT = 3  # intake's DicomScpTimeout in the listed constellation (10 by default)
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +182,7 @@ def listed(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory
     other hosts need intake's DICOM port on every address: ANONLIB_DICOM_LISTEN=0.0.0.0."""
     settings = _settings(pg_admin_url, tmp_path_factory.mktemp("listed"),
                          {"ANONLIB_ALLOWED_SENDERS": SENDERS, "ANONLIB_DESTINATIONS": "",
-                          "ANONLIB_DICOM_LISTEN": "0.0.0.0"})
+                          "ANONLIB_DICOM_LISTEN": "0.0.0.0", "ANONLIB_INTAKE_SCP_TIMEOUT": str(SCP_TIMEOUT)})
     previous = os.umask(0)
     try:
         info = manage.up(settings)
@@ -251,6 +254,43 @@ def test_deeply_nested_instance_over_c_store_leaves_intake_alive(
     found = httpx.post(f"{info.intake.url}/tools/lookup", content=f"2.25.4242{attempt}".encode(),
                        auth=(info.intake.username, info.intake.password), timeout=30).json()
     assert found == []
+
+
+def test_a_store_intake_cannot_read_holds_its_association_only_the_scp_timeout(
+        listed: tuple[ConstellationSettings, ConstellationInfo], tmp_path: Path) -> None:
+    """Orthanc 1.10.1 never answers a C-STORE whose data set is cut short (DCMTK cannot read it;
+    intake logs "Store SCP Failed") and keeps the association, holding one of its DICOM threads.
+    A sender that waits for ever is cut off by intake after ANONLIB_INTAKE_SCP_TIMEOUT seconds
+    (DicomScpTimeout), not the 60 s before; a sender idle for less keeps its association."""
+    settings, info = listed
+    intake = info.intake
+    data = CT.read_bytes()
+    cut = tmp_path / "cut.dcm"
+    cut.write_bytes(data[:len(data) // 2 // 2 * 2])  # inside Pixel Data, even
+    log = settings.home / "intake" / "orthanc.log"
+    failed_before = log.read_bytes().count(b"Store SCP Failed")
+    ae = AE(ae_title="ANONLIB_SCU")
+    ae.dimse_timeout = None  # the sender never gives up
+    ae.requested_contexts = [build_context("1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.1.2.1")]
+    chunked = _config.STORE_SEND_CHUNKED_DATASET
+    _config.STORE_SEND_CHUNKED_DATASET = True  # the bytes as they are on file
+    try:
+        assoc = ae.associate(intake.dicom_host, intake.dicom_port, ae_title=intake.aet)
+        assert assoc.is_established
+        time.sleep(SCP_TIMEOUT - 1.5)  # idle for less than the timeout: the association stays
+        assert assoc.is_established
+        started = time.monotonic()
+        status = assoc.send_c_store(cut)
+        held = time.monotonic() - started
+    finally:
+        _config.STORE_SEND_CHUNKED_DATASET = chunked
+        ae.shutdown()
+    assert not status and assoc.is_aborted  # no answer, the association aborted by intake
+    assert SCP_TIMEOUT - 0.5 < held < SCP_TIMEOUT + 4, held
+    assert log.read_bytes().count(b"Store SCP Failed") == failed_before + 1
+    assert _intake_alive(settings, info)
+    stored = _store(info, MR)  # the next sender is served
+    assert stored.returncode == 0 and "Success" in stored.stderr, stored.stderr
 
 
 @needs_other

@@ -97,7 +97,7 @@ def test_intake_checks_senders_in_orthanc_and_runs_no_lua_on_instances() -> None
     On*Instance callbacks make Orthanc convert the whole dataset into a Lua table)."""
     env_dir = Path(__file__).resolve().parents[2] / "env" / "orthanc"
     text = (env_dir / "intake" / "intake.json").read_text()
-    config = json.loads(text.replace("${ANONLIB_INTAKE_MODALITIES}", "{}"))
+    config = json.loads(text.replace("${ANONLIB_INTAKE_MODALITIES}", "{}").replace("${ANONLIB_INTAKE_SCP_TIMEOUT}", "10"))
     assert config["DicomCheckModalityHost"] is True and config["DicomAlwaysAllowStore"] is False
     assert config["LuaScripts"] == ["${ANONLIB_LUA_DIR}/roles.lua"]
     roles = (env_dir / "lua" / "roles.lua").read_text()
@@ -105,6 +105,31 @@ def test_intake_checks_senders_in_orthanc_and_runs_no_lua_on_instances() -> None
     for callback in ("ReceivedInstanceFilter", "OnStoredInstance", "IncomingCStoreInstanceFilter",
                      "OutgoingHttpRequestFilter", "OnStableStudy", "OnStableSeries"):
         assert callback not in roles
+
+
+def test_intake_scp_timeout_is_intakes_own_short_one(tmp_path: Path) -> None:
+    """A C-STORE intake cannot read is never answered (Orthanc 1.10.1) and holds one of intake's
+    DICOM threads for DicomScpTimeout: intake's is ANONLIB_INTAKE_SCP_TIMEOUT (10 s by default),
+    in intake's file only; research and destinations keep 60 s; common sets none (a key in two
+    files stops Orthanc)."""
+    env_dir = Path(__file__).resolve().parents[2] / "env" / "orthanc"
+    assert '"DicomScpTimeout": ${ANONLIB_INTAKE_SCP_TIMEOUT},' in (env_dir / "intake" / "intake.json").read_text()
+    for role in ("research", "destination"):
+        assert '"DicomScpTimeout": 60,' in (env_dir / role / f"{role}.json").read_text()
+    assert "DicomScpTimeout" not in (env_dir / "common" / "orthanc.json").read_text()
+    # a deflate bomb (~1 MB on the wire) kept one of intake's DICOM threads at full CPU for
+    # minutes while DCMTK inflated it, answered never, whatever the timeout: refused at association
+    assert '"DeflatedTransferSyntaxAccepted": false,' in (env_dir / "intake" / "intake.json").read_text()
+    settings = _settings(tmp_path)
+    assert settings.intake_scp_timeout == 10
+    nodes = _plan_nodes(settings, None)
+    spec = next(s for s in settings.nodes if s.name == "intake")
+    assert _node_env(settings, spec, nodes["intake"], nodes, "postgresql://x@127.0.0.1/x")[
+        "ANONLIB_INTAKE_SCP_TIMEOUT"] == "10"
+    assert _settings(tmp_path, ANONLIB_INTAKE_SCP_TIMEOUT="45").intake_scp_timeout == 45
+    for bad in ("0", "3601", "ten"):  # 0 would be Orthanc's "no timeout"
+        with pytest.raises(ConfigError, match="ANONLIB_INTAKE_SCP_TIMEOUT"):
+            _settings(tmp_path, ANONLIB_INTAKE_SCP_TIMEOUT=bad)
 
 
 def test_credentials_are_kept_per_node_and_a_shared_user_is_replaced(tmp_path: Path) -> None:
