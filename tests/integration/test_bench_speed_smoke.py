@@ -61,16 +61,20 @@ def test_the_smoke_run_writes_a_section_with_every_row(tmp_path: Path) -> None:
     assert re.search(r"\| audit without dciodvfy .* \| [0-9.]+/s \(on CPU time [0-9.]+/s\) \|", text)
 
     # --profile: the tiny CT corpus and the one file profiled (phases from the samples), the
-    # imports by package, and a gap line for the start-up (a 0.25 s start-up is not reached)
+    # imports by package, and a gap line for the start-up when it is not met
     assert re.search(r"^CT, anonlib w1 \(4 files\): [0-9.]+ s CPU \(timed runs' median [0-9.]+ s\)", text, re.M)
     # (4 small files: a phase of a few ms may get no sample; these always do)
     for phase in ("interpreter", "imports", r"main pass: [a-z]+"):
         assert re.search(rf"^\| {phase} \| \d+ \| \d+ \|$", text, re.M), f"no {phase} row"
     assert re.search(r"^Start-up, one file: [0-9.]+ s CPU .* the first file written after \d+ ms CPU", text, re.M)
     assert re.search(r"^CT, `anonlib audit` without dciodvfy \(4 files\): [0-9.]+ s CPU", text, re.M)
-    assert re.search(r"^\| pydicom \| \d+ \|$", text, re.M) and re.search(r"^\| numpy \| \d+ \|$", text, re.M)
+    # imports by package: pydicom is there; numpy is not (deferred until a pixel is decoded)
+    assert re.search(r"^\| pydicom \| \d+ \|$", text, re.M)
+    assert not re.search(r"^\| numpy \| \d+ \|$", text, re.M)
     gaps = [line for line in text.splitlines() if line.startswith("- gap: ")]
-    assert any(line.startswith("- gap: start-up") and "imports" in line for line in gaps), gaps
+    startup_met = re.search(r"^\| start-up: .* \| met \|$", text, re.M) is not None
+    # a start-up over 0.25 s (a loaded machine) is explained by where its time goes
+    assert startup_met or any(line.startswith("- gap: start-up") and "imports" in line for line in gaps), gaps
     runs = json.loads(runs_file.read_text())
     assert {(r["corpus"], r["tool"]) for r in runs} >= set(EXPECTED)
     assert all(not r["timed_out"] for r in runs)
