@@ -40,7 +40,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from anonlib.constellation.listen import EVERY_ADDRESS, listening_addresses
-from anonlib.constellation.processes import pid_alive, read_pid, start_child, start_process, stop_pidfile
+from anonlib.constellation.processes import (
+    Watched,
+    pid_alive,
+    read_pid,
+    start_child,
+    start_process,
+    stop_pidfile,
+)
 from anonlib.constellation.supervise import HEALTHY_AFTER, next_pause
 from anonlib.errors import AnonlibError, ConfigError
 from anonlib.settings import private_dir, private_umask
@@ -154,19 +161,11 @@ def describe_exit(returncode: int | None) -> str:
 
 
 @dataclass
-class _Node:
+class _Node(Watched):
     spec: LaunchSpec
-    process: subprocess.Popen[bytes] | None = None
-    adopted: int | None = None
-    started: float = 0.0
-    pause: float = 0.0
     next_start: float | None = None  # set while the node is down
     ended: str = ""
     held: bool = False  # stopped for listening on every address: never started again
-
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid if self.process is not None else self.adopted
 
 
 class NodeWatch:

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -24,13 +25,28 @@ from anonlib.errors import AnonlibError
 from anonlib.settings import private_dir, private_umask
 
 __all__ = [
-    "ProcessError", "port_free", "free_port", "start_child", "start_process", "stop_pidfile", "pid_alive",
+    "ProcessError", "Watched", "port_free", "free_port", "start_child", "start_process", "stop_pidfile", "pid_alive",
     "read_pid", "assemble_config", "orthanc_problem", "wait_orthanc_ready",
 ]
 
 
 class ProcessError(AnonlibError):
     """A constellation process could not be started, reached or stopped."""
+
+
+@dataclass(kw_only=True)
+class Watched:
+    """A process a supervisor keeps alive: its child, or the PID of one it adopted from an
+    earlier supervisor; when it started and the pause before its next start."""
+
+    process: subprocess.Popen[bytes] | None = None
+    adopted: int | None = None
+    started: float = 0.0
+    pause: float = 0.0
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else self.adopted
 
 
 def port_free(port: int, host: str = "127.0.0.1") -> bool:

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from anonlib.constellation.processes import pid_alive, read_pid, stop_pidfile
+from anonlib.constellation.processes import Watched, pid_alive, read_pid, stop_pidfile
 
 __all__ = ["HEALTHY_AFTER", "Slot", "Supervisor", "main", "next_pause", "worker_files"]
 
@@ -48,20 +48,12 @@ def worker_files(home: Path, index: int) -> tuple[Path, Path, Path]:
 
 
 @dataclass
-class Slot:
+class Slot(Watched):
     """One worker position: its current process (a child, or an adopted PID)."""
 
     index: int
-    process: subprocess.Popen[bytes] | None = None
-    adopted: int | None = None
-    started: float = 0.0
-    pause: float = 0.0
     next_start: float = 0.0
     restarts: int = 0
-
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid if self.process is not None else self.adopted
 
     def exit_status(self) -> int | None | str:
         """``None`` while running; the exit status (``"?"`` for an adopted process) once gone."""
