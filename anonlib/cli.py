@@ -373,7 +373,6 @@ def _exit_without_teardown(status: int) -> None:
     standard streams. A normal exit is kept when a worker process is still alive or coverage.py
     (which writes its data at exit) is measuring."""
     import atexit
-    import contextlib
 
     def now() -> None:
         multiprocessing = sys.modules.get("multiprocessing")
@@ -382,10 +381,15 @@ def _exit_without_teardown(status: int) -> None:
         if "coverage" in sys.modules:
             return
         logging.shutdown()
+        code = status
         for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(OSError, ValueError):  # closed, or the reader went away
+            try:
                 stream.flush()
-        os._exit(status)
+            except ValueError:  # already closed
+                pass
+            except OSError:  # a full disk, a reader gone: the summary is lost, so say so by the status
+                code = code or 120  # what Python's own exit gives when flushing stdout fails
+        os._exit(code)
 
     atexit.register(now)
 
@@ -393,7 +397,7 @@ def _exit_without_teardown(status: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    status = _run(args)
+    status = _run(args, own_process=argv is None)
     if argv is None and args.func is _deidentify:
         # the process's own command line (the console script, bench/speed_sampler.py), not a
         # caller in a longer-lived process (tests pass ``argv``)
@@ -401,14 +405,16 @@ def main(argv: list[str] | None = None) -> int:
     return status
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, *, own_process: bool = False) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     # One BLAS thread per process unless the user says otherwise: anonlib's numpy work is
     # element-wise, parallelism comes from worker processes, and OpenBLAS's idle threads spin
     # after numpy's import (~0.1 s of CPU at start-up on 2 cores, measured for issue 12).
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    if args.func is _deidentify:
+    if own_process and args.func is _deidentify:
+        # only for the process's own command line: a longer-lived caller (tests, a notebook
+        # calling main) keeps pydicom's eager imports, so no import hook outlives the command
         from anonlib.lazy_imports import deferred
 
         with deferred():  # numpy, Pillow, the pixel codecs and plugins: loaded if a pixel is decoded

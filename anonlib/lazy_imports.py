@@ -69,7 +69,13 @@ def _load(name: str) -> None:
     if module.__spec__ is not None:
         module.__spec__.loader = real
     module.__loader__ = real
-    real.exec_module(module)
+    try:
+        real.exec_module(module)
+    except BaseException:
+        # a broken optional package (its import raises): leave no half-run module behind, so
+        # the next import raises the same error instead of an AttributeError on a stub
+        sys.modules.pop(name, None)
+        raise
 
 
 class _OnFirstUse(importlib.abc.Loader):

@@ -9,7 +9,10 @@ Explicit VR Little Endian), the original and the output alike.
 
 The original is validated only when its report can change the findings: an output whose report
 has no error and no warning passes whatever its original's says (nothing can be introduced), so
-its original is not run (:func:`needs_original`; the findings are the same, tested)."""
+its original is not run (:func:`needs_original`; the findings are the same, tested). One
+difference: such an output passes even when dciodvfy would not have finished on its original
+(before, INCOMPLETE) — the output itself is always validated, and an output that dciodvfy cannot
+finish is still INCOMPLETE."""
 
 from __future__ import annotations
 

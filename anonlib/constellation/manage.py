@@ -8,6 +8,7 @@ writes ``$ANONLIB_HOME/constellation.json``. ``down`` stops everything ``up`` st
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -361,8 +362,22 @@ def up(settings: ConstellationSettings, *, workers: int | None = None,
     started_pg = ensure_postgres(settings.pg_admin_url)
     ensure_databases(settings.pg_admin_url,
                      [settings.database()] + [settings.database(n.name) for n in settings.nodes])
+    # nothing starts a node behind this `up`'s back: the node supervisor is stopped while nodes
+    # are planned and started, and started again at the end — or, if `up` fails on the way, at
+    # once for the nodes it watched, so they are not left unwatched
+    was_watching = stop_watch(settings.home)
+    try:
+        return _up_nodes_and_workers(settings, workers, started_pg)
+    except BaseException:
+        if was_watching and settings.node_restart:
+            with contextlib.suppress(Exception):
+                watch_nodes(settings.home, [s.name for s in sorted(settings.nodes, key=lambda s: ORDER[s.role])])
+        raise
+
+
+def _up_nodes_and_workers(settings: ConstellationSettings, workers: int | None,
+                          started_pg: bool) -> ConstellationInfo:
     db_url = database_url(settings.pg_admin_url, settings.database())
-    stop_watch(settings.home)  # nothing starts a node behind this `up`'s back (started again below)
     old = _current_pids(settings, ConstellationInfo.load(settings.info_path)) if settings.info_path.exists() else None
     nodes = _plan_nodes(settings, old)
     private_dir(settings.export)

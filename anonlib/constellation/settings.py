@@ -53,7 +53,7 @@ class ConstellationSettings:
     default ``postgresql://<user>@127.0.0.1:5432/postgres``), ``ANONLIB_DB_PREFIX`` (database
     names: ``<prefix>`` for the lookup store and jobs, ``<prefix>_intake``, ``<prefix>_research``),
     ``ANONLIB_STABLE_AGE`` (seconds, default 60), ``ANONLIB_JOBS_HISTORY`` (default 1000),
-    ``ANONLIB_INTAKE_SCP_TIMEOUT`` (intake's ``DicomScpTimeout``, seconds, default 10: how long
+    ``ANONLIB_INTAKE_SCP_TIMEOUT`` (intake's ``DicomScpTimeout``, seconds, default 30 (Orthanc's own default): how long
     intake waits for a sender's next PDU, or command, before it aborts the association; a
     C-STORE whose data set intake cannot read is never answered and holds one of intake's
     DICOM threads that long unless the sender gives up),
@@ -149,7 +149,7 @@ class ConstellationSettings:
             db_prefix=prefix,
             stable_age=_int(env, "ANONLIB_STABLE_AGE", 60, 1, 86400),
             jobs_history=_int(env, "ANONLIB_JOBS_HISTORY", 1000, 10, 1_000_000),
-            intake_scp_timeout=_int(env, "ANONLIB_INTAKE_SCP_TIMEOUT", 10, 1, 3600),
+            intake_scp_timeout=_int(env, "ANONLIB_INTAKE_SCP_TIMEOUT", 30, 1, 3600),
             workers=_int(env, "ANONLIB_WORKERS", 2, 0, 64),
             export_dir=Path(export).expanduser() if export else None,
             env_dir=Path(env["ANONLIB_ENV_DIR"]) if env.get("ANONLIB_ENV_DIR") else _default_env_dir(),

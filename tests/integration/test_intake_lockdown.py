@@ -170,7 +170,7 @@ def test_dicom_from_another_address_finds_no_port(stored: ConstellationInfo) -> 
 
 SENDERS = f"ANONLIB_SCU@127.0.0.1,REMOTE_SCU@{OTHER},FAR_SCU@192.0.2.254" if OTHER else \
     "ANONLIB_SCU@127.0.0.1,FAR_SCU@192.0.2.254"
-SCP_TIMEOUT = 3  # intake's DicomScpTimeout in the listed constellation (10 by default)
+SCP_TIMEOUT = 3  # intake's DicomScpTimeout in the listed constellation (30 by default)
 
 
 @pytest.fixture(scope="module")

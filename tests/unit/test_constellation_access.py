@@ -109,7 +109,7 @@ def test_intake_checks_senders_in_orthanc_and_runs_no_lua_on_instances() -> None
 
 def test_intake_scp_timeout_is_intakes_own_short_one(tmp_path: Path) -> None:
     """A C-STORE intake cannot read is never answered (Orthanc 1.10.1) and holds one of intake's
-    DICOM threads for DicomScpTimeout: intake's is ANONLIB_INTAKE_SCP_TIMEOUT (10 s by default),
+    DICOM threads for DicomScpTimeout: intake's is ANONLIB_INTAKE_SCP_TIMEOUT (30 s by default, Orthanc's own),
     in intake's file only; research and destinations keep 60 s; common sets none (a key in two
     files stops Orthanc)."""
     env_dir = Path(__file__).resolve().parents[2] / "env" / "orthanc"
@@ -121,11 +121,11 @@ def test_intake_scp_timeout_is_intakes_own_short_one(tmp_path: Path) -> None:
     # minutes while DCMTK inflated it, answered never, whatever the timeout: refused at association
     assert '"DeflatedTransferSyntaxAccepted": false,' in (env_dir / "intake" / "intake.json").read_text()
     settings = _settings(tmp_path)
-    assert settings.intake_scp_timeout == 10
+    assert settings.intake_scp_timeout == 30
     nodes = _plan_nodes(settings, None)
     spec = next(s for s in settings.nodes if s.name == "intake")
     assert _node_env(settings, spec, nodes["intake"], nodes, "postgresql://x@127.0.0.1/x")[
-        "ANONLIB_INTAKE_SCP_TIMEOUT"] == "10"
+        "ANONLIB_INTAKE_SCP_TIMEOUT"] == "30"
     assert _settings(tmp_path, ANONLIB_INTAKE_SCP_TIMEOUT="45").intake_scp_timeout == 45
     for bad in ("0", "3601", "ten"):  # 0 would be Orthanc's "no timeout"
         with pytest.raises(ConfigError, match="ANONLIB_INTAKE_SCP_TIMEOUT"):

@@ -98,7 +98,7 @@ def test_orthanc_configuration_is_what_each_node_needs() -> None:
                                          "reader-intake": env["ANONLIB_INTAKE_READER_PASSWORD"]}
     assert config["LuaScripts"] == ["/opt/anonlib/lua/roles.lua"]  # no Lua on the store path
     assert config["DicomCheckModalityHost"] is True and config["DicomAlwaysAllowStore"] is False
-    assert config["DicomScpTimeout"] == 10  # a C-STORE intake cannot read holds a DICOM thread that long
+    assert config["DicomScpTimeout"] == 30  # a C-STORE intake cannot read holds a DICOM thread that long
     assert config["DeflatedTransferSyntaxAccepted"] is False  # a deflate bomb would hold one at full CPU
     assert not any(config[f"DicomAlwaysAllow{k}"] for k in ("Echo", "Store", "Find", "FindWorklist", "Get", "Move"))
     assert config["Plugins"] == [f"{dc.IMAGE_PLUGIN_DIR}/libOrthancPostgreSQLIndex.so",

@@ -301,3 +301,34 @@ def test_a_restarted_node_listening_on_every_address_is_stopped_for_good(
     watch.check()
     assert watch.nodes[0].process is real  # never started again
     assert "listened for DICOM on every address (port 4242) despite its bind shim: stopped" in caplog.text
+
+
+def test_an_up_that_fails_starts_the_node_supervisor_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`up` stops the node supervisor while it starts nodes; when it fails on the way (a node
+    that will not start) the nodes it watched are watched again at once, not left unwatched."""
+    from anonlib.constellation import ConstellationSettings, manage
+    from anonlib.constellation.processes import ProcessError
+
+    settings = ConstellationSettings.from_env({"ANONLIB_HOME": str(tmp_path), "USER": "u",
+                                               "ANONLIB_DICOM_LISTEN": "0.0.0.0"})
+    watched: list[list[str]] = []
+    for name in ("_check_permissions", "ensure_packages"):
+        monkeypatch.setattr(manage, name, lambda *a, **k: None)
+    monkeypatch.setattr(manage, "ensure_postgres", lambda url: False)
+    monkeypatch.setattr(manage, "ensure_databases", lambda url, names: None)
+    monkeypatch.setattr(manage, "stop_watch", lambda home: True)
+    monkeypatch.setattr(manage, "watch_nodes", lambda home, names: watched.append(names))
+
+    def fail(*a: object, **k: object) -> None:
+        raise ProcessError("intake did not start")
+
+    monkeypatch.setattr(manage, "_start_node", fail)
+    with pytest.raises(ProcessError):
+        manage.up(settings)
+    assert [sorted(names) for names in watched] == [["intake", "research"]]
+
+    watched.clear()  # nothing was watched before: nothing is started on failure either
+    monkeypatch.setattr(manage, "stop_watch", lambda home: False)
+    with pytest.raises(ProcessError):
+        manage.up(settings)
+    assert watched == []

@@ -124,8 +124,9 @@ def test_deidentifying_a_file_runs_no_pixel_library(tmp_path: Path) -> None:
         import sys
         from anonlib import cli
         from anonlib.lazy_imports import is_deferred
-        assert cli.main(["deidentify", {str(tmp_path / "in")!r}, {str(tmp_path / "out")!r}, "--burned-in", "allow",
-                         "--db", "sqlite:///{tmp_path / "store.sqlite3"}", "--no-progress"]) == 0
+        sys.argv = ["anonlib", "deidentify", {str(tmp_path / "in")!r}, {str(tmp_path / "out")!r}, "--burned-in",
+                    "allow", "--db", "sqlite:///{tmp_path / "store.sqlite3"}", "--no-progress"]
+        assert cli.main() == 0  # the process's own command line, as the console script runs it
         for name in [name for name in sys.modules if is_deferred(name)]:
             del sys.modules[name]
     """)
@@ -133,6 +134,39 @@ def test_deidentifying_a_file_runs_no_pixel_library(tmp_path: Path) -> None:
     for library in ("numpy", "PIL.Image", "pylibjpeg", "openjpeg", "jpeg_ls", "pandas", "highdicom", "sqlalchemy",
                     "requests", "importlib.metadata", "yaml"):
         assert library not in ran, library
+
+
+def test_a_caller_passing_argv_gets_pydicom_as_it_is(tmp_path: Path) -> None:
+    """Only the process's own command line defers pydicom's pixel stack: a caller in a
+    longer-lived process (a test, a notebook calling ``main``) is left no import hook."""
+    (tmp_path / "in").mkdir()
+    script = f"""
+        import sys
+        from anonlib import cli
+        from anonlib.lazy_imports import is_deferred
+        cli.main(["deidentify", {str(tmp_path / "in")!r}, {str(tmp_path / "out")!r}, "--burned-in", "allow",
+                  "--db", "sqlite:///{tmp_path / "store.sqlite3"}", "--no-progress"])
+        assert not [name for name in sys.modules if is_deferred(name)]
+    """
+    assert "numpy" in _modules_after(script)
+
+
+def test_a_failed_flush_of_the_summary_is_not_exit_status_0(tmp_path: Path) -> None:
+    """When the summary cannot be written (stdout on a full disk), the fast exit reports it by
+    its status (120, as Python's own exit does), not 0."""
+    (tmp_path / "in").mkdir()
+    script = textwrap.dedent(f"""
+        import sys
+        sys.argv = ["anonlib", "deidentify", {str(tmp_path / "in")!r}, {str(tmp_path / "out")!r},
+                    "--burned-in", "allow", "--db", "sqlite:///{tmp_path / "store.sqlite3"}", "--no-progress"]
+        from anonlib.cli import main
+        sys.exit(main())
+    """)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COV") and k != "PYTHONUNBUFFERED"}
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-c", script], stdout=full, stderr=subprocess.PIPE, text=True,
+                              env=env, cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 120, done.stderr
 
 
 def test_the_command_line_exits_at_once_with_its_status_and_its_output(tmp_path: Path) -> None:
@@ -259,3 +293,25 @@ def test_the_cli_runs_numpy_with_one_blas_thread_unless_told_otherwise(tmp_path:
     chosen = subprocess.run([sys.executable, "-c", script], env={**env, "OPENBLAS_NUM_THREADS": "2"},
                             capture_output=True, text=True, check=True)
     assert chosen.stdout.strip().splitlines()[-1] == "2"
+
+
+def test_a_broken_deferred_module_raises_its_import_error_every_time(tmp_path: Path) -> None:
+    """A deferred optional package whose import fails raises its ImportError at first use and
+    again at the next import — no half-run module is left behind to fail with AttributeError."""
+    (tmp_path / "brokenpkg.py").write_text("VALUE = 1\nraise ImportError('brokenpkg needs a library')\n")
+    script = f"""
+        import sys
+        sys.path.insert(0, {str(tmp_path)!r})
+        from anonlib.lazy_imports import deferred
+        with deferred(("brokenpkg",)):
+            import brokenpkg
+        for attempt in range(2):
+            try:
+                brokenpkg.VALUE if attempt == 0 else __import__("brokenpkg").VALUE
+            except ImportError as exc:
+                assert "needs a library" in str(exc), exc
+            else:
+                raise AssertionError("no ImportError")
+        assert "brokenpkg" not in sys.modules
+    """
+    _modules_after(script)
