@@ -46,6 +46,7 @@ from anonlib.orthanc.client import (
     node_answers,
 )
 from anonlib.orthanc.transfer import (
+    DestinationRefused,
     DestinationWentDown,
     StudySnapshot,
     delete_study,
@@ -163,6 +164,8 @@ def _quarantine_dir(export: Path) -> Path:
 
 #: A destination that goes down while receiving the same study this many times is not tried again.
 DESTINATION_DOWN_LIMIT = 2
+#: A destination that refuses the same study this many times is not tried again.
+DESTINATION_REFUSED_LIMIT = 2
 
 _CONTEXTS: dict[str, JobContext] = {}
 
@@ -389,6 +392,14 @@ def _deliver(ctx: JobContext, info: ConstellationInfo, research: pyorthanc.Ortha
                         DESTINATION_DOWN_LIMIT:
                     raise StudyJobError(f"{exc}, {DESTINATION_DOWN_LIMIT} times: not retried (an instance it "
                                         "cannot take?); the study is on research and in the export folder") from None
+                raise
+            except DestinationRefused as exc:
+                # once more: a destination restarted after crashing on another study's instance
+                # answers again and looks like one that refused this study
+                if ctx.spool and ctx.spool.count(result.node, result.study_id, f"refused:{destination}") >= \
+                        DESTINATION_REFUSED_LIMIT:
+                    raise StudyJobError(f"{exc}, {DESTINATION_REFUSED_LIMIT} times: not retried (see its log); "
+                                        "the study is on research and in the export folder") from None
                 raise
             if destination in info.nodes:
                 _verify_destination(info.nodes[destination], set(released), result.new_study_uid)

@@ -27,6 +27,12 @@ class DestinationWentDown(TransientError):
     crashed on one of the study's instances)."""
 
 
+class DestinationRefused(TransientError):
+    """A forward failed while the destination answered before and after: it refused the study —
+    or it crashed on another study's instance and was started again in between, which no probe
+    can tell apart. Tried again once (the study job gives up on the second refusal)."""
+
+
 @dataclass(frozen=True)
 class StudySnapshot:
     """A study as the node holds it at one moment."""
@@ -128,7 +134,7 @@ def forward(client: pyorthanc.Orthanc, node: str, destination: str, study_id: st
     the job to its end. ``destination`` is a DICOM modality name, or ``peer:<name>``. When the
     job fails, whether the destination answers (``answers``, by default C-ECHO or the peer's
     ``/system`` from ``node``; a destination that refuses C-ECHO needs another probe) before
-    and after tells a refusal (:class:`StudyJobError`) and a crash while receiving
+    and after tells a refusal (:class:`DestinationRefused`) and a crash while receiving
     (:class:`DestinationWentDown`) from a destination that was down (:class:`TransientError`)."""
     if answers is None:
         def answers() -> bool:
@@ -147,8 +153,7 @@ def forward(client: pyorthanc.Orthanc, node: str, destination: str, study_id: st
         follow_job(client, node, str(job["ID"]), f"forward to {destination}", timeout)
     except JobFailed as exc:
         if answers():
-            raise StudyJobError(f"{exc}; the destination answers, so it refused the study "
-                                "(not retried: see its log)") from None
+            raise DestinationRefused(f"{exc}; the destination answers, so it refused the study") from None
         if answered:
             raise DestinationWentDown(f"{exc}; the destination answered before and went down while "
                                       "receiving this study") from None

@@ -316,7 +316,7 @@ def _research(job_state: str, echo: list[int]) -> Any:
 
 
 @pytest.mark.parametrize("echo, expected, message", [
-    ([200, 200], "StudyJobError", "refused the study"),  # answers before and after: a refusal
+    ([200, 200], "DestinationRefused", "refused the study"),  # answers before and after: a refusal (or a restart)
     ([200, 500], "DestinationWentDown", "went down while receiving this study"),  # a crash
     ([500, 500], "JobFailed", "Orthanc job Failure"),  # it was down: transient
 ])
