@@ -387,19 +387,16 @@ def _deliver(ctx: JobContext, info: ConstellationInfo, research: pyorthanc.Ortha
             try:
                 forward(research, research_name, destination, research_study,
                         answers=_rest_probe(info.nodes.get(destination)))
-            except DestinationWentDown as exc:
-                if ctx.spool and ctx.spool.count(result.node, result.study_id, f"down:{destination}") >= \
-                        DESTINATION_DOWN_LIMIT:
-                    raise StudyJobError(f"{exc}, {DESTINATION_DOWN_LIMIT} times: not retried (an instance it "
-                                        "cannot take?); the study is on research and in the export folder") from None
-                raise
-            except DestinationRefused as exc:
-                # once more: a destination restarted after crashing on another study's instance
-                # answers again and looks like one that refused this study
-                if ctx.spool and ctx.spool.count(result.node, result.study_id, f"refused:{destination}") >= \
-                        DESTINATION_REFUSED_LIMIT:
-                    raise StudyJobError(f"{exc}, {DESTINATION_REFUSED_LIMIT} times: not retried (see its log); "
-                                        "the study is on research and in the export folder") from None
+            except (DestinationWentDown, DestinationRefused) as exc:
+                # each tried once more: a destination restarted after crashing on another
+                # study's instance answers again and looks like one that refused this study
+                down = isinstance(exc, DestinationWentDown)
+                limit = DESTINATION_DOWN_LIMIT if down else DESTINATION_REFUSED_LIMIT
+                incident = f"{'down' if down else 'refused'}:{destination}"
+                if ctx.spool and ctx.spool.count(result.node, result.study_id, incident) >= limit:
+                    why = "an instance it cannot take?" if down else "see its log"
+                    raise StudyJobError(f"{exc}, {limit} times: not retried ({why}); the study is on research "
+                                        "and in the export folder") from None
                 raise
             if destination in info.nodes:
                 _verify_destination(info.nodes[destination], set(released), result.new_study_uid)
