@@ -66,9 +66,7 @@ def _load(name: str) -> None:
     module, real, hook = entry
     if module.__dict__.get("__getattr__") is hook:
         del module.__dict__["__getattr__"]
-    if module.__spec__ is not None:
-        module.__spec__.loader = real
-    module.__loader__ = real
+    _restore_loader(module, real)
     try:
         real.exec_module(module)
     except BaseException:
@@ -78,13 +76,24 @@ def _load(name: str) -> None:
         raise
 
 
-class _OnFirstUse(importlib.abc.Loader):
+def _restore_loader(module: ModuleType, real: importlib.abc.Loader) -> None:
+    """The module's spec and ``__loader__`` name its real loader again (as a plain import would)."""
+    if module.__spec__ is not None:
+        module.__spec__.loader = real
+    module.__loader__ = real
+
+
+class _Wrapping(importlib.abc.Loader):
+    """A loader around the module's real one: the module is created by the real loader."""
+
     def __init__(self, real: importlib.abc.Loader) -> None:
         self.real = real
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
         return self.real.create_module(spec)
 
+
+class _OnFirstUse(_Wrapping):
     def exec_module(self, module: ModuleType) -> None:
         name = module.__name__
 
@@ -96,19 +105,11 @@ class _OnFirstUse(importlib.abc.Loader):
         _pending[name] = (module, self.real, __getattr__)
 
 
-class _ThenPatch(importlib.abc.Loader):
+class _ThenPatch(_Wrapping):
     """Runs pydicom.pixels.common, then makes its plugin registries record plugins for later."""
 
-    def __init__(self, real: importlib.abc.Loader) -> None:
-        self.real = real
-
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
-        return self.real.create_module(spec)
-
     def exec_module(self, module: ModuleType) -> None:
-        if module.__spec__ is not None:
-            module.__spec__.loader = self.real
-        module.__loader__ = self.real
+        _restore_loader(module, self.real)
         self.real.exec_module(module)
         _defer_plugins(module.CoderBase)
 
