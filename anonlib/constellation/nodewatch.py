@@ -5,7 +5,8 @@ overflows DCMTK's stack while it is received, before anonlib sees it; issue 11).
 constellation up`` therefore records, for each node it starts, how it started it — command line,
 configuration folder and environment, the ``LD_PRELOAD`` bind shim included — in
 ``HOME/<node>/launch.json`` (0600: it holds the node's credentials), and starts this node
-supervisor, detached (``HOME/nodes/supervisor.pid``, its log ``supervisor.log``). It watches
+supervisor, detached (``HOME/nodes/supervisor.pid``, its log ``supervisor.log``), and returns once
+it has taken the running nodes (``supervisor.ready``, its PID). It watches
 each node's PID (``HOME/<node>/orthanc.pid``) and starts a node that died again from its launch
 file, after the workers' pause (1 s doubling to 30 s while it keeps dying young; none after
 :data:`~anonlib.constellation.supervise.HEALTHY_AFTER` seconds of life). Each restart is counted
@@ -41,6 +42,7 @@ from pathlib import Path
 
 from anonlib.constellation.listen import EVERY_ADDRESS, listening_addresses
 from anonlib.constellation.processes import (
+    ProcessError,
     Watched,
     pid_alive,
     read_pid,
@@ -53,9 +55,11 @@ from anonlib.errors import AnonlibError, ConfigError
 from anonlib.settings import private_dir, private_umask
 
 __all__ = ["LaunchSpec", "NodeWatch", "Restarts", "bind_ports", "describe_exit", "launch_file", "main", "restarts",
-           "stop_watch", "watch_alive", "watch_nodes", "watch_pidfile"]
+           "ready_file", "stop_watch", "watch_alive", "watch_nodes", "watch_pidfile"]
 
 log = logging.getLogger("anonlib.nodewatch")
+
+READY_WITHIN = 60.0  # seconds `up` waits for a new supervisor to have taken the running nodes
 
 Starter = Callable[["LaunchSpec"], "subprocess.Popen[bytes]"]
 
@@ -258,6 +262,8 @@ class NodeWatch:
 
     def run(self) -> None:
         self.adopt()
+        private_dir(_folder(self.home))
+        _write_private(ready_file(self.home), f"{os.getpid()}\n")  # `up` waits for this
         while not self.stopping.wait(self.poll):
             self.check()
         log.info("node supervisor stopped (the nodes keep running)")
@@ -269,21 +275,38 @@ def watch_pidfile(home: Path) -> Path:
     return _folder(home) / "supervisor.pid"
 
 
+def ready_file(home: Path) -> Path:
+    """Written by the supervisor (its PID) once it has taken the running nodes as they are."""
+    return _folder(home) / "supervisor.ready"
+
+
 def watch_alive(home: Path) -> bool:
     return pid_alive(read_pid(watch_pidfile(home)))
 
 
 def watch_nodes(home: Path, names: list[str], env: Mapping[str, str] | None = None) -> int:
-    """Start the node supervisor for ``names`` (stopping one already running); its PID."""
+    """Start the node supervisor for ``names`` (stopping one already running); its PID, once it
+    watches: a node that dies after this returns is seen dying (under load the supervisor's own
+    start takes seconds, and a node that died before it looked was only "not running")."""
     stop_watch(home)
     folder = private_dir(private_dir(home) / "nodes")
-    return start_process([sys.executable, "-m", "anonlib.constellation.nodewatch", str(home), *names],
-                         pidfile=folder / "supervisor.pid", logfile=folder / "supervisor.log",
-                         env={**(os.environ if env is None else env), "ANONLIB_HOME": str(home)})
+    pid = start_process([sys.executable, "-m", "anonlib.constellation.nodewatch", str(home), *names],
+                        pidfile=folder / "supervisor.pid", logfile=folder / "supervisor.log",
+                        env={**(os.environ if env is None else env), "ANONLIB_HOME": str(home)})
+    deadline = time.monotonic() + READY_WITHIN
+    while read_pid(ready_file(home)) != pid:
+        if not pid_alive(pid):
+            raise ProcessError(f"the node supervisor ended as it started: see {folder / 'supervisor.log'}")
+        if time.monotonic() > deadline:
+            raise ProcessError(f"the node supervisor did not take the nodes within {READY_WITHIN:.0f} s: "
+                               f"see {folder / 'supervisor.log'}")
+        time.sleep(0.05)
+    return pid
 
 
 def stop_watch(home: Path) -> bool:
     """Stop the node supervisor (never the nodes); True if one was running."""
+    ready_file(home).unlink(missing_ok=True)
     return stop_pidfile(_folder(home) / "supervisor.pid", grace=10)
 
 

@@ -26,7 +26,7 @@ from anonlib.settings import private_dir, private_umask
 
 __all__ = [
     "ProcessError", "Watched", "port_free", "free_port", "start_child", "start_process", "stop_pidfile", "pid_alive",
-    "read_pid", "assemble_config", "orthanc_problem", "wait_orthanc_ready",
+    "read_pid", "write_pid", "assemble_config", "orthanc_problem", "wait_orthanc_ready",
 ]
 
 
@@ -116,8 +116,15 @@ def start_child(argv: list[str], *, pidfile: Path, logfile: Path, env: Mapping[s
                                            env=dict(env), cwd=cwd, start_new_session=True, umask=0o077)
             except OSError as exc:
                 raise ProcessError(f"cannot start {argv[0]}: {exc.strerror}") from exc
-        pidfile.write_text(f"{process.pid}\n")
+        write_pid(pidfile, process.pid)
     return process
+
+
+def write_pid(pidfile: Path, pid: int) -> None:
+    """``pid`` into ``pidfile``, replaced atomically: a reader never sees it empty or half written."""
+    temp = pidfile.with_name(f".{pidfile.name}.{os.getpid()}.tmp")
+    temp.write_text(f"{pid}\n")
+    os.replace(temp, pidfile)
 
 
 def stop_pidfile(pidfile: Path, *, grace: float = 20.0) -> bool:

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from anonlib.constellation.processes import Watched, pid_alive, read_pid, stop_pidfile
+from anonlib.constellation.processes import Watched, pid_alive, read_pid, stop_pidfile, write_pid
 
 __all__ = ["HEALTHY_AFTER", "Slot", "Supervisor", "main", "next_pause", "worker_files"]
 
@@ -87,7 +87,7 @@ class Supervisor:
                 self._schedule(slot, time.monotonic())
                 return
         slot.adopted, slot.started = None, time.monotonic()
-        pidfile.write_text(f"{slot.process.pid}\n")
+        write_pid(pidfile, slot.process.pid)
         log.info("worker-%d started, pid %d", slot.index, slot.process.pid)
 
     def _schedule(self, slot: Slot, now: float) -> None:

@@ -20,7 +20,7 @@ import pytest
 from anonlib.constellation import nodewatch
 from anonlib.constellation.listen import SHIM_NAME, build_shim
 from anonlib.constellation.nodewatch import LaunchSpec, NodeWatch, describe_exit, restarts
-from anonlib.constellation.processes import pid_alive, read_pid
+from anonlib.constellation.processes import ProcessError, pid_alive, read_pid
 from anonlib.errors import ConfigError
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(120)"]
@@ -177,7 +177,7 @@ def test_the_detached_supervisor_restarts_a_killed_node_and_stops_without_it(tmp
     pid = nodewatch.watch_nodes(home, ["intake"])
     try:
         assert nodewatch.watch_alive(home) and read_pid(nodewatch.watch_pidfile(home)) == pid
-        time.sleep(1.0)  # it has adopted the node
+        assert read_pid(nodewatch.ready_file(home)) == pid  # watch_nodes returned once it had adopted the node
         os.kill(first.pid, signal.SIGKILL)
         first.wait()
         assert _wait(lambda: (p := read_pid(Path(spec.pidfile))) != first.pid and pid_alive(p))
@@ -200,6 +200,29 @@ def test_the_detached_supervisor_restarts_a_killed_node_and_stops_without_it(tmp
     os.kill(third, signal.SIGKILL)  # type: ignore[arg-type]
     time.sleep(1.5)
     assert read_pid(Path(spec.pidfile)) == third and not pid_alive(third)  # nobody starts it again
+
+
+def test_watch_nodes_fails_loudly_when_the_supervisor_ends_as_it_starts(tmp_path: Path) -> None:
+    """A supervisor that ends before it took the nodes (here: given no node, it prints its usage
+    and exits 2) is reported, naming its log, instead of `up` returning as if the nodes were watched."""
+    with pytest.raises(ProcessError, match=r"node supervisor ended as it started: see .*supervisor\.log"):
+        nodewatch.watch_nodes(tmp_path, [])
+    assert not nodewatch.watch_alive(tmp_path)
+    assert "usage" in (tmp_path / "nodes" / "supervisor.log").read_text()
+
+
+def test_stopping_the_supervisor_removes_its_ready_mark(tmp_path: Path) -> None:
+    spec = _spec(tmp_path)
+    first = subprocess.Popen(spec.argv, env=spec.env, start_new_session=True)
+    Path(spec.pidfile).write_text(f"{first.pid}\n")
+    try:
+        pid = nodewatch.watch_nodes(tmp_path, ["intake"])
+        assert read_pid(nodewatch.ready_file(tmp_path)) == pid
+        assert nodewatch.stop_watch(tmp_path)
+        assert not nodewatch.ready_file(tmp_path).exists()
+    finally:
+        first.kill()
+        first.wait()
 
 
 def test_down_stops_the_node_supervisor_before_the_nodes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
