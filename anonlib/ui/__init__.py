@@ -1,16 +1,10 @@
-"""ipywidgets components for the notebooks: they build parameters and call
+"""ipywidgets components for the notebooks, one module per panel: they build parameters and call
 :mod:`anonlib.workflows`; headless runs call the same functions without widgets."""
 
-from anonlib.ui.panels import (
-           AnonymizePanel,
-           AuditPanel,
-           BrowsePanel,
-           PreviewPanel,
-           show_audit,
-           show_findings,
-           show_held,
-           show_preview,
-)
+from anonlib.ui.anonymize_panel import AnonymizePanel, show_held
+from anonlib.ui.audit_panel import AuditPanel, show_audit, show_findings
+from anonlib.ui.browse import BrowsePanel
+from anonlib.ui.preview_panel import PreviewPanel, show_preview
 from anonlib.ui.render import diff_html, table_html
 from anonlib.ui.review import ReviewPanel, show_review
 

@@ -11,14 +11,15 @@ import pytest
 
 from anonlib.audit.model import AuditResult, Finding
 from anonlib.errors import ConfigError
-from anonlib.ui import panels
+from anonlib.ui import anonymize_panel, audit_panel, common
 
 
 @pytest.fixture
 def shown(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     html: list[str] = []
-    monkeypatch.setattr(panels, "show_html", html.append)
-    monkeypatch.setattr(panels, "findings_svg", lambda result: "<svg></svg>")
+    for module in (anonymize_panel, audit_panel, common):
+        monkeypatch.setattr(module, "show_html", html.append)
+    monkeypatch.setattr(audit_panel, "findings_svg", lambda result: "<svg></svg>")
     return html
 
 
@@ -26,8 +27,8 @@ def test_a_bad_originals_folder_is_one_clear_error(monkeypatch: pytest.MonkeyPat
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise ConfigError("originals /data/inptu: no such folder")
 
-    monkeypatch.setattr(panels.workflows, "audit_target", refuse)
-    panels.AuditPanel("out", originals="/data/inptu", db_url="", output="").run()
+    monkeypatch.setattr(audit_panel.workflows, "audit_target", refuse)
+    audit_panel.AuditPanel("out", originals="/data/inptu", db_url="", output="").run()
     assert len(shown) == 1 and "ConfigError: originals /data/inptu: no such folder" in shown[0]
     assert "PASS" not in shown[0]
 
@@ -42,8 +43,8 @@ def test_an_incomplete_audit_is_shown_as_such_and_moves_the_bar(monkeypatch: pyt
         progress(2, 2)
         return result, None
 
-    monkeypatch.setattr(panels.workflows, "audit_target", audit_target)
-    panel = panels.AuditPanel("out", originals="in", db_url="", output="")
+    monkeypatch.setattr(audit_panel.workflows, "audit_target", audit_target)
+    panel = audit_panel.AuditPanel("out", originals="in", db_url="", output="")
     panel.run()
     assert (panel.bar.value, panel.bar.max) == (2, 2)
     text = "".join(shown)
@@ -61,15 +62,15 @@ class _Node:
 def test_the_job_states_show_held_studies(monkeypatch: pytest.MonkeyPatch, shown: list[str]) -> None:
     held = pd.DataFrame([{"node": "intake", "study": "s1", "job": 3, "instances": 2, "runs": 1,
                           "reason": "audit failed: leak/A names (2)"}])
-    monkeypatch.setattr(panels.workflows, "held_studies", lambda: held)
-    monkeypatch.setattr(panels.workflows, "job_states", lambda: pd.DataFrame([{"id": 3, "status": "succeeded"}]))
-    panels.AnonymizePanel(_Node(), db_url="", output="").show_jobs()  # type: ignore[arg-type]
+    monkeypatch.setattr(anonymize_panel.workflows, "held_studies", lambda: held)
+    monkeypatch.setattr(anonymize_panel.workflows, "job_states", lambda: pd.DataFrame([{"id": 3, "status": "succeeded"}]))
+    anonymize_panel.AnonymizePanel(_Node(), db_url="", output="").show_jobs()  # type: ignore[arg-type]
     text = "".join(shown)
     assert "1 study held by the audit gate" in text and "audit failed: leak/A names (2)" in text
     assert "anonlib jobs retry --held" in text
     shown.clear()
-    monkeypatch.setattr(panels.workflows, "held_studies", lambda: held.iloc[0:0])
-    panels.AnonymizePanel(_Node(), db_url="", output="").show_jobs()  # type: ignore[arg-type]
+    monkeypatch.setattr(anonymize_panel.workflows, "held_studies", lambda: held.iloc[0:0])
+    anonymize_panel.AnonymizePanel(_Node(), db_url="", output="").show_jobs()  # type: ignore[arg-type]
     assert "No study is held by the audit gate." in "".join(shown)
 
 
@@ -81,8 +82,8 @@ def test_the_audit_panel_passes_its_pixel_choice(monkeypatch: pytest.MonkeyPatch
         return AuditResult(instances=1, with_originals=1, findings=[
             Finding("pixels", "all categories", "skipped", detail="switched off (--pixels off)")]), None
 
-    monkeypatch.setattr(panels.workflows, "audit_target", audit_target)
-    panel = panels.AuditPanel("out", originals="in", db_url="", output="", pixels="off")
+    monkeypatch.setattr(audit_panel.workflows, "audit_target", audit_target)
+    panel = audit_panel.AuditPanel("out", originals="in", db_url="", output="", pixels="off")
     assert panel.pixels.value == "off"
     panel.pixels.value = "all"
     panel.run()
