@@ -1,11 +1,14 @@
 """The audit and anonymize panels without a kernel (the workflow functions replaced): a bad
 ``originals`` is shown as one clear error, never as PASS; an INCOMPLETE audit is shown as such
-with what was not checked; the audit moves a progress bar; the job states show held studies."""
+with what was not checked; the audit moves a progress bar; the job states show held studies;
+the source field opens a source or says in one line why it cannot."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import ipywidgets
 import pandas as pd
 import pytest
 
@@ -88,3 +91,27 @@ def test_the_audit_panel_passes_its_pixel_choice(monkeypatch: pytest.MonkeyPatch
     panel.pixels.value = "all"
     panel.run()
     assert asked["pixels"] == "all"
+
+
+def test_the_source_field_opens_a_source_and_says_in_one_line_why_another_cannot(tmp_path: Path) -> None:
+    """A folder opens and its panel is shown; a missing folder gives one line naming it, no
+    traceback, and the panel of the last good source stays; Enter in the field opens too."""
+    built: list[str] = []
+
+    def build(src: object) -> ipywidgets.Widget:
+        built.append(str(getattr(src, "name", src)))
+        return ipywidgets.Label("panel")
+
+    field = common.SourceField(build, str(tmp_path))
+    assert len(built) == 1 and len(field.body.children) == 1 and field.error.value == ""
+    field.field.value = str(tmp_path / "nope")  # what Enter or leaving the field does
+    assert "nope: no such folder" in field.error.value and "Traceback" not in field.error.value
+    assert "\n" not in field.error.value and len(built) == 1 and field.body.children  # the old panel stays
+    field.field.value = str(tmp_path)
+    field.open_button.click()
+    assert len(built) == 3 and field.error.value == ""
+
+
+def test_one_line_keeps_anonlib_messages_and_names_other_errors() -> None:
+    assert common.one_line(ConfigError("x: no such folder")) == "x: no such folder"
+    assert common.one_line(ValueError("bad\n  value")) == "ValueError: bad value"
