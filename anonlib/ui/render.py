@@ -30,12 +30,15 @@ def show_html(text: str) -> None:
 
     show(HTML(text))  # type: ignore[no-untyped-call]
 
-#: Colours of the diff statuses (removed / changed / kept / added).
+#: Colours of the diff statuses (removed / changed / kept / added); headers never wrap, text wraps
+#: between words (a word longer than the cell is broken only as a last resort).
 STYLE = """<style>
 table.anonlib-table { border-collapse: collapse; font-size: 12px; }
 table.anonlib-table th, table.anonlib-table td { border: 1px solid #ddd; padding: 2px 6px; text-align: left;
-  vertical-align: top; max-width: 28em; overflow-wrap: anywhere; }
-table.anonlib-table th { background: #f3f4f6; }
+  vertical-align: top; }
+table.anonlib-table th { background: #f3f4f6; white-space: nowrap; word-break: normal; overflow-wrap: normal; }
+table.anonlib-table td { max-width: 32em; white-space: normal; word-break: normal; overflow-wrap: break-word; }
+table.anonlib-table span.anonlib-uid { font-family: monospace; cursor: help; }
 tr.status-removed td { background: #fde8e8; } tr.status-changed td { background: #fff6dd; }
 tr.status-added td { background: #e6f4ea; } tr.status-kept td { color: #555; }
 </style>"""
@@ -43,14 +46,19 @@ tr.status-added td { background: #e6f4ea; } tr.status-kept td { color: #555; }
 
 def table_html(frame: pd.DataFrame, *, css_class: str = "", max_rows: int = 500,
                row_class: str | None = None) -> str:
-    """``frame`` as an escaped HTML table; ``row_class`` names a column whose value becomes a
-    ``status-<value>`` class on each row."""
+    """``frame`` as an escaped HTML table, formatted by :func:`anonlib.ui.tables.display_frame`
+    (readable headers, dates, names, short UIDs with the full value on hover); ``row_class``
+    names a column whose value becomes a ``status-<value>`` class on each row."""
+    from anonlib.ui.tables import display_frame
+
     classes = " ".join(c for c in ("anonlib-table", css_class) if c)
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    shown = display_frame(frame, max_rows=max_rows)
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in shown.columns)
+    marks = [str(v) for v in frame[row_class].head(max_rows)] if row_class else []
     rows = []
-    for record in frame.head(max_rows).to_dict("records"):
-        cls = f' class="status-{html.escape(str(record[row_class]))}"' if row_class else ""
-        cells = "".join(f"<td>{html.escape('' if v is None else str(v))}</td>" for v in record.values())
+    for index, record in enumerate(shown.itertuples(index=False, name=None)):
+        cls = f' class="status-{html.escape(marks[index], quote=True)}"' if row_class else ""
+        cells = "".join(f"<td>{v if isinstance(v, str) else html.escape(str(v))}</td>" for v in record)
         rows.append(f"<tr{cls}>{cells}</tr>")
     more = f"<p>… {len(frame) - max_rows} more rows</p>" if len(frame) > max_rows else ""
     return f'{STYLE}<table class="{classes}"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>{more}'
