@@ -237,6 +237,57 @@ def _notebook(args: argparse.Namespace) -> int:
         return 1
 
 
+def _print_access_log(rows: list[dict[str, str]]) -> None:
+    """The access log as aligned columns (no values: there are none in it)."""
+    if not rows:
+        print("the access log is empty")
+        return
+    for row in rows:
+        print(f"{row['when']}  {row['who']:<16} {row['action']:<7} {row['result']:<34} {row['entries']:>7}  "
+              f"{row['digest']}".rstrip())
+
+
+def _reidentify(args: argparse.Namespace) -> int:
+    from anonlib.reidentify import SUBSTITUTE_PREFIX, access_rows, accessor, open_key_store, reidentify
+
+    if args.value is None and not args.log:
+        raise ConfigError("give a pseudonym or a de-identified UID to look up (or --log)")
+    store = open_key_store(args.db)
+    try:
+        if args.log:
+            _print_access_log(access_rows(store.access_log(args.limit)))
+            return 0
+        found = reidentify(store, args.value, accessor(args.user))
+    finally:
+        store.close()
+    if found is None:
+        print("anonlib: not found: no patient pseudonym, Study or SOP Instance UID in the lookup store matches "
+              "(the lookup is in the access log)", file=sys.stderr)
+        return 1
+    print(found.value + (f"\t{found.issuer}" if found.issuer else ""))  # the authorised purpose: stdout only
+    if found.kind == "patient" and found.value.startswith(SUBSTITUTE_PREFIX):
+        print("anonlib: the original had no PatientID; shown is the key it was given instead", file=sys.stderr)
+    return 0
+
+
+def _mapping(args: argparse.Namespace) -> int:
+    from anonlib.mapping_export import PATID_FILE, UID_FILE, export_mapping
+    from anonlib.reidentify import access_rows, accessor, open_key_store
+
+    store = open_key_store(args.db)
+    try:
+        if args.action == "log":
+            _print_access_log(access_rows(store.access_log(args.limit)))
+            return 0
+        result = export_mapping(store, Path(args.dir), accessor(args.user))
+    finally:
+        store.close()
+    print(f"wrote {result.folder / PATID_FILE} ({result.patients} patients) and {result.folder / UID_FILE} "
+          f"({result.uids} UIDs): they RE-IDENTIFY the data, keep them in the identified zone; "
+          "the export is in the access log")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="anonlib", description="DICOM de-identification for research")
     parser.add_argument("--version", action="version", version=f"anonlib {__version__}")
@@ -353,6 +404,33 @@ def build_parser() -> argparse.ArgumentParser:
                            help="report a notebook that shows identified data (browse, preview, anonymize, review); "
                                 "every page is stamped CONTAINS IDENTIFIED DATA")
     nb.set_defaults(func=_notebook)
+
+    reid = commands.add_parser("reidentify", help="authorised users: the original PatientID of a pseudonym, or the "
+                                                  "original UID of a de-identified Study/SOP Instance UID",
+                               epilog="the original goes to stdout, nothing to any log; every lookup is appended to "
+                                      "the lookup store's access log (who, when, what kind; never a value). exit "
+                                      "status: 0 found, 1 not found, 2 no such store, 3 store error")
+    reid.add_argument("value", nargs="?", metavar="PSEUDONYM|UID")
+    reid.add_argument("--db", metavar="URL", help="lookup store URL (default: SQLite in $ANONLIB_HOME)")
+    reid.add_argument("--user", metavar="NAME", help="who is looking up, for the access log "
+                                                     "(default: $ANONLIB_USER, else the OS user)")
+    reid.add_argument("--log", action="store_true", help="show the access log instead (newest first)")
+    reid.add_argument("--limit", type=int, default=50, metavar="N", help="--log: entries shown (default 50)")
+    reid.set_defaults(func=_reidentify)
+
+    mapping = commands.add_parser("mapping", help="authorised users: export the key as patid_mapping.csv and "
+                                                  "uid_mapping.csv (id_old,id_new), or show its access log")
+    mapping_actions = mapping.add_subparsers(dest="action", required=True)
+    export = mapping_actions.add_parser("export", help="write the two CSV files (0600) into DIR (0700), which must "
+                                                       "lie outside every output and export folder")
+    export.add_argument("dir", metavar="DIR")
+    export.add_argument("--user", metavar="NAME", help="who exports, for the access log "
+                                                       "(default: $ANONLIB_USER, else the OS user)")
+    mapping_log = mapping_actions.add_parser("log", help="the access log of the key, newest first (no values)")
+    mapping_log.add_argument("--limit", type=int, default=50, metavar="N", help="entries shown (default 50)")
+    for sub in (export, mapping_log):
+        sub.add_argument("--db", metavar="URL", help="lookup store URL (default: SQLite in $ANONLIB_HOME)")
+    mapping.set_defaults(func=_mapping)
 
     example = commands.add_parser("example-data", help="write synthetic example studies (with planted PHI)")
     example.add_argument("dir", metavar="DIR")

@@ -12,9 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 from anonlib.settings import anonlib_home
 from anonlib.store.base import (
+    AccessEntry,
     DeliveryRecord,
     InstanceRecord,
     LookupStore,
+    Original,
     PatientIdentity,
     PatientKey,
     PixelBox,
@@ -33,11 +35,13 @@ if TYPE_CHECKING:
     from anonlib.store.sql import SqlStore
 
 __all__ = [
+    "AccessEntry",
     "DeliveryRecord",
     "InstanceRecord",
     "LookupStore",
     "MemoryData",
     "MemoryStore",
+    "Original",
     "PatientIdentity",
     "PatientKey",
     "PixelBox",

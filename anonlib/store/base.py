@@ -28,6 +28,9 @@ __all__ = [
     "Region",
     "PixelFindings",
     "ReviewDecision",
+    "Original",
+    "AccessEntry",
+    "ACCESS_ACTIONS",
     "FINDING_OUTCOMES",
     "REVIEW_DECISIONS",
     "LookupStore",
@@ -35,6 +38,9 @@ __all__ = [
 
 FINDING_OUTCOMES = ("masked", "quarantined")
 """What the pixel stage did with an instance in which it found (or could not look for) text."""
+
+ACCESS_ACTIONS = ("lookup", "export")
+"""What an access-log entry records: one re-identification lookup, or one mapping export."""
 
 REVIEW_DECISIONS = ("release", "mask", "reject")
 """What a reviewer may decide about an instance the pixel stage masked or quarantined."""
@@ -169,6 +175,33 @@ class ReviewDecision:
     decided_at: datetime | None = None
 
 
+@dataclass(frozen=True)
+class Original:
+    """What a de-identified value stood for, read from the store (PHI: for authorised eyes
+    only). ``kind`` is ``patient`` (``value`` the original PatientID, ``issuer`` its
+    IssuerOfPatientID), ``study`` or ``instance`` (``value`` the original UID)."""
+
+    kind: str
+    value: str
+    issuer: str = ""
+
+
+@dataclass(frozen=True)
+class AccessEntry:
+    """One use of the re-identification key, as the access log keeps it: who (``accessor``),
+    when (``accessed_at``, UTC; set by the store when ``None``), what (``action``: ``lookup``
+    or ``export``; ``result``: the kind found, ``not found``, or what was exported), how many
+    entries it revealed, and ``digest``: the queried value keyed by the project secret (empty
+    for an export). Never a value, neither the query nor the answer."""
+
+    accessor: str
+    action: str
+    result: str = ""
+    entries: int = 0
+    digest: str = ""
+    accessed_at: datetime | None = None
+
+
 class ClosingMixin:
     """``with store: ...`` closes the store on exit (shared by the implementations)."""
 
@@ -244,6 +277,23 @@ class LookupStore(Protocol):
 
     def reviews(self) -> list[ReviewDecision]:
         """Every decision, ordered by original SOP Instance UID."""
+
+    def original_patient(self, pseudonym: str) -> Original | None:
+        """The original patient of ``pseudonym``, if the store has one (kind ``patient``)."""
+
+    def original_uid(self, new_uid: str) -> Original | None:
+        """The original Study or SOP Instance UID that became ``new_uid``, if the store
+        recorded one (kind ``study`` or ``instance``)."""
+
+    def uid_map(self) -> list[tuple[str, str]]:
+        """Every recorded (original UID, new UID) pair: studies, then instances, each ordered
+        by original UID."""
+
+    def record_access(self, entry: AccessEntry) -> None:
+        """Append ``entry`` to the access log (never updated, never deleted by anonlib)."""
+
+    def access_log(self, limit: int | None = None) -> list[AccessEntry]:
+        """The access log, newest first (the ``limit`` newest entries)."""
 
     def close(self) -> None:
         """Release connections."""

@@ -40,12 +40,13 @@ from anonlib.store.base import (
     ReviewDecision,
     StudyRecord,
 )
+from anonlib.store.lite_keys import KeyAccessLite, sqlite_timestamp
 from anonlib.store.sqlite_file import configure_connection, create_private, sqlite_database, warn_if_open
 from anonlib.store.sqlite_schema import TABLES
 
 __all__ = ["SqliteStore"]
 
-SCHEMA_VERSION = 1  # anonlib.store.tables.SCHEMA_VERSION (a unit test keeps them equal)
+SCHEMA_VERSION = 2  # anonlib.store.tables.SCHEMA_VERSION (a unit test keeps them equal)
 
 _TABLE_NAMES = frozenset(name for name, _ in TABLES)
 _INSTANCE_FIELDS = ("original_sop_uid", "new_sop_uid", "original_study_uid", "status", "output", "reason",
@@ -65,12 +66,6 @@ def _error(what: str, exc: sqlite3.Error, *, connecting: bool = False) -> StoreE
         if first_line:
             detail += f": {first_line[0]}"
     return StoreError(f"{what} ({detail})")
-
-
-def _timestamp(value: datetime) -> str:
-    """A time as SQLAlchemy's SQLite DateTime type stores it (fields as given, no zone)."""
-    return (f"{value.year:04d}-{value.month:02d}-{value.day:02d} "
-            f"{value.hour:02d}:{value.minute:02d}:{value.second:02d}.{value.microsecond:06d}")
 
 
 def _json(value: Any) -> str:
@@ -99,12 +94,13 @@ def _connect_readonly(database: str) -> sqlite3.Connection:
     return sqlite3.connect(uri, uri=True, check_same_thread=False)
 
 
-class SqliteStore(ClosingMixin):
+class SqliteStore(KeyAccessLite, ClosingMixin):
     """:class:`~anonlib.store.base.LookupStore` in the SQLite file of a ``sqlite:///`` ``url``
     (``sqlite://`` or ``sqlite:///:memory:``: in memory). Opening creates the schema if missing
     unless ``readonly``. Raises :class:`~anonlib.errors.ConfigError` for an invalid policy or a
     URL that is not plain SQLite, :class:`~anonlib.errors.StoreError` when the file cannot be
-    opened. One connection, shared by the threads of a process under a lock."""
+    opened. One connection, shared by the threads of a process under a lock. Reverse lookups and
+    the access log come from :class:`~anonlib.store.lite_keys.KeyAccessLite`."""
 
     def __init__(self, url: str, policy: PseudonymPolicy = rules.DEFAULT_POLICY, *,
                  readonly: bool = False) -> None:
@@ -434,7 +430,7 @@ class SqliteStore(ClosingMixin):
                 "decided_at = excluded.decided_at",
                 (decision.original_sop_uid, decision.decision,
                  _json([asdict(region) for region in decision.regions]), decision.reviewer,
-                 _timestamp(rules.stamped(decision.decided_at))))
+                 sqlite_timestamp(rules.stamped(decision.decided_at))))
 
     def review(self, original_sop_uid: str) -> ReviewDecision | None:
         """The decision about one instance, if any."""

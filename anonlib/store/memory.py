@@ -13,9 +13,11 @@ from dataclasses import dataclass, field, replace
 from anonlib.errors import StoreError
 from anonlib.store import rules
 from anonlib.store.base import (
+    AccessEntry,
     ClosingMixin,
     DeliveryRecord,
     InstanceRecord,
+    Original,
     PatientIdentity,
     PatientKey,
     PixelFindings,
@@ -40,6 +42,7 @@ class MemoryData:
     deliveries: dict[tuple[str, str], DeliveryRecord] = field(default_factory=dict)
     findings: dict[str, PixelFindings] = field(default_factory=dict)
     reviews: dict[str, ReviewDecision] = field(default_factory=dict)
+    access: list[AccessEntry] = field(default_factory=list)
 
 
 class MemoryStore(ClosingMixin):
@@ -214,6 +217,49 @@ class MemoryStore(ClosingMixin):
         data = self._open()
         with data.lock:
             return sorted(data.reviews.values(), key=lambda d: d.original_sop_uid)
+
+    def original_patient(self, pseudonym: str) -> Original | None:
+        """The original patient of ``pseudonym``, if any."""
+        data = self._open()
+        with data.lock:
+            for key, identity in data.patients.items():
+                if identity.pseudonym == pseudonym:
+                    return Original("patient", key.patient_id, key.issuer)
+        return None
+
+    def original_uid(self, new_uid: str) -> Original | None:
+        """The original Study or SOP Instance UID that became ``new_uid``, if recorded."""
+        data = self._open()
+        with data.lock:
+            for record in data.studies.values():
+                if record.new_study_uid == new_uid:
+                    return Original("study", record.original_study_uid)
+            for inst in data.instances.values():
+                if inst.new_sop_uid == new_uid:
+                    return Original("instance", inst.original_sop_uid)
+        return None
+
+    def uid_map(self) -> list[tuple[str, str]]:
+        """Every recorded (original UID, new UID) pair: studies, then instances."""
+        data = self._open()
+        with data.lock:
+            studies = sorted((r.original_study_uid, r.new_study_uid) for r in data.studies.values())
+            instances = sorted((r.original_sop_uid, r.new_sop_uid) for r in data.instances.values())
+        return studies + instances
+
+    def record_access(self, entry: AccessEntry) -> None:
+        """Append ``entry`` to the access log."""
+        rules.check_access(entry)
+        data = self._open()
+        with data.lock:
+            data.access.append(replace(entry, accessed_at=rules.stamped(entry.accessed_at)))
+
+    def access_log(self, limit: int | None = None) -> list[AccessEntry]:
+        """The access log, newest first."""
+        data = self._open()
+        with data.lock:
+            newest = data.access[::-1]
+        return newest if limit is None else newest[:limit]
 
     def close(self) -> None:
         """Mark this store closed; the shared data stays for other stores."""

@@ -13,8 +13,10 @@ from datetime import UTC, datetime
 
 from anonlib.errors import ConfigError, StoreError
 from anonlib.store.base import (
+    ACCESS_ACTIONS,
     FINDING_OUTCOMES,
     REVIEW_DECISIONS,
+    AccessEntry,
     InstanceRecord,
     PatientKey,
     PixelBox,
@@ -32,6 +34,7 @@ __all__ = [
     "MAX_PSEUDONYM_ATTEMPTS",
     "PSEUDONYM_RANDOM_CHARS",
     "SECRET_BYTES",
+    "check_access",
     "check_findings",
     "check_instance",
     "check_key",
@@ -177,3 +180,14 @@ def stamped(decided_at: datetime | None) -> datetime:
     if decided_at.tzinfo is None:
         return decided_at.replace(tzinfo=UTC)
     return decided_at.astimezone(UTC)
+
+
+def check_access(entry: AccessEntry) -> None:
+    """Raise :class:`StoreError` unless ``entry`` names who, a known action and a count >= 0
+    (what the access log's schema enforces)."""
+    if not entry.accessor.strip():
+        raise StoreError("could not record access: it needs who accessed the key")
+    if entry.action not in ACCESS_ACTIONS:
+        raise StoreError(f"could not record access: action must be one of {', '.join(ACCESS_ACTIONS)}")
+    if entry.entries < 0:
+        raise StoreError("could not record access: entries must not be negative")

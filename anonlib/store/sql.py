@@ -44,6 +44,7 @@ from anonlib.store.db import (
     store_error,
     upsert,
 )
+from anonlib.store.sql_keys import KeyAccessSql
 from anonlib.store.sql_pixels import PixelReviewSql
 from anonlib.store.tables import (
     delivery,
@@ -94,14 +95,15 @@ def _existing_tables(engine: Engine) -> frozenset[str]:
     return names
 
 
-class SqlStore(PixelReviewSql, ClosingMixin):
+class SqlStore(PixelReviewSql, KeyAccessSql, ClosingMixin):
     """:class:`~anonlib.store.base.LookupStore` on ``postgresql://`` or ``sqlite:///`` ``url``.
 
     Opening creates the schema if missing (safe when many processes open a fresh database at
     once), unless ``readonly`` (see the module docstring). Raises
     :class:`~anonlib.errors.ConfigError` for an invalid policy or URL and
     :class:`~anonlib.errors.StoreError` when the database cannot be opened. Pixel findings and
-    review decisions come from :class:`~anonlib.store.sql_pixels.PixelReviewSql`.
+    review decisions come from :class:`~anonlib.store.sql_pixels.PixelReviewSql`; reverse lookups
+    and the access log from :class:`~anonlib.store.sql_keys.KeyAccessSql`.
     """
 
     def __init__(self, url: str, policy: PseudonymPolicy = rules.DEFAULT_POLICY, *,

@@ -32,6 +32,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 __all__ = [
     "SCHEMA_LOCK_KEY",
     "SCHEMA_VERSION",
+    "access_log",
     "delivery",
     "instance",
     "metadata",
@@ -43,8 +44,9 @@ __all__ = [
     "study",
 ]
 
-SCHEMA_VERSION = 1
-"""The schema version these definitions describe (a row of ``anonlib_schema_version``)."""
+SCHEMA_VERSION = 2
+"""The schema version these definitions describe (a row of ``anonlib_schema_version``).
+Version 2 added ``anonlib_access_log``; a version-1 database gains it when opened for writing."""
 
 SCHEMA_LOCK_KEY = 7020671389173113393
 """PostgreSQL advisory lock key (``b"anonlib1"``) serializing schema creation; also in schema.sql."""
@@ -208,5 +210,25 @@ review = Table(
     comment=(
         "One row per instance a reviewer decided about (release, mask the extra regions "
         "[{frame, x, y, width, height}], reject); applied whenever the instance is processed again."
+    ),
+)
+
+access_log = Table(
+    "anonlib_access_log",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), Identity(), nullable=False),
+    _timestamp("accessed_at"),
+    _text("accessor"),
+    _text("action"),
+    _text("result", default_empty=True),
+    Column("entries", Integer, nullable=False, server_default=text("0")),
+    _text("digest", default_empty=True),
+    PrimaryKeyConstraint("id", name="anonlib_access_log_pkey"),
+    CheckConstraint("action IN ('lookup', 'export')", name="anonlib_access_log_action_check"),
+    CheckConstraint("entries >= 0", name="anonlib_access_log_entries_check"),
+    comment=(
+        "One row per use of the re-identification key (a lookup, a mapping export): who, when "
+        "(UTC), what kind and how many entries it revealed, and a digest of the queried value "
+        "keyed by the project secret; never a value."
     ),
 )
