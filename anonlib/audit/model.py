@@ -2,7 +2,10 @@
 
 Everything here is PHI-free by construction. A :class:`Finding` names a check, a category, a
 de-identified study and instance, a tag path and a description — never a value read from an
-original or an output. Reports, logs and exit codes are built from findings only.
+original or an output. Reports, logs and exit codes are built from findings only. The one
+exception is :attr:`AuditResult.studies`, the pseudonym and study date each output study carries
+(de-identified values), which :meth:`AuditResult.study_labels` shows only where the audit found
+them de-identified; no report or JSON summary writes them.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["Check", "Verdict", "Status", "Finding", "AuditInput", "AuditResult", "CHECKS", "VERDICTS"]
+__all__ = ["Check", "Verdict", "Status", "Finding", "AuditInput", "AuditResult", "CHECKS", "VERDICTS",
+           "PATIENT_ID_PATH", "STUDY_DATE_PATH", "WITHHELD"]
 
 Check = Literal["safe_harbor", "leak", "consistency", "conformance", "pixels"]
 #: ``incomplete``: the check could not run (or not for every instance): never a pass.
@@ -25,6 +29,11 @@ VERDICTS: tuple[Verdict, ...] = ("fail", "incomplete", "warn", "expected", "pass
 #: The audit's outcome: PASS only when every check ran on every instance and nothing failed.
 Status = Literal["PASS", "FAIL", "INCOMPLETE"]
 CHECKS: tuple[Check, ...] = ("safe_harbor", "leak", "consistency", "conformance", "pixels")
+#: The tag paths of the values a study is named by in per-study tables.
+PATIENT_ID_PATH = "(0010,0020)"
+STUDY_DATE_PATH = "(0008,0020)"
+#: What a per-study table shows instead of a value the audit did not find de-identified.
+WITHHELD = "(withheld)"
 
 
 @dataclass(frozen=True)
@@ -66,6 +75,9 @@ class AuditResult:
     checks_run: list[str] = field(default_factory=list)
     dataset: str = ""  # what was audited, as the operator named it (a folder's or a node's name)
     profile: str = ""  # the de-identification profile named by the outputs' markers
+    #: de-identified study → (PatientID, StudyDate) as the outputs carry them: shown only
+    #: through :meth:`study_labels`, never written to a report
+    studies: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     @property
     def status(self) -> Status:
@@ -140,8 +152,41 @@ class AuditResult:
                                                         table["expected"], table["pass"], table["skipped"])]
         return table
 
+    def study_labels(self) -> dict[str, tuple[str, str]]:
+        """Per de-identified study: the patient pseudonym and the study date its outputs carry,
+        each replaced by :data:`WITHHELD` unless the audit found it de-identified — the leak
+        check compared the study with its originals, and no finding of the study at that
+        attribute failed, warned or was incomplete. A naive tool's output, whose PatientID is
+        the original, is never shown."""
+        leak_ran = "leak" in self.checks_run and self.with_originals > 0 and not any(
+            f.check == "leak" and f.verdict in ("incomplete", "skipped") and not f.study for f in self.findings)
+        unsafe: dict[str, set[str]] = {}
+        for f in self.findings:
+            if f.study and f.verdict in ("fail", "warn", "incomplete"):
+                unsafe.setdefault(f.study, set()).add(
+                    "*" if f.check == "leak" and f.verdict == "incomplete" else f.path)
+        labels: dict[str, tuple[str, str]] = {}
+        for study, (patient, date) in self.studies.items():
+            paths = unsafe.get(study, set())
+            shown = leak_ran and "*" not in paths
+            labels[study] = (patient if shown and PATIENT_ID_PATH not in paths else WITHHELD,
+                             date if shown and STUDY_DATE_PATH not in paths else WITHHELD)
+        return labels
+
     def by_study(self) -> pd.DataFrame:
-        """Failing and warning findings per de-identified study."""
+        """Failing and warning findings per de-identified study: the patient pseudonym and
+        study date (see :meth:`study_labels`), the study's digest, check, category, verdict and
+        count, sorted by patient and date."""
+        import pandas as pd
+
+        columns = ["patient", "study_date", "study", "check", "category", "verdict", "findings"]
         frame = self.frame()
         frame = frame[frame["verdict"].isin(["fail", "warn"])]
-        return (frame.groupby(["study", "check", "verdict"]).size().rename("findings").reset_index())
+        if frame.empty:
+            return pd.DataFrame(columns=columns)
+        table = frame.groupby(["study", "check", "category", "verdict"]).size().rename("findings").reset_index()
+        labels = self.study_labels()
+        table["patient"] = [labels.get(s, ("", ""))[0] for s in table["study"]]
+        table["study_date"] = [labels.get(s, ("", ""))[1] for s in table["study"]]
+        return table[columns].sort_values(["patient", "study_date", "study", "check", "category"],
+                                          kind="stable").reset_index(drop=True)

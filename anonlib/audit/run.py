@@ -159,6 +159,8 @@ class _Checked:
     found_uid: bool = False
     image: PixelImage | None = None
     marker: str = ""  # the profile named in DeidentificationMethod
+    patient: str = ""  # the output's PatientID and StudyDate (de-identified values, see AuditResult.studies)
+    date: str = ""
 
 
 def _check_output(item: AuditInput, known: _Original | None, shared: _Shared,
@@ -175,7 +177,8 @@ def _check_output(item: AuditInput, known: _Original | None, shared: _Shared,
     study, instance = digest(str(output.get("StudyInstanceUID", ""))), digest(str(output.SOPInstanceUID))
     checked = _Checked([], study=study, instance=instance, mode=detect_date_mode(output),
                        image=image_of(output) if options.pixels != "off" else None,
-                       marker=profile_marker(output))
+                       marker=profile_marker(output), patient=str(output.get("PatientID", "") or ""),
+                       date=str(output.get("StudyDate", "") or ""))
     if shared.expect_originals and options.leaks and known is None:
         checked.findings.append(coverage.missing_original(study, instance, unreadable=item.original is not None))
     if options.safe_harbor:
@@ -291,6 +294,8 @@ def audit(inputs: Sequence[AuditInput], *, map_uid: Callable[[str], str] | None 
                     continue
                 study, instance = checked.study, checked.instance
                 markers[checked.marker] += 1
+                if study not in result.studies:
+                    result.studies[study] = (checked.patient, checked.date)
                 pending = pixels is not None and pixels.add(
                     len(pairs), checked.image, label=item.label, output=item.output, study=study, instance=instance,
                     values=known.values.values if known is not None else None)

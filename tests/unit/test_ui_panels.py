@@ -26,18 +26,23 @@ def shown(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return html
 
 
-def test_a_bad_originals_folder_is_one_clear_error(monkeypatch: pytest.MonkeyPatch, shown: list[str]) -> None:
-    def refuse(*args: Any, **kwargs: Any) -> Any:
-        raise ConfigError("originals /data/inptu: no such folder")
+def _panel_html(panel: audit_panel.AuditPanel) -> str:
+    return "".join(o["data"].get("text/html", "") for o in panel.out.outputs)
 
-    monkeypatch.setattr(audit_panel.workflows, "audit_target", refuse)
-    audit_panel.AuditPanel("out", originals="/data/inptu", db_url="", output="").run()
-    assert len(shown) == 1 and "ConfigError: originals /data/inptu: no such folder" in shown[0]
-    assert "PASS" not in shown[0]
+
+def test_a_bad_originals_folder_is_one_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    ran: list[str] = []
+    monkeypatch.setattr(audit_panel.workflows, "audit_target", lambda *a, **k: ran.append("audit"))
+    typo = tmp_path / "inptu"
+    panel = audit_panel.AuditPanel(str(tmp_path), originals=str(typo), db_url="", output="")
+    panel.run()
+    assert panel.error.value.count("<p") == 1 and f"originals: {typo}: no such folder" in panel.error.value
+    assert "Traceback" not in panel.error.value and "PASS" not in panel.error.value + _panel_html(panel)
+    assert not ran  # nothing audited
 
 
 def test_an_incomplete_audit_is_shown_as_such_and_moves_the_bar(monkeypatch: pytest.MonkeyPatch,
-                                                               shown: list[str]) -> None:
+                                                               tmp_path: Path) -> None:
     result = AuditResult(instances=2, with_originals=1, date_mode="shift", dataset="folder out", profile="default",
                          findings=[Finding("leak", "originals", "incomplete", "s", "i2", "", "no original matched")])
 
@@ -47,11 +52,12 @@ def test_an_incomplete_audit_is_shown_as_such_and_moves_the_bar(monkeypatch: pyt
         return result, None
 
     monkeypatch.setattr(audit_panel.workflows, "audit_target", audit_target)
-    panel = audit_panel.AuditPanel("out", originals="in", db_url="", output="")
+    monkeypatch.setattr(audit_panel, "findings_svg", lambda result: "<svg></svg>")
+    panel = audit_panel.AuditPanel(str(tmp_path), originals=str(tmp_path), db_url="", output="")
     panel.run()
-    assert (panel.bar.value, panel.bar.max) == (2, 2)
-    text = "".join(shown)
-    assert "Audit: INCOMPLETE" in text and "1 with originals, 1 without" in text
+    assert (panel.bar.value, panel.bar.max) == (2, 2) and panel.count.value == "2 / 2 instances"
+    text = _panel_html(panel)
+    assert "anonlib-audit-badge status-INCOMPLETE" in text and "1 with originals, 1 without" in text
     assert "Not checked (INCOMPLETE, never a pass):</strong> leak/originals (1)" in text
 
 
@@ -77,7 +83,8 @@ def test_the_job_states_show_held_studies(monkeypatch: pytest.MonkeyPatch, shown
     assert "No study is held by the audit gate." in "".join(shown)
 
 
-def test_the_audit_panel_passes_its_pixel_choice(monkeypatch: pytest.MonkeyPatch, shown: list[str]) -> None:
+def test_the_audit_panel_passes_its_pixel_choice(monkeypatch: pytest.MonkeyPatch, shown: list[str],
+                                                 tmp_path: Path) -> None:
     asked: dict[str, Any] = {}
 
     def audit_target(*args: Any, **kwargs: Any) -> tuple[AuditResult, None]:
@@ -86,7 +93,7 @@ def test_the_audit_panel_passes_its_pixel_choice(monkeypatch: pytest.MonkeyPatch
             Finding("pixels", "all categories", "skipped", detail="switched off (--pixels off)")]), None
 
     monkeypatch.setattr(audit_panel.workflows, "audit_target", audit_target)
-    panel = audit_panel.AuditPanel("out", originals="in", db_url="", output="", pixels="off")
+    panel = audit_panel.AuditPanel(str(tmp_path), originals="", db_url="", output="", pixels="off")
     assert panel.pixels.value == "off"
     panel.pixels.value = "all"
     panel.run()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -20,7 +21,7 @@ from pydicom.datadict import repeater_has_keyword, tag_for_keyword
 from anonlib.data import read_verified
 from anonlib.errors import StandardDataError
 
-__all__ = ["Category", "categories", "keyword_letters", "letters_for", "label", "unresolved_keywords",
+__all__ = ["Category", "categories", "keyword_letters", "letters_for", "label", "plain_name", "unresolved_keywords",
            "LABELS", "VR_LETTERS"]
 
 TABLE = "hipaa_safe_harbor.csv"
@@ -97,3 +98,9 @@ def label(letters: Iterable[str], *, uid: bool = False) -> str:
     ordered = sorted(set(letters))
     words = ["UIDs" if uid and letter == "R" else LABELS[letter] for letter in ordered]
     return f"{'/'.join(ordered)} {', '.join(words)}"
+
+
+def plain_name(letter: str) -> str:
+    """The category's name in plain words, from the table's wording up to its first parenthesis
+    or semicolon: ``"Names"``, ``"Device identifiers and serial numbers"``."""
+    return re.split(r"\s*[(;]", categories()[letter].name, maxsplit=1)[0].strip()
