@@ -386,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     nb_actions = nb.add_subparsers(dest="action", required=True)
     nb_run = nb_actions.add_parser("run", help="execute a notebook with parameters (interactive=False unless given)")
     nb_run.add_argument("notebook", metavar="NAME_OR_PATH",
-                        help="browse, preview, anonymize, audit, review, or a notebook file; the kernel runs in "
+                        help="browse, preview, anonymize, audit, review, reidentify, or a notebook file; the kernel runs in "
                              "the notebook's folder (relative source/output/originals/profile paths and "
                              "sqlite:/// URLs given here are made absolute)")
     nb_run.add_argument("output", metavar="OUTPUT.ipynb", help="the executed notebook (may show identifying values)")
@@ -401,7 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
     nb_report.add_argument("executed", metavar="EXECUTED.ipynb")
     nb_report.add_argument("report", metavar="REPORT.html")
     nb_report.add_argument("--allow-identified", action="store_true",
-                           help="report a notebook that shows identified data (browse, preview, anonymize, review); "
+                           help="report a notebook that shows identified data (browse, preview, anonymize, review, "
+                                "reidentify); "
                                 "every page is stamped CONTAINS IDENTIFIED DATA")
     nb.set_defaults(func=_notebook)
 

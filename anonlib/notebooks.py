@@ -8,7 +8,7 @@ cure for the lost-wake-up stall of upstream nbclient issue #312 (see
 without code, widget state, widget JavaScript or anything loaded from the network — and only of
 a notebook that declares, in its metadata, that it shows no identified data
 (``anonlib.shows_identified_data: false``, see :func:`identified_data`); browse, preview,
-anonymize and review (its images may show burned-in text) declare ``true`` and are refused unless the caller allows it, which stamps every page
+anonymize, review (its images may show burned-in text) and reidentify declare ``true`` and are refused unless the caller allows it, which stamps every page
 "CONTAINS IDENTIFIED DATA".
 
 Executed notebooks and reports carry whatever the cells displayed, so errors raised here name the
@@ -38,10 +38,11 @@ NOTEBOOKS = {
     "anonymize": "03_anonymize.ipynb",
     "audit": "04_audit.ipynb",
     "review": "05_review.ipynb",
+    "reidentify": "06_reidentify.ipynb",
 }
 
 #: The bundled notebooks that show original (identified) values.
-IDENTIFIED_NOTEBOOKS = frozenset({"browse", "preview", "anonymize", "review"})
+IDENTIFIED_NOTEBOOKS = frozenset({"browse", "preview", "anonymize", "review", "reidentify"})
 #: What a report of a notebook showing identified data says at its top, its bottom and in its title.
 IDENTIFIED_STAMP = "CONTAINS IDENTIFIED DATA"
 
@@ -90,7 +91,7 @@ def notebooks_dir() -> Path:
 
 
 def resolve_notebook(name_or_path: str) -> Path:
-    """``browse|preview|anonymize|audit|review`` → the bundled notebook; anything else is a path."""
+    """``browse|preview|anonymize|audit|review|reidentify`` → the bundled notebook; anything else is a path."""
     path = notebooks_dir() / NOTEBOOKS[name_or_path] if name_or_path in NOTEBOOKS else Path(name_or_path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such notebook")
@@ -250,7 +251,7 @@ def _own_message(name: str, message: str) -> str:
 def identified_data(nb: Any) -> str:
     """Why the executed notebook ``nb`` may show identified data ("" when it declares it does
     not): its metadata ``anonlib.shows_identified_data`` is true or missing, or papermill ran
-    it from a bundled notebook that shows original values (browse, preview, anonymize, review)."""
+    it from a bundled notebook that shows original values (browse, preview, anonymize, review, reidentify)."""
     declared = nb.metadata.get("anonlib", {}).get("shows_identified_data")
     source = Path(str(nb.metadata.get("papermill", {}).get("input_path") or "")).name
     bundled = {file: name for name, file in NOTEBOOKS.items()}.get(source, "")

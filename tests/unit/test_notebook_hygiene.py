@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CONTRACT = {"source": {"str"}, "db_url": {"str"}, "output": {"str"}, "originals": {"str"},
             "interactive": {"bool"}}
 EXPECTED = ["notebooks/01_browse.ipynb", "notebooks/02_preview.ipynb", "notebooks/03_anonymize.ipynb",
-            "notebooks/04_audit.ipynb", "notebooks/05_review.ipynb"]
+            "notebooks/04_audit.ipynb", "notebooks/05_review.ipynb", "notebooks/06_reidentify.ipynb"]
 WIDGET_MIME = ("application/vnd.jupyter.widget-view+json", "application/vnd.jupyter.widget-state+json")
 
 
@@ -50,7 +50,7 @@ def _annotations(source: str) -> dict[str, str]:
     return names
 
 
-def test_the_five_notebooks_are_committed() -> None:
+def test_the_bundled_notebooks_are_committed() -> None:
     assert set(EXPECTED) <= set(BUNDLED)
 
 
@@ -101,7 +101,7 @@ def test_test_notebooks_have_a_parameters_cell(path: str) -> None:
 #: the marker from the notebook's metadata (kept by nbstripout and by papermill).
 SHOWS_IDENTIFIED = {"notebooks/01_browse.ipynb": True, "notebooks/02_preview.ipynb": True,
                     "notebooks/03_anonymize.ipynb": True, "notebooks/04_audit.ipynb": False,
-                    "notebooks/05_review.ipynb": True}
+                    "notebooks/05_review.ipynb": True, "notebooks/06_reidentify.ipynb": True}
 
 
 @pytest.mark.parametrize("path", BUNDLED + TEST_NOTEBOOKS)
