@@ -70,6 +70,8 @@ class RunSummary:
     """Counts and per-file results of a run."""
 
     results: list[FileResult] = field(default_factory=list)
+    total: int = 0  # the files of the run (results has one per file, fewer if it was cancelled)
+    cancelled: bool = False  # stopped between two files before the last (see run_folder's ``stop``)
 
     def count(self, *statuses: str) -> int:
         return sum(1 for r in self.results if r.status in statuses)
@@ -100,8 +102,11 @@ class RunSummary:
 
     def describe(self) -> str:
         """One line that accounts for every input (de-identified + quarantined + rejected +
-        conflicts + duplicates = files), then what the sinks did on disk."""
-        return (f"{len(self.results)} files: {self.processed} de-identified, {self.quarantined} "
+        conflicts + duplicates = files), then what the sinks did on disk. A cancelled run
+        says so first, with the files it never reached."""
+        head = (f"cancelled after {len(self.results)} of {self.total} files ({self.total - len(self.results)} "
+                f"not processed): " if self.cancelled else "")
+        return head + (f"{len(self.results)} files: {self.processed} de-identified, {self.quarantined} "
                 f"quarantined, {len(self.rejected)} rejected, {len(self.conflicts)} conflicts, "
                 f"{len(self.duplicates)} duplicates; {self.changes('written')} written, "
                 f"{self.changes('unchanged')} unchanged, {self.changes('replaced')} replaced")
@@ -254,11 +259,16 @@ def task_sizes(files: int, workers: int) -> list[int]:
 
 
 def _results(settings: RunSettings, items: list[_Item], pool: ProcessPoolExecutor | None,
-             processor: InstanceProcessor | None) -> Iterable[FileResult]:
+             processor: InstanceProcessor | None, stop: Callable[[], bool]) -> Iterable[FileResult]:
+    """The results of ``items`` in order; once ``stop()`` says so, no further file is started
+    (in this process: checked before each file; with workers: the tasks not yet started are
+    cancelled, those already started finish and are yielded, so every file written is counted)."""
     if pool is None:
         assert processor is not None
         try:
             for path, label, known, reading in items:
+                if stop():
+                    return
                 yield processor.process(Path(path), label, known, reading)
         finally:
             processor.flush()
@@ -267,15 +277,23 @@ def _results(settings: RunSettings, items: list[_Item], pool: ProcessPoolExecuto
     for size in task_sizes(len(items), settings.workers):
         tasks.append(items[start:start + size])
         start += size
-    for batch in pool.map(_work, tasks):
-        yield from batch
+    futures = [pool.submit(_work, task) for task in tasks]  # what pool.map does, with the futures kept
+    for future in futures:
+        if stop():
+            for pending in futures:
+                pending.cancel()  # only those not started yet
+        if not future.cancelled():
+            yield from future.result()
 
 
 def run_folder(settings: RunSettings, *, paths: Sequence[Path] | None = None,
-               on_result: Callable[[FileResult, int, int], None] | None = None) -> RunSummary:
+               on_result: Callable[[FileResult, int, int], None] | None = None,
+               stop: Callable[[], bool] | None = None) -> RunSummary:
     """De-identify every file under ``settings.source`` (or only ``paths``, files under it) into
     ``settings.output``; ``on_result(result, done, total)`` is called after each file (progress
-    bars in notebooks).
+    bars in notebooks). ``stop()`` (a notebook's Cancel: ``threading.Event().is_set``) is asked
+    between files: once true no further file is started, the manifests and lists describe what
+    was done, and the summary says ``cancelled`` (every file is written whole or not at all).
 
     A pre-pass (:mod:`anonlib.inputs`) reads every header first; of the files that share a SOP
     Instance UID only the first in sorted path order is processed, the others are listed in
@@ -304,7 +322,8 @@ def run_folder(settings: RunSettings, *, paths: Sequence[Path] | None = None,
             # _collect_known reads public attributes and private person names only
             index = index_inputs(files, settings.source, tags=None, collect=_collect_known, pool=pool,
                                  limits=plan.limits, private=False)
-            return _run(settings, db_url, index, _known_by_file(index, plan), pool, on_result)
+            return _run(settings, db_url, index, _known_by_file(index, plan), pool, on_result,
+                        stop or (lambda: False))
     finally:
         if warming is not None:
             warming.join()  # a short run may end before the engine has loaded (see warm_up)
@@ -329,10 +348,10 @@ def _progress_bar(total: int, shown: bool) -> Any:
 
 def _run(settings: RunSettings, db_url: str, index: InputIndex, known: dict[str, Identifiers],
          pool: ProcessPoolExecutor | None,
-         on_result: Callable[[FileResult, int, int], None] | None) -> RunSummary:
+         on_result: Callable[[FileResult, int, int], None] | None, stop: Callable[[], bool]) -> RunSummary:
     selected, skipped = index.selection()
     total = len(index.files)
-    summary = RunSummary()
+    summary = RunSummary(total=total)
     manifest: dict[str, ManifestRow] = {}
     quarantined: dict[str, ManifestRow] = {}
     bar = _progress_bar(total, settings.progress)
@@ -360,13 +379,14 @@ def _run(settings: RunSettings, db_url: str, index: InputIndex, known: dict[str,
                 escalated.add(series[result.source])
             done(result)
 
-        for result in _results(settings, first, pool, processor):
+        for result in _results(settings, first, pool, processor, stop):
             take(result)
         # The rest of each sampled series: read too where text was found in its sample.
         later = [(path, label, ids, ESCALATED if series.get(label) in escalated else reading)
                  for path, label, ids, reading in later]
-        for result in _results(settings, later, pool, processor):
+        for result in _results(settings, later, pool, processor, stop):
             take(result)
+        summary.cancelled = len(summary.results) < total
     finally:
         if processor is not None:
             processor.store.close()

@@ -8,7 +8,7 @@ interactive session and a batch run take exactly the same code path.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,11 +20,12 @@ if TYPE_CHECKING:
 
     from anonlib.audit.model import AuditResult
     from anonlib.audit.pixel_check import PixelMode
+    from anonlib.folder_run import RunSummary
     from anonlib.preview import StudyPreview
     from anonlib.sources.base import Source
 
-__all__ = ["Browse", "browse", "preview", "anonymize", "job_states", "held_studies", "audit_target", "load_profile",
-           "source"]
+__all__ = ["Anonymized", "Browse", "browse", "preview", "anonymize", "job_states", "held_studies", "audit_target",
+           "load_profile", "source"]
 
 Progress = Callable[[int, int], None]
 
@@ -73,29 +74,40 @@ def preview(src: Source, study: str, *, db_url: str, profile: str = "", instance
                          instance=instance or None)
 
 
+@dataclass
+class Anonymized:
+    """What :func:`anonymize` did. A folder source: the run's ``summary`` (the accounting the
+    command line prints), the study of each input file (``study_of``: file label → study key)
+    and where the manifests are. An Orthanc source: the ``queued`` jobs (study, job, new)."""
+
+    summary: RunSummary | None = None
+    study_of: dict[str, str] = field(default_factory=dict)
+    output: Path | None = None
+    quarantine: Path | None = None
+    queued: pd.DataFrame | None = None
+
+
 def anonymize(src: Source, studies: Sequence[str], *, output: str, db_url: str, profile: str = "",
-              progress: Progress | None = None) -> pd.DataFrame:
+              progress: Progress | None = None, stop: Callable[[], bool] | None = None) -> Anonymized:
     """De-identify the chosen studies. A folder source is processed here, into ``output``; an
     Orthanc source's studies are put on the constellation's job queue (the workers deliver
-    them). Returns one PHI-free row per file (folder) or per queued study (Orthanc)."""
-    import pandas as pd
-
+    them). ``stop()`` (a Cancel button) is asked between files: once true the run ends cleanly
+    and its summary says it was cancelled."""
     if not studies:
         raise ConfigError("choose at least one study to anonymize")
     if src.kind == "orthanc":
-        return _enqueue(src, studies)
+        return Anonymized(queued=_enqueue(src, studies))
     from anonlib.folder_run import RunSettings, run_folder
     from anonlib.sources.folder import FolderSource
 
     if not isinstance(src, FolderSource):
         raise ConfigError(f"cannot anonymize from a {src.kind} source here")
     root = src.root
-    paths = [Path(key) for study in studies for key in src.instances(study)]
+    study_of = {str(Path(key).relative_to(root)): study for study in studies for key in src.instances(study)}
     settings = RunSettings(root, Path(output), db_url=db_url or None, profile=load_profile(profile))
-    summary = run_folder(settings, paths=paths,
-                         on_result=(lambda _r, done, total: progress(done, total)) if progress else None)
-    rows = [{"output": r.output, "status": r.status, "reason": r.reason} for r in summary.results]
-    return pd.DataFrame(rows, columns=["output", "status", "reason"])
+    summary = run_folder(settings, paths=[root / label for label in study_of],
+                         on_result=(lambda _r, done, total: progress(done, total)) if progress else None, stop=stop)
+    return Anonymized(summary, study_of, settings.output, settings.quarantine_dir)
 
 
 def _enqueue(src: Source, studies: Sequence[str]) -> pd.DataFrame:
@@ -113,17 +125,19 @@ def _enqueue(src: Source, studies: Sequence[str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["study", "job", "new"])
 
 
-def job_states(limit: int = 200) -> pd.DataFrame:
-    """The constellation's recent study jobs (PHI-free), newest first."""
+def job_states(limit: int = 200, *, studies: Sequence[tuple[str, str]] | None = None) -> pd.DataFrame:
+    """The constellation's recent study jobs (PHI-free), newest first; ``studies``: only the
+    latest job of each of these ``(node, study)`` (what a notebook queued)."""
     import pandas as pd
 
     from anonlib.constellation.info import load_info
-    from anonlib.jobs.db import JobsDb
+    from anonlib.jobs.db import JobRow, JobsDb
 
     info = load_info(env_fallback=False)
     db = JobsDb(info.db_url)
     try:
-        return pd.DataFrame([job.as_dict() for job in db.jobs(limit=limit)])
+        rows = db.jobs(limit=None, latest_of=list(studies)) if studies is not None else db.jobs(limit=limit)
+        return pd.DataFrame([job.as_dict() for job in rows], columns=[f.name for f in fields(JobRow)])
     finally:
         db.close()
 

@@ -1,14 +1,26 @@
-"""The anonymize panel: de-identify studies of a folder, or queue those of an Orthanc node."""
+"""The anonymize panel: de-identify studies of a folder, or queue those of an Orthanc node.
+
+The work runs in a background thread (ipywidgets callbacks run on the kernel's main thread: a
+long callback would leave the Cancel click waiting until the run is over); the thread updates
+the widgets, which ipywidgets supports. Cancel is asked between files, so a cancelled run ends
+with every file written whole or not at all, its manifests describing what was done and its
+summary saying it was cancelled. For an Orthanc source, the queued studies' states are polled
+every few seconds until each is done, held (with the gate's reason) or failed, or Cancel.
+"""
 
 from __future__ import annotations
 
+import threading
+from html import escape
 from typing import TYPE_CHECKING
 
 import ipywidgets as w
 
 from anonlib import workflows
-from anonlib.ui.common import show_error, study_options
+from anonlib.ui.common import one_line, show_error, study_options
+from anonlib.ui.job_progress import Poller, settled, study_progress
 from anonlib.ui.render import show_html, table_html
+from anonlib.ui.run_results import jupyter_root, results_html, study_labels
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -19,44 +31,148 @@ __all__ = ["AnonymizePanel", "show_held"]
 
 
 class AnonymizePanel(w.VBox):  # type: ignore[misc]
-    """Choose studies and de-identify them (folder) or queue them (constellation)."""
+    """Choose studies and de-identify them (folder) or queue them (constellation), with a
+    progress bar, a Cancel button and the run's summary, per-study table and manifest links."""
+
+    #: Seconds between two polls of the queued studies' states.
+    POLL_SECONDS = 3.0
 
     def __init__(self, src: Source, *, db_url: str, output: str, profile: str = "") -> None:
         self.src, self.db_url, self.output, self.profile = src, db_url, output, profile
+        self.labels = study_labels(src.studies())
         self.studies = w.SelectMultiple(description="Studies", options=study_options(src),
                                         layout=w.Layout(width="90%", height="12em"))
         self.button = w.Button(description="Anonymize" if src.kind == "folder" else "Queue",
                                button_style="primary")
+        self.cancel = w.Button(description="Cancel", disabled=True, button_style="warning")
         self.jobs = w.Button(description="Job states")
         self.bar = w.IntProgress(min=0, max=1, description="Progress")
+        self.count = w.Label("")
         self.out = w.Output()
+        self.live = w.HTML()
         self.button.on_click(lambda _b: self.run())
+        self.cancel.on_click(lambda _b: self.request_cancel())
         self.jobs.on_click(lambda _b: self.show_jobs())
-        controls = [self.button, self.bar] + ([self.jobs] if src.kind == "orthanc" else [])
-        super().__init__([self.studies, w.HBox(controls), self.out])
+        controls = [self.button, self.cancel, self.bar, self.count] + ([self.jobs] if src.kind == "orthanc" else [])
+        super().__init__([self.studies, w.HBox(controls), self.live, self.out])
+        self._stop = threading.Event()
+        self.worker: threading.Thread | None = None
+        self.poller: Poller | None = None
         self.add_class("anonlib-anonymize")
         self.studies.add_class("anonlib-studies-picker")
         self.button.add_class("anonlib-anonymize-button")
+        self.cancel.add_class("anonlib-cancel-button")
+        self.count.add_class("anonlib-progress-count")
+        self.live.add_class("anonlib-live")
 
-    def _progress(self, done: int, total: int) -> None:
+    # -- display, from any thread --------------------------------------------------------------
+    def _show(self, html: str) -> None:
+        from IPython.display import HTML
+
+        self.out.append_display_data(HTML(html))  # type: ignore[no-untyped-call]
+
+    def _error(self, exc: Exception) -> None:
+        self._show(f"<p style='color:#b91c1c' class='anonlib-error'>{escape(one_line(exc))}</p>")
+
+    def _progress(self, done: int, total: int, unit: str = "files") -> None:
         self.bar.max, self.bar.value = max(total, 1), done
+        self.count.value = f"{done} / {total} {unit}"
 
-    def run(self) -> None:
-        self.out.clear_output()
-        with self.out:
-            try:
-                results = workflows.anonymize(self.src, list(self.studies.value), output=self.output,
-                                              db_url=self.db_url, profile=self.profile, progress=self._progress)
-            except Exception as exc:  # noqa: BLE001 - shown to the user
-                show_error(self.out, exc)
-                return
-            show_html(table_html(results, css_class="anonlib-results"))
+    # -- the run ---------------------------------------------------------------------------------
+    def run(self) -> threading.Thread:
+        """Start de-identifying (or queueing) the chosen studies in a background thread."""
+        self.stop_watching()
+        self._stop = threading.Event()
+        self.out.outputs = ()
+        self.live.value = ""
+        self.bar.value = 0
+        self.count.value = "reading headers…" if self.src.kind == "folder" else "queueing…"
+        self.button.disabled, self.cancel.disabled = True, False
+        self.worker = threading.Thread(target=self._work, args=(list(self.studies.value), self._stop),
+                                       name="anonlib-anonymize", daemon=True)
+        self.worker.start()
+        return self.worker
+
+    def request_cancel(self) -> None:
+        """Cancel: the run stops before its next file; watching the queue stops."""
+        self._stop.set()
+        self.stop_watching()
+        if self.worker is not None and self.worker.is_alive():
+            self.count.value = "cancelling after the current file…"
+        self.cancel.disabled = True
+
+    def stop_watching(self) -> None:
+        if self.poller is not None:
+            self.poller.stop()
+
+    def _work(self, studies: list[str], stop: threading.Event) -> None:
+        try:
+            done = workflows.anonymize(self.src, studies, output=self.output, db_url=self.db_url,
+                                       profile=self.profile, progress=self._progress, stop=stop.is_set)
+        except Exception as exc:  # noqa: BLE001 - shown to the user in one line
+            self.count.value = ""
+            self._error(exc)
+            self._finish()
+            return
+        if done.summary is not None:
+            self.count.value = f"{len(done.summary.results)} / {done.summary.total} files" + (
+                " (cancelled)" if done.summary.cancelled else "")
+            self._show(results_html(done, self.labels, interactive=True, root=jupyter_root()))
+            self._finish()
+            return
+        queued = [] if done.queued is None else [(self.src.name, str(s)) for s in dict.fromkeys(done.queued["study"])]
+        self._show(f"<p class='anonlib-queued'>{len(queued)} {'study' if len(queued) == 1 else 'studies'} queued "
+                   "on the constellation; their states follow (every few seconds until each is done or held).</p>")
+        self.watch(queued, stop)
+
+    def _finish(self) -> None:
+        self.button.disabled, self.cancel.disabled = False, True
+
+    # -- live progress of queued studies ---------------------------------------------------------
+    def watch(self, queued: list[tuple[str, str]], stop: threading.Event | None = None) -> Poller | None:
+        """Poll the states of the ``queued`` studies until each has settled or Cancel."""
+        if stop is not None and stop.is_set():
+            self._finish()
+            return None
+
+        def fetch() -> pd.DataFrame:
+            return study_progress(queued, workflows.job_states(studies=queued), workflows.held_studies())
+
+        def update(table: pd.DataFrame) -> None:
+            finished = int(table["state"].isin(("done", "held", "failed", "cancelled")).sum())
+            self._progress(finished, len(table), "studies settled")
+            held = int((table["state"] == "held").sum())
+            note = (f"<p class='anonlib-live-done'>All {len(table)} settled"
+                    + (f"; <b style='color:#b91c1c'>{held} held by the audit gate</b> — not delivered "
+                       "(fix the cause, then <code>anonlib jobs retry --held</code>)" if held else "")
+                    + ".</p>") if settled(table) else ""
+            self.live.value = (note + table_html(table, css_class="anonlib-job-progress", row_class="state")
+                               + _LIVE_STYLE)
+            if settled(table):
+                self._finish()
+
+        def failed(exc: Exception) -> None:
+            self._error(exc)
+            self._finish()
+
+        self.poller = Poller(fetch, update, on_error=failed, interval=self.POLL_SECONDS).start()
+        return self.poller
 
     def show_jobs(self) -> None:
         self.out.clear_output()
         with self.out:
-            show_held(workflows.held_studies())
-            show_html(table_html(workflows.job_states(), css_class="anonlib-jobs"))
+            try:
+                show_held(workflows.held_studies())
+                show_html(table_html(workflows.job_states(), css_class="anonlib-jobs"))
+            except Exception as exc:  # noqa: BLE001 - shown to the user
+                show_error(self.out, exc)
+
+
+_LIVE_STYLE = """<style>
+table.anonlib-job-progress tr.status-held td, table.anonlib-job-progress tr.status-failed td { background: #fde8e8; }
+table.anonlib-job-progress tr.status-running td { background: #fff6dd; }
+table.anonlib-job-progress tr.status-done td { background: #e6f4ea; }
+</style>"""
 
 
 def show_held(held: pd.DataFrame) -> None:
