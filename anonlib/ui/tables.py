@@ -157,22 +157,26 @@ def display_frame(frame: pd.DataFrame, *, max_rows: int | None = None) -> pd.Dat
 
 #: CSS of the interactive tables: left-aligned, headers on one line, text wrapping between words.
 INTERACTIVE_CSS = """
+.itables_anywidget { overflow-x: auto; max-width: 100%; }
 table.anonlib-itable th, table.anonlib-itable td { text-align: left !important; vertical-align: top; }
 table.anonlib-itable th { white-space: nowrap; word-break: normal; overflow-wrap: normal; }
 table.anonlib-itable td { white-space: normal; max-width: 32em; word-break: normal; overflow-wrap: break-word; }
 table.anonlib-itable span.anonlib-uid { font-family: monospace; cursor: help; }
 """
 
+#: The search box first (kept on short tables too, where itables' default layout drops it).
+LAYOUT = {"topStart": "search", "topEnd": "pageLength", "bottomStart": "info", "bottomEnd": "paging"}
+
 
 def interactive_table(frame: pd.DataFrame, *, css_class: str = "", page_length: int = 10,
                       caption: str | None = None) -> Any:
     """``frame`` as an interactive table for JupyterLab — sortable, searchable (one search box
-    and a filter per column), paged — with the same cells as :func:`anonlib.ui.render.table_html`
+    and a filter per column, under it), paged — with the same cells as :func:`anonlib.ui.render.table_html`
     (:func:`display_frame`). An ``itables.widget.ITable`` (anywidget; DataTables bundled in the
     wheel, so it renders offline). Headless runs use ``table_html`` instead: no widget, no JS."""
     from itables.widget import ITable
 
     classes = " ".join(c for c in ("display compact anonlib-itable", css_class) if c)
     return ITable(display_frame(frame), caption=caption, classes=classes, allow_html=True, showIndex=False,
-                  column_filters="header", pageLength=page_length, lengthMenu=[10, 25, 50, 100],
-                  maxBytes=0, css=INTERACTIVE_CSS, style="table-layout:auto;width:auto;margin:0")
+                  column_filters="footer", pageLength=page_length, lengthMenu=[10, 25, 50, 100],
+                  maxBytes=0, css=INTERACTIVE_CSS, layout=LAYOUT, style="table-layout:auto;width:auto;margin:0")

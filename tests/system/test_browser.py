@@ -1,7 +1,9 @@
 """A real browser on a real JupyterLab, the way a newcomer uses the four notebooks: open each,
 Run All, use its widget, and see what it shows.
 
-- ``01_browse``: pick a study in the series picker, click "Thumbnails": series table and images.
+- ``01_browse``: the patient summary and the studies as interactive tables; the newest study is
+  selected after Run All (titled thumbnail strips, first slice); move the slice slider, pick the
+  lung window, pick another study.
 - ``02_preview``: pick a study (not the default), click the preview button: the diff table.
 - ``03_anonymize``: select a study, click "Anonymize": the results table, files on disk.
 - ``04_audit``: click "Run the audit": the verdict, the summary table and the findings chart.
@@ -218,15 +220,36 @@ def _no_error_shown(page: Page) -> None:
 
 
 def _use_browse(page: Page, _parameters: dict[str, Any]) -> str:
-    page.locator("table.anonlib-studies").wait_for(timeout=60_000)
-    assert page.locator("table.anonlib-studies tr").count() > 2  # header and studies
+    panel = page.locator(".anonlib-browse")
+    page.locator("table.anonlib-studies tbody tr").nth(1).wait_for(timeout=60_000)  # interactive table
+    assert page.locator("table.anonlib-patient-summary tbody tr").count() >= 2
+    headers = page.locator("table.anonlib-studies thead").inner_text()
+    assert "Patient ID" in headers and "Study Date" in headers and "patient_id" not in headers
+    search = panel.locator(".dt-container", has=page.locator("table.anonlib-studies")).locator(".dt-search input")
+    search.fill(page.locator("table.anonlib-studies tbody tr").first.locator("td").nth(2).inner_text())
+    page.locator(".dt-info", has_text="filtered").first.wait_for(timeout=30_000)  # the search filters rows
+    search.fill("")
+    # the newest study is selected after Run All: its series strips and first slice, no click
     picker = page.locator(".anonlib-series-picker select")
-    assert picker.locator("option").count() >= 2
+    assert picker.locator("option").count() >= 2 and picker.input_value()
+    page.locator(".anonlib-strip-title").first.wait_for(timeout=RUN_TIMEOUT * 1000)
+    assert page.locator(".anonlib-strip-title").first.inner_text().startswith("Series ")
+    assert panel.locator(".jp-OutputArea-output img").count() >= 1  # thumbnails
+    label = page.locator(".anonlib-slice-label")
+    label.filter(has_text="slice 1 /").wait_for(timeout=RUN_TIMEOUT * 1000)
+    assert page.locator("img.anonlib-slice-image").get_attribute("src")  # the slice, as a PNG
+    # move the slice slider (its readout takes a value), then pick the lung window
+    readout = page.locator(".anonlib-slice-slider .widget-readout")
+    readout.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.type("3")
+    page.keyboard.press("Enter")
+    label.filter(has_text="slice 3 /").wait_for(timeout=60_000)
+    page.locator(".anonlib-window-preset select").select_option(label="lung")
+    label.filter(has_text="slice 3 /").filter(has_text="window lung").wait_for(timeout=60_000)
+    # another study: its series follow without a click
     picker.select_option(index=1)
-    page.locator("button.anonlib-thumbnails-button").click()
-    images = page.locator(".anonlib-browse .jp-OutputArea-output img")
-    images.first.wait_for(timeout=RUN_TIMEOUT * 1000)
-    assert images.count() >= 1
+    label.filter(has_text="slice 1 /").wait_for(timeout=RUN_TIMEOUT * 1000)
     return ".anonlib-browse"
 
 

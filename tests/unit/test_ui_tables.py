@@ -113,7 +113,8 @@ def test_the_interactive_table_shows_the_same_cells_offline() -> None:
     assert type(widget).__name__ == "ITable"
     assert "anonlib-itable" in widget.classes and "anonlib-studies" in widget.classes
     args = widget._dt_args
-    assert args["column_filters"] == "header" and args["pageLength"] == 10
+    assert args["column_filters"] == "footer" and args["pageLength"] == 10
+    assert args["layout"]["topStart"] == "search"  # kept on short tables
     data = json.loads(args["data_json"])
     assert data[0][2] == "Doe, Jane" and data[0][-1] == 2  # formatted text; numbers stay numbers
     assert "&lt;script&gt;" in data[1][2]  # escaped: the widget shows HTML (for the UID titles)
