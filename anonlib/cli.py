@@ -288,6 +288,14 @@ def _mapping(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lab(args: argparse.Namespace) -> int:
+    from anonlib.lab import run_lab
+
+    if not 0 <= args.port <= 65535:
+        raise ConfigError("--port must be between 0 and 65535")
+    return run_lab(port=args.port, open_browser=not args.no_browser)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="anonlib", description="DICOM de-identification for research")
     parser.add_argument("--version", action="version", version=f"anonlib {__version__}")
@@ -432,6 +440,12 @@ def build_parser() -> argparse.ArgumentParser:
     for sub in (export, mapping_log):
         sub.add_argument("--db", metavar="URL", help="lookup store URL (default: SQLite in $ANONLIB_HOME)")
     mapping.set_defaults(func=_mapping)
+
+    lab = commands.add_parser("lab", help="start JupyterLab on your working copy of the notebooks "
+                                          "($ANONLIB_HOME/notebooks); prints its URL with the token")
+    lab.add_argument("--port", type=int, default=0, metavar="N", help="port on 127.0.0.1 (default: a free one)")
+    lab.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    lab.set_defaults(func=_lab)
 
     example = commands.add_parser("example-data", help="write synthetic example studies (with planted PHI)")
     example.add_argument("dir", metavar="DIR")

@@ -4,7 +4,10 @@
 timeout or an error raises :class:`NotebookError`, ``interactive=False`` is injected (headless
 runs build no widget), and while it runs the kernel's channels are polled in short slices — the
 cure for the lost-wake-up stall of upstream nbclient issue #312 (see
-``shared/reference/jupyter-notes.md``). :func:`notebook_report` writes a standalone HTML page
+``shared/reference/jupyter-notes.md``). Kernels talk over the local ``ipc`` transport (Unix
+sockets in Jupyter's runtime folder, see :func:`ipc_kernel_manager`), not TCP, and the
+``source``/``originals`` parameters are checked before a kernel starts: a bad one is one line
+naming it (:func:`anonlib.parameters.check_sources`). :func:`notebook_report` writes a standalone HTML page
 without code, widget state, widget JavaScript or anything loaded from the network — and only of
 a notebook that declares, in its metadata, that it shows no identified data
 (``anonlib.shows_identified_data: false``, see :func:`identified_data`); browse, preview,
@@ -17,8 +20,11 @@ notebook and the cell index only, never a cell's source or output.
 
 from __future__ import annotations
 
+import os
 import re
+import tempfile
 import threading
+import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,7 +35,8 @@ from typing import Any
 from anonlib.errors import AnonlibError, ConfigError
 
 __all__ = ["IDENTIFIED_STAMP", "NOTEBOOKS", "NotebookError", "absolute_paths", "identified_data",
-           "notebook_report", "notebooks_dir", "resolve_notebook", "run_notebook", "sliced_channel_polling"]
+           "ipc_kernel_manager", "notebook_report", "notebooks_dir", "resolve_notebook", "run_notebook",
+           "sliced_channel_polling"]
 
 #: Short names of the bundled notebooks (``anonlib notebook run browse ...``).
 NOTEBOOKS = {
@@ -169,6 +176,42 @@ def absolute_paths(parameters: Mapping[str, Any], base: Path) -> dict[str, Any]:
     return fixed
 
 
+# -- kernels over ipc --------------------------------------------------------------------------------
+
+#: Longest Unix socket path Linux accepts is 107 bytes; a kernel's is its connection file's path
+#: with ``-ipc-<port>`` instead of ``.json``.
+_SOCKET_PATH_MAX = 100
+
+
+def _runtime_dir() -> Path:
+    """Jupyter's runtime folder, or a private one in the temporary folder when its path is too
+    long for the kernel's Unix sockets."""
+    from jupyter_core.paths import jupyter_runtime_dir
+
+    from anonlib.settings import private_dir
+
+    folder = Path(jupyter_runtime_dir())
+    if len(str(folder)) + len("/kernel-00000000-0000-0000-0000-000000000000-ipc-65535") > _SOCKET_PATH_MAX:
+        folder = Path(tempfile.gettempdir()) / f"anonlib-kernels-{os.getuid()}"
+    return private_dir(folder)
+
+
+def ipc_kernel_manager() -> type[Any]:
+    """A ``jupyter_client`` kernel manager class whose kernels use the ``ipc`` transport, their
+    sockets beside a connection file in the runtime folder (never in the notebook's folder,
+    where ``jupyter_client`` would put them for a manager without a connection file)."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class IpcKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs: Any) -> None:
+            kwargs.setdefault("transport", "ipc")
+            if not kwargs.get("connection_file"):
+                kwargs["connection_file"] = str(_runtime_dir() / f"kernel-{uuid.uuid4()}.json")
+            super().__init__(**kwargs)
+
+    return IpcKernelManager
+
+
 # -- the run -----------------------------------------------------------------------------------------
 
 class _Tracker:
@@ -197,8 +240,10 @@ def run_notebook(notebook: Path, output: Path, parameters: Mapping[str, Any], *,
     added unless given. ``timeout`` bounds every cell (seconds). Raises :class:`NotebookError`
     (naming the cell) when a cell raises, a cell times out, the kernel dies or a code cell did
     not run. The kernel inherits this process's environment (``ANONLIB_HOME``...) and runs in
-    the notebook's folder, as in JupyterLab: pass absolute paths (see :func:`absolute_paths`).
-    ``output`` is written even on failure: it may show identifying values.
+    the notebook's folder, as in JupyterLab: pass absolute paths (see :func:`absolute_paths`);
+    it talks over ``ipc``, not TCP. A ``source`` or ``originals`` that cannot be opened raises
+    :class:`ConfigError` naming the parameter before any kernel starts. ``output`` is written
+    even on failure: it may show identifying values.
     """
     import papermill
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
@@ -209,6 +254,9 @@ def run_notebook(notebook: Path, output: Path, parameters: Mapping[str, Any], *,
     if not Path(notebook).is_file():
         raise ConfigError(f"{notebook}: no such notebook")
     notebook, output = Path(notebook).resolve(), Path(output).resolve()
+    from anonlib.parameters import check_sources
+
+    check_sources(parameters, base=notebook.parent)
     output.parent.mkdir(parents=True, exist_ok=True)
     tracker = _Tracker()
     with sliced_channel_polling():
@@ -217,7 +265,7 @@ def run_notebook(notebook: Path, output: Path, parameters: Mapping[str, Any], *,
                 str(notebook), str(output), parameters={"interactive": False, **parameters},
                 kernel_name=kernel, progress_bar=False, log_output=False, cwd=str(notebook.parent),
                 execution_timeout=timeout, iopub_timeout=min(timeout, 30),
-                on_cell_start=tracker.on_cell_start)
+                on_cell_start=tracker.on_cell_start, kernel_manager_class=ipc_kernel_manager())
         except PapermillExecutionError as exc:
             raise NotebookError(notebook, tracker.source_index(exc.cell_index),
                                 f"raised {exc.ename}{_own_message(exc.ename, exc.evalue)}") from None

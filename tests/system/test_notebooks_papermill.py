@@ -27,6 +27,7 @@ import pytest
 from sqlalchemy import create_engine, inspect, text
 
 from anonlib.constellation import ConstellationInfo, ConstellationSettings
+from anonlib.errors import ConfigError
 from anonlib.folder_run import RunSettings, run_folder
 from anonlib.notebooks import (
     NOTEBOOKS,
@@ -306,13 +307,37 @@ def test_the_audit_notebook_fails_closed_on_misspelt_originals(deidentified: tup
                                                                tmp_path: Path) -> None:
     out, url = deidentified
     typo = tmp_path / "inptu"
-    with pytest.raises(NotebookError) as failed:
+    with pytest.raises(ConfigError) as failed:
         run_notebook(REAL["audit"], tmp_path / "audit.ipynb",
                      {"source": str(out), "originals": str(typo), "db_url": url, "output": str(tmp_path / "audit"),
                       "conformance": False}, timeout=CELL_TIMEOUT)
     message = str(failed.value)
-    assert f"raised ConfigError: originals {typo}: no such folder" in message and "\n" not in message
+    assert message.startswith(f"originals: {typo}: no such folder") and "\n" not in message
     assert not (tmp_path / "audit" / "audit-summary.json").exists()  # no PASS written anywhere
+    assert not (tmp_path / "audit.ipynb").exists()  # refused before any kernel started
+
+
+def test_a_bad_source_parameter_is_one_line_naming_it_and_kernels_use_ipc(tmp_path: Path, home: Path) -> None:
+    """``anonlib notebook run`` with a misspelt source: exit 2 and one line naming the parameter
+    and the reason, no traceback, no kernel; a good run prints no TCP-without-encryption warning
+    (kernels talk over ipc)."""
+    def anonlib(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "anonlib.cli", "notebook", *args], capture_output=True,
+                              text=True, cwd=tmp_path, env=os.environ.copy(), timeout=300)
+
+    bad = anonlib("run", "audit", "audit.ipynb", "-p", "source", "data/outptu", "-p", "originals", "")
+    assert bad.returncode == 2, bad.stderr
+    assert bad.stderr.strip().splitlines() == [
+        f"anonlib: configuration error: source: {tmp_path / 'data' / 'outptu'}: no such folder "
+        "(and not an http(s):// Orthanc URL)"]
+    assert not (tmp_path / "audit.ipynb").exists()
+    node = anonlib("run", "audit", "audit.ipynb", "-p", "source", str(tmp_path), "-p", "originals", "intkae")
+    assert node.returncode == 2 and node.stderr.startswith("anonlib: configuration error: originals: 'intkae' is")
+    assert len(node.stderr.strip().splitlines()) == 1
+    ran = anonlib("run", str(TEST_NOTEBOOKS / "table.ipynb"), "table.ipynb", "-p", "source", str(TEST_NOTEBOOKS),
+                  "-p", "output", "out", "--timeout", "120")
+    assert ran.returncode == 0, ran.stderr
+    assert "without encryption" not in ran.stderr + ran.stdout and "TCP" not in ran.stderr
 
 
 @needs_real
@@ -362,11 +387,11 @@ def test_review_a_folder_records_decisions_applied_by_the_next_run(home: Path, t
 
 
 @needs_real
-def test_a_failing_cell_of_a_real_notebook_fails_the_run(home: Path, tmp_path: Path) -> None:
+def test_a_failing_cell_of_a_real_notebook_fails_the_run(corpus: Corpus, home: Path, tmp_path: Path) -> None:
     with pytest.raises(NotebookError) as failed:
-        run_notebook(REAL["browse"], tmp_path / "browse.ipynb", {"source": str(tmp_path / "nonesuch")},
+        run_notebook(REAL["browse"], tmp_path / "browse.ipynb", {"source": str(corpus.root), "study": "nonesuch"},
                      timeout=CELL_TIMEOUT)
-    assert failed.value.cell is not None and failed.value.cell > 1 and "raised ConfigError" in str(failed.value)
+    assert failed.value.cell is not None and failed.value.cell > 1 and "raised UnknownKey" in str(failed.value)
 
 
 # -- the real notebooks against the constellation ------------------------------------------------
