@@ -61,6 +61,7 @@ class SliceViewer(w.VBox):  # type: ignore[misc]
     def load(self, study: str, series: str) -> None:
         """Show the first slice of ``series`` of ``study``."""
         keys = self.src.instances(study, series)
+        self.label.value = f"<i>reading the series ({len(keys)} instances)…</i>"
         if len(keys) <= MAX_HEADERS:
             self.slices = slice_order([(key, _read(self.src.read(key), pixels=False)) for key in keys])
         else:

@@ -251,6 +251,8 @@ def test_browse_a_folder(corpus: Corpus, home: Path, tmp_path: Path) -> None:
     assert_headless(executed)
     shown = html_outputs(executed)
     assert shown.count("<table") >= 2  # patients and studies
+    assert 'class="anonlib-table anonlib-patient-summary"' in shown and "<th>Patient ID</th>" in shown
+    assert "<h5>Series 1 · " in shown  # each thumbnail strip titled
     assert any("image/png" in o.get("data", {}) for o in outputs(executed))  # series thumbnails
 
 

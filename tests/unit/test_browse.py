@@ -106,3 +106,52 @@ def test_the_panel_selects_the_newest_study_and_shows_its_slices(folder: Path) -
     assert viewer.label.value.startswith("slice 3 / 3 · instance 1")  # z = 20 last
     viewer.preset.value = "lung"
     assert viewer.image.value != first
+
+
+class _OneFile:
+    """A source of one instance (the slice viewer asks only for instances and bytes)."""
+
+    kind, name = "folder", "one"
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def instances(self, study: str, series: str | None = None) -> list[str]:
+        return ["only"]
+
+    def read(self, instance: str) -> bytes:
+        return self.data
+
+
+def _bytes(ds: pydicom.Dataset) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    ds.save_as(buffer)
+    return buffer.getvalue()
+
+
+def test_the_viewer_says_in_one_line_why_a_slice_cannot_be_shown() -> None:
+    from anonlib.ui.slice_viewer import SliceViewer
+
+    path = get_testdata_file("CT_small.dcm")
+    assert path is not None
+    ds = pydicom.dcmread(path)
+    ds.PixelData = ds.PixelData[:100]  # shorter than Rows × Columns says
+    viewer = SliceViewer(_OneFile(_bytes(ds)))  # type: ignore[arg-type]
+    viewer.load("study", "series")
+    assert viewer.image.value == b"" and "cannot show" in viewer.label.value
+    assert "Traceback" not in viewer.label.value and "\n" not in viewer.label.value
+
+
+def test_the_viewer_pages_through_the_frames_of_a_multi_frame_instance() -> None:
+    from anonlib.ui.slice_viewer import SliceViewer
+
+    path = get_testdata_file("emri_small.dcm")
+    assert path is not None
+    viewer = SliceViewer(_OneFile(_bytes(pydicom.dcmread(path))))  # type: ignore[arg-type]
+    viewer.load("study", "series")
+    assert viewer.slider.max == 10 and "frame 1 / 10" in viewer.label.value
+    first = viewer.image.value
+    viewer.slider.value = 10
+    assert "frame 10 / 10" in viewer.label.value and viewer.image.value != first
