@@ -44,7 +44,7 @@ class AnonymizePanel(w.VBox):  # type: ignore[misc]
                                         layout=w.Layout(width="90%", height="12em"))
         self.button = w.Button(description="Anonymize" if src.kind == "folder" else "Queue",
                                button_style="primary")
-        self.cancel = w.Button(description="Cancel", disabled=True, button_style="warning")
+        self.cancel = w.Button(description="Cancel", disabled=True)
         self.jobs = w.Button(description="Job states")
         self.bar = w.IntProgress(min=0, max=1, description="Progress")
         self.count = w.Label("")
@@ -87,7 +87,7 @@ class AnonymizePanel(w.VBox):  # type: ignore[misc]
         self.live.value = ""
         self.bar.value = 0
         self.count.value = "reading headers…" if self.src.kind == "folder" else "queueing…"
-        self.button.disabled, self.cancel.disabled = True, False
+        self.button.disabled, self.cancel.disabled, self.cancel.button_style = True, False, "warning"
         self.worker = threading.Thread(target=self._work, args=(list(self.studies.value), self._stop),
                                        name="anonlib-anonymize", daemon=True)
         self.worker.start()
@@ -99,7 +99,7 @@ class AnonymizePanel(w.VBox):  # type: ignore[misc]
         self.stop_watching()
         if self.worker is not None and self.worker.is_alive():
             self.count.value = "cancelling after the current file…"
-        self.cancel.disabled = True
+        self.cancel.disabled, self.cancel.button_style = True, ""
 
     def stop_watching(self) -> None:
         if self.poller is not None:
@@ -107,13 +107,15 @@ class AnonymizePanel(w.VBox):  # type: ignore[misc]
 
     def _work(self, studies: list[str], stop: threading.Event) -> None:
         try:
-            done = workflows.anonymize(self.src, studies, output=self.output, db_url=self.db_url,
-                                       profile=self.profile, progress=self._progress, stop=stop.is_set)
-        except Exception as exc:  # noqa: BLE001 - shown to the user in one line
+            self._do(studies, stop)
+        except Exception as exc:  # noqa: BLE001 - shown to the user in one line, never a traceback
             self.count.value = ""
             self._error(exc)
             self._finish()
-            return
+
+    def _do(self, studies: list[str], stop: threading.Event) -> None:
+        done = workflows.anonymize(self.src, studies, output=self.output, db_url=self.db_url,
+                                   profile=self.profile, progress=self._progress, stop=stop.is_set)
         if done.summary is not None:
             self.count.value = f"{len(done.summary.results)} / {done.summary.total} files" + (
                 " (cancelled)" if done.summary.cancelled else "")
@@ -123,10 +125,14 @@ class AnonymizePanel(w.VBox):  # type: ignore[misc]
         queued = [] if done.queued is None else [(self.src.name, str(s)) for s in dict.fromkeys(done.queued["study"])]
         self._show(f"<p class='anonlib-queued'>{len(queued)} {'study' if len(queued) == 1 else 'studies'} queued "
                    "on the constellation; their states follow (every few seconds until each is done or held).</p>")
-        self.watch(queued, stop)
+        if queued:
+            self.watch(queued, stop)
+        else:
+            self.count.value = ""
+            self._finish()
 
     def _finish(self) -> None:
-        self.button.disabled, self.cancel.disabled = False, True
+        self.button.disabled, self.cancel.disabled, self.cancel.button_style = False, True, ""
 
     # -- live progress of queued studies ---------------------------------------------------------
     def watch(self, queued: list[tuple[str, str]], stop: threading.Event | None = None) -> Poller | None:

@@ -34,8 +34,11 @@ __all__ = ["RESULTS_STYLE", "STUDY_COLUMNS", "file_link", "jupyter_root", "probl
 #: A study's status, worst first: the order of the per-study table.
 STATUSES = ("rejected", "quarantined", "conflict", "cancelled", "done")
 
-STUDY_COLUMNS = ["status", "study", "pseudonym", "output", "files", "de-identified", "quarantined", "rejected",
+STUDY_COLUMNS = ["status", "study", "output", "files", "de-identified", "quarantined", "rejected",
                  "conflicts", "duplicates", "not processed", "written", "unchanged", "replaced", "reasons"]
+
+#: Columns shown only when some study has a count in them (a table that fits the screen).
+_OPTIONAL = ("conflicts", "duplicates", "not processed", "unchanged", "replaced", "reasons")
 
 RESULTS_STYLE = """<style>
 .anonlib-banner { padding: 6px 10px; border-radius: 4px; margin: 4px 0; font-size: 13px; }
@@ -56,7 +59,7 @@ table.anonlib-results tr.status-cancelled td { color: #6b7280; }
 
 def study_labels(studies: pd.DataFrame) -> dict[str, str]:
     """study key → "date · modalities · description" (a source's ``studies()`` table): how the
-    operator knows a study, without the patient's name (the table shows the pseudonym)."""
+    operator knows a study, without the patient's name (the output column starts with the pseudonym)."""
     return {str(r["study"]): f"{r['study_date'] or 'no date'} · {r['modalities']} · {r['description'] or '-'}"
             for r in studies.to_dict("records")}
 
@@ -81,7 +84,8 @@ def study_results(summary: RunSummary, study_of: Mapping[str, str],
                   labels: Mapping[str, str] | None = None) -> pd.DataFrame:
     """One row per study of the run (``study_of``: input file label → study key; ``labels``:
     study key → what the operator knows it by), with the summary's counts for its files; studies
-    with rejected, then quarantined, then conflicting files first, then in the given order."""
+    with rejected, then quarantined, then conflicting files first, then in the given order.
+    Columns that are zero for every study (conflicts, duplicates, unchanged, …) are left out."""
     labels = labels or {}
     by_study: dict[str, RunSummary] = {study: RunSummary() for study in dict.fromkeys(study_of.values())}
     chosen = Counter(study_of.values())
@@ -95,8 +99,7 @@ def study_results(summary: RunSummary, study_of: Mapping[str, str],
         rows.append({
             "status": _study_status(part, unprocessed),
             "study": labels.get(study, study) if study else "(files of no chosen study)",
-            "pseudonym": first.pseudonym if first else "",
-            "output": "/".join(first.path.split("/")[:2]) if first else "",
+            "output": "/".join(first.path.split("/")[:2]) if first else "",  # pseudonym/date_study
             "files": len(part.results) + unprocessed, "de-identified": part.processed,
             "quarantined": part.quarantined, "rejected": len(part.rejected), "conflicts": len(part.conflicts),
             "duplicates": len(part.duplicates), "not processed": unprocessed,
@@ -105,9 +108,10 @@ def study_results(summary: RunSummary, study_of: Mapping[str, str],
     frame = pd.DataFrame(rows, columns=[*STUDY_COLUMNS, "_order"])
     frame["_rank"] = frame["status"].map(STATUSES.index)
     frame = frame.sort_values(["_rank", "_order"], kind="stable").drop(columns=["_rank", "_order"])
-    if not summary.cancelled:
-        frame = frame.drop(columns=["not processed"])
-    return frame.reset_index(drop=True)
+    optional = [c for c in _OPTIONAL if not frame[c].any()]  # columns of nothing: left out
+    if summary.cancelled and "not processed" in optional:
+        optional.remove("not processed")  # a cancelled run always says what it did not reach
+    return frame.drop(columns=optional).reset_index(drop=True)
 
 
 def problem_files(summary: RunSummary) -> pd.DataFrame:

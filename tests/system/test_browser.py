@@ -5,7 +5,8 @@ Run All, use its widget, and see what it shows.
   selected after Run All (titled thumbnail strips, first slice); move the slice slider, pick the
   lung window, pick another study.
 - ``02_preview``: pick a study (not the default), click the preview button: the diff table.
-- ``03_anonymize``: select a study, click "Anonymize": the results table, files on disk.
+- ``03_anonymize``: select every study, click "Anonymize": the summary banner, one row per study
+  with the quarantined one first and highlighted, "x / y files", the manifests named.
 - ``04_audit``: click "Run the audit": the verdict, the summary table and the findings chart.
 - ``05_review``: pick the burned-in image, enter a region and click "Mask regions and release",
   then reject another instance: both decisions are in the lookup store.
@@ -268,15 +269,35 @@ def _use_preview(page: Page, _parameters: dict[str, Any]) -> str:
 
 
 def _use_anonymize(page: Page, parameters: dict[str, Any]) -> str:
+    """Every study chosen (one has images the pixel stage quarantines), Anonymize: the count on
+    the bar, the summary banner, the per-study table with the quarantined study first and
+    highlighted, the manifests named (outside Lab's root here: shown as paths, not links)."""
+    assert page.locator(".anonlib-source-field input").input_value() == parameters["source"]
     picker = page.locator(".anonlib-studies-picker select")
     picker.wait_for(timeout=60_000)
-    picker.select_option(index=0)
+    options = picker.locator("option")
+    picker.select_option(value=[options.nth(n).get_attribute("value") or "" for n in range(options.count())])
     page.locator("button.anonlib-anonymize-button").click()
-    table = page.locator("table.anonlib-results")
-    table.wait_for(timeout=RUN_TIMEOUT * 1000)
-    assert table.locator("tr").count() >= 2
+    banner = page.locator(".anonlib-anonymize .anonlib-banner")
+    banner.wait_for(timeout=RUN_TIMEOUT * 1000)
     output = Path(parameters["output"])
-    assert (output / "manifest.csv").exists() and any(output.rglob("*.dcm"))
+    written = len(list(output.rglob("*.dcm")))
+    quarantined = len(list(Path(f"{output}-quarantine").rglob("*.dcm")))
+    assert written and quarantined
+    text = banner.inner_text()
+    assert text.startswith("Done: ") and f"{quarantined} quarantined" in text and f"{written + quarantined} written" in text
+    files = int(text.split()[1])
+    assert page.locator(".anonlib-progress-count").inner_text() == f"{files} / {files} files"
+    table = page.locator("table.anonlib-results")
+    assert table.locator("tbody tr").count() == options.count()  # one row per study, not per file
+    first = table.locator("tbody tr").first
+    assert first.get_attribute("class") == "status-quarantined"
+    assert first.locator("td").first.evaluate("td => getComputedStyle(td).backgroundColor") == "rgb(255, 243, 205)"
+    assert page.locator("table.anonlib-problem-files tbody tr").count() == quarantined
+    links = page.locator(".anonlib-anonymize .anonlib-links").inner_text()
+    assert str(output / "manifest.csv") in links and "quarantine.csv" in links and "outside the Jupyter root" in links
+    assert (output / "manifest.csv").exists()
+    assert page.locator("button.anonlib-cancel-button").is_disabled()
     return ".anonlib-anonymize"
 
 

@@ -62,7 +62,8 @@ def test_the_study_table_accounts_for_every_file_with_problems_first(
     assert statuses.index("quarantined") < statuses.index("done")
     assert statuses == sorted(statuses, key=run_results.STATUSES.index)
     quarantined = table[table["status"] == "quarantined"].iloc[0]
-    assert quarantined["pseudonym"] and quarantined["output"].startswith(quarantined["pseudonym"] + "/")
+    pseudonym, folder = quarantined["output"].split("/")  # where its files are: pseudonym/date_study
+    assert pseudonym.startswith("ANON") and folder[:8].isdigit()
     assert quarantined["reasons"]  # why, with a count
 
 
