@@ -17,7 +17,7 @@ markers of PS3.15 E.1.1, the rebuilt File Meta Information).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -62,13 +62,15 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = ["StudyPreview", "PreviewIdentity", "preview_study", "DIFF_COLUMNS", "SUMMARY_COLUMNS",
-           "QUARANTINE_COLUMNS", "ADDED"]
+           "QUARANTINE_COLUMNS", "ADDED", "ADDED_MEANING"]
 
 DIFF_COLUMNS = ["path", "keyword", "name", "vr", "original", "deidentified", "status", "action", "code", "rule"]
 SUMMARY_COLUMNS = ["status", "action", "elements", "instances"]
 QUARANTINE_COLUMNS = ["instance", "outcome", "reason"]
 STATUSES = ("removed", "changed", "added", "kept")
 ADDED = "A"
+#: What :data:`ADDED` means (the legend of the diff's actions).
+ADDED_MEANING = "Added by anonlib: the de-identification markers (PS3.15 E.1.1), the rebuilt File Meta Information"
 _MARKERS = "anonlib: de-identification markers (PS3.15 E.1.1)"
 _META = "File Meta Information rebuilt (PS3.15 E.1.1)"
 _BINARY = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
@@ -299,11 +301,14 @@ def _summary(counts: Counter[tuple[str, str]], present: Counter[tuple[str, str]]
 
 
 def preview_study(source: Source, study: str, *, db_url: str | None, profile: SiteProfile | None = None,
-                  instance: str | None = None) -> StudyPreview:
+                  instance: str | None = None, progress: Callable[[int, int], None] | None = None,
+                  ) -> StudyPreview:
     """What de-identifying ``study`` of ``source`` would do — a dry run that writes nothing.
 
     ``db_url`` names the lookup store (None: the default SQLite file), opened read-only;
-    ``instance`` picks the instance shown in the diff and images (default: the study's first).
+    ``instance`` picks the instance shown in the diff and images (default: the study's first);
+    ``progress(done, total)`` is called after each of the ``2 × instances`` reads (the study's
+    identifying values first, then the dry run of each), so that a long study shows life.
     Raises :class:`ConfigError` for an instance not in the study and
     :class:`~anonlib.errors.InputError` when no instance of the study can be de-identified.
     """
@@ -324,11 +329,13 @@ def preview_study(source: Source, study: str, *, db_url: str | None, profile: Si
     store = open_store(db_url, policy, readonly=True)
     try:
         identities = _Identities(store, policy)
-        index, readings, series = _study_index(source, keys, plan)
+        tick = progress or (lambda _done, _total: None)
+        index, readings, series = _study_index(source, keys, plan, lambda done: tick(done, 2 * len(keys)))
         stage = PixelStage(plan.burned_in)
         escalated: set[str] = set()
         ordered = ([k for k in keys if readings.get(k) != LATER] + [k for k in keys if readings.get(k) == LATER])
-        for key in ordered:
+        for position, key in enumerate(ordered):
+            tick(len(keys) + position, 2 * len(keys))  # the previous ones are done
             data = source.read(key)
             reading = readings.get(key)
             if reading == LATER and series.get(key) in escalated:
@@ -357,6 +364,7 @@ def preview_study(source: Source, study: str, *, db_url: str | None, profile: Si
                 shown = (rows, render_dataset(original), render_dataset(written), identity)
                 boxes = (pixel_boxes(scan.boxes) if scan is not None else (), pixel_boxes(outcome.pixel_boxes),
                          (int(original.get("Rows", 0) or 0), int(original.get("Columns", 0) or 0)))
+        tick(2 * len(keys), 2 * len(keys))
     finally:
         store.close()
     if first is None:
@@ -373,18 +381,20 @@ def preview_study(source: Source, study: str, *, db_url: str | None, profile: Si
         found_boxes=boxes[0], masked_boxes=boxes[1], frame_shape=boxes[2])
 
 
-def _study_index(source: Source, keys: list[str], plan: Plan,
+def _study_index(source: Source, keys: list[str], plan: Plan, tick: Callable[[int], None],
                  ) -> tuple[IdentifierIndex, dict[str, Reading], dict[str, str]]:
     """The identifying values of every instance of the study, as the real run collects them
     before de-identifying any (a value in one header is scrubbed from every instance's text),
     and what the pixel stage reads of each (the run's sampling) with each one's series."""
     index = IdentifierIndex(plan)
     infos: list[ImageInfo] = []
-    for key in keys:
+    for done, key in enumerate(keys, start=1):
         try:
             header = parse_instance(source.read(key), label="instance").dataset
         except AnonlibError:
             continue  # rejected below, with its reason
+        finally:
+            tick(done)
         index.add(header)
         infos.append(image_info(header, key, plan))
     if not plan.burned_in.reads_pixels:

@@ -66,12 +66,14 @@ def browse(src: Source, *, patient: str = "", date_from: str = "", date_to: str 
     return Browse(patients.reset_index(drop=True), studies.reset_index(drop=True))
 
 
-def preview(src: Source, study: str, *, db_url: str, profile: str = "", instance: str = "") -> StudyPreview:
-    """What de-identification would do to ``study`` — a dry run: nothing is written anywhere."""
+def preview(src: Source, study: str, *, db_url: str, profile: str = "", instance: str = "",
+            progress: Progress | None = None) -> StudyPreview:
+    """What de-identification would do to ``study`` — a dry run: nothing is written anywhere.
+    ``progress(done, total)`` follows its reads (every instance is read twice)."""
     from anonlib.preview import preview_study
 
     return preview_study(src, study, db_url=db_url or None, profile=load_profile(profile),
-                         instance=instance or None)
+                         instance=instance or None, progress=progress)
 
 
 @dataclass

@@ -14,10 +14,12 @@ from functools import cache
 from anonlib.data import read_verified
 from anonlib.errors import ConfigError
 
-__all__ = ["ANONLIB_CODES", "all_codes", "check_code", "resolve", "standard_code_table"]
+__all__ = ["ANONLIB_CODES", "ANONLIB_MEANINGS", "all_codes", "check_code", "code_meanings", "resolve",
+           "standard_code_table"]
 
-#: Codes anonlib adds on top of the standard ones. ``P``: replace with the patient's pseudonym.
-ANONLIB_CODES = frozenset({"P"})
+#: Codes anonlib adds on top of the standard ones, with what each means.
+ANONLIB_MEANINGS = {"P": "Replace with the patient's pseudonym from the lookup store (anonlib's own code)"}
+ANONLIB_CODES = frozenset(ANONLIB_MEANINGS)
 
 
 @cache
@@ -25,6 +27,13 @@ def standard_code_table() -> dict[str, str]:
     """code → resolution text, from Table E.1-1a."""
     text = read_verified("ps3.15_table_e1-1a_action_codes.csv").decode("utf-8")
     return {row["code"]: row["resolution_by_attribute_type"] for row in csv.DictReader(io.StringIO(text))}
+
+
+@cache
+def code_meanings() -> dict[str, str]:
+    """code → what it means: Table E.1-1a's (its ``meaning`` column) and anonlib's own."""
+    text = read_verified("ps3.15_table_e1-1a_action_codes.csv").decode("utf-8")
+    return {**{row["code"]: row["meaning"] for row in csv.DictReader(io.StringIO(text))}, **ANONLIB_MEANINGS}
 
 
 @cache

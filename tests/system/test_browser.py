@@ -255,17 +255,62 @@ def _use_browse(page: Page, _parameters: dict[str, Any]) -> str:
 
 
 def _use_preview(page: Page, _parameters: dict[str, Any]) -> str:
-    picker = page.locator(".anonlib-study-picker select")
-    picker.wait_for(timeout=60_000)
-    assert picker.locator("option").count() >= 2
-    picker.select_option(index=1)  # not the default: really choose a study
+    """Pick a study with an SR, its SR series and instance; preview: the verdict and images come
+    above the diff; "kept" is hidden until ticked; the search narrows the rows; the CSV downloads."""
+    import re
+
+    study = page.locator(".anonlib-study-picker select")
+    study.wait_for(timeout=60_000)
+    labels = study.locator("option").all_inner_texts()
+    with_sr = [label for label in labels if re.search(r"\bSR\b", label)]
+    assert len(labels) >= 2 and with_sr
+    series = page.locator(".anonlib-series-picker select")
+    instance = page.locator(".anonlib-instance-picker select")
+    study.select_option(label=with_sr[-1])
+    sr_series = series.locator("option", has_text=re.compile(r"·\sSR\s·"))
+    sr_series.first.wait_for(state="attached", timeout=60_000)
+    series.select_option(label=sr_series.first.inner_text())
+    page.wait_for_function("""(selector) => {  // the SR series' instances are listed (labels name the modality)
+        const options = [...document.querySelectorAll(selector + ' option')];
+        return options.length > 0 && options.every(o => /·\\sSR\\s·/.test(o.textContent));
+    }""", arg=".anonlib-instance-picker select", timeout=60_000)
+    chosen = instance.locator("option").last.inner_text()
+    instance.select_option(label=chosen)
     page.locator("button.anonlib-preview-button").click()
-    table = page.locator("table.anonlib-diff-table")
+    panel = page.locator(".anonlib-preview")
+    table = panel.locator("table.anonlib-diff-table")
     table.wait_for(timeout=RUN_TIMEOUT * 1000)
-    assert page.locator(".anonlib-study-picker").count() == 1
-    assert table.locator("tr").count() > 5
-    assert "pseudonym" in page.locator(".jp-Notebook").inner_text()
-    return ".anonlib-study-picker"
+    shown = panel.locator(".anonlib-preview-shown").inner_text()
+    assert shown == chosen.replace("\xa0", " ")  # the instance picked, not the first (options have nbsp)
+    assert panel.locator(".anonlib-verdict").count() == 1 and "pseudonym" in panel.inner_text()
+    image = panel.locator(".anonlib-no-image").first  # an SR: no pixel data, one line says so
+    image.wait_for(timeout=60_000)
+    verdict_box, image_box, table_box = (panel.locator(".anonlib-verdict").bounding_box(), image.bounding_box(),
+                                         table.bounding_box())
+    assert verdict_box and image_box and table_box and verdict_box["y"] < image_box["y"] < table_box["y"]
+    panel.locator(".anonlib-diff-legend summary").click()  # folded under the codes it explains
+    assert "Remove the attribute" in panel.locator(".anonlib-diff-legend").inner_text()
+    rows = table.locator("tbody tr")
+    before = rows.count()
+    assert before > 5 and table.locator("tr.status-kept").count() == 0  # "kept" hidden by default
+    panel.locator(".anonlib-diff-status-kept input").check()
+    table.locator("tr.status-kept").first.wait_for(timeout=30_000)
+    assert rows.count() > before
+    search = panel.locator(".anonlib-diff-search input")
+    search.fill("SOPClassUID")
+    page.wait_for_function("""() => {
+        const rows = [...document.querySelectorAll('.anonlib-preview table.anonlib-diff-table tbody tr')];
+        return rows.length > 0 && rows.every(r => r.textContent.includes('SOPClassUID'));
+    }""", timeout=30_000)
+    sop_class = rows.filter(has=page.locator("td", has_text=re.compile(r"^SOPClassUID$")))
+    assert "1.2.840.10008.5.1.4.1.1.88." in sop_class.first.inner_text()  # an SR's diff
+    with page.expect_download(timeout=30_000) as download:
+        panel.locator("a.anonlib-csv-link").first.click()
+    assert re.fullmatch(r"anonlib-diff-shown-[0-9a-f]{12}\.csv", download.value.suggested_filename)
+    lines = Path(download.value.path()).read_text(encoding="utf-8-sig").splitlines()
+    assert lines[0].startswith("path,keyword,name,vr,original,deidentified,status,action")
+    assert len(lines) > 1 and all("SOPClassUID" in line for line in lines[1:])
+    return ".anonlib-preview"
 
 
 def _use_anonymize(page: Page, parameters: dict[str, Any]) -> str:
