@@ -95,9 +95,17 @@ class BrowsePanel(w.VBox):  # type: ignore[misc]
         self.summary_box.children = (interactive_table(mark_missing_ids(patient_summary(studies)),
                                                        css_class="anonlib-patient-summary"),)
         shown = mark_missing_ids(studies).drop(columns=["patient"])
-        self.studies_box.children = (interactive_table(shown, css_class="anonlib-studies"),)
+        table = interactive_table(shown, css_class="anonlib-studies", select=True)
+        keys = [str(key) for key in studies["study"]]
+        table.observe(lambda change: self._pick(keys, change["new"]), "selected_rows")
+        self.studies_box.children = (table,)
         self.study.options = [(study_label(r), str(r["study"])) for r in studies.to_dict("records")]
-        self.study.value = str(studies["study"].iloc[0]) if len(studies) else None  # shows its series
+        self.study.value = keys[0] if keys else None  # shows its series
+
+    def _pick(self, keys: list[str], rows: list[int]) -> None:
+        """A row clicked in the studies table selects that study."""
+        if rows and 0 <= rows[0] < len(keys) and self.study.value != keys[rows[0]]:
+            self.study.value = keys[rows[0]]
 
     def show_series(self) -> None:
         """The selected study's series: their table, a titled thumbnail strip for the first
@@ -105,6 +113,7 @@ class BrowsePanel(w.VBox):  # type: ignore[misc]
         from anonlib.sources.thumbnails import series_figure
 
         self.out_series.clear_output()
+        self._mark_row()
         if not self.study.value:
             self.viewer_series.options = []
             return
@@ -129,6 +138,15 @@ class BrowsePanel(w.VBox):  # type: ignore[misc]
         finally:
             self._choosing = False
         self.show_slices()
+
+    def _mark_row(self) -> None:
+        """The selected study's row highlighted in the studies table."""
+        keys = [key for _label, key in self.study.options]
+        table = self.studies_box.children[0] if self.studies_box.children else None
+        if table is not None and self.study.value in keys:
+            row = keys.index(self.study.value)
+            if list(table.selected_rows) != [row]:
+                table.selected_rows = [row]
 
     def show_slices(self) -> None:
         """The series chosen for the slice viewer, from its first slice."""

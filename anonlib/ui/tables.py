@@ -169,14 +169,17 @@ LAYOUT = {"topStart": "search", "topEnd": "pageLength", "bottomStart": "info", "
 
 
 def interactive_table(frame: pd.DataFrame, *, css_class: str = "", page_length: int = 10,
-                      caption: str | None = None) -> Any:
+                      caption: str | None = None, select: bool = False) -> Any:
     """``frame`` as an interactive table for JupyterLab — sortable, searchable (one search box
     and a filter per column, under it), paged — with the same cells as :func:`anonlib.ui.render.table_html`
     (:func:`display_frame`). An ``itables.widget.ITable`` (anywidget; DataTables bundled in the
-    wheel, so it renders offline). Headless runs use ``table_html`` instead: no widget, no JS."""
+    wheel, so it renders offline). Headless runs use ``table_html`` instead: no widget, no JS.
+    ``select``: one row can be clicked; its position in ``frame`` is in the widget's
+    ``selected_rows`` (observe it)."""
     from itables.widget import ITable
 
     classes = " ".join(c for c in ("display compact anonlib-itable", css_class) if c)
     return ITable(display_frame(frame), caption=caption, classes=classes, allow_html=True, showIndex=False,
                   column_filters="footer", pageLength=page_length, lengthMenu=[10, 25, 50, 100],
-                  maxBytes=0, css=INTERACTIVE_CSS, layout=LAYOUT, style="table-layout:auto;width:auto;margin:0")
+                  maxBytes=0, css=INTERACTIVE_CSS, layout=LAYOUT, style="table-layout:auto;width:auto;margin:0",
+                  **({"select": {"style": "single"}} if select else {}))

@@ -3,7 +3,7 @@ Run All, use its widget, and see what it shows.
 
 - ``01_browse``: the patient summary and the studies as interactive tables; the newest study is
   selected after Run All (titled thumbnail strips, first slice); move the slice slider, pick the
-  lung window, pick another study.
+  lung window, click another study in the studies table.
 - ``02_preview``: pick a study (not the default), click the preview button: the diff table.
 - ``03_anonymize``: select every study, click "Anonymize": the summary banner, one row per study
   with the quarantined one first and highlighted, "x / y files", the manifests named.
@@ -248,8 +248,11 @@ def _use_browse(page: Page, _parameters: dict[str, Any]) -> str:
     label.filter(has_text="slice 3 /").wait_for(timeout=60_000)
     page.locator(".anonlib-window-preset select").select_option(label="lung")
     label.filter(has_text="slice 3 /").filter(has_text="window lung").wait_for(timeout=60_000)
-    # another study: its series follow without a click
-    picker.select_option(index=1)
+    # another study, clicked in the studies table: the picker and the series follow
+    before = picker.input_value()
+    page.locator("table.anonlib-studies tbody tr").nth(1).locator("td").nth(3).click()
+    page.wait_for_function("([el, before]) => el.value !== before",
+                           arg=[picker.element_handle(), before], timeout=60_000)
     label.filter(has_text="slice 1 /").wait_for(timeout=RUN_TIMEOUT * 1000)
     return ".anonlib-browse"
 

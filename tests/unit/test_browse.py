@@ -96,7 +96,9 @@ def test_the_panel_selects_the_newest_study_and_shows_its_slices(folder: Path) -
     assert "anonlib-patient-summary" in summary.classes and "anonlib-studies" in studies.classes
     assert NO_PATIENT_ID in summary._dt_args["data_json"] and "2023-01-05" in studies._dt_args["data_json"]
 
-    panel.study.value = panel.study.options[1][1]  # the 2021 study: two series
+    assert studies.selected_rows == [0]  # the selected study's row is highlighted
+    studies.selected_rows = [1]  # a click on the 2021 study's row selects it: two series
+    assert panel.study.value == panel.study.options[1][1]
     titles = [label for label, _ in panel.viewer_series.options]
     assert len(titles) == 2 and titles[0].startswith("Series 1 · CT · ") and titles[0].endswith(" · 3 instances")
     viewer = panel.viewer
