@@ -182,4 +182,4 @@ def interactive_table(frame: pd.DataFrame, *, css_class: str = "", page_length: 
     return ITable(display_frame(frame), caption=caption, classes=classes, allow_html=True, showIndex=False,
                   column_filters="footer", pageLength=page_length, lengthMenu=[10, 25, 50, 100],
                   maxBytes=0, css=INTERACTIVE_CSS, layout=LAYOUT, style="table-layout:auto;width:auto;margin:0",
-                  **({"select": {"style": "single"}} if select else {}))
+                  select={"style": "single"} if select else False)
