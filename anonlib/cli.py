@@ -261,7 +261,7 @@ def _reidentify(args: argparse.Namespace) -> int:
     finally:
         store.close()
     if found is None:
-        print("anonlib: not found: no patient pseudonym, Study or SOP Instance UID in the lookup store matches "
+        print("anonlib: not found: no patient pseudonym or de-identified UID in the lookup store matches "
               "(the lookup is in the access log)", file=sys.stderr)
         return 1
     print(found.value + (f"\t{found.issuer}" if found.issuer else ""))  # the authorised purpose: stdout only
@@ -415,7 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     nb.set_defaults(func=_notebook)
 
     reid = commands.add_parser("reidentify", help="authorised users: the original PatientID of a pseudonym, or the "
-                                                  "original UID of a de-identified Study/SOP Instance UID",
+                                                  "original of a de-identified UID",
                                epilog="the original goes to stdout, nothing to any log; every lookup is appended to "
                                       "the lookup store's access log (who, when, what kind; never a value). exit "
                                       "status: 0 found, 1 not found, 2 no such store, 3 store error")

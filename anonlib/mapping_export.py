@@ -1,7 +1,8 @@
 """The key as two CSV files for an authorised recipient: ``patid_mapping.csv`` and
 ``uid_mapping.csv``, each ``id_old,id_new`` (what the MIDI-B challenge's validation script reads).
 
-They re-identify every patient and every recorded Study and SOP Instance UID, so they are
+They re-identify every patient and every UID the store recorded (studies, instances, and every
+other UID the engine replaced), so they are
 written only outside any output tree — never into a folder that is (or lies inside) a folder
 run's output or quarantine (found by its ``manifest.csv`` / ``quarantine.csv``; the output's
 default ``-quarantine`` sibling even before it exists) or the

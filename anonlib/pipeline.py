@@ -108,6 +108,7 @@ class InstanceProcessor:
         self._identities: dict[PatientKey, PatientIdentity] = {}
         self._studies: set[str] = set()
         self._pending: list[InstanceRecord] = []
+        self._uids: dict[str, str] = {}  # UIDs the buffered instances replaced, original -> new
         self.pixels = PixelStage(plan.burned_in)
         # new SOP UID -> (the pixel stage read it, what it found): recorded when it is delivered
         self._findings: dict[str, tuple[bool, PixelFindings | None]] = {}
@@ -119,8 +120,11 @@ class InstanceProcessor:
     BATCH = 64
 
     def flush(self) -> None:
-        """Write the buffered instance records to the store (and forget the pixel findings of
-        the instances read again and found clean)."""
+        """Write the buffered instance records, and the UIDs they replaced, to the store (and
+        forget the pixel findings of the instances read again and found clean)."""
+        if self._uids:  # before the instances: an instance on record has its UIDs on record
+            self.store.record_uids(self._uids)
+            self._uids = {}
         if self._pending:
             self.store.record_instances(self._pending)
             self._pending = []
@@ -277,6 +281,7 @@ class InstanceProcessor:
             self.store.record_study(StudyRecord(keys.original_study_uid, keys.original_accession,
                                                 identity.pseudonym, keys.new_study_uid, keys.study_date))
             self._studies.add(keys.original_study_uid)
+        self._uids.update(outcome.uids)
         self._pending.append(InstanceRecord(
             keys.original_sop_uid, keys.new_sop_uid, keys.original_study_uid,
             "quarantined" if outcome.quarantine else "written", relative,

@@ -2,9 +2,9 @@
 
 The lookup store is the key. A pseudonym is random (never derived from the PatientID) and a new
 UID is a keyed one-way digest of the original, so neither can be turned back without the
-store's tables: :func:`reidentify` reads the original from them (``anonlib_patient``,
-``anonlib_study``, ``anonlib_instance``), never from the secret. Only Study and SOP Instance
-UIDs are recorded there; other UIDs (series, frames of reference) are not found.
+store's tables: :func:`reidentify` reads the original from them (``anonlib_patient``;
+``anonlib_study``, ``anonlib_instance`` and ``anonlib_uid``, which holds every UID the engine
+replaced), never from the secret.
 
 Every lookup is appended to the store's access log before its answer is returned — who, when,
 what kind was found, and a digest of the queried value keyed by the project secret (an auditor
@@ -72,8 +72,7 @@ def open_key_store(url: str | None) -> LookupStore:
 
 
 def reidentify(store: LookupStore, value: str, who: str) -> Original | None:
-    """What ``value`` (a patient pseudonym, or a de-identified Study or SOP Instance UID) stood
-    for, or None; the lookup is recorded in the access log first (``who``, the kind found or
+    """What ``value`` (a patient pseudonym, or a de-identified UID) stood for, or None; the lookup is recorded in the access log first (``who``, the kind found or
     ``not found``, the keyed digest). Raises :class:`~anonlib.errors.StoreError` when the
     store cannot be read or the log cannot be written (then nothing is returned)."""
     query = value.strip()

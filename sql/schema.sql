@@ -144,5 +144,15 @@ CREATE TABLE IF NOT EXISTS anonlib_access_log (
 COMMENT ON TABLE anonlib_access_log IS
     'One row per use of the re-identification key (a lookup, a mapping export): who, when (UTC), what kind and how many entries it revealed, and a digest of the queried value keyed by the project secret; never a value.';
 
--- Version 2 added anonlib_access_log (a version-1 database keeps its row for 1 and gains 2).
+CREATE TABLE IF NOT EXISTS anonlib_uid (
+    original_uid  text        NOT NULL,
+    new_uid       text        NOT NULL,
+    recorded_at   timestamptz NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    CONSTRAINT anonlib_uid_pkey PRIMARY KEY (original_uid)
+);
+CREATE INDEX IF NOT EXISTS anonlib_uid_new_uid_idx ON anonlib_uid (new_uid);
+COMMENT ON TABLE anonlib_uid IS
+    'One row per UID the engine replaced (any attribute, at any depth, also in text): the original and its new UID, recorded as instances are delivered; what re-identification reads. PHI.';
+
+-- Version 2 added anonlib_access_log and anonlib_uid (a version-1 database keeps its row for 1 and gains 2).
 INSERT INTO anonlib_schema_version (version) VALUES (2) ON CONFLICT DO NOTHING;

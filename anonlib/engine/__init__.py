@@ -77,6 +77,7 @@ class Outcome:
     pixels_cleaned: bool = False  # the pixels were masked: ``dataset`` holds the new pixel data
     pixel_boxes: tuple[TextBox, ...] = ()  # the boxes masked (never their text)
     pixels_read: bool = False  # the pixel stage read this instance (or a rule decided it)
+    uids: dict[str, str] = field(default_factory=dict)  # every UID replaced, original -> new (PHI: for the store)
 
 
 
@@ -190,4 +191,4 @@ def deidentify(ds: Dataset, plan: Plan, lookup: Lookup, *, copy: bool = True,
         sop_class_uid=sop_class,
     )
     return Outcome(ds, keys, walker.changes, quarantine, cleaned, verdict.boxes if cleaned else (),
-                   verdict.action != "pass" or pixels is not None)
+                   verdict.action != "pass" or pixels is not None, mapper.mapped())

@@ -37,6 +37,11 @@ class UidMapper:
             self._cache[clean] = new
         return new
 
+    def mapped(self) -> dict[str, str]:
+        """Every UID this mapper replaced so far, original -> new (registry UIDs, which it
+        keeps, are not in it): what the lookup store records for re-identification."""
+        return dict(self._cache)
+
     def _derive(self, uid: str) -> str:
         for attempt in range(16):
             message = uid.encode("ascii", "replace") + (b"#%d" % attempt if attempt else b"")

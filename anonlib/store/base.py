@@ -11,7 +11,7 @@ Implementations: :class:`anonlib.store.sql.SqlStore` (PostgreSQL, SQLite) and
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -179,7 +179,8 @@ class ReviewDecision:
 class Original:
     """What a de-identified value stood for, read from the store (PHI: for authorised eyes
     only). ``kind`` is ``patient`` (``value`` the original PatientID, ``issuer`` its
-    IssuerOfPatientID), ``study`` or ``instance`` (``value`` the original UID)."""
+    IssuerOfPatientID), ``study``, ``instance`` or ``uid`` (any other UID: series, frame of
+    reference, a reference; ``value`` the original UID)."""
 
     kind: str
     value: str
@@ -281,13 +282,17 @@ class LookupStore(Protocol):
     def original_patient(self, pseudonym: str) -> Original | None:
         """The original patient of ``pseudonym``, if the store has one (kind ``patient``)."""
 
+    def record_uids(self, pairs: Mapping[str, str]) -> None:
+        """Record that each original UID of ``pairs`` became its new UID (a pair already
+        recorded is left as it is: the mapping never changes)."""
+
     def original_uid(self, new_uid: str) -> Original | None:
-        """The original Study or SOP Instance UID that became ``new_uid``, if the store
-        recorded one (kind ``study`` or ``instance``)."""
+        """The original UID that became ``new_uid``, if the store recorded it (kind ``study``,
+        ``instance`` or ``uid``)."""
 
     def uid_map(self) -> list[tuple[str, str]]:
-        """Every recorded (original UID, new UID) pair: studies, then instances, each ordered
-        by original UID."""
+        """Every recorded (original UID, new UID) pair, once each: studies, instances, then the
+        other UIDs, each ordered by original UID (:func:`~anonlib.store.rules.merge_uid_maps`)."""
 
     def record_access(self, entry: AccessEntry) -> None:
         """Append ``entry`` to the access log (never updated, never deleted by anonlib)."""

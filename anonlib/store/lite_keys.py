@@ -9,7 +9,7 @@ only: a UID is never derived again from the secret.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
@@ -45,23 +45,42 @@ class KeyAccessLite:
                           "SELECT patient_id, issuer FROM anonlib_patient WHERE pseudonym = ?", (pseudonym,))
         return Original("patient", rows[0][0], rows[0][1]) if rows else None
 
+    def record_uids(self, pairs: Mapping[str, str]) -> None:
+        """Record each (original, new) UID pair not yet recorded."""
+        what = "could not record UIDs"
+        self._check_writable(what)
+        if not pairs:
+            return
+        with self._transaction(what) as conn:
+            conn.executemany("INSERT INTO anonlib_uid (original_uid, new_uid) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                             list(pairs.items()))
+
     def original_uid(self, new_uid: str) -> Original | None:
-        """The original Study or SOP Instance UID that became ``new_uid``, if recorded."""
-        found = self._rows("could not look up a UID", "anonlib_study",
+        """The original UID that became ``new_uid``: a study's, an instance's or another one."""
+        what = "could not look up a UID"
+        found = self._rows(what, "anonlib_study",
                            "SELECT original_study_uid FROM anonlib_study WHERE new_study_uid = ?", (new_uid,))
         if found:
             return Original("study", found[0][0])
-        found = self._rows("could not look up a UID", "anonlib_instance",
+        found = self._rows(what, "anonlib_uid", "SELECT original_uid FROM anonlib_uid WHERE new_uid = ?", (new_uid,))
+        if found:
+            original = found[0][0]
+            sop = self._rows(what, "anonlib_instance",
+                             "SELECT 1 FROM anonlib_instance WHERE original_sop_uid = ?", (original,))
+            return Original("instance" if sop else "uid", original)
+        # instances recorded before anonlib_uid existed (no index on new_sop_uid: a scan)
+        found = self._rows(what, "anonlib_instance",
                            "SELECT original_sop_uid FROM anonlib_instance WHERE new_sop_uid = ?", (new_uid,))
         return Original("instance", found[0][0]) if found else None
 
     def uid_map(self) -> list[tuple[str, str]]:
-        """Every recorded (original UID, new UID) pair: studies, then instances."""
-        studies = self._rows("could not list the UID map", "anonlib_study",
-                             "SELECT original_study_uid, new_study_uid FROM anonlib_study")
-        instances = self._rows("could not list the UID map", "anonlib_instance",
-                               "SELECT original_sop_uid, new_sop_uid FROM anonlib_instance")
-        return [(r[0], r[1]) for rows in (studies, instances) for r in sorted(rows, key=lambda r: r[0])]
+        """Every recorded (original UID, new UID) pair, once each."""
+        what = "could not list the UID map"
+        studies = self._rows(what, "anonlib_study", "SELECT original_study_uid, new_study_uid FROM anonlib_study")
+        instances = self._rows(what, "anonlib_instance", "SELECT original_sop_uid, new_sop_uid FROM anonlib_instance")
+        others = self._rows(what, "anonlib_uid", "SELECT original_uid, new_uid FROM anonlib_uid")
+        return rules.merge_uid_maps(((r[0], r[1]) for r in studies), ((r[0], r[1]) for r in instances),
+                                    ((r[0], r[1]) for r in others))
 
     def record_access(self, entry: AccessEntry) -> None:
         """Append ``entry`` to the access log."""

@@ -7,7 +7,7 @@ For unit tests of other modules. Thread-safe. Several :class:`MemoryStore` objec
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from anonlib.errors import StoreError
@@ -43,6 +43,7 @@ class MemoryData:
     findings: dict[str, PixelFindings] = field(default_factory=dict)
     reviews: dict[str, ReviewDecision] = field(default_factory=dict)
     access: list[AccessEntry] = field(default_factory=list)
+    uids: dict[str, str] = field(default_factory=dict)
 
 
 class MemoryStore(ClosingMixin):
@@ -227,25 +228,36 @@ class MemoryStore(ClosingMixin):
                     return Original("patient", key.patient_id, key.issuer)
         return None
 
+    def record_uids(self, pairs: Mapping[str, str]) -> None:
+        """Record each (original, new) UID pair not yet recorded."""
+        data = self._open()
+        with data.lock:
+            for original, new in pairs.items():
+                data.uids.setdefault(original, new)
+
     def original_uid(self, new_uid: str) -> Original | None:
-        """The original Study or SOP Instance UID that became ``new_uid``, if recorded."""
+        """The original UID that became ``new_uid``: a study's, an instance's or another one."""
         data = self._open()
         with data.lock:
             for record in data.studies.values():
                 if record.new_study_uid == new_uid:
                     return Original("study", record.original_study_uid)
+            for original, new in data.uids.items():
+                if new == new_uid:
+                    return Original("instance" if original in data.instances else "uid", original)
             for inst in data.instances.values():
                 if inst.new_sop_uid == new_uid:
                     return Original("instance", inst.original_sop_uid)
         return None
 
     def uid_map(self) -> list[tuple[str, str]]:
-        """Every recorded (original UID, new UID) pair: studies, then instances."""
+        """Every recorded (original UID, new UID) pair, once each."""
         data = self._open()
         with data.lock:
-            studies = sorted((r.original_study_uid, r.new_study_uid) for r in data.studies.values())
-            instances = sorted((r.original_sop_uid, r.new_sop_uid) for r in data.instances.values())
-        return studies + instances
+            studies = [(r.original_study_uid, r.new_study_uid) for r in data.studies.values()]
+            instances = [(r.original_sop_uid, r.new_sop_uid) for r in data.instances.values()]
+            others = list(data.uids.items())
+        return rules.merge_uid_maps(studies, instances, others)
 
     def record_access(self, entry: AccessEntry) -> None:
         """Append ``entry`` to the access log."""

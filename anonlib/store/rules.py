@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import re
 import secrets
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from anonlib.errors import ConfigError, StoreError
@@ -35,6 +36,7 @@ __all__ = [
     "PSEUDONYM_RANDOM_CHARS",
     "SECRET_BYTES",
     "check_access",
+    "merge_uid_maps",
     "check_findings",
     "check_instance",
     "check_key",
@@ -191,3 +193,18 @@ def check_access(entry: AccessEntry) -> None:
         raise StoreError(f"could not record access: action must be one of {', '.join(ACCESS_ACTIONS)}")
     if entry.entries < 0:
         raise StoreError("could not record access: entries must not be negative")
+
+
+def merge_uid_maps(studies: Iterable[tuple[str, str]], instances: Iterable[tuple[str, str]],
+                   others: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(original, new) pairs of the study, instance and UID tables, each original once: studies,
+    then instances, then the other UIDs, each ordered by original UID (a store recorded before
+    ``anonlib_uid`` existed still gives its studies and instances)."""
+    merged: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for pairs in (studies, instances, others):
+        for original, new in sorted(pairs):
+            if original not in seen:
+                seen.add(original)
+                merged.append((original, new))
+    return merged

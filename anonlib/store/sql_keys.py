@@ -8,6 +8,7 @@ stored tables only: a UID is never derived again from the secret.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -15,7 +16,8 @@ from sqlalchemy import Connection, Select, Table, insert, select
 
 from anonlib.store import rules
 from anonlib.store.base import AccessEntry, Original
-from anonlib.store.tables import access_log, instance, patient, study
+from anonlib.store.db import upsert
+from anonlib.store.tables import access_log, instance, patient, study, uid
 
 __all__ = ["KeyAccessSql"]
 
@@ -39,23 +41,40 @@ class KeyAccessSql:
         rows = self._rows("could not look up a pseudonym", patient, query)
         return Original("patient", rows[0].patient_id, rows[0].issuer) if rows else None
 
+    def record_uids(self, pairs: Mapping[str, str]) -> None:
+        """Record each (original, new) UID pair not yet recorded."""
+        what = "could not record UIDs"
+        self._check_writable(what)
+        if not pairs:
+            return
+        with self._transaction(what) as conn:
+            conn.execute(upsert(conn, uid).on_conflict_do_nothing(),
+                         [{"original_uid": original, "new_uid": new} for original, new in pairs.items()])
+
     def original_uid(self, new_uid: str) -> Original | None:
-        """The original Study or SOP Instance UID that became ``new_uid``, if recorded."""
-        found = self._rows("could not look up a UID", study,
-                           select(study.c.original_study_uid).where(study.c.new_study_uid == new_uid))
+        """The original UID that became ``new_uid``: a study's, an instance's or another one."""
+        what = "could not look up a UID"
+        found = self._rows(what, study, select(study.c.original_study_uid).where(study.c.new_study_uid == new_uid))
         if found:
             return Original("study", found[0][0])
-        found = self._rows("could not look up a UID", instance,
-                           select(instance.c.original_sop_uid).where(instance.c.new_sop_uid == new_uid))
+        found = self._rows(what, uid, select(uid.c.original_uid).where(uid.c.new_uid == new_uid))
+        if found:
+            original = found[0][0]
+            sop = self._rows(what, instance, select(instance.c.original_sop_uid)
+                             .where(instance.c.original_sop_uid == original))
+            return Original("instance" if sop else "uid", original)
+        # instances recorded before anonlib_uid existed (no index on new_sop_uid: a scan)
+        found = self._rows(what, instance, select(instance.c.original_sop_uid).where(instance.c.new_sop_uid == new_uid))
         return Original("instance", found[0][0]) if found else None
 
     def uid_map(self) -> list[tuple[str, str]]:
-        """Every recorded (original UID, new UID) pair: studies, then instances."""
-        studies = self._rows("could not list the UID map", study,
-                             select(study.c.original_study_uid, study.c.new_study_uid))
-        instances = self._rows("could not list the UID map", instance,
-                               select(instance.c.original_sop_uid, instance.c.new_sop_uid))
-        return [(r[0], r[1]) for rows in (studies, instances) for r in sorted(rows, key=lambda r: r[0])]
+        """Every recorded (original UID, new UID) pair, once each."""
+        what = "could not list the UID map"
+        studies = self._rows(what, study, select(study.c.original_study_uid, study.c.new_study_uid))
+        instances = self._rows(what, instance, select(instance.c.original_sop_uid, instance.c.new_sop_uid))
+        others = self._rows(what, uid, select(uid.c.original_uid, uid.c.new_uid))
+        return rules.merge_uid_maps(((r[0], r[1]) for r in studies), ((r[0], r[1]) for r in instances),
+                                    ((r[0], r[1]) for r in others))
 
     def record_access(self, entry: AccessEntry) -> None:
         """Append ``entry`` to the access log."""

@@ -36,6 +36,10 @@ TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ('anonlib_access_log', (
         "CREATE TABLE anonlib_access_log (\n\tid INTEGER NOT NULL, \n\taccessed_at DATETIME DEFAULT CURRENT_TIMESTAMP NOT NULL, \n\taccessor TEXT NOT NULL, \n\taction TEXT NOT NULL, \n\tresult TEXT DEFAULT '' NOT NULL, \n\tentries INTEGER DEFAULT 0 NOT NULL, \n\tdigest TEXT DEFAULT '' NOT NULL, \n\tCONSTRAINT anonlib_access_log_pkey PRIMARY KEY (id), \n\tCONSTRAINT anonlib_access_log_action_check CHECK (action IN ('lookup', 'export')), \n\tCONSTRAINT anonlib_access_log_entries_check CHECK (entries >= 0)\n)",
     )),
+    ('anonlib_uid', (
+        'CREATE TABLE anonlib_uid (\n\toriginal_uid TEXT NOT NULL, \n\tnew_uid TEXT NOT NULL, \n\trecorded_at DATETIME DEFAULT CURRENT_TIMESTAMP NOT NULL, \n\tCONSTRAINT anonlib_uid_pkey PRIMARY KEY (original_uid)\n)',
+        'CREATE INDEX anonlib_uid_new_uid_idx ON anonlib_uid (new_uid)',
+    )),
     ('anonlib_study', (
         "CREATE TABLE anonlib_study (\n\toriginal_study_uid TEXT NOT NULL, \n\toriginal_accession TEXT DEFAULT '' NOT NULL, \n\tpseudonym TEXT NOT NULL, \n\tnew_study_uid TEXT NOT NULL, \n\tshifted_study_date TEXT DEFAULT '' NOT NULL, \n\tfirst_processed_at DATETIME DEFAULT CURRENT_TIMESTAMP NOT NULL, \n\tlast_processed_at DATETIME DEFAULT CURRENT_TIMESTAMP NOT NULL, \n\tCONSTRAINT anonlib_study_pkey PRIMARY KEY (original_study_uid), \n\tCONSTRAINT anonlib_study_new_study_uid_key UNIQUE (new_study_uid), \n\tCONSTRAINT anonlib_study_pseudonym_fkey FOREIGN KEY(pseudonym) REFERENCES anonlib_patient (pseudonym)\n)",
         'CREATE INDEX anonlib_study_pseudonym_idx ON anonlib_study (pseudonym)',

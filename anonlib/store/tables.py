@@ -42,11 +42,13 @@ __all__ = [
     "schema_version",
     "secret",
     "study",
+    "uid",
 ]
 
 SCHEMA_VERSION = 2
 """The schema version these definitions describe (a row of ``anonlib_schema_version``).
-Version 2 added ``anonlib_access_log``; a version-1 database gains it when opened for writing."""
+Version 2 added ``anonlib_access_log`` and ``anonlib_uid``; a version-1 database gains them when
+opened for writing."""
 
 SCHEMA_LOCK_KEY = 7020671389173113393
 """PostgreSQL advisory lock key (``b"anonlib1"``) serializing schema creation; also in schema.sql."""
@@ -230,5 +232,19 @@ access_log = Table(
         "One row per use of the re-identification key (a lookup, a mapping export): who, when "
         "(UTC), what kind and how many entries it revealed, and a digest of the queried value "
         "keyed by the project secret; never a value."
+    ),
+)
+
+uid = Table(
+    "anonlib_uid",
+    metadata,
+    _text("original_uid"),
+    _text("new_uid"),
+    _timestamp("recorded_at"),
+    PrimaryKeyConstraint("original_uid", name="anonlib_uid_pkey"),
+    Index("anonlib_uid_new_uid_idx", "new_uid"),
+    comment=(
+        "One row per UID the engine replaced (any attribute, at any depth, also in text): the original "
+        "and its new UID, recorded as instances are delivered; what re-identification reads. PHI."
     ),
 )

@@ -20,14 +20,14 @@ __all__ = ["KIND_LABELS", "ReidentifyPanel", "access_log_html", "lookup_html", "
 
 #: What the original of each kind of value is called.
 KIND_LABELS = {"patient": "Original PatientID", "study": "Original Study Instance UID",
-               "instance": "Original SOP Instance UID"}
+               "instance": "Original SOP Instance UID", "uid": "Original UID"}
 
 
 def lookup_html(found: Original | None) -> str:
     """The answer of one lookup: the original (in full, escaped) with what it is, or not found."""
     if found is None:
         return ("<p class='anonlib-reid-result anonlib-reid-missing' style='color:#b91c1c'>Not found: no patient "
-                "pseudonym, Study or SOP Instance UID in the lookup store matches (the lookup is logged).</p>")
+                "pseudonym or de-identified UID in the lookup store matches (the lookup is logged).</p>")
     issuer = f" (issuer <code>{escape(found.issuer)}</code>)" if found.issuer else ""
     note = (" — the original had no PatientID; this is the key it was given instead"
             if found.kind == "patient" and found.value.startswith(SUBSTITUTE_PREFIX) else "")
@@ -71,7 +71,7 @@ class ReidentifyPanel(w.VBox):  # type: ignore[misc]
 
     def __init__(self, db_url: str, *, user: str = "", limit: int = 20) -> None:
         self.db_url, self.limit = db_url, limit
-        self.field = w.Text(description="Value", placeholder="pseudonym or de-identified Study/SOP Instance UID",
+        self.field = w.Text(description="Value", placeholder="pseudonym or de-identified UID",
                             layout=w.Layout(width="60%"))
         self.user = w.Text(value=accessor(user or None), description="Who")
         self.button = w.Button(description="Look up", button_style="primary")

@@ -1,6 +1,6 @@
 """Re-identification against a real PostgreSQL lookup store (issue 13, item 7): pydicom's test
 files de-identified into it by the CLI; lookups give the originals back; the access log there
-holds no value; the export matches the store; a version-1 database gains the access log."""
+holds no value; the export matches the store; a version-1 database gains the new tables."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from sqlalchemy import delete, func, select, text
 from anonlib import cli
 from anonlib.store.db import make_engine
 from anonlib.store.sql import SqlStore
-from anonlib.store.tables import access_log, schema_version
+from anonlib.store.tables import access_log, schema_version, uid
 
 FILES = ("CT_small.dcm", "MR_small.dcm")
 
@@ -47,10 +47,11 @@ def test_lookups_export_and_access_log_on_postgresql(pg_url: str, tmp_path: Path
     capsys.readouterr()
     for original, out in pairs:
         for query, expected in ((out.PatientID, original.PatientID), (out.StudyInstanceUID, original.StudyInstanceUID),
-                                (out.SOPInstanceUID, original.SOPInstanceUID)):
+                                (out.SOPInstanceUID, original.SOPInstanceUID),
+                                (out.SeriesInstanceUID, original.SeriesInstanceUID)):
             assert cli.main(["reidentify", str(query), "--db", pg_url, "--user", "pg-user"]) == 0
             assert capsys.readouterr().out == f"{expected}\n"
-    assert cli.main(["reidentify", str(pairs[0][1].SeriesInstanceUID), "--db", pg_url]) == 1  # not recorded
+    assert cli.main(["reidentify", "2.25.1", "--db", pg_url]) == 1  # never issued
 
     target = tmp_path / "keys"
     assert cli.main(["mapping", "export", str(target), "--db", pg_url, "--user", "pg-user"]) == 0
@@ -60,16 +61,19 @@ def test_lookups_export_and_access_log_on_postgresql(pg_url: str, tmp_path: Path
         uids = list(csv.reader(handle))
     assert patid[0] == uids[0] == ["id_old", "id_new"]
     assert sorted(map(tuple, patid[1:])) == sorted((str(o.PatientID), str(d.PatientID)) for o, d in pairs)
-    assert sorted(map(tuple, uids[1:])) == sorted(
-        [(str(o.StudyInstanceUID), str(d.StudyInstanceUID)) for o, d in pairs]
-        + [(str(o.SOPInstanceUID), str(d.SOPInstanceUID)) for o, d in pairs])
+    exported = {tuple(row) for row in uids[1:]}
+    assert len(exported) == len(uids) - 1
+    for o, d in pairs:
+        for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID"):
+            if keyword in o:
+                assert (str(o[keyword].value), str(d[keyword].value)) in exported, keyword
 
     engine = make_engine(pg_url)
     with engine.connect() as conn:
         rows = conn.execute(select(access_log).order_by(access_log.c.id)).all()
     engine.dispose()
     assert [(r.action, r.result) for r in rows] == (
-        [("lookup", "patient"), ("lookup", "study"), ("lookup", "instance")] * len(pairs)
+        [("lookup", "patient"), ("lookup", "study"), ("lookup", "instance"), ("lookup", "uid")] * len(pairs)
         + [("lookup", "not found"), ("export", "patid_mapping.csv, uid_mapping.csv")])
     assert rows[-1].entries == len(patid) + len(uids) - 2
     assert all(r.accessed_at.utcoffset() is not None for r in rows)  # timestamptz
@@ -79,11 +83,12 @@ def test_lookups_export_and_access_log_on_postgresql(pg_url: str, tmp_path: Path
         assert not any(value in str(cell) for cell in row for value in values), row
 
 
-def test_a_version_1_database_gains_the_access_log(pg_url: str) -> None:
+def test_a_version_1_database_gains_the_new_tables(pg_url: str) -> None:
     SqlStore(pg_url).close()
     engine = make_engine(pg_url)
     with engine.begin() as conn:  # back to what anonlib 1 created
         conn.execute(text("DROP TABLE anonlib_access_log"))
+        conn.execute(text("DROP TABLE anonlib_uid"))
         conn.execute(delete(schema_version))
         conn.execute(schema_version.insert().values(version=1))
     with SqlStore(pg_url, readonly=True) as reader:
@@ -93,4 +98,5 @@ def test_a_version_1_database_gains_the_access_log(pg_url: str) -> None:
     with engine.connect() as conn:
         assert conn.execute(select(schema_version.c.version).order_by(schema_version.c.version)).scalars().all() == [1, 2]
         assert conn.scalar(select(func.count()).select_from(access_log)) == 0
+        assert conn.scalar(select(func.count()).select_from(uid)) == 0  # back, empty
     engine.dispose()

@@ -24,11 +24,21 @@ from pydicom.data import get_testdata_file
 
 from anonlib import cli
 from anonlib.constellation.info import ConstellationInfo
+from anonlib.engine import UidMapper
 from anonlib.errors import ConfigError
 from anonlib.mapping_export import OUTPUT_MARKERS, export_mapping, output_tree_of
 from anonlib.pipeline import MANIFEST, QUARANTINE_MANIFEST
 from anonlib.reidentify import accessor, open_key_store, reidentify, value_digest
-from anonlib.store import AccessEntry, MemoryStore, PatientKey, SqliteStore, StudyRecord, open_store
+from anonlib.store import (
+    AccessEntry,
+    InstanceRecord,
+    MemoryStore,
+    PatientKey,
+    SqliteStore,
+    StudyRecord,
+    open_store,
+)
+from anonlib.store import Original as StoreOriginal
 from anonlib.store.sql import SqlStore
 from anonlib.store.sqlite_schema import TABLES
 
@@ -135,15 +145,40 @@ def test_pseudonyms_and_uids_lead_back_to_the_true_originals(project: Project, s
             assert out.pseudonym != out.original.patient_id and out.sop_uid != out.original.sop_uid
 
 
-def test_originals_and_unrecorded_uids_are_not_found(project: Project, store_copy: str) -> None:
-    """Only the stored map answers: an original value (the reverse direction), a series UID (not
-    recorded) and an empty query find nothing — and are logged all the same."""
+def test_every_replaced_uid_leads_back_to_its_original(project: Project, store_copy: str) -> None:
+    """Series and frame-of-reference UIDs too: the engine's every replacement is on record."""
+    with open_store(store_copy) as store:
+        for out in project.outputs:
+            series = reidentify(store, out.series_uid, "alice")
+            assert series is not None and (series.kind, series.value) == ("uid", out.original.series_uid)
+        ct = next(o for o in project.outputs if o.original.patient_id == "1CT1")
+        original = pydicom.dcmread(get_testdata_file("CT_small.dcm"), stop_before_pixels=True)
+        new = pydicom.dcmread(next(project.output.rglob(f"*{ct.sop_uid}*")), stop_before_pixels=True)
+        found = reidentify(store, str(new.FrameOfReferenceUID), "alice")
+        assert found is not None and found.value == original.FrameOfReferenceUID
+
+
+def test_originals_and_unknown_values_are_not_found(project: Project, store_copy: str) -> None:
+    """Only the stored map answers: an original value (the reverse direction), an unknown UID
+    and an empty query find nothing — and are logged all the same."""
     out = project.outputs[0]
     with open_store(store_copy) as store:
-        for value in (out.original.patient_id, out.original.sop_uid, out.series_uid, "ANON00000000", "  "):
+        for value in (out.original.patient_id, out.original.sop_uid, out.original.series_uid, "2.25.1", "  "):
             assert reidentify(store, value, "bob") is None
         log = store.access_log()
     assert [(e.result, e.entries) for e in log] == [("not found", 0)] * 5
+
+
+def test_a_store_from_before_the_uid_table_still_answers_studies_and_instances(project: Project,
+                                                                              store_copy: str) -> None:
+    with sqlite3.connect(store_copy.removeprefix("sqlite:///")) as conn:
+        conn.execute("DELETE FROM anonlib_uid")
+    out = project.outputs[0]
+    with open_store(store_copy) as store:
+        assert reidentify(store, out.sop_uid, "x") == StoreOriginal("instance", out.original.sop_uid)
+        assert reidentify(store, out.study_uid, "x") == StoreOriginal("study", out.original.study_uid)
+        assert reidentify(store, out.series_uid, "x") is None
+        assert len(store.uid_map()) == 2 * len(project.outputs)
 
 
 def test_the_cli_prints_the_original_on_stdout_and_nothing_in_logs(
@@ -257,9 +292,15 @@ def test_export_writes_the_store_as_midi_b_csvs_privately(project: Project, stor
     patid, uids = _read_csv(target / "patid_mapping.csv"), _read_csv(target / "uid_mapping.csv")
     assert patid[0] == uids[0] == ["id_old", "id_new"]
     assert sorted(map(tuple, patid[1:])) == sorted({(o.original.patient_id, o.pseudonym) for o in project.outputs})
-    expected_uids = {(o.original.study_uid, o.study_uid) for o in project.outputs} | {
-        (o.original.sop_uid, o.sop_uid) for o in project.outputs}
-    assert sorted(map(tuple, uids[1:])) == sorted(expected_uids)
+    exported = [tuple(row) for row in uids[1:]]
+    assert len(exported) == len({old for old, _ in exported})  # each original once
+    for o in project.outputs:  # the keys of every instance, checked against its files
+        for pair in ((o.original.study_uid, o.study_uid), (o.original.series_uid, o.series_uid),
+                     (o.original.sop_uid, o.sop_uid)):
+            assert pair in exported
+    with open_store(store_copy) as store:
+        mapper = UidMapper(store.secret())
+    assert all(mapper(old) == new for old, new in exported)  # and every row is the project's mapping
     assert stat.S_IMODE(target.stat().st_mode) == 0o700
     for name in ("patid_mapping.csv", "uid_mapping.csv"):
         assert stat.S_IMODE((target / name).stat().st_mode) == 0o600
@@ -317,9 +358,15 @@ def test_every_store_answers_the_same(make: object, tmp_path: Path) -> None:
     try:
         identity = store.patient(PatientKey("P1", "ISSUER"))
         store.record_study(StudyRecord("1.2.3", "", identity.pseudonym, "2.25.7", ""))
+        store.record_uids({"1.2.3": "2.25.7", "1.2.3.4": "2.25.8", "1.2.3.5": "2.25.9"})
+        store.record_uids({"1.2.3.5": "2.25.10"})  # recorded once: the mapping never changes
+        store.record_instances([InstanceRecord("1.2.3.4", "2.25.8", "1.2.3", "written")])
         assert store.original_patient(identity.pseudonym).issuer == "ISSUER"
-        assert store.original_uid("2.25.7").value == "1.2.3"
-        assert store.uid_map() == [("1.2.3", "2.25.7")]
+        assert store.original_uid("2.25.7") == StoreOriginal("study", "1.2.3")
+        assert store.original_uid("2.25.8") == StoreOriginal("instance", "1.2.3.4")
+        assert store.original_uid("2.25.9") == StoreOriginal("uid", "1.2.3.5")
+        assert store.original_uid("2.25.10") is None
+        assert store.uid_map() == [("1.2.3", "2.25.7"), ("1.2.3.4", "2.25.8"), ("1.2.3.5", "2.25.9")]
         for n in range(3):
             store.record_access(AccessEntry(f"u{n}", "lookup", "patient", 1, "d"))
         assert [e.accessor for e in store.access_log(2)] == ["u2", "u1"]
@@ -331,11 +378,11 @@ def test_every_store_answers_the_same(make: object, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("store_class", [SqliteStore, SqlStore], ids=["sqlite3", "sqlalchemy"])
-def test_a_version_1_store_gains_the_access_log_when_opened(store_class: type, tmp_path: Path) -> None:
+def test_a_version_1_store_gains_the_new_tables_when_opened(store_class: type, tmp_path: Path) -> None:
     path = tmp_path / "v1.sqlite3"
     with sqlite3.connect(path) as conn:  # what anonlib 1 created
         for name, statements in TABLES:
-            if name != "anonlib_access_log":
+            if name not in ("anonlib_access_log", "anonlib_uid"):
                 for statement in statements:
                     conn.execute(statement)
         conn.execute("INSERT INTO anonlib_schema_version (version) VALUES (1)")
@@ -346,3 +393,4 @@ def test_a_version_1_store_gains_the_access_log_when_opened(store_class: type, t
     with sqlite3.connect(path) as conn:
         assert [r[0] for r in conn.execute("SELECT version FROM anonlib_schema_version ORDER BY 1")] == [1, 2]
         assert conn.execute("SELECT accessor, entries FROM anonlib_access_log").fetchall() == [("me", 2)]
+        assert conn.execute("SELECT count(*) FROM anonlib_uid").fetchone() == (0,)

@@ -377,7 +377,7 @@ class TestSqliteStore(StoreContract):
                 schemas[kind] = conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY rowid").fetchall()
         assert schemas["sqlite3"] == schemas["sqlalchemy"]
         assert lite_module.SCHEMA_VERSION == tables.SCHEMA_VERSION
-        assert len(schemas["sqlite3"]) == 19  # 9 tables, 2 indexes, 8 automatic ones
+        assert len(schemas["sqlite3"]) == 22  # 10 tables, 3 indexes, 9 automatic ones
         url = f"sqlite:///{files['sqlite3']}"
         with SqliteStore(url) as lite:
             identity = lite.patient(PatientKey(PHI_ID))
