@@ -7,7 +7,9 @@ Run All, use its widget, and see what it shows.
 - ``02_preview``: pick a study (not the default), click the preview button: the diff table.
 - ``03_anonymize``: select every study, click "Anonymize": the summary banner, one row per study
   with the quarantined one first and highlighted, "x / y files", the manifests named.
-- ``04_audit``: click "Run the audit": the verdict, the summary table and the findings chart.
+- ``04_audit``: its target and originals fields, click "Run the audit": the green PASS badge, the
+  summary with plain category names, findings per study with the pseudonym, the chart, and the
+  report link, which opens the HTML report in a Lab tab.
 - ``05_review``: pick the burned-in image, enter a region and click "Mask regions and release",
   then reject another instance: both decisions are in the lookup store.
 
@@ -136,7 +138,7 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             "02_preview": common,
             "03_anonymize": {**common, "output": str(tmp / "anonymized")},
             "04_audit": {**common, "source": str(tmp / "output"), "originals": str(corpus.root),
-                         "output": str(tmp / "audit")},
+                         "output": str(ARTIFACTS / "audit")},  # in the folder Lab serves: its link opens
             "05_review": {**common, "output": str(tmp / "output"), "reviewer": "browser test"},
         },
     }
@@ -350,12 +352,25 @@ def _use_anonymize(page: Page, parameters: dict[str, Any]) -> str:
 
 
 def _use_audit(page: Page, parameters: dict[str, Any]) -> str:
+    panel = page.locator(".anonlib-audit")
+    panel.locator(".anonlib-audit-target input").wait_for(timeout=60_000)
+    assert panel.locator(".anonlib-audit-target input").input_value() == parameters["source"]
+    assert panel.locator(".anonlib-audit-originals input").input_value() == parameters["originals"]
     page.locator("button.anonlib-audit-button").click()
     page.locator("table.anonlib-audit-summary").wait_for(timeout=RUN_TIMEOUT * 1000)
-    panel = page.locator(".anonlib-audit")
     panel.locator("svg").first.wait_for(timeout=60_000)  # the findings chart
-    assert "Audit: PASS" in panel.inner_text()
+    badge = panel.locator(".anonlib-audit-badge")
+    assert badge.inner_text().strip() == "PASS" and "status-PASS" in (badge.get_attribute("class") or "")
+    assert badge.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(30, 132, 73)"  # green pill
+    assert "Names" in panel.locator("table.anonlib-audit-summary").inner_text()  # plain category names
+    assert "ANON" in panel.locator("table.anonlib-by-study").inner_text()  # per study, with the pseudonym
     assert (Path(parameters["output"]) / "audit-report.html").exists()
+    link = panel.locator("a.anonlib-audit-report-link")
+    assert "/files/test-artifacts/browser/audit/audit-report.html" in (link.get_attribute("href") or "")  # Lab's
+    link.click()  # Lab opens the report in a tab of its own
+    page.locator(".lm-TabBar-tab", has_text="audit-report.html").first.wait_for(timeout=60_000)
+    page.locator(".lm-TabBar-tab", has_text="04_audit.ipynb").first.click()  # back to the panel
+    panel.wait_for(timeout=30_000)
     return ".anonlib-audit"
 
 
