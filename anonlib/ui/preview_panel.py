@@ -98,17 +98,16 @@ class PreviewPanel(w.VBox):  # type: ignore[misc]
         study = self.picker.value
         options = series_options(self.src, study) if study else []
         found = next((s for _l, s in options if instance in self.src.instances(study, s)), None) if instance else None
-        self.series.options = options
-        if found:
-            self.series.value = found
+        self.series.options = options  # ipywidgets leaves no option selected: choose one
+        self.series.value = found or (options[0][1] if options else None)
         self._series_changed(instance)
 
     def _series_changed(self, instance: str = "") -> None:
         study, series = self.picker.value, self.series.value
         options = instance_options(self.src, study, series) if study and series else []
+        keys = [key for _label, key in options]
         self.instance.options = [(self._mark(label, key), key) for label, key in options]
-        if instance and instance in {key for _label, key in options}:
-            self.instance.value = instance
+        self.instance.value = instance if instance in keys else (keys[0] if keys else None)
 
     def _mark(self, label: str, key: str) -> str:
         """An instance's label, marked when the last preview of its study found it would not be released."""

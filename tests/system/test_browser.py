@@ -271,6 +271,7 @@ def _use_preview(page: Page, _parameters: dict[str, Any]) -> str:
     assert len(labels) >= 2 and with_sr
     series = page.locator(".anonlib-series-picker select")
     instance = page.locator(".anonlib-instance-picker select")
+    assert instance.locator("option").count() >= 1 and instance.input_value()  # one chosen from the start
     study.select_option(label=with_sr[-1])
     sr_series = series.locator("option", has_text=re.compile(r"·\sSR\s·"))
     sr_series.first.wait_for(state="attached", timeout=60_000)
@@ -288,6 +289,8 @@ def _use_preview(page: Page, _parameters: dict[str, Any]) -> str:
     shown = panel.locator(".anonlib-preview-shown").inner_text()
     assert shown == chosen.replace("\xa0", " ")  # the instance picked, not the first (options have nbsp)
     assert panel.locator(".anonlib-verdict").count() == 1 and "pseudonym" in panel.inner_text()
+    # the study's US (a face) would be quarantined: named, with its reason, before the images
+    assert "RecognizableVisualFeatures" in panel.locator("table.anonlib-problems").inner_text()
     image = panel.locator(".anonlib-no-image").first  # an SR: no pixel data, one line says so
     image.wait_for(timeout=60_000)
     verdict_box, image_box, table_box = (panel.locator(".anonlib-verdict").bounding_box(), image.bounding_box(),

@@ -264,7 +264,10 @@ def test_preview_a_folder_is_a_dry_run(corpus: Corpus, deidentified: tuple[Path,
     executed = run_notebook(REAL["preview"], tmp_path / "preview.ipynb", {"source": str(corpus.root), "db_url": url},
                             timeout=CELL_TIMEOUT)
     assert_headless(executed)
-    assert "anonlib-diff-table" in html_outputs(executed)
+    shown = html_outputs(executed)
+    assert "anonlib-diff-table" in shown and "anonlib-verdict" in shown and "anonlib-legend" in shown
+    assert shown.index("anonlib-verdict") < shown.index("anonlib-diff-table")
+    assert 'class="status-kept"' not in shown  # "kept" rows hidden by default
     assert any("image/png" in o.get("data", {}) for o in outputs(executed))  # before / after images
     assert store_snapshot(url) == before and tree(corpus.root) == files_before and tree(home) == home_before
 

@@ -259,3 +259,27 @@ def test_a_failed_preview_gives_the_button_back_and_shows_one_error(folder: Fold
     panel.run()
     assert errors == ["the instance to preview is not one of the study's instances"]
     assert not panel.button.disabled and panel.busy.value == "" and panel.diff_box.layout.display == "none"
+
+
+def test_after_a_preview_the_picker_marks_the_quarantined_instance_and_the_verdict_names_it(
+        corpus: Corpus, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    shown: list[str] = []
+    monkeypatch.setattr(preview_panel, "show_html", shown.append)
+    monkeypatch.setattr(preview_panel, "show", lambda obj: shown.append("<figure>"))
+    src = FolderSource(corpus.root)
+    study = corpus.patients[0].study_uids[1]
+    panel = preview_panel.PreviewPanel(src, db_url=f"sqlite:///{tmp_path / 'lookup.sqlite3'}", study=study)
+    assert panel.series.value == panel.series.options[0][1]  # a series and an instance chosen from the start
+    assert panel.instance.value == src.instances(study)[0] == src.instances(study, panel.series.value)[0]
+    [us_series] = [key for label, key in panel.series.options if " · US · " in label]
+    panel.series.value = us_series
+    [(label, us)] = panel.instance.options
+    assert "⚠" not in label
+    panel.run()
+    assert panel.preview is not None and panel.preview.instance == us
+    assert panel.instance.value == us and panel.series.value == us_series
+    assert panel.instance.options[0][0] == f"{label} ⚠ quarantined"
+    head = shown[0]
+    assert "anonlib-verdict-quarantined" in head and "RecognizableVisualFeatures" in head
+    assert head.count(label) == 2  # the instance shown, and the same name in the table of those not released
+    assert shown[1] == "<figure>" and us not in head  # a US has an image; the key (a path) is not shown
