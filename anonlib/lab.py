@@ -188,7 +188,14 @@ def lab_argv(options: LabOptions) -> list[str]:
 
 def run_lab(*, port: int = 0, open_browser: bool = True, home: Path | None = None) -> int:
     """Prepare the working copy and Lab's settings, print the URL, and serve until Ctrl-C."""
+    from importlib.util import find_spec
+
+    from anonlib.errors import ConfigError
     from anonlib.settings import anonlib_home
+
+    if find_spec("jupyterlab") is None or find_spec("ipywidgets") is None:
+        raise ConfigError("JupyterLab is not installed: install anonlib's notebooks extra "
+                          "(pip install 'anonlib[notebooks]', or env/setup)")
     from anonlib.ui.audit_panel import LAB_ROOT_ENV
 
     home = home or anonlib_home()
