@@ -120,6 +120,7 @@ class PreviewPanel(w.VBox):  # type: ignore[misc]
 
     def _progress(self, done: int, total: int) -> None:
         self.bar.max, self.bar.value = max(total, 1), done
+        self.busy.value = _busy(total // 2, done)
 
     def run(self) -> None:
         """Preview the chosen instance: the button is disabled and the bar moves meanwhile."""
@@ -128,7 +129,7 @@ class PreviewPanel(w.VBox):  # type: ignore[misc]
         self.diff_box.layout.display = _HIDDEN
         count = len(self.src.instances(study)) if study else 0
         self.button.disabled, self.bar.layout.display, self.bar.value = True, _SHOWN, 0
-        self.busy.value = f"<span class='anonlib-busy'>⏳ Computing the preview of {count} instances…</span>"
+        self.busy.value = _busy(count, 0)
         try:
             self.preview = workflows.preview(self.src, study, db_url=self.db_url, profile=self.profile,
                                              instance=chosen, progress=self._progress)
@@ -161,6 +162,14 @@ class PreviewPanel(w.VBox):  # type: ignore[misc]
         self.download.value = (view.csv_link(shown, label="Download the rows shown as CSV", what="diff-shown")
                                + view.csv_link(diff, label="Download the full diff as CSV"))
         self.table.value = diff_html(shown)
+
+
+def _busy(count: int, done: int) -> str:
+    """The busy line: what the preview is doing, ``done`` of its ``2 × count`` reads."""
+    what = (f"collecting identifying values {done} / {count}" if done < count else
+            f"dry run {min(done - count, count)} / {count}")
+    plural = "" if count == 1 else "s"
+    return f"<span class='anonlib-busy'>⏳ Computing the preview of {count} instance{plural}: {what}…</span>"
 
 
 def _show_head(preview: StudyPreview, labels: dict[str, str]) -> None:

@@ -215,11 +215,17 @@ def test_the_panel_picks_an_sr_filters_searches_and_offers_the_csv(folder: Folde
     monkeypatch.setattr(preview_panel, "show_html", shown.append)
     monkeypatch.setattr(preview_panel, "show", lambda obj: shown.append("<figure>"))
     during: list[tuple[bool, str]] = []
+    steps: list[str] = []
     real = workflows.preview
 
     def preview(*args: Any, progress: Any = None, **kwargs: Any) -> StudyPreview:
         during.append((panel.button.disabled, panel.busy.value))
-        found: StudyPreview = real(*args, progress=progress, **kwargs)
+
+        def follow(done: int, total: int) -> None:
+            progress(done, total)
+            steps.append(panel.busy.value)
+
+        found: StudyPreview = real(*args, progress=follow, **kwargs)
         return found
 
     monkeypatch.setattr(workflows, "preview", preview)
@@ -228,7 +234,8 @@ def test_the_panel_picks_an_sr_filters_searches_and_offers_the_csv(folder: Folde
                                        study=_study_of(folder, "reportsi.dcm"), instance=sr)
     assert panel.instance.value == sr and panel.diff_box.layout.display == "none"
     panel.run()
-    assert during == [(True, during[0][1])] and "Computing the preview of 1 instances" in during[0][1]
+    assert during == [(True, during[0][1])] and "preview of 1 instance: collecting identifying values 0 / 1" in during[0][1]
+    assert "dry run 0 / 1" in steps[0] and "dry run 1 / 1" in steps[-1]  # its header read, then its dry run
     assert not panel.button.disabled and panel.busy.value == "" and panel.bar.value == panel.bar.max == 2
     assert panel.preview is not None and panel.preview.instance == sr
     assert set(panel.preview.diff[panel.preview.diff["keyword"] == "SOPClassUID"]["original"]) <= SR_STORAGE
