@@ -20,7 +20,8 @@ from anonlib import workflows
 from anonlib.ui.common import one_line, show_error, study_options
 from anonlib.ui.job_progress import Poller, settled, study_progress
 from anonlib.ui.render import show_html, table_html
-from anonlib.ui.run_results import jupyter_root, results_html, study_labels
+from anonlib.ui.run_results import jupyter_root, problem_files, results_html, study_labels
+from anonlib.ui.tables import interactive_table
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -54,7 +55,8 @@ class AnonymizePanel(w.VBox):  # type: ignore[misc]
         self.cancel.on_click(lambda _b: self.request_cancel())
         self.jobs.on_click(lambda _b: self.show_jobs())
         controls = [self.button, self.cancel, self.bar, self.count] + ([self.jobs] if src.kind == "orthanc" else [])
-        super().__init__([self.studies, w.HBox(controls), self.live, self.out])
+        self.files = w.VBox([])  # the files not released: a sortable, searchable, paged table
+        super().__init__([self.studies, w.HBox(controls), self.live, self.out, self.files])
         self._stop = threading.Event()
         self.worker: threading.Thread | None = None
         self.poller: Poller | None = None
@@ -84,7 +86,7 @@ class AnonymizePanel(w.VBox):  # type: ignore[misc]
         self.stop_watching()
         self._stop = threading.Event()
         self.out.outputs = ()
-        self.live.value = ""
+        self.live.value, self.files.children = "", ()
         self.bar.value = 0
         self.count.value = "reading headers…" if self.src.kind == "folder" else "queueing…"
         self.button.disabled, self.cancel.disabled, self.cancel.button_style = True, False, "warning"
@@ -119,7 +121,11 @@ class AnonymizePanel(w.VBox):  # type: ignore[misc]
         if done.summary is not None:
             self.count.value = f"{len(done.summary.results)} / {done.summary.total} files" + (
                 " (cancelled)" if done.summary.cancelled else "")
-            self._show(results_html(done, self.labels, interactive=True, root=jupyter_root()))
+            self._show(results_html(done, self.labels, interactive=True, root=jupyter_root(), files=False))
+            problems = problem_files(done.summary)
+            if not problems.empty:
+                self.files.children = (w.HTML(f"<h4>Files not released ({len(problems)})</h4>"),
+                                       interactive_table(problems, css_class="anonlib-problem-files"))
             self._finish()
             return
         queued = [] if done.queued is None else [(self.src.name, str(s)) for s in dict.fromkeys(done.queued["study"])]

@@ -171,9 +171,10 @@ def file_link(path: Path, *, interactive: bool, root: Path | None = None, cwd: P
 
 
 def results_html(done: Anonymized, labels: Mapping[str, str] | None = None, *, interactive: bool,
-                 root: Path | None = None, max_files: int = 200) -> str:
-    """The banner, the links to the manifests, the per-study table and the files that need
-    attention, as one HTML fragment (the panel and the headless notebook show the same)."""
+                 root: Path | None = None, max_files: int = 200, files: bool = True) -> str:
+    """The banner, the links to the manifests, the per-study table and (``files``) the files
+    that need attention, as one HTML fragment (the panel shows that list as an interactive
+    table of its own instead)."""
     summary = done.summary
     if summary is None:
         return ""
@@ -186,10 +187,10 @@ def results_html(done: Anonymized, labels: Mapping[str, str] | None = None, *, i
     problems = problem_files(summary)
     parts = [RESULTS_STYLE, summary_banner(summary),
              f"<p class='anonlib-links'>{' &nbsp; '.join(links)}</p>" if links else "",
-             "<h4>Studies</h4>",
+             "<h4>Studies</h4><div class='anonlib-scroll' style='overflow-x:auto; max-width:100%'>",
              table_html(study_results(summary, done.study_of, labels), css_class="anonlib-results",
-                        row_class="status")]
-    if not problems.empty:
+                        row_class="status"), "</div>"]
+    if files and not problems.empty:
         parts += [f"<h4>Files not released ({len(problems)})</h4>",
                   table_html(problems, css_class="anonlib-problem-files", row_class="status", max_rows=max_files)]
     return "".join(parts)

@@ -343,6 +343,9 @@ def _use_anonymize(page: Page, parameters: dict[str, Any]) -> str:
     assert page.locator(".anonlib-progress-count").inner_text() == f"{files} / {files} files"
     table = page.locator("table.anonlib-results")
     assert table.locator("tbody tr").count() == options.count()  # one row per study, not per file
+    table.locator("th", has_text="Reasons").scroll_into_view_if_needed()  # wide tables scroll, nothing cut off
+    assert table.locator("th", has_text="Reasons").is_visible()
+    table.evaluate("t => { t.parentElement.scrollLeft = 0; }")  # back to the status column for the screenshot
     first = table.locator("tbody tr").first
     assert first.get_attribute("class") == "status-quarantined"
     assert first.locator("td").first.evaluate("td => getComputedStyle(td).backgroundColor") == "rgb(255, 243, 205)"

@@ -199,6 +199,10 @@ def small_folder(tmp_path: Path) -> Path:
     src.mkdir()
     for name in ("CT_small.dcm", "MR_small.dcm", "JPEG2000.dcm"):
         shutil.copy(get_testdata_file(name), src / name)
+    face = pydicom.dcmread(get_testdata_file("MR_small.dcm"))  # a face that cannot be cleaned: quarantined
+    face.RecognizableVisualFeatures = "YES"
+    face.SOPInstanceUID = face.SOPInstanceUID + ".9"
+    face.save_as(src / "face.dcm")
     return src
 
 
@@ -207,10 +211,13 @@ def test_the_panel_runs_in_a_thread_and_shows_the_summary_and_studies(small_fold
                                            output=str(tmp_path / "out"))
     panel.studies.value = tuple(key for _label, key in panel.studies.options)
     panel.run().join(timeout=120)
-    assert panel.count.value == "3 / 3 files" and (panel.bar.value, panel.bar.max) == (3, 3)
+    assert panel.count.value == "4 / 4 files" and (panel.bar.value, panel.bar.max) == (4, 4)
     assert not panel.button.disabled and panel.cancel.disabled
     html = _html(panel)
-    assert "Done: 3 files" in html and "anonlib-results" in html and "manifest.csv" in html
+    assert "Done: 4 files" in html and "anonlib-results" in html and "manifest.csv" in html
+    assert html.index('class="status-quarantined"') < html.index('class="status-done"')  # its study first
+    heading, table = panel.files.children  # the file list: an interactive table
+    assert heading.value == "<h4>Files not released (1)</h4>" and "anonlib-problem-files" in table.classes
     for path in small_folder.iterdir():  # the operator sees the studies by date and description, not by name
         assert str(pydicom.dcmread(path, stop_before_pixels=True).PatientName) not in html
 
@@ -230,8 +237,8 @@ def test_cancel_in_the_panel_stops_the_run_and_says_so(small_folder: Path, tmp_p
     monkeypatch.setattr(panel, "_progress", progress)
     panel.run().join(timeout=120)
     html = _html(panel)
-    assert "Cancelled: 1 of 3 files processed, 2 not started" in html
-    assert panel.count.value == "1 / 3 files (cancelled)" and not panel.button.disabled
+    assert "Cancelled: 1 of 4 files processed, 3 not started" in html
+    assert panel.count.value == "1 / 4 files (cancelled)" and not panel.button.disabled
 
 
 class _Node:
