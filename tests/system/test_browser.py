@@ -6,7 +6,7 @@ Run All, use its widget, and see what it shows.
   lung window, click another study in the studies table.
 - ``02_preview``: pick a study (not the default), click the preview button: the diff table.
 - ``03_anonymize``: select every study, click "Anonymize": the summary banner, one row per study
-  with the quarantined one first and highlighted, "x / y files", the manifests named.
+  with the quarantined one first and highlighted, "x / y files", the manifest links, which Lab opens in a tab.
 - ``04_audit``: its target and originals fields, click "Run the audit": the green PASS badge, the
   summary with plain category names, findings per study with the pseudonym, the chart, and the
   report link, which opens the HTML report in a Lab tab.
@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -131,12 +132,15 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     db_url = f"sqlite:///{home / 'lookup.sqlite3'}"
     run_folder(RunSettings(corpus.root, tmp / "output", db_url=db_url))
     common = {"source": str(corpus.root), "db_url": db_url, "output": "", "originals": "", "interactive": True}
+    anonymized = ARTIFACTS / "anonymized"  # in the folder Lab serves: the manifests' links open; fresh
+    for stale in (anonymized, anonymized.with_name("anonymized-quarantine")):
+        shutil.rmtree(stale, ignore_errors=True)
     return {
         "tmp": tmp, "home": home, "burned": burned,
         "parameters": {
             "01_browse": common,
             "02_preview": common,
-            "03_anonymize": {**common, "output": str(tmp / "anonymized")},
+            "03_anonymize": {**common, "output": str(anonymized)},
             "04_audit": {**common, "source": str(tmp / "output"), "originals": str(corpus.root),
                          "output": str(ARTIFACTS / "audit")},  # in the folder Lab serves: its link opens
             "05_review": {**common, "output": str(tmp / "output"), "reviewer": "browser test"},
@@ -324,7 +328,7 @@ def _use_preview(page: Page, _parameters: dict[str, Any]) -> str:
 def _use_anonymize(page: Page, parameters: dict[str, Any]) -> str:
     """Every study chosen (one has images the pixel stage quarantines), Anonymize: the count on
     the bar, the summary banner, the per-study table with the quarantined study first and
-    highlighted, the manifests named (outside Lab's root here: shown as paths, not links)."""
+    highlighted, and the manifests as links that Lab opens (the output is inside the folder it serves)."""
     assert page.locator(".anonlib-source-field input").input_value() == parameters["source"]
     picker = page.locator(".anonlib-studies-picker select")
     picker.wait_for(timeout=60_000)
@@ -350,10 +354,15 @@ def _use_anonymize(page: Page, parameters: dict[str, Any]) -> str:
     assert first.get_attribute("class") == "status-quarantined"
     assert first.locator("td").first.evaluate("td => getComputedStyle(td).backgroundColor") == "rgb(255, 243, 205)"
     assert page.locator("table.anonlib-problem-files tbody tr").count() == quarantined
-    links = page.locator(".anonlib-anonymize .anonlib-links").inner_text()
-    assert str(output / "manifest.csv") in links and "quarantine.csv" in links and "outside the Jupyter root" in links
-    assert (output / "manifest.csv").exists()
     assert page.locator("button.anonlib-cancel-button").is_disabled()
+    links = page.locator(".anonlib-anonymize a.anonlib-file-link")
+    hrefs = [links.nth(n).get_attribute("href") or "" for n in range(links.count())]
+    assert len(hrefs) == 2 and "/files/test-artifacts/browser/anonymized/manifest.csv" in hrefs[0]  # Lab's
+    assert "/files/test-artifacts/browser/anonymized-quarantine/quarantine.csv" in hrefs[1]
+    links.first.click()  # Lab opens the manifest in a tab of its own
+    page.locator(".lm-TabBar-tab", has_text="manifest.csv").first.wait_for(timeout=60_000)
+    page.locator(".lm-TabBar-tab", has_text="03_anonymize.ipynb").first.click()  # back to the panel
+    page.locator(".anonlib-anonymize .anonlib-banner").wait_for(timeout=30_000)
     return ".anonlib-anonymize"
 
 
