@@ -18,7 +18,7 @@ import ipywidgets as w
 
 from anonlib import workflows
 from anonlib.ui.common import one_line, show_error, study_options
-from anonlib.ui.job_progress import Poller, settled, study_progress
+from anonlib.ui.job_progress import SETTLED, Poller, settled, study_progress
 from anonlib.ui.render import show_html, table_html
 from anonlib.ui.run_results import jupyter_root, problem_files, results_html, study_labels
 from anonlib.ui.tables import interactive_table
@@ -151,7 +151,7 @@ class AnonymizePanel(w.VBox):  # type: ignore[misc]
             return study_progress(queued, workflows.job_states(studies=queued), workflows.held_studies())
 
         def update(table: pd.DataFrame) -> None:
-            finished = int(table["state"].isin(("done", "held", "failed", "cancelled")).sum())
+            finished = int(table["state"].isin(SETTLED).sum())
             self._progress(finished, len(table), "studies settled")
             held = int((table["state"] == "held").sum())
             note = (f"<p class='anonlib-live-done'>All {len(table)} settled"
