@@ -273,6 +273,8 @@ def _results(settings: RunSettings, items: list[_Item], pool: ProcessPoolExecuto
         finally:
             processor.flush()
         return
+    if stop():
+        return  # nothing submitted: a submitted task may start before it can be cancelled
     tasks, start = [], 0
     for size in task_sizes(len(items), settings.workers):
         tasks.append(items[start:start + size])

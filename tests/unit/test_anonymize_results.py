@@ -127,6 +127,22 @@ def test_cancel_stops_between_files_with_nothing_half_written(corpus: Corpus, tm
     assert table["files"].sum() == len(files)
 
 
+def test_cancel_with_worker_processes_counts_every_file_written(corpus: Corpus, tmp_path: Path) -> None:
+    """With workers, the tasks not started are cancelled and those already started finish: every
+    file on disk is in the results and the manifest, and the rest is not processed."""
+    src = tmp_path / "src"
+    shutil.copytree(corpus.root, src)
+    stop = threading.Event()
+    out = tmp_path / "out"
+    summary = run_folder(RunSettings(src, out, db_url=f"sqlite:///{tmp_path / 'lookup.sqlite3'}", workers=2),
+                         on_result=lambda _r, done, _t: stop.set() if done == 1 else None, stop=stop.is_set)
+    assert summary.cancelled and 1 <= len(summary.results) < summary.total == len(discover_files(src))
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*.dcm"))
+    released = [r for r in summary.results if r.status in ("written", "unchanged", "replaced")]
+    assert len(written) == len(released) and sorted(pd.read_csv(out / "manifest.csv")["path"]) == written
+    assert summary.describe().startswith(f"cancelled after {len(summary.results)} of {summary.total} files")
+
+
 # -- live progress of queued studies ------------------------------------------------------------
 
 QUEUED = [("intake", "s1"), ("intake", "s2")]
