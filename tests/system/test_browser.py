@@ -5,7 +5,8 @@ Run All, use its widget, and see what it shows.
   selected after Run All (titled thumbnail strips, first slice); move the slice slider, pick the
   lung window, click another study in the studies table.
 - ``02_preview``: pick a study (not the default), click the preview button: the diff table.
-- ``03_anonymize``: select every study, click "Anonymize": the summary banner, one row per study
+- ``03_anonymize``: select every study, click "Anonymize", then "Cancel": the run stops and says so;
+  "Anonymize" again: the summary banner, one row per study
   with the quarantined one first and highlighted, "x / y files", the manifest links, which Lab opens in a tab.
 - ``04_audit``: its target and originals fields, click "Run the audit": the green PASS badge, the
   summary with plain category names, findings per study with the pseudonym, the chart, and the
@@ -27,6 +28,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -326,25 +328,35 @@ def _use_preview(page: Page, _parameters: dict[str, Any]) -> str:
 
 
 def _use_anonymize(page: Page, parameters: dict[str, Any]) -> str:
-    """Every study chosen (one has images the pixel stage quarantines), Anonymize: the count on
-    the bar, the summary banner, the per-study table with the quarantined study first and
-    highlighted, and the manifests as links that Lab opens (the output is inside the folder it serves)."""
+    """Every study chosen (one has images the pixel stage quarantines), Anonymize, and Cancel once
+    the first files are done: the kernel takes the click while the run goes on (it runs in a
+    thread) and the banner says it was cancelled. Anonymize again: the count on the bar, the
+    summary banner, the per-study table with the quarantined study first and highlighted, and
+    the manifests as links that Lab opens (the output is inside the folder it serves)."""
     assert page.locator(".anonlib-source-field input").input_value() == parameters["source"]
     picker = page.locator(".anonlib-studies-picker select")
     picker.wait_for(timeout=60_000)
     options = picker.locator("option")
     picker.select_option(value=[options.nth(n).get_attribute("value") or "" for n in range(options.count())])
-    page.locator("button.anonlib-anonymize-button").click()
+    count = page.locator(".anonlib-progress-count")
     banner = page.locator(".anonlib-anonymize .anonlib-banner")
+    page.locator("button.anonlib-anonymize-button").click()
+    count.filter(has_text=re.compile(r"^[1-9]\d* / \d+ files$")).wait_for(timeout=RUN_TIMEOUT * 1000)
+    page.locator("button.anonlib-cancel-button").click()
     banner.wait_for(timeout=RUN_TIMEOUT * 1000)
+    assert banner.inner_text().startswith("Cancelled: ") and count.inner_text().endswith("files (cancelled)")
+    page.locator("button.anonlib-anonymize-button").click()  # again, to the end
+    banner.filter(has_text="Done: ").wait_for(timeout=RUN_TIMEOUT * 1000)
     output = Path(parameters["output"])
-    written = len(list(output.rglob("*.dcm")))
+    released = len(list(output.rglob("*.dcm")))
     quarantined = len(list(Path(f"{output}-quarantine").rglob("*.dcm")))
-    assert written and quarantined
+    assert released and quarantined
     text = banner.inner_text()
-    assert text.startswith("Done: ") and f"{quarantined} quarantined" in text and f"{written + quarantined} written" in text
+    shown = {name: int(banner.locator(f".anonlib-count-{name} b").inner_text()) for name in ("written", "unchanged")}
+    assert f"{quarantined} quarantined" in text and shown["written"] + shown["unchanged"] == released + quarantined
+    assert shown["unchanged"] > 0  # what the cancelled run had written
     files = int(text.split()[1])
-    assert page.locator(".anonlib-progress-count").inner_text() == f"{files} / {files} files"
+    assert count.inner_text() == f"{files} / {files} files"
     table = page.locator("table.anonlib-results")
     assert table.locator("tbody tr").count() == options.count()  # one row per study, not per file
     table.locator("th", has_text="Reasons").scroll_into_view_if_needed()  # wide tables scroll, nothing cut off
