@@ -56,7 +56,7 @@ class AnonymizePanel(w.VBox):  # type: ignore[misc]
         self.jobs.on_click(lambda _b: self.show_jobs())
         controls = [self.button, self.cancel, self.bar, self.count] + ([self.jobs] if src.kind == "orthanc" else [])
         self.files = w.VBox([])  # the files not released: a sortable, searchable, paged table
-        super().__init__([self.studies, w.HBox(controls), self.live, self.out, self.files])
+        super().__init__([self.studies, w.HBox(controls), self.out, self.live, self.files])
         self._stop = threading.Event()
         self.worker: threading.Thread | None = None
         self.poller: Poller | None = None
