@@ -4,6 +4,12 @@ Every call goes through :func:`call`, which turns transport errors and HTTP 5xx 
 :class:`~anonlib.studyjob.TransientError` (try again later) and 4xx answers other than 404 into
 :class:`~anonlib.studyjob.StudyJobError`; a 404 becomes :class:`NotFound`. Messages name the node
 and the operation, never a DICOM value.
+
+A read (``get_…``) whose connection the node closed without answering is sent once more at once,
+on a new connection: Orthanc closes an idle keep-alive connection after a short timeout, and a
+request that meets that close on a pooled connection never reached the node (seen under load:
+``RemoteProtocolError: Server disconnected without sending a response``). Writes are never sent
+twice by this; their retry is the job queue's.
 """
 
 from __future__ import annotations
@@ -71,11 +77,22 @@ def node_answers(node: NodeInfo, timeout: float = 3.0) -> bool:
         return False
 
 
+def _reads(fn: Callable[..., Any]) -> bool:
+    """Whether ``fn`` is a pyorthanc read (GET): safe to send again."""
+    name = getattr(fn, "__name__", "")
+    return name == "get" or name.startswith("get_")
+
+
 def call(node: str, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """``fn(*args, **kwargs)`` — a pyorthanc call answering the raw response — with Orthanc's
     failures translated (see the module docstring); returns the decoded body."""
     try:
-        response = fn(*args, **kwargs)
+        try:
+            response = fn(*args, **kwargs)
+        except (httpx.RemoteProtocolError, httpx.ConnectError):
+            if not _reads(fn):
+                raise
+            response = fn(*args, **kwargs)  # a pooled connection the node had just closed
         response.raise_for_status()
     except httpx.HTTPStatusError as exc:
         code = exc.response.status_code
