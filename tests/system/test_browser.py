@@ -365,6 +365,7 @@ def _use_anonymize(page: Page, parameters: dict[str, Any]) -> str:
     first = table.locator("tbody tr").first
     assert first.get_attribute("class") == "status-quarantined"
     assert first.locator("td").first.evaluate("td => getComputedStyle(td).backgroundColor") == "rgb(255, 243, 205)"
+    assert first.locator("td").nth(1).evaluate("td => getComputedStyle(td).textAlign") == "left"
     assert page.locator("table.anonlib-problem-files tbody tr").count() == quarantined
     assert page.locator("button.anonlib-cancel-button").is_disabled()
     links = page.locator(".anonlib-anonymize a.anonlib-file-link")
