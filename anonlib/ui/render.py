@@ -31,7 +31,8 @@ def show_html(text: str) -> None:
     show(HTML(text))  # type: ignore[no-untyped-call]
 
 #: Colours of the diff statuses (removed / changed / kept / added); headers never wrap, text wraps
-#: between words (a word longer than the cell is broken only as a last resort).
+#: between words (a word longer than the cell is broken only as a last resort). JupyterLab's own
+#: rule for output tables aligns them right and outranks ``table.anonlib-table td``: the last line.
 STYLE = """<style>
 table.anonlib-table { border-collapse: collapse; font-size: 12px; }
 table.anonlib-table th, table.anonlib-table td { border: 1px solid #ddd; padding: 2px 6px; text-align: left;
@@ -41,6 +42,7 @@ table.anonlib-table td { max-width: 32em; white-space: normal; word-break: norma
 table.anonlib-table span.anonlib-uid { font-family: monospace; cursor: help; }
 tr.status-removed td { background: #fde8e8; } tr.status-changed td { background: #fff6dd; }
 tr.status-added td { background: #e6f4ea; } tr.status-kept td { color: #555; }
+.jp-RenderedHTMLCommon table.anonlib-table th, .jp-RenderedHTMLCommon table.anonlib-table td { text-align: left; }
 </style>"""
 
 

@@ -54,8 +54,6 @@ table.anonlib-results tr.status-quarantined td, table.anonlib-problem-files tr.s
 table.anonlib-results tr.status-conflict td, table.anonlib-problem-files tr.status-conflict td,
 table.anonlib-problem-files tr.status-duplicate td { background: #f3e8ff; }
 table.anonlib-results tr.status-cancelled td { color: #6b7280; }
-.jp-RenderedHTMLCommon table.anonlib-results th, .jp-RenderedHTMLCommon table.anonlib-results td {
-  text-align: left; }  /* Lab's own rule for output tables (right) outranks render.STYLE's */
 </style>"""
 
 
