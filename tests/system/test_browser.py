@@ -220,6 +220,22 @@ def _wait_for_every_execution_count(page: Page, timeout: float) -> None:
         time.sleep(0.25)
 
 
+def open_and_run_all(page: Page, lab: Lab, relative: str) -> None:
+    """Open the notebook at ``relative`` (to Lab's root) in ``page``, wait for its kernel, Run All,
+    and wait until every code cell has run."""
+    page.goto(f"{lab.url}/lab/tree/{relative}?reset&token={lab.token}", timeout=START_TIMEOUT * 1000)
+    page.wait_for_selector(".jp-Notebook .jp-CodeCell", timeout=START_TIMEOUT * 1000)
+    # The notebook's kernel is up, then Run All (the app is exposed for its command registry).
+    page.wait_for_function("""() => {
+        const widget = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+        const kernel = widget && widget.sessionContext && widget.sessionContext.session
+                       && widget.sessionContext.session.kernel;
+        return kernel && kernel.status === 'idle';
+    }""", timeout=START_TIMEOUT * 1000)
+    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    _wait_for_every_execution_count(page, RUN_TIMEOUT)
+
+
 def _no_error_shown(page: Page) -> None:
     """No traceback, and no error a panel caught and showed in red."""
     text = page.locator(".jp-Notebook").inner_text()
@@ -467,17 +483,7 @@ def test_notebook_and_its_widget_in_jupyterlab(name: str, lab: Lab, prepared: di
             viewport={"width": 1500, "height": 1500})
         page = browser.new_page()
         try:
-            page.goto(f"{lab.url}/lab/tree/{relative}?reset&token={lab.token}", timeout=START_TIMEOUT * 1000)
-            page.wait_for_selector(".jp-Notebook .jp-CodeCell", timeout=START_TIMEOUT * 1000)
-            # The notebook's kernel is up, then Run All (the app is exposed for its command registry).
-            page.wait_for_function("""() => {
-                const widget = window.jupyterapp && window.jupyterapp.shell.currentWidget;
-                const kernel = widget && widget.sessionContext && widget.sessionContext.session
-                               && widget.sessionContext.session.kernel;
-                return kernel && kernel.status === 'idle';
-            }""", timeout=START_TIMEOUT * 1000)
-            page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
-            _wait_for_every_execution_count(page, RUN_TIMEOUT)
+            open_and_run_all(page, lab, relative)
             panel = USES[name](page, {**prepared["parameters"][name], "burned": str(prepared["burned"])})
             _no_error_shown(page)
             page.locator(panel).first.evaluate("e => e.scrollIntoView({block: 'start'})")

@@ -27,11 +27,9 @@ from tests.system.test_browser import (
     CHROMIUM,
     CHROMIUM_ARGS,
     NOTEBOOKS,
-    RUN_TIMEOUT,
-    START_TIMEOUT,
     Lab,
     _no_error_shown,
-    _wait_for_every_execution_count,
+    open_and_run_all,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -84,15 +82,7 @@ def test_queued_studies_are_followed_live_until_held(lab: Lab, prepared: dict[st
                 viewport={"width": 1500, "height": 1200})
             page = browser.new_page()
             try:
-                page.goto(f"{lab.url}/lab/tree/{relative}?reset&token={lab.token}", timeout=START_TIMEOUT * 1000)
-                page.wait_for_function("""() => {
-                    const widget = window.jupyterapp && window.jupyterapp.shell.currentWidget;
-                    const kernel = widget && widget.sessionContext && widget.sessionContext.session
-                                   && widget.sessionContext.session.kernel;
-                    return kernel && kernel.status === 'idle';
-                }""", timeout=START_TIMEOUT * 1000)
-                page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
-                _wait_for_every_execution_count(page, RUN_TIMEOUT)
+                open_and_run_all(page, lab, relative)
                 picker = page.locator(".anonlib-studies-picker select")
                 picker.wait_for(timeout=60_000)
                 options = picker.locator("option")
