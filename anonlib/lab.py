@@ -2,7 +2,10 @@
 
 The checkout's notebooks stay clean: Lab serves ``$ANONLIB_HOME/notebooks/`` (its root), where
 each bundled notebook is copied when missing, its relative parameter defaults (``../example/…``)
-made absolute so that they still point at the checkout's example data. A copy the user has
+made absolute so that they still point at the checkout's example data — except a SQLite lookup
+store whose folder does not exist (no example data was generated): that default becomes the
+user's own store in ``$ANONLIB_HOME``, so that anonymizing a folder of one's own works without
+editing the parameters (the key store is never created where nobody chose). A copy the user has
 changed (its cells' sources differ from what was written) is never overwritten: a newer
 bundled version is written beside it as ``<name>.new.ipynb``. An unchanged copy follows the
 bundled version. Which version was written is kept in ``.anonlib-copies.json`` there.
@@ -102,7 +105,8 @@ def prepared_copy(bundled: Path) -> str:
                     and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)):
                 continue
             value = node.value.value
-            fixed = absolute_paths({node.target.id: value}, bundled.parent).get(node.target.id, value)
+            fixed = _reachable_store(node.target.id,
+                                     absolute_paths({node.target.id: value}, bundled.parent).get(node.target.id, value))
             if fixed != value and node.value.lineno == node.value.end_lineno:
                 line = lines[node.value.lineno - 1]
                 lines[node.value.lineno - 1] = (line[:node.value.col_offset] + json.dumps(fixed)
@@ -110,6 +114,18 @@ def prepared_copy(bundled: Path) -> str:
         joined = "".join(lines)
         cell["source"] = joined.splitlines(keepends=True)
     return json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
+
+
+def _reachable_store(name: str, value: str) -> str:
+    """``value`` of the parameter ``name``; a ``db_url`` naming a SQLite file in a folder that
+    does not exist becomes the default store of ``$ANONLIB_HOME`` (see the module's docstring)."""
+    from anonlib.store import default_store_url
+    from anonlib.store.sqlite_file import sqlite_database
+
+    database = sqlite_database(value) if name == "db_url" else None
+    if database in (None, "", ":memory:") or Path(str(database)).parent.is_dir():
+        return value
+    return default_store_url(create=False)
 
 
 def _write(path: Path, text: str) -> None:
