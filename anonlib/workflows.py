@@ -104,6 +104,8 @@ def anonymize(src: Source, studies: Sequence[str], *, output: str, db_url: str, 
 
     if not isinstance(src, FolderSource):
         raise ConfigError(f"cannot anonymize from a {src.kind} source here")
+    if not output.strip():
+        raise ConfigError("no output folder given: say where the de-identified copy goes")
     root = src.root
     study_of = {str(Path(key).relative_to(root)): study for study in studies for key in src.instances(study)}
     settings = RunSettings(root, Path(output), db_url=db_url or None, profile=load_profile(profile))

@@ -45,6 +45,10 @@ class AnonymizePanel(w.VBox):  # type: ignore[misc]
                                         layout=w.Layout(width="90%", height="12em"))
         self.button = w.Button(description="Anonymize" if src.kind == "folder" else "Queue",
                                button_style="primary")
+        # where a folder's de-identified copy goes (the constellation delivers to its own nodes)
+        self.output_field = w.Text(value=output, description="Output", placeholder="folder for the de-identified copy",
+                                   layout=w.Layout(width="60%"))
+        self.output_field.add_class("anonlib-anonymize-output")
         self.cancel = w.Button(description="Cancel", disabled=True)
         self.jobs = w.Button(description="Job states")
         self.bar = w.IntProgress(min=0, max=1, description="Progress")
@@ -56,7 +60,8 @@ class AnonymizePanel(w.VBox):  # type: ignore[misc]
         self.jobs.on_click(lambda _b: self.show_jobs())
         controls = [self.button, self.cancel, self.bar, self.count] + ([self.jobs] if src.kind == "orthanc" else [])
         self.files = w.VBox([])  # the files not released: a sortable, searchable, paged table
-        super().__init__([self.studies, w.HBox(controls), self.out, self.live, self.files])
+        rows = [self.studies] + ([self.output_field] if src.kind == "folder" else [])
+        super().__init__([*rows, w.HBox(controls), self.out, self.live, self.files])
         self._stop = threading.Event()
         self.worker: threading.Thread | None = None
         self.poller: Poller | None = None
@@ -116,6 +121,7 @@ class AnonymizePanel(w.VBox):  # type: ignore[misc]
             self._finish()
 
     def _do(self, studies: list[str], stop: threading.Event) -> None:
+        self.output = self.output_field.value.strip() if self.src.kind == "folder" else self.output
         done = workflows.anonymize(self.src, studies, output=self.output, db_url=self.db_url,
                                    profile=self.profile, progress=self._progress, stop=stop.is_set)
         if done.summary is not None:

@@ -238,6 +238,24 @@ def test_the_panel_runs_in_a_thread_and_shows_the_summary_and_studies(small_fold
         assert str(pydicom.dcmread(path, stop_before_pixels=True).PatientName) not in html
 
 
+def test_the_output_field_chooses_where_the_copy_goes_and_an_empty_one_is_refused(small_folder: Path,
+                                                                                 tmp_path: Path) -> None:
+    """The notebook's ``output`` is only the field's first value: the user points the copy
+    elsewhere from the panel; an emptied field is one line, and nothing is written anywhere."""
+    panel = anonymize_panel.AnonymizePanel(FolderSource(small_folder), db_url=f"sqlite:///{tmp_path / 'l.sqlite3'}",
+                                           output=str(tmp_path / "default"))
+    assert panel.output_field.value == str(tmp_path / "default") and panel.output_field in panel.children
+    panel.studies.value = tuple(key for _label, key in panel.studies.options)
+    panel.output_field.value = str(tmp_path / "mine")
+    panel.run().join(timeout=120)
+    assert (tmp_path / "mine" / "manifest.csv").is_file() and not (tmp_path / "default").exists()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    panel.output_field.value = "  "
+    panel.run().join(timeout=120)
+    assert "no output folder given" in _html(panel) and "Traceback" not in _html(panel)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
 def test_cancel_in_the_panel_stops_the_run_and_says_so(small_folder: Path, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     panel = anonymize_panel.AnonymizePanel(FolderSource(small_folder), db_url=f"sqlite:///{tmp_path / 'l.sqlite3'}",
