@@ -2,10 +2,12 @@
 
 The checkout's notebooks stay clean: Lab serves ``$ANONLIB_HOME/notebooks/`` (its root), where
 each bundled notebook is copied when missing, its relative parameter defaults (``../example/…``)
-made absolute so that they still point at the checkout's example data — except a SQLite lookup
-store whose folder does not exist (no example data was generated): that default becomes the
-user's own store in ``$ANONLIB_HOME``, so that anonymizing a folder of one's own works without
-editing the parameters (the key store is never created where nobody chose). A copy the user has
+made absolute so that they still point at the checkout's example data — except where the
+example's folders do not exist (no example data was generated): a SQLite lookup store default
+becomes the user's own store in ``$ANONLIB_HOME`` and an ``output`` default a folder of that
+name in ``$ANONLIB_HOME``, so that anonymizing and auditing a folder of one's own works without
+editing the parameters, and nothing is created in the checkout (nor the key store where nobody
+chose). A copy the user has
 changed (its cells' sources differ from what was written) is never overwritten: a newer
 bundled version is written beside it as ``<name>.new.ipynb``. An unchanged copy follows the
 bundled version. Which version was written is kept in ``.anonlib-copies.json`` there.
@@ -118,10 +120,15 @@ def prepared_copy(bundled: Path) -> str:
 
 def _reachable_store(name: str, value: str) -> str:
     """``value`` of the parameter ``name``; a ``db_url`` naming a SQLite file in a folder that
-    does not exist becomes the default store of ``$ANONLIB_HOME`` (see the module's docstring)."""
+    does not exist becomes the default store of ``$ANONLIB_HOME``, an absolute ``output`` in a
+    folder that does not exist a folder of its name in ``$ANONLIB_HOME`` (see the module's
+    docstring)."""
+    from anonlib.settings import anonlib_home
     from anonlib.store import default_store_url
     from anonlib.store.sqlite_file import sqlite_database
 
+    if name == "output" and value and Path(value).is_absolute() and not Path(value).parent.is_dir():
+        return str(anonlib_home(create=False) / Path(value).name)
     database = sqlite_database(value) if name == "db_url" else None
     if database in (None, "", ":memory:") or Path(str(database)).parent.is_dir():
         return value

@@ -49,10 +49,10 @@ def test_every_bundled_notebook_is_copied_with_absolute_defaults(tmp_path: Path)
 
 def test_without_example_data_the_store_default_is_the_users_own(tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    """A checkout where no example was generated: the example's store folder is missing, so the
-    copy's db_url is the store of $ANONLIB_HOME (anonymizing one's own folder works at once);
-    the other defaults still name the example's paths. With the example's store folder there,
-    the copy keeps it."""
+    """A checkout where no example was generated: the example's folders are missing, so the
+    copy's db_url is the store of $ANONLIB_HOME and its output a folder there (anonymizing one's
+    own folder works at once, nothing is created in the checkout); the source still names the
+    example's path. With the example's folders there, the copy keeps them."""
     bundled = tmp_path / "checkout" / "notebooks"
     bundled.mkdir(parents=True)
     shutil.copy(notebooks_dir() / "03_anonymize.ipynb", bundled)
@@ -60,11 +60,14 @@ def test_without_example_data_the_store_default_is_the_users_own(tmp_path: Path,
     lab.prepare_working_copy(tmp_path / "copy", [bundled / "03_anonymize.ipynb"])
     parameters = _parameters(tmp_path / "copy" / "03_anonymize.ipynb")
     assert f'db_url: str = "sqlite:///{tmp_path / "home" / "lookup.sqlite3"}"' in parameters
-    assert f'output: str = "{tmp_path / "checkout" / "example" / "output-notebook"}"' in parameters
+    assert f'output: str = "{tmp_path / "home" / "output-notebook"}"' in parameters
+    assert f'source: str = "{tmp_path / "checkout" / "example" / "input"}"' in parameters
     (tmp_path / "checkout" / "example" / "home").mkdir(parents=True)
     lab.prepare_working_copy(tmp_path / "again", [bundled / "03_anonymize.ipynb"])
-    example_store = tmp_path / "checkout" / "example" / "home" / "lookup.sqlite3"
-    assert f'db_url: str = "sqlite:///{example_store}"' in _parameters(tmp_path / "again" / "03_anonymize.ipynb")
+    example = tmp_path / "checkout" / "example"
+    parameters = _parameters(tmp_path / "again" / "03_anonymize.ipynb")
+    assert f'db_url: str = "sqlite:///{example / "home" / "lookup.sqlite3"}"' in parameters
+    assert f'output: str = "{example / "output-notebook"}"' in parameters
 
 
 def test_a_new_bundled_version_updates_an_untouched_copy_and_sits_beside_an_edited_one(tmp_path: Path) -> None:
