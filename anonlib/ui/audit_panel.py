@@ -7,7 +7,9 @@ patient pseudonym and study date the outputs carry (see
 :meth:`~anonlib.audit.model.AuditResult.study_labels`). The audit runs in a background thread:
 the bar moves, Cancel stops it between instances (INCOMPLETE, never PASS), and a run that stops
 on an error or an interrupt says after how many instances, with no verdict. Headless runs
-(papermill) show the same fragments through :func:`show_audit` and :func:`show_findings`.
+(papermill) show the same fragments through :func:`show_audit` and :func:`show_findings`; the
+summary and the findings per study are plain HTML tables there and interactive tables (sortable,
+searchable, paged: :func:`~anonlib.ui.tables.interactive_table`) in the panel.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import re
 import threading
 from html import escape
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import quote
 
 import ipywidgets as w
@@ -27,12 +29,14 @@ from anonlib.errors import AnonlibError
 from anonlib.parameters import check_source
 from anonlib.ui.common import one_line
 from anonlib.ui.render import findings_svg, show_html, table_html
+from anonlib.ui.tables import interactive_table
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["AuditCancelled", "AuditPanel", "LAB_ROOT_ENV", "audit_fragments", "badge_html", "findings_fragments",
-           "interrupted_html", "named_category", "report_link_html", "show_audit", "show_findings"]
+__all__ = ["AuditCancelled", "AuditPanel", "LAB_ROOT_ENV", "Part", "Table", "audit_fragments", "audit_parts",
+           "badge_html", "findings_fragments", "findings_parts", "interrupted_html", "named_category",
+           "report_link_html", "show_audit", "show_findings"]
 
 #: Set by ``anonlib lab`` for its kernels: the folder JupyterLab serves (links outside it cannot open).
 LAB_ROOT_ENV = "ANONLIB_LAB_ROOT"
@@ -44,6 +48,21 @@ _LETTERS = re.compile(r"^([A-R](?:/[A-R])*) (.+)$")
 
 class AuditCancelled(AnonlibError):
     """The user cancelled the audit (raised by the panel's progress callback between instances)."""
+
+
+class Table(NamedTuple):
+    """A table among the audit's parts: plain HTML headless, an interactive table in the panel."""
+
+    frame: pd.DataFrame
+    css_class: str
+
+
+#: One part of what the audit shows: an HTML fragment or a table.
+Part = str | Table
+
+
+def _plain(part: Part) -> str:
+    return table_html(part.frame, css_class=part.css_class) if isinstance(part, Table) else part
 
 
 # -- fragments (plain HTML: the panel and the headless notebook show the same) --------------------
@@ -114,13 +133,13 @@ def _iso_date(value: str) -> str:
     return f"{value[:4]}-{value[4:6]}-{value[6:8]}" if re.fullmatch(r"\d{8}", value) else value
 
 
-def audit_fragments(result: Any, report: Path | None, *, base: Path | None = None) -> list[str]:
+def audit_parts(result: Any, report: Path | None, *, base: Path | None = None) -> list[Part]:
     """The badge, what was audited with and without originals, the summary by check and
     category (plain names), what could not be checked, and the report's link."""
     status = str(result.status)
     where = f"{result.dataset}: " if result.dataset else ""
-    parts = [badge_html(status), f"<p>{escape(where + result.describe())}</p>",
-             table_html(_with_names(result.summary()), css_class="anonlib-audit-summary")]
+    parts: list[Part] = [badge_html(status), f"<p>{escape(where + result.describe())}</p>",
+                         Table(_with_names(result.summary()), "anonlib-audit-summary")]
     incomplete = result.counts("incomplete")
     if incomplete:
         parts.append("<p><strong>Not checked (INCOMPLETE, never a pass):</strong> "
@@ -129,7 +148,12 @@ def audit_fragments(result: Any, report: Path | None, *, base: Path | None = Non
     return parts + [link] if link else parts
 
 
-def findings_fragments(result: Any) -> list[str]:
+def audit_fragments(result: Any, report: Path | None, *, base: Path | None = None) -> list[str]:
+    """:func:`audit_parts` as plain HTML fragments (headless runs)."""
+    return [_plain(part) for part in audit_parts(result, report, base=base)]
+
+
+def findings_parts(result: Any) -> list[Part]:
     """The chart of findings (inline SVG: renders offline), the failing categories by plain
     name, the findings to act on per study (pseudonym, study date), and the regulatory status."""
     failing = []
@@ -142,8 +166,13 @@ def findings_fragments(result: Any) -> list[str]:
     by_study = by_study.rename(columns={"patient": "patient (pseudonym)", "study_date": "study date"})
     return [findings_svg(result),
             "<h4>Failing categories</h4><p class='anonlib-failing'>" + (escape("; ".join(failing)) or "none") + "</p>",
-            "<h4>Findings to act on, by study</h4>" + table_html(by_study, css_class="anonlib-by-study"),
+            "<h4>Findings to act on, by study</h4>", Table(by_study, "anonlib-by-study"),
             f"<h4>Regulatory status</h4><p>{escape(result.regulatory_status)}</p>"]
+
+
+def findings_fragments(result: Any) -> list[str]:
+    """:func:`findings_parts` as plain HTML fragments (headless runs)."""
+    return [_plain(part) for part in findings_parts(result)]
 
 
 def show_audit(result: Any, html: Path | None) -> None:
@@ -179,6 +208,7 @@ class AuditPanel(w.VBox):  # type: ignore[misc]
         self.bar = w.IntProgress(min=0, max=1, description="Instances")
         self.count = w.Label("")
         self.out = w.Output()
+        self.tables: dict[str, Any] = {}  # the interactive tables shown, by CSS class
         self.done, self.total = 0, 0
         self._cancel = threading.Event()
         self._thread: threading.Thread | None = None
@@ -209,6 +239,14 @@ class AuditPanel(w.VBox):  # type: ignore[misc]
 
         if fragment:
             self.out.append_display_data(HTML(fragment))  # type: ignore[no-untyped-call]
+
+    def _show_part(self, part: Part) -> None:
+        """A fragment, or a table as an interactive table (safe from the audit's thread)."""
+        if isinstance(part, Table):
+            table = self.tables[part.css_class] = interactive_table(part.frame, css_class=part.css_class)
+            self.out.append_display_data(table)
+        else:
+            self._show(part)
 
     def _progress(self, done: int, total: int) -> None:
         self.done, self.total = done, total
@@ -249,6 +287,7 @@ class AuditPanel(w.VBox):  # type: ignore[misc]
     def run(self) -> None:
         """Audit now, in this thread; show the verdict and findings, or how it stopped."""
         self.out.outputs = ()
+        self.tables = {}
         self._cancel.clear()
         self.done, self.total = 0, 0
         self.bar.value, self.count.value = 0, "starting…"
@@ -278,5 +317,5 @@ class AuditPanel(w.VBox):  # type: ignore[misc]
         finally:
             self.button.disabled, self.cancel_button.disabled = False, True
         self.count.value = f"{self.done} / {self.total} instances" if self.total else "done"
-        for fragment in audit_fragments(result, html) + findings_fragments(result):
-            self._show(fragment)
+        for part in audit_parts(result, html) + findings_parts(result):
+            self._show_part(part)

@@ -4,7 +4,9 @@ Pick a study, a series and an instance (any object: an image, an SR, a SEG, a pr
 state…), run the preview: the verdict on that instance and the study's instances that would
 not be released come first, then the images, then the diff — filtered by status ("kept"
 hidden by default), searched by path, keyword or name, with the legend of its action codes and
-links to download it as CSV. What is shown is computed by :mod:`anonlib.ui.preview_view`.
+links to download it as CSV. The instances that would not be released are an interactive table
+(sortable, searchable, paged); the diff keeps its own filter, search and row colours. What is
+shown is computed by :mod:`anonlib.ui.preview_view`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from anonlib import workflows
 from anonlib.ui import preview_view as view
 from anonlib.ui.common import show_error, study_options
 from anonlib.ui.render import diff_html, show, show_html, table_html
+from anonlib.ui.tables import interactive_table
 
 if TYPE_CHECKING:
     from anonlib.preview import StudyPreview
@@ -174,7 +177,10 @@ def _busy(count: int, done: int) -> str:
 
 def _show_head(preview: StudyPreview, labels: dict[str, str]) -> None:
     """Identity, verdict and problem instances, the images, the counts over all instances."""
-    show_html(view.head_html(preview, labels))
+    show_html(view.head_html(preview, labels, table=False))
+    found = view.problems(preview, labels)
+    if len(found):
+        show(interactive_table(found, css_class="anonlib-problems"))
     _show_images(preview)
     show_html("<h4>All instances</h4>" + table_html(preview.summary))
 

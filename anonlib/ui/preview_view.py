@@ -128,9 +128,10 @@ def csv_link(diff: pd.DataFrame, *, label: str, what: str = "diff") -> str:
             f'style="margin-right:1.5em">{html.escape(label)} ({len(diff)} rows)</a>')
 
 
-def verdict_html(preview: StudyPreview, labels: Mapping[str, str] | None = None) -> str:
+def verdict_html(preview: StudyPreview, labels: Mapping[str, str] | None = None, *, table: bool = True) -> str:
     """The verdict on the instance shown (coloured) and, prominently, every instance of the
-    study that would be quarantined or rejected, with its reason."""
+    study that would be quarantined or rejected, with its reason (``table``: as a plain HTML
+    table here; without it the caller shows :func:`problems` itself, e.g. as an interactive table)."""
     verdict = instance_verdict(preview)
     colour = {"released": ("#e6f4ea", "#166534"), "quarantined": ("#fff6dd", "#92400e")}.get(
         verdict.outcome, ("#fde8e8", "#991b1b"))
@@ -144,7 +145,7 @@ def verdict_html(preview: StudyPreview, labels: Mapping[str, str] | None = None)
         counts = found["outcome"].value_counts()
         said = ", ".join(f"{int(n)} {o}" for o, n in counts.items())
         parts.append(f'<p class="anonlib-problems-head"><strong>{said} of {preview.instances} instances</strong> '
-                     "would not be released:</p>" + table_html(found, css_class="anonlib-problems"))
+                     "would not be released:</p>" + (table_html(found, css_class="anonlib-problems") if table else ""))
     else:
         parts.append(f"<p>None of the {preview.instances} instances would be quarantined or rejected.</p>")
     return "".join(parts)
@@ -180,10 +181,11 @@ def filter_note(diff: pd.DataFrame, shown: pd.DataFrame, statuses: Iterable[str]
     return f'<p class="anonlib-diff-note">{len(shown)} of {len(diff)} elements shown ({html.escape(what)}{searched}).</p>'
 
 
-def head_html(preview: StudyPreview, labels: Mapping[str, str] | None = None) -> str:
-    """The patient's identity and the verdict (what comes before the images)."""
+def head_html(preview: StudyPreview, labels: Mapping[str, str] | None = None, *, table: bool = True) -> str:
+    """The patient's identity and the verdict (what comes before the images); ``table`` as in
+    :func:`verdict_html`."""
     return (f"<h4>Patient identity</h4><p>{html.escape(preview.identity.describe())}</p>"
-            f"<h4>Verdict</h4>{verdict_html(preview, labels)}")
+            f"<h4>Verdict</h4>{verdict_html(preview, labels, table=table)}")
 
 
 def preview_html(preview: StudyPreview, *, statuses: Iterable[str] = SHOWN_BY_DEFAULT, search: str = "",

@@ -3,11 +3,14 @@ original out, and the recent access log of the key (who, when, what kind — nev
 
 Each lookup opens the lookup store, is recorded in its access log and closes it again
 (:func:`anonlib.reidentify.reidentify`); the original is shown in the panel only, never logged.
+The access log is an interactive table in the panel (sortable, searchable, paged) and plain HTML
+headless.
 """
 
 from __future__ import annotations
 
 from html import escape
+from typing import TYPE_CHECKING
 
 import ipywidgets as w
 
@@ -15,8 +18,13 @@ from anonlib.reidentify import SUBSTITUTE_PREFIX, access_rows, accessor, open_ke
 from anonlib.store import Original
 from anonlib.ui.common import one_line
 from anonlib.ui.render import show_html, table_html
+from anonlib.ui.tables import interactive_table
 
-__all__ = ["KIND_LABELS", "ReidentifyPanel", "access_log_html", "lookup_html", "show_access_log", "show_lookup"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["KIND_LABELS", "ReidentifyPanel", "access_log", "access_log_html", "lookup_html", "show_access_log",
+           "show_lookup"]
 
 #: What the original of each kind of value is called.
 KIND_LABELS = {"patient": "Original PatientID", "study": "Original Study Instance UID",
@@ -35,8 +43,11 @@ def lookup_html(found: Original | None) -> str:
             f"<code class='anonlib-reid-value'>{escape(found.value)}</code>{issuer}{escape(note)}</p>")
 
 
-def access_log_html(db_url: str, limit: int = 20) -> str:
-    """The ``limit`` newest entries of the access log as a table (no value is in it)."""
+_EMPTY_LOG = "<h4>Access log</h4><p class='anonlib-reid-log'>The access log is empty.</p>"
+
+
+def access_log(db_url: str, limit: int = 20) -> pd.DataFrame:
+    """The ``limit`` newest entries of the access log, newest first (no value is in it)."""
     import pandas as pd
 
     store = open_key_store(db_url or None)
@@ -44,10 +55,19 @@ def access_log_html(db_url: str, limit: int = 20) -> str:
         rows = access_rows(store.access_log(limit))
     finally:
         store.close()
-    if not rows:
-        return "<h4>Access log</h4><p class='anonlib-reid-log'>The access log is empty.</p>"
-    return (f"<h4>Access log (newest {len(rows)})</h4>"
-            + table_html(pd.DataFrame(rows), css_class="anonlib-reid-log"))
+    return pd.DataFrame(rows)
+
+
+def _log_heading(entries: int) -> str:
+    return f"<h4>Access log (newest {entries})</h4>"
+
+
+def access_log_html(db_url: str, limit: int = 20) -> str:
+    """The ``limit`` newest entries of the access log as a plain HTML table (headless)."""
+    log = access_log(db_url, limit)
+    if log.empty:
+        return _EMPTY_LOG
+    return _log_heading(len(log)) + table_html(log, css_class="anonlib-reid-log")
 
 
 def show_lookup(db_url: str, value: str, user: str = "") -> Original | None:
@@ -76,7 +96,7 @@ class ReidentifyPanel(w.VBox):  # type: ignore[misc]
         self.user = w.Text(value=accessor(user or None), description="Who")
         self.button = w.Button(description="Look up", button_style="primary")
         self.result = w.HTML()
-        self.access = w.HTML()
+        self.access = w.VBox([])  # its heading and an interactive table (or one line)
         self.button.on_click(lambda _b: self.look_up())
         super().__init__([w.HBox([self.field, self.button]), self.user, self.result, self.access])
         self.add_class("anonlib-reidentify")
@@ -108,8 +128,14 @@ class ReidentifyPanel(w.VBox):  # type: ignore[misc]
         self.refresh_log()
 
     def refresh_log(self) -> None:
-        """Show the recent access log (or in one line why it cannot be read)."""
+        """Show the recent access log as an interactive table (or in one line why it cannot be read)."""
         try:
-            self.access.value = access_log_html(self.db_url, self.limit)
+            log = access_log(self.db_url, self.limit)
         except Exception as exc:  # noqa: BLE001 - shown to the user in one line
-            self.access.value = self._error(exc)
+            self.access.children = (w.HTML(self._error(exc)),)
+            return
+        if log.empty:
+            self.access.children = (w.HTML(_EMPTY_LOG),)
+        else:
+            self.access.children = (w.HTML(_log_heading(len(log))),
+                                    interactive_table(log, css_class="anonlib-reid-log"))

@@ -105,7 +105,16 @@ def test_the_panel_shows_the_badge_link_and_tables(monkeypatch: pytest.MonkeyPat
     panel.wait(30)
     text = _html(panel)
     assert "anonlib-audit-badge status-FAIL" in text and "href='audit/audit-report.html'" in text
-    assert "anonlib-by-study" in text and "PSEUDO-1" in text
+    # the summary and the findings per study: interactive tables (sortable, searchable, paged)
+    # among the panel's outputs, in order, with the same cells as the headless HTML tables
+    widgets = [o["data"]["application/vnd.jupyter.widget-view+json"]["model_id"] for o in panel.out.outputs
+               if "application/vnd.jupyter.widget-view+json" in o["data"]]
+    summary, by_study = panel.tables["anonlib-audit-summary"], panel.tables["anonlib-by-study"]
+    assert widgets == [summary.model_id, by_study.model_id] and "<table" not in text
+    assert "anonlib-itable" in by_study.classes and "anonlib-by-study" in by_study.classes
+    assert '"PSEUDO-1", "2021-01-20"' in by_study._dt_args["data_json"]
+    assert "ORIGINAL-ID" not in by_study._dt_args["data_json"]
+    assert '"A", "Names"' in summary._dt_args["data_json"]  # letter and plain name, as headless
     assert not panel.button.disabled and panel.cancel_button.disabled
 
 

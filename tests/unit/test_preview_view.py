@@ -11,6 +11,7 @@ import base64
 import csv
 import dataclasses
 import io
+import json
 import re
 import shutil
 from pathlib import Path
@@ -272,7 +273,9 @@ def test_after_a_preview_the_picker_marks_the_quarantined_instance_and_the_verdi
         corpus: Corpus, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     shown: list[str] = []
     monkeypatch.setattr(preview_panel, "show_html", shown.append)
-    monkeypatch.setattr(preview_panel, "show", lambda obj: shown.append("<figure>"))
+    widgets: list[Any] = []
+    monkeypatch.setattr(preview_panel, "show",
+                        lambda obj: widgets.append(obj) if type(obj).__name__ == "ITable" else shown.append("<figure>"))
     src = FolderSource(corpus.root)
     study = corpus.patients[0].study_uids[1]
     panel = preview_panel.PreviewPanel(src, db_url=f"sqlite:///{tmp_path / 'lookup.sqlite3'}", study=study)
@@ -288,5 +291,11 @@ def test_after_a_preview_the_picker_marks_the_quarantined_instance_and_the_verdi
     assert panel.instance.options[0][0] == f"{label} ⚠ quarantined"
     head = shown[0]
     assert "anonlib-verdict-quarantined" in head and "RecognizableVisualFeatures" in head
-    assert head.count(label) == 2  # the instance shown, and the same name in the table of those not released
-    assert shown[1] == "<figure>" and us not in head  # a US has an image; the key (a path) is not shown
+    assert "1 quarantined of" in head and "<table" not in head
+    # those not released: an interactive table (sortable, searchable, paged) right under the verdict,
+    # the instance by the same name as in the picker, with its reason
+    [problems] = widgets
+    assert "anonlib-problems" in problems.classes and "anonlib-itable" in problems.classes
+    [row] = json.loads(problems._dt_args["data_json"])
+    assert row[0] == label and "quarantined" in row and any("RecognizableVisualFeatures" in str(c) for c in row)
+    assert shown[1] == "<figure>" and us not in head + json.dumps(row)  # a US has an image; its key (a path) is not shown

@@ -17,6 +17,12 @@ from anonlib.ui import reidentify_panel
 from anonlib.ui.reidentify_panel import ReidentifyPanel
 
 
+def _log(panel: ReidentifyPanel) -> str:
+    """What the access log area shows: its lines, and its interactive table's headers and cells."""
+    return "".join(c.value if hasattr(c, "value") else c._dt_args["table_html"] + c._dt_args["data_json"]
+                   for c in panel.access.children)
+
+
 @pytest.fixture(scope="module")
 def deidentified(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, pydicom.Dataset, pydicom.Dataset]:
     """(store URL, original header, de-identified header) of pydicom's CT_small.dcm."""
@@ -37,16 +43,18 @@ def test_a_lookup_shows_the_original_and_logs_it_without_the_value(
     copy = tmp_path / "store.sqlite3"
     shutil.copy(url.removeprefix("sqlite:///"), copy)
     panel = ReidentifyPanel(f"sqlite:///{copy}", user="grace")
-    assert "access log is empty" in panel.access.value
+    assert "access log is empty" in _log(panel)
     panel.field.value = f" {out.PatientID} "
     panel.button.click()
     assert "Original PatientID" in panel.result.value and f">{original.PatientID}<" in panel.result.value
     panel.field.value = str(out.SOPInstanceUID)
     panel.look_up()
     assert "Original SOP Instance UID" in panel.result.value and str(original.SOPInstanceUID) in panel.result.value
-    assert "grace" in panel.access.value and "instance" in panel.access.value and "patient" in panel.access.value
+    heading, table = panel.access.children  # the log: an interactive table (sortable, searchable, paged)
+    assert heading.value == "<h4>Access log (newest 2)</h4>" and "anonlib-reid-log" in table.classes
+    assert "grace" in _log(panel) and "instance" in _log(panel) and "patient" in _log(panel)
     for value in (out.PatientID, original.PatientID, out.SOPInstanceUID, original.SOPInstanceUID):
-        assert str(value) not in panel.access.value
+        assert str(value) not in _log(panel)
     panel.field.value = "ANON00000000"
     panel.look_up()
     assert "Not found" in panel.result.value and "ANON00000000" not in panel.result.value
@@ -67,7 +75,7 @@ def test_an_empty_field_looks_nothing_up(deidentified: tuple[str, pydicom.Datase
 
 def test_a_missing_store_is_one_line(tmp_path: Path) -> None:
     panel = ReidentifyPanel(f"sqlite:///{tmp_path / 'none.sqlite3'}")
-    assert "no lookup store" in panel.access.value and "Traceback" not in panel.access.value
+    assert "no lookup store" in _log(panel) and "Traceback" not in _log(panel)
     panel.field.value = "ANON1"
     panel.look_up()
     assert "anonlib-error" in panel.result.value and "no lookup store" in panel.result.value
