@@ -13,6 +13,8 @@ Run All, use its widget, and see what it shows.
   report link, which opens the HTML report in a Lab tab.
 - ``05_review``: pick the burned-in image, enter a region and click "Mask regions and release",
   then reject another instance: both decisions are in the lookup store.
+- ``06_reidentify``: look a patient's pseudonym up in the store built here: the original
+  PatientID, and a new row in the access log (who, what kind) with neither value in it.
 
 JupyterLab runs as a subprocess on a free port with its own config, data, settings and IPython
 folders in tmp (no news pop-up, no autosave: the notebooks in the repository are never
@@ -57,7 +59,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = {name: notebooks_dir() / f"{name}.ipynb"
-             for name in ("01_browse", "02_preview", "03_anonymize", "04_audit", "05_review")}
+             for name in ("01_browse", "02_preview", "03_anonymize", "04_audit", "05_review", "06_reidentify")}
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -146,6 +148,7 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             "04_audit": {**common, "source": str(tmp / "output"), "originals": str(corpus.root),
                          "output": str(ARTIFACTS / "audit")},  # in the folder Lab serves: its link opens
             "05_review": {**common, "output": str(tmp / "output"), "reviewer": "browser test"},
+            "06_reidentify": {**common, "user": "browser test"},
         },
     }
 
@@ -458,9 +461,37 @@ def _use_review(page: Page, parameters: dict[str, Any]) -> str:
     return ".anonlib-review"
 
 
+def _use_reidentify(page: Page, parameters: dict[str, Any]) -> str:
+    """A patient's pseudonym (read from the store's patient table, not through the panel's code)
+    looked up: the original PatientID in full; the access log (an interactive table) gets a row
+    with who and what kind, and neither the pseudonym nor the original."""
+    from anonlib.reidentify import SUBSTITUTE_PREFIX
+    from anonlib.store import open_store
+
+    with open_store(parameters["db_url"]) as store:
+        key, identity = next((k, i) for k, i in store.patients() if not k.patient_id.startswith(SUBSTITUTE_PREFIX))
+    panel = page.locator(".anonlib-reidentify")
+    field = panel.locator(".anonlib-reid-field input")
+    field.wait_for(timeout=60_000)
+    field.fill(identity.pseudonym)
+    panel.locator("button.anonlib-reid-button").click()
+    value = panel.locator("code.anonlib-reid-value")
+    value.wait_for(timeout=60_000)
+    assert value.inner_text() == key.patient_id
+    assert panel.locator(".anonlib-reid-result").inner_text().startswith("Original PatientID: ")
+    log = panel.locator("table.anonlib-reid-log")
+    row = log.locator("tbody tr", has_text="browser test").first
+    row.wait_for(timeout=60_000)
+    assert "patient" in row.inner_text()
+    shown = log.inner_text()
+    assert identity.pseudonym not in shown and key.patient_id not in shown  # the log holds no value
+    assert log.locator("thead").inner_text().split()[:2] == ["When", "Who"]
+    return ".anonlib-reidentify"
+
+
 USES: dict[str, Callable[[Page, dict[str, Any]], str]] = {
     "01_browse": _use_browse, "02_preview": _use_preview, "03_anonymize": _use_anonymize, "04_audit": _use_audit,
-    "05_review": _use_review}
+    "05_review": _use_review, "06_reidentify": _use_reidentify}
 
 
 @pytest.mark.parametrize("name", list(NOTEBOOKS))
