@@ -29,6 +29,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -84,7 +85,7 @@ def _checkout_state() -> tuple[str, dict[str, str]]:
     """``git status`` of the checkout's notebooks and each notebook's digest."""
     status = subprocess.run(["git", "status", "--porcelain", "--", "notebooks"], cwd=ROOT, capture_output=True,
                             text=True, check=True).stdout
-    return status, {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(CHECKOUT_NOTEBOOKS.iterdir())}
+    return status, {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(CHECKOUT_NOTEBOOKS.glob("*.ipynb"))}
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +120,8 @@ def lab(mine: Mine) -> Iterator[Lab]:
                                        start_new_session=True)
         try:
             base, token = _wait_for_url(process, []).split("/lab?token=")
+            assert process.stdout is not None  # drained from now on: a full pipe would block Lab
+            threading.Thread(target=process.stdout.read, name="lab-stdout", daemon=True).start()
             server = Lab(base, token, process, log)  # type: ignore[arg-type]
             deadline = time.monotonic() + START_TIMEOUT
             while True:
