@@ -61,7 +61,7 @@ def test_plain_category_names_come_from_the_bundled_table() -> None:
 def test_the_summary_shows_letter_and_plain_name_beside_each_other() -> None:
     text = "".join(audit_panel.audit_fragments(_result(), None))
     assert "<th>Letter</th><th>Category</th>" in text
-    assert "<td>A</td><td>Names</td>" in text and "<td>C</td><td>All elements of dates</td>" in text
+    assert "<td>A</td><td>Names</td>" in text and "<td>C</td><td>Dates</td>" in text
 
 
 def test_findings_per_study_carry_the_pseudonym_and_date_only_where_found_de_identified() -> None:

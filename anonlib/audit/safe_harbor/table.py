@@ -102,5 +102,8 @@ def label(letters: Iterable[str], *, uid: bool = False) -> str:
 
 def plain_name(letter: str) -> str:
     """The category's name in plain words, from the table's wording up to its first parenthesis
-    or semicolon: ``"Names"``, ``"Device identifiers and serial numbers"``."""
-    return re.split(r"\s*[(;]", categories()[letter].name, maxsplit=1)[0].strip()
+    or semicolon, without the rule's "All elements of": ``"Names"``, ``"Dates"``, ``"Device
+    identifiers and serial numbers"``."""
+    name = re.split(r"\s*[(;]", categories()[letter].name, maxsplit=1)[0].strip()
+    name = re.sub(r"^all elements of\s+", "", name, flags=re.IGNORECASE)
+    return name[:1].upper() + name[1:]
