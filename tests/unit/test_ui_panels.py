@@ -122,3 +122,15 @@ def test_the_source_field_opens_a_source_and_says_in_one_line_why_another_cannot
 def test_one_line_keeps_anonlib_messages_and_names_other_errors() -> None:
     assert common.one_line(ConfigError("x: no such folder")) == "x: no such folder"
     assert common.one_line(ValueError("bad\n  value")) == "ValueError: bad value"
+
+
+def test_study_labels_read_dates_and_names_as_the_tables_do() -> None:
+    class Studies:
+        def studies(self) -> pd.DataFrame:
+            return pd.DataFrame([
+                {"study": "1.2.3", "study_date": "20210120", "modalities": "CT", "description": "CHEST",
+                 "patient_name": "Doe^Jane^Q"},
+                {"study": "1.2.4", "study_date": "", "modalities": "MR", "description": "", "patient_name": ""}])
+
+    assert common.study_options(Studies()) == [  # type: ignore[arg-type]
+        ("2021-01-20 · CT · CHEST · Doe, Jane Q", "1.2.3"), ("no date · MR · - · ", "1.2.4")]
