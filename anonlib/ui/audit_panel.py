@@ -14,6 +14,7 @@ searchable, paged: :func:`~anonlib.ui.tables.interactive_table`) in the panel.
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import threading
@@ -44,6 +45,8 @@ LAB_ROOT_ENV = "ANONLIB_LAB_ROOT"
 #: Badge colours of the audit's outcome (background, text).
 _STATUS_COLOURS = {"PASS": ("#1e8449", "#fff"), "FAIL": ("#c0392b", "#fff"), "INCOMPLETE": ("#7d3c98", "#fff")}
 _LETTERS = re.compile(r"^([A-R](?:/[A-R])*) (.+)$")
+#: Largest report offered as a download link when Lab cannot serve it (bytes).
+_DOWNLOAD_MAX = 20_000_000
 
 
 class AuditCancelled(AnonlibError):
@@ -81,7 +84,8 @@ def report_link_html(report: Path | None, *, base: Path | None = None, root: Pat
     """The HTML report as a link relative to ``base`` (the notebook's folder, where the kernel
     runs): JupyterLab resolves it against the notebook and opens the report in a tab. ``root``
     (default: ``$ANONLIB_LAB_ROOT``, set by ``anonlib lab``) is the folder Lab serves: a report
-    outside it cannot be opened there, so its path is shown instead."""
+    outside it cannot be opened there, so its path is shown with a link that downloads it (the
+    report inline as a ``data:`` URL; up to :data:`_DOWNLOAD_MAX` bytes, else the path alone)."""
     if report is None:
         return ""
     report = Path(report).resolve()
@@ -89,8 +93,14 @@ def report_link_html(report: Path | None, *, base: Path | None = None, root: Pat
     served = root or (Path(os.environ[LAB_ROOT_ENV]) if os.environ.get(LAB_ROOT_ENV) else None)
     where = f"<code>{escape(str(report))}</code>"
     if served is not None and not report.is_relative_to(served.resolve()):
-        return (f"<p class='anonlib-audit-report'>HTML report: {where} (outside the folder JupyterLab "
-                f"serves: open it from a file browser)</p>")
+        size = report.stat().st_size if report.is_file() else None
+        if size is None or size > _DOWNLOAD_MAX:
+            return (f"<p class='anonlib-audit-report'>HTML report: {where} (outside the folder JupyterLab "
+                    f"serves: open it from a file browser)</p>")
+        href = "data:text/html;base64," + base64.b64encode(report.read_bytes()).decode("ascii")
+        return (f"<p class='anonlib-audit-report'>HTML report: <a class='anonlib-audit-report-download' "
+                f"download='{escape(report.name, quote=True)}' href='{href}'>download {escape(report.name)}</a> "
+                f"({where}, outside the folder JupyterLab serves)</p>")
     href = quote(os.path.relpath(report, base))
     return (f"<p class='anonlib-audit-report'>HTML report: <a class='anonlib-audit-report-link' "
             f"href='{escape(href, quote=True)}'>{escape(report.name)}</a> ({where})</p>")

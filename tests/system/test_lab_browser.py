@@ -245,6 +245,11 @@ def _audit(page: Page, mine: Mine, target: Path) -> str:
     badge = panel.locator(".anonlib-audit-badge")
     _wait_for_result(page, ".anonlib-audit", ".anonlib-audit-badge")
     assert badge.inner_text().strip() == "PASS", panel.inner_text()
+    # the report is outside the folder Lab serves (the working copy): a link downloads it
+    with page.expect_download(timeout=60_000) as download:
+        panel.locator("a.anonlib-audit-report-download").click()
+    assert download.value.suggested_filename == "audit-report.html"
+    assert "PASS" in Path(download.value.path()).read_text(encoding="utf-8")
     return ".anonlib-audit"
 
 

@@ -88,6 +88,11 @@ def test_the_report_is_a_link_relative_to_the_notebook(tmp_path: Path) -> None:
     assert "class='anonlib-audit-report-link' href='../out/audit%20report.html'" in link
     outside = audit_panel.report_link_html(report, base=tmp_path / "notebooks", root=tmp_path / "notebooks")
     assert "<a " not in outside and "outside the folder JupyterLab serves" in outside and str(report) in outside
+    report.parent.mkdir()
+    report.write_text("<html>the report</html>")  # written: outside Lab's folder it is offered as a download
+    outside = audit_panel.report_link_html(report, base=tmp_path / "notebooks", root=tmp_path / "notebooks")
+    assert "class='anonlib-audit-report-download' download='audit report.html'" in outside
+    assert "href='data:text/html;base64,PGh0bWw+dGhlIHJlcG9ydDwvaHRtbD4='" in outside and str(report) in outside
     assert audit_panel.report_link_html(None) == ""
 
 
