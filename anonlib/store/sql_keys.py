@@ -9,31 +9,21 @@ stored tables only: a UID is never derived again from the secret.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from contextlib import AbstractContextManager
-from typing import Any
 
-from sqlalchemy import Connection, Select, Table, insert, select
+from sqlalchemy import insert, select
 
 from anonlib.store import rules
 from anonlib.store.base import AccessEntry, Original
 from anonlib.store.db import upsert
+from anonlib.store.sql_part import SqlPart
 from anonlib.store.tables import access_log, instance, patient, study, uid
 
 __all__ = ["KeyAccessSql"]
 
 
-class KeyAccessSql:
+class KeyAccessSql(SqlPart):
     """Reverse lookups, the UID map and the access log (see
     :class:`~anonlib.store.base.LookupStore`)."""
-
-    def _transaction(self, what: str, *, write: bool = True) -> AbstractContextManager[Connection]:
-        raise NotImplementedError  # provided by SqlStore
-
-    def _rows(self, what: str, table: Table, query: Select[Any]) -> list[Any]:
-        raise NotImplementedError  # provided by SqlStore
-
-    def _check_writable(self, what: str) -> None:
-        raise NotImplementedError  # provided by SqlStore
 
     def original_patient(self, pseudonym: str) -> Original | None:
         """The original patient of ``pseudonym``, if any."""

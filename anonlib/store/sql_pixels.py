@@ -8,15 +8,15 @@ call. Boxes and regions are JSON arrays of objects (``jsonb`` on PostgreSQL) hol
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
 from dataclasses import asdict
 from typing import Any
 
-from sqlalchemy import Connection, Select, Table, delete, func, select
+from sqlalchemy import delete, func, select
 
 from anonlib.store import rules
 from anonlib.store.base import PixelBox, PixelFindings, Region, ReviewDecision
 from anonlib.store.db import upsert
+from anonlib.store.sql_part import SqlPart
 from anonlib.store.tables import pixel_finding, review
 
 __all__ = ["PixelReviewSql"]
@@ -32,17 +32,8 @@ def _regions(rows: Any) -> tuple[Region, ...]:
                  for b in rows or ())
 
 
-class PixelReviewSql:
+class PixelReviewSql(SqlPart):
     """Pixel findings and review decisions (see :class:`~anonlib.store.base.LookupStore`)."""
-
-    def _transaction(self, what: str, *, write: bool = True) -> AbstractContextManager[Connection]:
-        raise NotImplementedError  # provided by SqlStore
-
-    def _rows(self, what: str, table: Table, query: Select[Any]) -> list[Any]:
-        raise NotImplementedError  # provided by SqlStore
-
-    def _check_writable(self, what: str) -> None:
-        raise NotImplementedError  # provided by SqlStore
 
     def record_pixel_findings(self, findings: PixelFindings) -> None:
         """Insert or replace the pixel findings of ``findings.original_sop_uid``."""
