@@ -53,7 +53,7 @@ from anonlib.synthetic import build_corpus
 from tests.burned_in import write_burned_in
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Page
+    from playwright.sync_api import BrowserContext, Page, Playwright
 
 pytestmark = pytest.mark.slow
 
@@ -221,6 +221,13 @@ def _wait_for_every_execution_count(page: Page, timeout: float) -> None:
         assert not state["failed"], f"a cell failed in JupyterLab: prompts {prompts}"
         assert time.monotonic() < deadline, f"cells still without an execution count: {prompts}"
         time.sleep(0.25)
+
+
+def launch_chromium(playwright: Playwright, profile: Path, *, height: int = 1500) -> BrowserContext:
+    """Debian's headless Chromium with a fresh profile at ``profile`` (never a downloaded browser)."""
+    return playwright.chromium.launch_persistent_context(
+        str(profile), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
+        viewport={"width": 1500, "height": height})
 
 
 def open_and_run_all(page: Page, lab: Lab, relative: str) -> None:
@@ -509,9 +516,7 @@ def test_notebook_and_its_widget_in_jupyterlab(name: str, lab: Lab, prepared: di
     relative = notebook.relative_to(ROOT).as_posix()
     started = time.monotonic()
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
-            viewport={"width": 1500, "height": 1500})
+        browser = launch_chromium(playwright, tmp_path / "chromium-profile")
         page = browser.new_page()
         try:
             open_and_run_all(page, lab, relative)

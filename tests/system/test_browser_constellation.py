@@ -24,11 +24,10 @@ from tests.orthanc_helpers import storescu, wait_stable
 from tests.system import test_browser
 from tests.system.test_browser import (
     ARTIFACTS,
-    CHROMIUM,
-    CHROMIUM_ARGS,
     NOTEBOOKS,
     Lab,
     _no_error_shown,
+    launch_chromium,
     open_and_run_all,
 )
 
@@ -77,9 +76,7 @@ def test_queued_studies_are_followed_live_until_held(lab: Lab, prepared: dict[st
     relative = NOTEBOOKS["03_anonymize"].relative_to(Path(__file__).resolve().parents[2]).as_posix()
     try:
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch_persistent_context(
-                str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
-                viewport={"width": 1500, "height": 1200})
+            browser = launch_chromium(playwright, tmp_path / "chromium-profile", height=1200)
             page = browser.new_page()
             try:
                 open_and_run_all(page, lab, relative)

@@ -46,11 +46,10 @@ from anonlib.ui.common import study_options
 from anonlib.ui.preview_panel import instance_options, series_options
 from tests.system.test_browser import (
     ARTIFACTS,
-    CHROMIUM,
-    CHROMIUM_ARGS,
     RUN_TIMEOUT,
     START_TIMEOUT,
     Lab,
+    launch_chromium,
     open_and_run_all,
     parameters_cell,
 )
@@ -293,9 +292,7 @@ def test_a_new_user_points_each_notebook_at_their_own_folder(lab: Lab, mine: Min
              ("03_anonymize", lambda page: _anonymize(page, mine, default, output)),
              ("04_audit", lambda page: _audit(page, mine, output))]
     with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
-            viewport={"width": 1500, "height": 1500})
+        context = launch_chromium(playwright, tmp_path / "chromium-profile")
         try:
             for notebook, use in steps:
                 short = notebook.split("_", 1)[1]
