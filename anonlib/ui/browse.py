@@ -35,11 +35,11 @@ def series_title(row: dict[str, object]) -> str:
 
 
 def study_label(row: dict[str, object]) -> str:
-    """A study in the picker: date, modalities, description, PatientID (placeholder if none)."""
-    date = str(row.get("study_date") or "")
-    shown = f"{date[:4]}-{date[4:6]}-{date[6:]}" if len(date) == 8 and date.isdigit() else date or "no date"
-    return " · ".join([shown, str(row.get("modalities") or "-"), str(row.get("description") or "-"),
-                       str(row.get("patient_id") or NO_PATIENT_ID)])
+    """A study in the picker: date, modalities, description (as everywhere, :func:`anonlib.ui.tables.study_label`),
+    then the PatientID (placeholder if none)."""
+    from anonlib.ui.tables import study_label as named
+
+    return f"{named({**row, 'modalities': row.get('modalities') or '-'})} · {row.get('patient_id') or NO_PATIENT_ID}"
 
 
 class BrowsePanel(w.VBox):  # type: ignore[misc]

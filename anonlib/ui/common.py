@@ -19,11 +19,10 @@ __all__ = ["SourceField", "one_line", "show_error", "study_options"]
 def study_options(src: Source) -> list[tuple[str, str]]:
     """(label, study key) for a dropdown: date, modalities, description and patient, the date and
     the name read as the tables show them (``2021-01-20``, ``Family, Given``)."""
-    from anonlib.ui.tables import format_value
+    from anonlib.ui.tables import format_value, study_label
 
-    studies = src.studies()
-    return [(f"{format_value('date', r['study_date']) or 'no date'} · {r['modalities']} · {r['description'] or '-'}"
-             f" · {format_value('name', r['patient_name'])}", str(r["study"])) for r in studies.to_dict("records")]
+    return [(f"{study_label(r)} · {format_value('name', r['patient_name'])}", str(r["study"]))
+            for r in src.studies().to_dict("records")]
 
 
 def show_error(out: w.Output, exc: Exception) -> None:

@@ -24,6 +24,7 @@ import pandas as pd
 from anonlib.folder_run import RunSummary
 from anonlib.pipeline import MANIFEST, QUARANTINE_MANIFEST
 from anonlib.ui.render import table_html
+from anonlib.ui.tables import study_label
 
 if TYPE_CHECKING:
     from anonlib.workflows import Anonymized
@@ -58,10 +59,9 @@ table.anonlib-results tr.status-cancelled td { color: #6b7280; }
 
 
 def study_labels(studies: pd.DataFrame) -> dict[str, str]:
-    """study key → "date · modalities · description" (a source's ``studies()`` table): how the
+    """study key → "2021-01-20 · modalities · description" (a source's ``studies()`` table): how the
     operator knows a study, without the patient's name (the output column starts with the pseudonym)."""
-    return {str(r["study"]): f"{r['study_date'] or 'no date'} · {r['modalities']} · {r['description'] or '-'}"
-            for r in studies.to_dict("records")}
+    return {str(r["study"]): study_label(r) for r in studies.to_dict("records")}
 
 
 def _study_status(part: RunSummary, unprocessed: int) -> str:

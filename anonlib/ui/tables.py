@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["Kind", "column_kind", "header_label", "format_value", "cell_html", "display_frame", "interactive_table",
-           "short_uid", "INTERACTIVE_CSS"]
+           "short_uid", "study_label", "INTERACTIVE_CSS"]
 
 Kind = Literal["uid", "date", "time", "datetime", "name", "number", "text"]
 
@@ -114,6 +114,13 @@ def _person(value: str) -> str:
 
 _FORMATS: dict[Kind, Callable[[str], str]] = {
     "date": _date, "time": _time, "datetime": _datetime, "name": _person, "uid": short_uid}
+
+
+def study_label(record: Mapping[str, object]) -> str:
+    """How a study is named in pickers and result tables, from a row of a source's ``studies()``:
+    ``2021-01-20 · CT/MR · description`` (its date read as the tables show it; no patient name)."""
+    return (f"{format_value('date', record['study_date']) or 'no date'} · {record['modalities']}"
+            f" · {record['description'] or '-'}")
 
 
 def format_value(kind: Kind, value: object) -> str:

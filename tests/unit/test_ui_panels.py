@@ -134,3 +134,7 @@ def test_study_labels_read_dates_and_names_as_the_tables_do() -> None:
 
     assert common.study_options(Studies()) == [  # type: ignore[arg-type]
         ("2021-01-20 · CT · CHEST · Doe, Jane Q", "1.2.3"), ("no date · MR · - · ", "1.2.4")]
+    # the anonymize panel's per-study results name studies the same way (without the patient's name)
+    from anonlib.ui.run_results import study_labels
+
+    assert study_labels(Studies().studies()) == {"1.2.3": "2021-01-20 · CT · CHEST", "1.2.4": "no date · MR · -"}
