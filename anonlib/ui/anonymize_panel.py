@@ -11,13 +11,12 @@ every few seconds until each is done, held (with the gate's reason) or failed, o
 from __future__ import annotations
 
 import threading
-from html import escape
 from typing import TYPE_CHECKING
 
 import ipywidgets as w
 
 from anonlib import workflows
-from anonlib.ui.common import one_line, show_error, study_options
+from anonlib.ui.common import error_html, one_line, show_error, study_options
 from anonlib.ui.job_progress import SETTLED, Poller, settled, study_progress
 from anonlib.ui.render import show_html, table_html
 from anonlib.ui.run_results import jupyter_root, problem_files, results_html, study_labels
@@ -79,7 +78,7 @@ class AnonymizePanel(w.VBox):  # type: ignore[misc]
         self.out.append_display_data(HTML(html))  # type: ignore[no-untyped-call]
 
     def _error(self, exc: Exception) -> None:
-        self._show(f"<p style='color:#b91c1c' class='anonlib-error'>{escape(one_line(exc))}</p>")
+        self._show(error_html(one_line(exc)))
 
     def _progress(self, done: int, total: int, unit: str = "files") -> None:
         self.bar.max, self.bar.value = max(total, 1), done

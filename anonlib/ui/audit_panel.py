@@ -28,7 +28,7 @@ import ipywidgets as w
 from anonlib import workflows
 from anonlib.errors import AnonlibError
 from anonlib.parameters import check_source
-from anonlib.ui.common import one_line
+from anonlib.ui.common import error_html, one_line
 from anonlib.ui.render import findings_svg, show_html, table_html
 from anonlib.ui.tables import interactive_table
 
@@ -271,7 +271,7 @@ class AuditPanel(w.VBox):  # type: ignore[misc]
             check_source("target", self.target)
             check_source("originals", self.originals, optional=True)
         except AnonlibError as exc:
-            self.error.value = f"<p style='color:#b91c1c' class='anonlib-error'>{escape(one_line(exc))}</p>"
+            self.error.value = error_html(one_line(exc))
             return False
         self.error.value = ""
         return True
@@ -321,7 +321,7 @@ class AuditPanel(w.VBox):  # type: ignore[misc]
             if self.total:
                 self._show(interrupted_html(self.done, self.total, one_line(exc)))
             else:
-                self._show(f"<p style='color:#b91c1c' class='anonlib-error'>{escape(one_line(exc))}</p>")
+                self._show(error_html(one_line(exc)))
             self.count.value = "stopped"
             return
         finally:

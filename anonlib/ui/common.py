@@ -13,7 +13,7 @@ from anonlib.ui.render import show_html
 if TYPE_CHECKING:
     from anonlib.sources.base import Source
 
-__all__ = ["SourceField", "one_line", "show_error", "study_options"]
+__all__ = ["SourceField", "error_html", "one_line", "show_error", "study_options"]
 
 
 def study_options(src: Source) -> list[tuple[str, str]]:
@@ -25,9 +25,14 @@ def study_options(src: Source) -> list[tuple[str, str]]:
             for r in src.studies().to_dict("records")]
 
 
+def error_html(message: str) -> str:
+    """``message`` as the panels' red error line (escaped; ``anonlib-error`` for tests)."""
+    return f"<p style='color:#b91c1c' class='anonlib-error'>{escape(message)}</p>"
+
+
 def show_error(out: w.Output, exc: Exception) -> None:
     with out:
-        show_html(f"<p style='color:#b91c1c' class='anonlib-error'>{escape(type(exc).__name__)}: {escape(str(exc))}</p>")
+        show_html(error_html(f"{type(exc).__name__}: {exc}"))
 
 
 class SourceField(w.VBox):  # type: ignore[misc]
@@ -64,7 +69,7 @@ class SourceField(w.VBox):  # type: ignore[misc]
             src = self.opener(spec)
             panel = self.build(src)
         except Exception as exc:  # noqa: BLE001 - shown to the user in one line
-            self.error.value = f"<p style='color:#b91c1c' class='anonlib-error'>{escape(one_line(exc))}</p>"
+            self.error.value = error_html(one_line(exc))
             return
         self.src, self.error.value, self.body.children = src, "", (panel,)
 

@@ -16,7 +16,7 @@ import ipywidgets as w
 
 from anonlib.reidentify import SUBSTITUTE_PREFIX, access_rows, accessor, open_key_store, reidentify
 from anonlib.store import Original
-from anonlib.ui.common import one_line
+from anonlib.ui.common import error_html, one_line
 from anonlib.ui.render import show_html, table_html
 from anonlib.ui.tables import interactive_table
 
@@ -107,7 +107,7 @@ class ReidentifyPanel(w.VBox):  # type: ignore[misc]
         self.refresh_log()
 
     def _error(self, exc: Exception) -> str:
-        return f"<p style='color:#b91c1c' class='anonlib-error'>{escape(one_line(exc))}</p>"
+        return error_html(one_line(exc))
 
     def look_up(self) -> None:
         """Look the field's value up, show the original (or not found), refresh the log."""

@@ -12,6 +12,7 @@ import ipywidgets as w
 
 from anonlib import pixel_review as pr
 from anonlib.store import Region
+from anonlib.ui.common import error_html
 from anonlib.ui.render import show, show_html, table_html
 
 __all__ = ["ReviewPanel", "show_review", "APPLY_NOTE"]
@@ -125,6 +126,11 @@ class ReviewPanel(w.VBox):  # type: ignore[misc]
         self.regions = []
         self._show_regions()
 
+    @staticmethod
+    def _error(out: w.Output, exc: Exception) -> None:
+        with out:
+            show_html(error_html(f"{type(exc).__name__}: {exc}"))
+
     def _show_regions(self) -> None:
         listed = "; ".join(f"frame {r.frame}: x {r.x} y {r.y} w {r.width} h {r.height}" for r in self.regions)
         self.pending.value = f"<span class='anonlib-review-regions'>{escape(listed) or 'no region'}</span>"
@@ -151,8 +157,3 @@ class ReviewPanel(w.VBox):  # type: ignore[misc]
             show_html(f"<p class='anonlib-review-recorded'>Recorded: {escape(recorded.decision)} "
                       f"for {escape(item.relative or item.key)}. {APPLY_NOTE}</p>")
 
-    @staticmethod
-    def _error(out: w.Output, exc: Exception) -> None:
-        with out:
-            show_html(f"<p style='color:#b91c1c' class='anonlib-error'>{escape(type(exc).__name__)}: "
-                      f"{escape(str(exc))}</p>")
