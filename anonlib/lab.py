@@ -27,14 +27,13 @@ import json
 import os
 import secrets
 import signal
-import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["COPIES_FILE", "LAB_SETTINGS", "NOTEBOOKS_FOLDER", "CopyOutcome", "LabOptions", "free_port", "lab_argv",
+__all__ = ["COPIES_FILE", "LAB_SETTINGS", "NOTEBOOKS_FOLDER", "CopyOutcome", "LabOptions", "lab_argv",
            "prepare_working_copy", "run_lab", "write_lab_settings"]
 
 NOTEBOOKS_FOLDER = "notebooks"
@@ -135,18 +134,12 @@ def _reachable_store(name: str, value: str) -> str:
     return default_store_url(create=False)
 
 
-def _write(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
-
-
 def prepare_working_copy(folder: Path, bundled: Sequence[Path] | None = None) -> list[CopyOutcome]:
     """Bring ``folder`` (the working copy) up to date with the ``bundled`` notebooks (default:
     every ``*.ipynb`` of :func:`~anonlib.notebooks.notebooks_dir`) without overwriting a copy
     the user changed. Returns what happened to each."""
     from anonlib.notebooks import notebooks_dir
-    from anonlib.settings import private_dir
+    from anonlib.settings import private_dir, write_private
 
     private_dir(folder)
     sources = sorted(notebooks_dir().glob("*.ipynb")) if bundled is None else list(bundled)
@@ -158,25 +151,25 @@ def prepare_working_copy(folder: Path, bundled: Sequence[Path] | None = None) ->
         copy, record = folder / name, state.get(source.name, {})
         bundled_digest, written_digest = _digest(source.read_bytes()), _sources_digest(text)
         if not copy.exists():
-            _write(copy, text)
+            write_private(copy, text)
             outcomes.append(CopyOutcome(name, "created", copy))
         elif record.get("bundled") == bundled_digest:
             outcomes.append(CopyOutcome(name, "current", copy))
             continue
         elif _sources_digest(copy.read_text(encoding="utf-8")) in (record.get("sources"), written_digest):
             if _sources_digest(copy.read_text(encoding="utf-8")) != written_digest:
-                _write(copy, text)
+                write_private(copy, text)
                 outcomes.append(CopyOutcome(name, "updated", copy))
             else:
                 outcomes.append(CopyOutcome(name, "current", copy))
         else:  # the user's own edits: theirs stays, ours goes beside it
             newer = copy.with_name(f"{copy.stem}.new.ipynb")
             if not newer.exists() or _sources_digest(newer.read_text(encoding="utf-8")) != written_digest:
-                _write(newer, text)
+                write_private(newer, text)
             outcomes.append(CopyOutcome(name, "side by side", newer))
             continue
         state[name] = {"bundled": bundled_digest, "sources": written_digest}
-    _write(state_file, json.dumps(state, indent=1, sort_keys=True) + "\n")
+    write_private(state_file, json.dumps(state, indent=1, sort_keys=True) + "\n")
     return outcomes
 
 
@@ -190,13 +183,6 @@ def write_lab_settings(settings_dir: Path) -> None:
 
 
 # -- the server --------------------------------------------------------------------------------------
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
 
 def lab_argv(options: LabOptions) -> list[str]:
     """JupyterLab's command-line configuration for ``options`` (port and token already chosen)."""
@@ -213,6 +199,7 @@ def run_lab(*, port: int = 0, open_browser: bool = True, home: Path | None = Non
     """Prepare the working copy and Lab's settings, print the URL, and serve until Ctrl-C."""
     from importlib.util import find_spec
 
+    from anonlib.constellation.processes import free_port
     from anonlib.errors import ConfigError
     from anonlib.settings import anonlib_home
 
@@ -228,7 +215,7 @@ def run_lab(*, port: int = 0, open_browser: bool = True, home: Path | None = Non
             print(outcome.line())
     lab_dir = home / "lab"
     options = LabOptions(root=root, settings_dir=lab_dir / "user-settings", workspaces_dir=lab_dir / "workspaces",
-                         port=port or free_port(), token=secrets.token_urlsafe(24), open_browser=open_browser)
+                         port=port or free_port(0, set()), token=secrets.token_urlsafe(24), open_browser=open_browser)
     write_lab_settings(options.settings_dir)
     os.environ[LAB_ROOT_ENV] = str(root)  # the kernels' audit panel links reports Lab can open
     print(f"notebooks: {root} (your working copy; the bundled ones stay untouched)")

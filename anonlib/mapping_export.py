@@ -23,6 +23,7 @@ from pathlib import Path
 from anonlib.errors import ConfigError
 from anonlib.permissions import OPEN_BITS
 from anonlib.reidentify import SUBSTITUTE_PREFIX
+from anonlib.settings import write_private
 from anonlib.store import AccessEntry, LookupStore
 
 __all__ = ["HEADER", "OUTPUT_MARKERS", "PATID_FILE", "QUARANTINE_SUFFIX", "UID_FILE", "ExportResult", "export_mapping",
@@ -98,16 +99,7 @@ def _write_private(path: Path, rows: Sequence[tuple[str, str]]) -> None:
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(HEADER)
     writer.writerows(rows)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text.getvalue())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    write_private(path, text.getvalue(), newline="")
 
 
 def export_mapping(store: LookupStore, folder: Path, who: str,

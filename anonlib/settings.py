@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["anonlib_home", "private_dir", "private_umask"]
+__all__ = ["anonlib_home", "private_dir", "private_umask", "write_private"]
 
 
 def anonlib_home(create: bool = True, env: Mapping[str, str] | None = None) -> Path:
@@ -43,6 +43,22 @@ def private_dir(path: Path) -> Path:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(path, 0o700)
     return path
+
+
+def write_private(path: Path, text: str, *, newline: str | None = None) -> None:
+    """``text`` into ``path``, mode 0600 whatever the umask, replaced atomically: a reader sees
+    the old content or the new, never a part. The temporary file beside it is new (never a link
+    followed) and removed if the write fails."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8", newline=newline) as handle:
+            handle.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 @contextmanager

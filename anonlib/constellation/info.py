@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from anonlib.errors import ConfigError
-from anonlib.settings import private_dir
+from anonlib.settings import private_dir, write_private
 
 __all__ = ["NodeInfo", "ConstellationInfo", "INFO_FILE", "info_path", "load_info"]
 
@@ -86,11 +86,7 @@ class ConstellationInfo:
 
     def save(self, path: Path) -> None:
         private_dir(path.parent)
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(self.to_json())
-        os.replace(tmp, path)
+        write_private(path, self.to_json())
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ConstellationInfo:

@@ -52,7 +52,7 @@ from anonlib.constellation.processes import (
 )
 from anonlib.constellation.supervise import HEALTHY_AFTER, next_pause
 from anonlib.errors import AnonlibError, ConfigError
-from anonlib.settings import private_dir, private_umask
+from anonlib.settings import private_dir, write_private
 
 __all__ = ["LaunchSpec", "NodeWatch", "Restarts", "bind_ports", "describe_exit", "launch_file", "main", "restarts",
            "ready_file", "stop_watch", "watch_alive", "watch_nodes", "watch_pidfile"]
@@ -76,17 +76,6 @@ def _folder(home: Path) -> Path:
     return home / "nodes"
 
 
-def _write_private(path: Path, content: str) -> None:
-    """``content`` into ``path`` (0600 whatever the umask), replaced atomically."""
-    temp = path.with_name(f".{path.name}.tmp")
-    with private_umask():
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(content)
-    os.chmod(temp, 0o600)
-    os.replace(temp, path)
-
-
 @dataclass(frozen=True)
 class LaunchSpec:
     """How ``up`` started a node: what the supervisor starts again, unchanged."""
@@ -99,7 +88,7 @@ class LaunchSpec:
 
     def save(self, home: Path) -> Path:
         path = launch_file(home, self.name)
-        _write_private(path, json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
+        write_private(path, json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
         return path
 
     @classmethod
@@ -256,14 +245,14 @@ class NodeWatch:
         node.started, node.next_start = now, None
         count = (previous.count if (previous := restarts(self.home, name)) else 0) + 1
         stamp = datetime.fromtimestamp(self.wall(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        _write_private(restarts_file(self.home, name),
+        write_private(restarts_file(self.home, name),
                        json.dumps(asdict(Restarts(count, stamp, node.ended.split(" (")[0]))) + "\n")
         log.info("%s started again, pid %d (restart %d)", name, node.process.pid, count)
 
     def run(self) -> None:
         self.adopt()
         private_dir(_folder(self.home))
-        _write_private(ready_file(self.home), f"{os.getpid()}\n")  # `up` waits for this
+        write_private(ready_file(self.home), f"{os.getpid()}\n")  # `up` waits for this
         while not self.stopping.wait(self.poll):
             self.check()
         log.info("node supervisor stopped (the nodes keep running)")

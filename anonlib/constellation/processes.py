@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 
 from anonlib.errors import AnonlibError
-from anonlib.settings import private_dir, private_umask
+from anonlib.settings import private_dir, private_umask, write_private
 
 __all__ = [
     "ProcessError", "Watched", "port_free", "free_port", "start_child", "start_process", "stop_pidfile", "pid_alive",
@@ -122,9 +122,7 @@ def start_child(argv: list[str], *, pidfile: Path, logfile: Path, env: Mapping[s
 
 def write_pid(pidfile: Path, pid: int) -> None:
     """``pid`` into ``pidfile``, replaced atomically: a reader never sees it empty or half written."""
-    temp = pidfile.with_name(f".{pidfile.name}.{os.getpid()}.tmp")
-    temp.write_text(f"{pid}\n")
-    os.replace(temp, pidfile)
+    write_private(pidfile, f"{pid}\n")
 
 
 def stop_pidfile(pidfile: Path, *, grace: float = 20.0) -> bool:
